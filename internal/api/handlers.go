@@ -1,0 +1,129 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// MaxKeyBytes bounds a key in a request path.
+const MaxKeyBytes = 4096
+
+// errorBody is every error's JSON shape.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// apiError is an error with its HTTP status and code.
+type apiError struct {
+	status     int
+	code       string
+	message    string
+	retryAfter string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func fail(status int, code, format string, a ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, a...)}
+}
+
+func errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		code := strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_"))
+		ae = &apiError{status: he.Code, code: code, message: fmt.Sprint(he.Message)}
+	default:
+		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: err.Error()}
+	}
+	if ae.retryAfter != "" {
+		c.Response().Header().Set("Retry-After", ae.retryAfter)
+	}
+	_ = c.JSON(ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message}})
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	if s.cfg.Health != nil && !s.cfg.Health.Alive() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "stuck", "state": s.cfg.Health.State()})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	state := ""
+	if s.cfg.Health != nil {
+		state = s.cfg.Health.State()
+		if !s.cfg.Health.Ready() {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "state": state})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready", "state": state})
+}
+
+// pathKey reads the key from the escaped path, so that any byte a key may
+// hold ("/", "%", spaces, UTF-8) arrives exactly as the client encoded it.
+func pathKey(c echo.Context) (string, error) {
+	escaped := c.Request().URL.EscapedPath()
+	prefix := "/api/v1/stores/" + url.PathEscape(c.Param("store")) + "/keys/"
+	raw, ok := strings.CutPrefix(escaped, prefix)
+	if !ok {
+		raw = c.Param("key")
+	}
+	raw = strings.TrimSuffix(raw, "/metadata")
+	key, err := url.PathUnescape(raw)
+	switch {
+	case err != nil:
+		return "", fail(http.StatusBadRequest, "bad_key", "key is not valid percent-encoding: %v", err)
+	case key == "":
+		return "", fail(http.StatusBadRequest, "bad_key", "key must not be empty")
+	case len(key) > MaxKeyBytes:
+		return "", fail(http.StatusBadRequest, "bad_key", "key is %d bytes; at most %d are allowed", len(key), MaxKeyBytes)
+	case !utf8.ValidString(key):
+		return "", fail(http.StatusBadRequest, "bad_key", "key is not valid UTF-8")
+	}
+	return key, nil
+}
+
+func (s *Server) getKey(c echo.Context) error {
+	key, err := pathKey(c)
+	if err != nil {
+		return err
+	}
+	store := c.Param("store")
+	count, found, err := s.cfg.Counts.Get(store, []byte(key))
+	switch {
+	case errors.Is(err, ErrUnknownStore):
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	case errors.Is(err, ErrRestoring):
+		e := fail(http.StatusServiceUnavailable, "restoring", "partition %d of key %q is restoring; retry shortly", count.Partition, key)
+		e.retryAfter = "1"
+		return e
+	case errors.Is(err, ErrNotOwned):
+		e := fail(http.StatusServiceUnavailable, "not_owner", "partition %d of key %q is not served by %s", count.Partition, key, s.cfg.Instance)
+		e.retryAfter = "1"
+		return e
+	case err != nil:
+		return fmt.Errorf("get key: %w", err)
+	case !found:
+		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in store %q", key, store)
+	}
+	count.Key = key
+	count.ServedBy = s.cfg.Instance
+	return c.JSON(http.StatusOK, count)
+}

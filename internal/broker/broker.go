@@ -1,0 +1,67 @@
+// Package broker runs the embedded Kafka-protocol broker (franz-go's kfake)
+// that makes `go run ./cmd/server` a working system with no Kafka around,
+// and that `abacus broker` runs alone for local multi-instance runs and
+// tests. It speaks the real wire protocol, so librdkafka talks to it over
+// TCP exactly as to Kafka.
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Config describes the embedded broker.
+type Config struct {
+	// Addr is the host:port to listen on.
+	Addr string
+	// Partitions is the partition count of auto-created topics.
+	Partitions int
+	// DataDir keeps the broker's log across restarts; empty keeps it in memory.
+	DataDir string
+	Logger  *slog.Logger
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// Start listens on cfg.Addr and serves until Close.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for embedded broker on %s: %w", cfg.Addr, err)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(cfg.Partitions),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return ln, nil }),
+		kfake.ClusterID("abacus-embedded"),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start embedded broker: %w", err)
+	}
+	return &Broker{cluster: c, addr: ln.Addr().String()}, nil
+}
+
+// Addr is the address clients bootstrap from.
+func (b *Broker) Addr() string { return b.addr }
+
+// Cluster exposes the fake cluster for tests (fault injection, compaction).
+func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
+
+// Close stops the broker and, with a data dir, flushes its log to disk.
+func (b *Broker) Close() { b.cluster.Close() }

@@ -1,0 +1,270 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Processing guarantees, as Kafka Streams names them.
+const (
+	AtLeastOnce   = "at_least_once"
+	ExactlyOnceV2 = "exactly_once_v2"
+)
+
+// Partitioners a producer may use to place keys.
+const (
+	Murmur2 = "murmur2" // Java clients, Kafka Streams, kafka-console-producer
+	CRC32   = "crc32"   // librdkafka's and kcat's default ("consistent_random")
+)
+
+// What to do with a record that cannot be counted (null key).
+const (
+	OnErrorDLQ  = "dlq"
+	OnErrorDrop = "drop"
+	OnErrorFail = "fail"
+)
+
+// DefaultPeerURLTemplate is the StatefulSet's stable DNS name of a member.
+const DefaultPeerURLTemplate = "http://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}"
+
+// Config is the effective configuration of one abacus instance.
+type Config struct {
+	// BootstrapServers of the Kafka cluster; empty starts the embedded broker.
+	BootstrapServers string
+	// EmbeddedBroker is the address the embedded broker listens on.
+	EmbeddedBroker string
+	ApplicationID  string
+	InputTopic     string
+	OutputTopic    string
+	Store          string
+	StateDir       string
+	HTTPAddr       string
+	// InstanceID is the member name: group.instance.id and transactional.id suffix.
+	InstanceID          string
+	ProcessingGuarantee string
+	CommitInterval      time.Duration
+	// CacheMaxBytes bounds the record cache that coalesces updates per key
+	// between commits; 0 sends every update to the changelog at once.
+	CacheMaxBytes     int64
+	PeerURLTemplate   string
+	Namespace         string
+	Service           string
+	Partitioner       string
+	Partitions        int
+	OnError           string
+	ShutdownTimeout   time.Duration
+	StartupTimeout    time.Duration
+	StateCleanupDelay time.Duration
+	LogLevel          string
+	LogFormat         string
+	// Kafka holds librdkafka properties passed through to every client.
+	Kafka map[string]string
+}
+
+// Default returns the configuration of the classic tutorial.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "abacus-0"
+	}
+	return Config{
+		EmbeddedBroker:      "127.0.0.1:9092",
+		ApplicationID:       "counts-app",
+		InputTopic:          "input-topic",
+		OutputTopic:         "counts-topic",
+		Store:               "counts-store",
+		StateDir:            "./data",
+		HTTPAddr:            ":8080",
+		InstanceID:          host,
+		ProcessingGuarantee: AtLeastOnce,
+		CommitInterval:      time.Second,
+		CacheMaxBytes:       10 << 20,
+		PeerURLTemplate:     DefaultPeerURLTemplate,
+		Namespace:           "default",
+		Service:             "abacus",
+		Partitioner:         Murmur2,
+		Partitions:          4,
+		OnError:             OnErrorDLQ,
+		ShutdownTimeout:     30 * time.Second,
+		StartupTimeout:      2 * time.Minute,
+		StateCleanupDelay:   10 * time.Minute,
+		LogLevel:            "info",
+		LogFormat:           "text",
+		Kafka:               map[string]string{},
+	}
+}
+
+// Embedded reports whether this configuration runs against the embedded broker.
+func (c Config) Embedded() bool { return c.BootstrapServers == "" }
+
+// Brokers is the bootstrap address the clients dial.
+func (c Config) Brokers() string {
+	if c.Embedded() {
+		return c.EmbeddedBroker
+	}
+	return c.BootstrapServers
+}
+
+// ChangelogTopic is the store's changelog, named as Kafka Streams names it.
+func (c Config) ChangelogTopic() string {
+	return c.ApplicationID + "-" + c.Store + "-changelog"
+}
+
+// DLQTopic receives the records that could not be counted.
+func (c Config) DLQTopic() string { return c.ApplicationID + "-dlq" }
+
+// TransactionalID is this member's producer identity under exactly_once_v2.
+func (c Config) TransactionalID() string { return c.ApplicationID + "-" + c.InstanceID }
+
+// HTTPPort is the port part of HTTPAddr.
+func (c Config) HTTPPort() string {
+	_, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		return "8080"
+	}
+	return port
+}
+
+// FieldError names the setting that is wrong and what it accepts.
+type FieldError struct {
+	Setting string // ABACUS_<NAME>
+	Value   string
+	Reason  string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("invalid %s=%q: %s", e.Setting, e.Value, e.Reason)
+}
+
+// Validate checks every setting and returns the first *FieldError found.
+func (c Config) Validate() error {
+	bad := func(name, value, reason string) error {
+		return &FieldError{Setting: EnvName(name), Value: value, Reason: reason}
+	}
+	oneOf := func(name, value string, allowed ...string) error {
+		for _, a := range allowed {
+			if value == a {
+				return nil
+			}
+		}
+		return bad(name, value, "must be one of "+strings.Join(allowed, ", "))
+	}
+	for _, s := range []struct{ name, value string }{
+		{"application_id", c.ApplicationID}, {"input_topic", c.InputTopic},
+		{"output_topic", c.OutputTopic}, {"store", c.Store},
+		{"state_dir", c.StateDir}, {"http_addr", c.HTTPAddr}, {"instance_id", c.InstanceID},
+	} {
+		if strings.TrimSpace(s.value) == "" {
+			return bad(s.name, s.value, "must not be empty")
+		}
+	}
+	if c.Embedded() {
+		if _, _, err := net.SplitHostPort(c.EmbeddedBroker); err != nil {
+			return bad("embedded_broker", c.EmbeddedBroker, "must be host:port")
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return bad("http_addr", c.HTTPAddr, "must be [host]:port")
+	}
+	if err := oneOf("processing_guarantee", c.ProcessingGuarantee, AtLeastOnce, ExactlyOnceV2); err != nil {
+		return err
+	}
+	if err := oneOf("partitioner", c.Partitioner, Murmur2, CRC32); err != nil {
+		return err
+	}
+	if err := oneOf("on_error", c.OnError, OnErrorDLQ, OnErrorDrop, OnErrorFail); err != nil {
+		return err
+	}
+	if err := oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	if err := oneOf("log_format", c.LogFormat, "text", "json"); err != nil {
+		return err
+	}
+	if c.Partitions < 1 || c.Partitions > 10000 {
+		return bad("partitions", strconv.Itoa(c.Partitions), "must be between 1 and 10000")
+	}
+	if c.CommitInterval < 10*time.Millisecond {
+		return bad("commit_interval", c.CommitInterval.String(), "must be at least 10ms")
+	}
+	if c.CacheMaxBytes < 0 {
+		return bad("cache_max_bytes", strconv.FormatInt(c.CacheMaxBytes, 10), "must be 0 (off) or a positive number of bytes")
+	}
+	for name, d := range map[string]time.Duration{
+		"shutdown_timeout": c.ShutdownTimeout, "startup_timeout": c.StartupTimeout,
+	} {
+		if d <= 0 {
+			return bad(name, d.String(), "must be a positive duration such as 30s")
+		}
+	}
+	if c.StateCleanupDelay < 0 {
+		return bad("state_cleanup_delay", c.StateCleanupDelay.String(), "must not be negative")
+	}
+	if _, err := ParsePeerTemplate(c.PeerURLTemplate); err != nil {
+		return bad("peer_url_template", c.PeerURLTemplate, err.Error())
+	}
+	return nil
+}
+
+// PeerTemplateData is what ABACUS_PEER_URL_TEMPLATE is executed over.
+type PeerTemplateData struct {
+	Member    string
+	Ordinal   int
+	Namespace string
+	Service   string
+	Port      string
+}
+
+// ParsePeerTemplate parses a peer URL template and checks that it executes.
+func ParsePeerTemplate(text string) (*template.Template, error) {
+	t, err := template.New("peer").Option("missingkey=error").
+		Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse template: %w", err)
+	}
+	var sb strings.Builder
+	if err := t.Execute(&sb, PeerTemplateData{Member: "abacus-0", Namespace: "default", Service: "abacus", Port: "8080"}); err != nil {
+		return nil, fmt.Errorf("execute template: %w", err)
+	}
+	return t, nil
+}
+
+// secretWords mark a librdkafka property (or setting) whose value is secret.
+var secretWords = []string{"password", "secret", "token", "jaas", "private", "key.pem", "credential"}
+
+// IsSecret reports whether a property's value must never be shown.
+func IsSecret(property string) bool {
+	p := strings.ToLower(property)
+	for _, w := range secretWords {
+		if strings.Contains(p, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Mask is what a secret value is shown as.
+const Mask = "********"
+
+// Masked returns the effective settings by their snake_case names, with the
+// Kafka pass-through under "kafka" and every secret replaced by Mask.
+func (c Config) Masked() map[string]any {
+	out := make(map[string]any, len(settings)+1)
+	for _, s := range settings {
+		out[s.name] = s.get(&c)
+	}
+	kafka := make(map[string]string, len(c.Kafka))
+	for k, v := range c.Kafka {
+		if IsSecret(k) {
+			v = Mask
+		}
+		kafka[k] = v
+	}
+	out["kafka"] = kafka
+	return out
+}

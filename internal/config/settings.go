@@ -1,0 +1,284 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// setting is one row of the settings table: its snake_case name (the YAML
+// key; ABACUS_<NAME> upper-cased, --<name> with dashes), its help and how it
+// is read from and shown as a string.
+type setting struct {
+	name string
+	help string
+	set  func(c *Config, v string) error
+	get  func(c *Config) any
+}
+
+func str(name, help string, field func(c *Config) *string) setting {
+	return setting{name, help,
+		func(c *Config, v string) error { *field(c) = v; return nil },
+		func(c *Config) any { return *field(c) }}
+}
+
+func integer(name, help string, field func(c *Config) *int) setting {
+	return setting{name, help,
+		func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return errors.New("must be a whole number")
+			}
+			*field(c) = n
+			return nil
+		},
+		func(c *Config) any { return *field(c) }}
+}
+
+func bytesize(name, help string, field func(c *Config) *int64) setting {
+	return setting{name, help,
+		func(c *Config, v string) error {
+			n, err := ParseBytes(v)
+			if err != nil {
+				return err
+			}
+			*field(c) = n
+			return nil
+		},
+		func(c *Config) any { return *field(c) }}
+}
+
+func duration(name, help string, field func(c *Config) *time.Duration) setting {
+	return setting{name, help,
+		func(c *Config, v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return errors.New("must be a duration such as 500ms, 30s or 10m")
+			}
+			*field(c) = d
+			return nil
+		},
+		func(c *Config) any { return field(c).String() }}
+}
+
+// settings is the one description of every setting; Load, the flags, the
+// YAML file and Masked all read it.
+var settings = []setting{
+	str("bootstrap_servers", "Kafka bootstrap servers; empty starts the embedded broker", func(c *Config) *string { return &c.BootstrapServers }),
+	str("embedded_broker", "address of the embedded broker", func(c *Config) *string { return &c.EmbeddedBroker }),
+	str("application_id", "application id, also the consumer group", func(c *Config) *string { return &c.ApplicationID }),
+	str("input_topic", "topic whose records are counted by key", func(c *Config) *string { return &c.InputTopic }),
+	str("output_topic", "topic that receives every new count", func(c *Config) *string { return &c.OutputTopic }),
+	str("store", "name of the state store", func(c *Config) *string { return &c.Store }),
+	str("state_dir", "directory of the local stores", func(c *Config) *string { return &c.StateDir }),
+	str("http_addr", "HTTP listen address", func(c *Config) *string { return &c.HTTPAddr }),
+	str("instance_id", "member name (group.instance.id); defaults to the host name", func(c *Config) *string { return &c.InstanceID }),
+	str("processing_guarantee", "at_least_once or exactly_once_v2", func(c *Config) *string { return &c.ProcessingGuarantee }),
+	duration("commit_interval", "how often offsets and state are committed", func(c *Config) *time.Duration { return &c.CommitInterval }),
+	bytesize("cache_max_bytes", "record cache that coalesces updates per key between commits (0 = off)", func(c *Config) *int64 { return &c.CacheMaxBytes }),
+	str("peer_url_template", "Go template of a member's URL (.Member .Ordinal .Namespace .Service .Port, add)", func(c *Config) *string { return &c.PeerURLTemplate }),
+	str("namespace", "Kubernetes namespace, for the peer URL template", func(c *Config) *string { return &c.Namespace }),
+	str("service", "headless Service name, for the peer URL template", func(c *Config) *string { return &c.Service }),
+	str("partitioner", "partitioner the producers use: murmur2 or crc32", func(c *Config) *string { return &c.Partitioner }),
+	integer("partitions", "partitions of the topics abacus creates", func(c *Config) *int { return &c.Partitions }),
+	str("on_error", "records that cannot be counted: dlq, drop or fail", func(c *Config) *string { return &c.OnError }),
+	duration("shutdown_timeout", "how long a graceful shutdown may take", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	duration("startup_timeout", "how long to wait for the broker and the input topic", func(c *Config) *time.Duration { return &c.StartupTimeout }),
+	duration("state_cleanup_delay", "how long a revoked task's state is kept on disk", func(c *Config) *time.Duration { return &c.StateCleanupDelay }),
+	str("log_level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+	str("log_format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+}
+
+// EnvName is the environment variable of a setting.
+func EnvName(name string) string { return "ABACUS_" + strings.ToUpper(name) }
+
+// FlagName is the command-line flag of a setting, without its dashes.
+func FlagName(name string) string { return strings.ReplaceAll(name, "_", "-") }
+
+// SettingNames lists every setting's snake_case name.
+func SettingNames() []string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.name
+	}
+	return names
+}
+
+const kafkaEnvPrefix = "ABACUS_KAFKA_"
+
+// Load reads the configuration: defaults, then the YAML file named by
+// ABACUS_CONFIG (or --config), then the environment, then the flags. environ
+// is in os.Environ form. It validates the result. A --help request returns
+// flag.ErrHelp after printing the usage to out.
+func Load(args, environ []string, out io.Writer) (Config, error) {
+	c := Default()
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+
+	fs := flag.NewFlagSet("abacus", flag.ContinueOnError)
+	fs.SetOutput(out)
+	flagValues := map[string]*string{}
+	for _, s := range settings {
+		flagValues[s.name] = fs.String(FlagName(s.name), "", s.help+" (env "+EnvName(s.name)+")")
+	}
+	configFile := fs.String("config", env["ABACUS_CONFIG"], "YAML configuration file (env ABACUS_CONFIG)")
+	var kafkaFlags kvFlag
+	fs.Var(&kafkaFlags, "kafka", "librdkafka property as key=value, repeatable (env ABACUS_KAFKA_<PROPERTY>)")
+	if err := fs.Parse(normalizeFlags(args)); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (settings are flags such as --input-topic=NAME)", fs.Arg(0))
+	}
+
+	if *configFile != "" {
+		if err := loadYAML(&c, *configFile); err != nil {
+			return c, err
+		}
+	}
+	for _, s := range settings {
+		if v, ok := env[EnvName(s.name)]; ok {
+			if err := s.set(&c, v); err != nil {
+				return c, &FieldError{Setting: EnvName(s.name), Value: shown(s.name, v), Reason: err.Error()}
+			}
+		}
+	}
+	for k, v := range env {
+		if prop, ok := strings.CutPrefix(k, kafkaEnvPrefix); ok && prop != "" {
+			c.Kafka[strings.ReplaceAll(strings.ToLower(prop), "_", ".")] = v
+		}
+	}
+	for _, s := range settings {
+		if v := *flagValues[s.name]; isSet(fs, FlagName(s.name)) {
+			if err := s.set(&c, v); err != nil {
+				return c, &FieldError{Setting: "--" + FlagName(s.name), Value: shown(s.name, v), Reason: err.Error()}
+			}
+		}
+	}
+	for k, v := range kafkaFlags {
+		c.Kafka[k] = v
+	}
+	return c, c.Validate()
+}
+
+func shown(name, v string) string {
+	if IsSecret(name) {
+		return Mask
+	}
+	return v
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// normalizeFlags lets --input_topic stand for --input-topic, so a flag can be
+// written exactly as the environment variable's suffix.
+func normalizeFlags(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			name, value, hasValue := strings.Cut(a, "=")
+			name = strings.ReplaceAll(name, "_", "-")
+			if hasValue {
+				name += "=" + value
+			}
+			a = name
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func loadYAML(c *Config, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("parse config file %s: %w", path, err)
+	}
+	byName := map[string]setting{}
+	for _, s := range settings {
+		byName[s.name] = s
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := doc[k]
+		if k == "kafka" {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("config file %s: kafka: must be a map of librdkafka properties", path)
+			}
+			for pk, pv := range m {
+				c.Kafka[pk] = fmt.Sprint(pv)
+			}
+			continue
+		}
+		s, ok := byName[strings.ReplaceAll(k, "-", "_")]
+		if !ok {
+			return fmt.Errorf("config file %s: unknown setting %q (known: %s, kafka)", path, k, strings.Join(SettingNames(), ", "))
+		}
+		if err := s.set(c, fmt.Sprint(v)); err != nil {
+			return &FieldError{Setting: path + ": " + k, Value: shown(k, fmt.Sprint(v)), Reason: err.Error()}
+		}
+	}
+	return nil
+}
+
+// kvFlag collects repeated key=value flags.
+type kvFlag map[string]string
+
+func (f *kvFlag) String() string { return "" }
+
+func (f *kvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want property=value, got %q", s)
+	}
+	if *f == nil {
+		*f = kvFlag{}
+	}
+	(*f)[k] = v
+	return nil
+}
+
+// ParseBytes reads a byte size: a plain number or one with a KiB/MiB/GiB
+// (or KB/MB/GB, read as powers of 1024) suffix.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("must be a size in bytes such as 10485760 or 10MiB")
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,104 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// deliveries reads the producer's delivery reports in its own goroutine,
+// so the producer never blocks on a full report channel, and keeps what a
+// commit needs: how many sends are outstanding, the first failure, and the
+// offset of the last changelog record delivered per partition.
+type deliveries struct {
+	ch        chan kafka.Event
+	changelog string
+	done      chan struct{}
+
+	mu           sync.Mutex
+	pending      int
+	err          error
+	changelogEnd map[int32]int64
+}
+
+func newDeliveries(changelog string) *deliveries {
+	d := &deliveries{
+		ch:           make(chan kafka.Event, 100000),
+		changelog:    changelog,
+		done:         make(chan struct{}),
+		changelogEnd: map[int32]int64{},
+	}
+	go d.run()
+	return d
+}
+
+func (d *deliveries) run() {
+	defer close(d.done)
+	for ev := range d.ch {
+		m, ok := ev.(*kafka.Message)
+		if !ok {
+			continue
+		}
+		tp := m.TopicPartition
+		d.mu.Lock()
+		d.pending--
+		if tp.Error != nil {
+			if d.err == nil {
+				d.err = fmt.Errorf("deliver to %s[%d]: %w", *tp.Topic, tp.Partition, tp.Error)
+			}
+		} else if *tp.Topic == d.changelog {
+			if end, ok := d.changelogEnd[tp.Partition]; !ok || int64(tp.Offset) > end {
+				d.changelogEnd[tp.Partition] = int64(tp.Offset)
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// add counts a send about to be made; undo it if the send fails.
+func (d *deliveries) add(n int) {
+	d.mu.Lock()
+	d.pending += n
+	d.mu.Unlock()
+}
+
+// wait flushes the producer until every send is reported or ctx ends, and
+// returns the first delivery failure.
+func (d *deliveries) wait(ctx context.Context, p *kafka.Producer) error {
+	for {
+		d.mu.Lock()
+		pending, err := d.pending, d.err
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if pending == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for %d deliveries: %w", pending, ctx.Err())
+		}
+		if p.Flush(50) == 0 {
+			// Reports are handed over; give the reader a moment.
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// lastChangelogOffset is the offset of the last changelog record delivered
+// to partition p in this session, and whether there was one.
+func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	off, ok := d.changelogEnd[p]
+	return off, ok
+}
+
+// close stops the reader; call it after the producer is closed.
+func (d *deliveries) close() {
+	close(d.ch)
+	<-d.done
+}

@@ -1,0 +1,107 @@
+package processor
+
+import (
+	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// clientConfig starts every client's configuration: the bootstrap servers,
+// a client id naming the member, then the user's pass-through properties,
+// which win over our defaults but not over the settings the state protocol
+// depends on (those are set after, by the callers).
+func clientConfig(cfg config.Config, role string, defaults kafka.ConfigMap) *kafka.ConfigMap {
+	m := kafka.ConfigMap{
+		"bootstrap.servers": cfg.Brokers(),
+		"client.id":         cfg.ApplicationID + "-" + cfg.InstanceID + "-" + role,
+		// librdkafka writes its own log lines to stderr; keep warnings only.
+		"log_level":           4,
+		"enable.metrics.push": false,
+	}
+	for k, v := range defaults {
+		m[k] = v
+	}
+	for k, v := range cfg.Kafka {
+		m[k] = v
+	}
+	return &m
+}
+
+// consumerConfig is the group consumer of the input topic.
+func consumerConfig(cfg config.Config) *kafka.ConfigMap {
+	m := clientConfig(cfg, "consumer", kafka.ConfigMap{
+		"auto.offset.reset": "earliest",
+		// librdkafka backs off fetch.queue.backoff.ms (1 s by default)
+		// whenever queued.min.messages are queued, which starves a fast
+		// processor; 10 ms keeps the queue fed.
+		"fetch.queue.backoff.ms":        10,
+		"partition.assignment.strategy": "cooperative-sticky",
+	})
+	isolation := "read_uncommitted"
+	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		isolation = "read_committed"
+	}
+	for k, v := range map[string]kafka.ConfigValue{
+		"group.id":                 cfg.ApplicationID,
+		"group.instance.id":        cfg.InstanceID,
+		"enable.auto.commit":       false,
+		"enable.auto.offset.store": false,
+		"isolation.level":          isolation,
+		"enable.partition.eof":     false,
+	} {
+		(*m)[k] = v
+	}
+	return m
+}
+
+// producerConfig is the producer of changelog, output and dead-letter records.
+func producerConfig(cfg config.Config) *kafka.ConfigMap {
+	m := clientConfig(cfg, "producer", kafka.ConfigMap{
+		"linger.ms":                    5,
+		"batch.num.messages":           10000,
+		"queue.buffering.max.messages": 1000000,
+		"queue.buffering.max.kbytes":   1048576,
+	})
+	(*m)["partitioner"] = partitioner.LibrdkafkaName(cfg.Partitioner)
+	(*m)["enable.idempotence"] = true
+	(*m)["acks"] = "all"
+	(*m)["go.delivery.reports"] = true
+	(*m)["go.delivery.report.fields"] = "none"
+	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		(*m)["transactional.id"] = cfg.TransactionalID()
+		if _, set := cfg.Kafka["transaction.timeout.ms"]; !set {
+			// Kafka Streams' choice: a crashed member's open transaction
+			// blocks read_committed readers of its partitions this long.
+			(*m)["transaction.timeout.ms"] = 10000
+		}
+	}
+	return m
+}
+
+// restoreConfig is the consumer that reads a changelog partition back.
+func restoreConfig(cfg config.Config) *kafka.ConfigMap {
+	m := clientConfig(cfg, "restore", kafka.ConfigMap{
+		"fetch.queue.backoff.ms": 10,
+	})
+	isolation := "read_uncommitted"
+	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		isolation = "read_committed"
+	}
+	for k, v := range map[string]kafka.ConfigValue{
+		// Assign-only; the group id is never joined or committed to.
+		"group.id":             cfg.ApplicationID + "-restore",
+		"enable.auto.commit":   false,
+		"enable.partition.eof": true,
+		"auto.offset.reset":    "earliest",
+		"isolation.level":      isolation,
+	} {
+		(*m)[k] = v
+	}
+	delete(*m, "group.instance.id")
+	return m
+}
+
+// adminConfig is the admin client that checks and creates topics.
+func adminConfig(cfg config.Config) *kafka.ConfigMap {
+	return clientConfig(cfg, "admin", nil)
+}

@@ -1,0 +1,71 @@
+package processor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the processor's Prometheus figures. Labels are bounded: a
+// partition, a topic, a reason or a state; never a key.
+type metrics struct {
+	consumed          prometheus.Counter
+	processed         prometheus.Counter
+	produced          *prometheus.CounterVec // topic role: changelog, output, dlq
+	deadLettered      *prometheus.CounterVec // reason
+	dropped           *prometheus.CounterVec // reason
+	partitionMismatch prometheus.Counter
+	restored          *prometheus.CounterVec // partition
+	restoreRemaining  *prometheus.GaugeVec   // partition
+	lag               *prometheus.GaugeVec   // topic, partition
+	state             *prometheus.GaugeVec   // state
+	rebalances        prometheus.Counter
+	commits           prometheus.Counter
+	commitSeconds     prometheus.Histogram
+	aborts            prometheus.Counter
+	sessionRestarts   prometheus.Counter
+	wipes             *prometheus.CounterVec // reason
+	e2eSeconds        prometheus.Histogram
+	kafkaErrors       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_records_consumed_total", Help: "Input records consumed."}),
+		processed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_records_processed_total", Help: "Input records counted."}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_records_produced_total", Help: "Records produced, by destination (changelog, output, dlq)."}, []string{"destination"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_records_dead_lettered_total", Help: "Input records sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_records_dropped_total", Help: "Input records dropped (on_error=drop), by reason."}, []string{"reason"}),
+		partitionMismatch: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_partitioner_mismatch_total", Help: "Input records whose partition disagrees with the configured partitioner (routing of their keys is wrong)."}),
+		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_restored_records_total", Help: "Changelog records applied to local stores by restores since the process started."}, []string{"partition"}),
+		restoreRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abacus_restore_remaining_records", Help: "Changelog records left to restore, by partition."}, []string{"partition"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abacus_consumer_lag", Help: "Input records not yet committed: end offset minus committed offset."}, []string{"topic", "partition"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abacus_state", Help: "1 for the current state, 0 for the others."}, []string{"state"}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_rebalances_total", Help: "Rebalance callbacks (assignments and revocations)."}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_commits_total", Help: "Commits of state and offsets."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "abacus_commit_duration_seconds", Help: "Time a commit takes.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		aborts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_transactions_aborted_total", Help: "Transactions aborted (exactly_once_v2); their work is redone."}),
+		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_session_restarts_total", Help: "Processing sessions restarted after an error."}),
+		wipes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_store_wipes_total", Help: "Task stores wiped and restored from scratch, by reason."}, []string{"reason"}),
+		e2eSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "abacus_end_to_end_latency_seconds", Help: "From an input record's timestamp to its count being durable.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		kafkaErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_kafka_client_errors_total", Help: "Errors reported by the Kafka clients (most are transient)."}),
+	}
+	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
+		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors)
+	return m
+}

@@ -1,0 +1,249 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// State is the lifecycle state of the instance, named as Kafka Streams names it.
+type State string
+
+// The states of KafkaStreams.State.
+const (
+	StateCreated         State = "CREATED"
+	StateRebalancing     State = "REBALANCING"
+	StateRunning         State = "RUNNING"
+	StatePendingShutdown State = "PENDING_SHUTDOWN"
+	StateNotRunning      State = "NOT_RUNNING"
+	StateError           State = "ERROR"
+)
+
+// AllStates lists every state, for gauges and documents.
+var AllStates = []State{StateCreated, StateRebalancing, StateRunning, StatePendingShutdown, StateNotRunning, StateError}
+
+// Errors a reader branches on.
+var (
+	// ErrNotOwned: the key's partition is not a task of this instance.
+	ErrNotOwned = errors.New("partition not owned by this instance")
+	// ErrRestoring: the key's task is here but still restoring.
+	ErrRestoring = errors.New("partition is restoring")
+	// ErrUnknownStore: no store by that name.
+	ErrUnknownStore = errors.New("unknown store")
+)
+
+// Config is what the processor needs of the instance configuration.
+type Config struct {
+	config.Config
+	// Partitions of the input topic; set by Open from the topic's metadata.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// OnCommit, if set, is called by the session loop with every count made
+	// durable by a commit; it must not block (SSE fan-out queues the work).
+	OnCommit func(updates []Update)
+}
+
+// Update is a count made durable, for subscribers.
+type Update struct {
+	Key       string
+	Value     int64
+	Partition int32
+	// Offset is the changelog offset of the update (monotone per partition).
+	Offset int64
+}
+
+// TaskStatus describes one task of this instance.
+type TaskStatus struct {
+	Partition  int32  `json:"partition"`
+	State      string `json:"state"` // "restoring" or "active"
+	Checkpoint int64  `json:"checkpoint"`
+	// RestoreDone and RestoreTotal count changelog records of the current restore.
+	RestoreDone  int64 `json:"restore_done"`
+	RestoreTotal int64 `json:"restore_total"`
+}
+
+// Processor runs the counting pipeline of one instance.
+type Processor struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	part    partitioner.Func
+	metrics *metrics
+
+	numPartitions atomic.Int32
+	state         atomic.Value // State
+	heartbeat     atomic.Int64 // unix nanos of the loop's last turn
+	tasks         atomic.Pointer[map[int32]*taskView]
+	lastErr       atomic.Value // string
+
+	mismatchOnce sync.Once
+}
+
+// New builds a processor over an open store database. It has no side effects.
+func New(cfg Config, db *store.DB) (*Processor, error) {
+	part, err := partitioner.Named(cfg.Partitioner)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part}
+	p.metrics = newMetrics(cfg.Registerer)
+	p.setState(StateCreated)
+	empty := map[int32]*taskView{}
+	p.tasks.Store(&empty)
+	p.heartbeat.Store(time.Now().UnixNano())
+	return p, nil
+}
+
+// State is the current lifecycle state.
+func (p *Processor) State() State { return p.state.Load().(State) }
+
+func (p *Processor) setState(s State) {
+	if old, _ := p.state.Load().(State); old == s {
+		return
+	}
+	p.state.Store(s)
+	for _, st := range AllStates {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		p.metrics.state.WithLabelValues(string(st)).Set(v)
+	}
+	p.log.Info("state changed", "state", string(s))
+}
+
+// LastError is the reason of the last session failure, if any.
+func (p *Processor) LastError() string { s, _ := p.lastErr.Load().(string); return s }
+
+// Ready reports whether the instance is RUNNING with every task restored.
+func (p *Processor) Ready() bool {
+	if p.State() != StateRunning {
+		return false
+	}
+	for _, t := range *p.tasks.Load() {
+		if !t.active.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Alive reports whether the session loop has turned within bound; the loop
+// turns at least every poll timeout even when idle or the broker is away.
+func (p *Processor) Alive(bound time.Duration) bool {
+	s := p.State()
+	if s == StateNotRunning || s == StateCreated || s == StateError {
+		return true // no loop expected to turn; liveness is the process's
+	}
+	return time.Since(time.Unix(0, p.heartbeat.Load())) < bound
+}
+
+// NumPartitions is the input topic's partition count, 0 before Run found it.
+func (p *Processor) NumPartitions() int32 { return p.numPartitions.Load() }
+
+// PartitionOf is the partition of key under the configured partitioner.
+func (p *Processor) PartitionOf(key []byte) (int32, error) {
+	n := p.numPartitions.Load()
+	if n == 0 {
+		return 0, ErrRestoring
+	}
+	return p.part(key, n), nil
+}
+
+// StoreName is the one store this processor keeps.
+func (p *Processor) StoreName() string { return p.cfg.Store }
+
+// Get returns the committed count of key from this instance's store.
+// It fails with ErrNotOwned or ErrRestoring when it cannot answer.
+func (p *Processor) Get(storeName string, key []byte) (value int64, partition int32, found bool, err error) {
+	if storeName != p.cfg.Store {
+		return 0, 0, false, ErrUnknownStore
+	}
+	partition, err = p.PartitionOf(key)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	t, ok := (*p.tasks.Load())[partition]
+	if !ok {
+		return 0, partition, false, ErrNotOwned
+	}
+	if !t.active.Load() {
+		return 0, partition, false, ErrRestoring
+	}
+	value, found, err = t.store.Get(key)
+	return value, partition, found, err
+}
+
+// Tasks describes this instance's tasks, by partition.
+func (p *Processor) Tasks() []TaskStatus {
+	views := *p.tasks.Load()
+	out := make([]TaskStatus, 0, len(views))
+	for _, id := range slices.Sorted(maps.Keys(views)) {
+		out = append(out, views[id].status())
+	}
+	return out
+}
+
+// Run consumes and counts until ctx is cancelled, then shuts down
+// gracefully within the configured timeout. A session that fails is
+// restarted with backoff; Run returns an error only for a failure that a
+// restart cannot mend (bad configuration, on_error=fail).
+func (p *Processor) Run(ctx context.Context) error {
+	n, err := ensureTopics(ctx, p.cfg, p.log)
+	if err != nil {
+		p.setState(StateError)
+		p.lastErr.Store(err.Error())
+		return err
+	}
+	p.numPartitions.Store(n)
+	backoff := time.Second
+	for {
+		err := p.runSession(ctx)
+		if ctx.Err() != nil {
+			p.setState(StateNotRunning)
+			return nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			p.setState(StateError)
+			p.lastErr.Store(err.Error())
+			return err
+		}
+		p.lastErr.Store(err.Error())
+		p.metrics.sessionRestarts.Inc()
+		p.log.Error("session failed; restarting", "error", err, "backoff", backoff)
+		p.setState(StateRebalancing)
+		select {
+		case <-ctx.Done():
+			p.setState(StateNotRunning)
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// fatalError ends Run instead of restarting the session.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func fatalf(format string, a ...any) error { return &fatalError{fmt.Errorf(format, a...)} }

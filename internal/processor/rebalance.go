@@ -1,0 +1,229 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// rebalance is the consumer's rebalance callback (cooperative-sticky). It
+// runs on the session loop inside Poll. A revocation commits what it must
+// before it returns, so the next owner starts exactly where this one ended.
+func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		s.p.metrics.rebalances.Inc()
+		s.assigned = true
+		if err := c.IncrementalAssign(e.Partitions); err != nil {
+			s.err = fmt.Errorf("assign %v: %w", partitionsOf(e.Partitions), err)
+			return s.err
+		}
+		if len(e.Partitions) > 0 {
+			// A task processes input only once restored.
+			if err := c.Pause(e.Partitions); err != nil {
+				s.err = fmt.Errorf("pause %v: %w", partitionsOf(e.Partitions), err)
+				return s.err
+			}
+			s.log.Info("partitions assigned", "partitions", partitionsOf(e.Partitions))
+		}
+		for _, tp := range e.Partitions {
+			s.addTask(tp.Partition)
+		}
+	case kafka.RevokedPartitions:
+		s.p.metrics.rebalances.Inc()
+		if c.AssignmentLost() {
+			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
+			s.abort("assignment lost")
+		} else if s.err != nil {
+			// A failing or closing session commits nothing more.
+			s.abort("session ending")
+		} else if err := s.commit(s.ctx); err != nil {
+			s.err = fmt.Errorf("commit before revocation: %w", err)
+		} else {
+			s.log.Info("partitions revoked", "partitions", partitionsOf(e.Partitions))
+		}
+		for _, tp := range e.Partitions {
+			s.removeTask(tp.Partition)
+		}
+		if err := c.IncrementalUnassign(e.Partitions); err != nil && s.err == nil {
+			s.err = fmt.Errorf("unassign %v: %w", partitionsOf(e.Partitions), err)
+		}
+	}
+	s.publishTasks()
+	return nil
+}
+
+func (s *session) addTask(p int32) {
+	delete(s.lingering, p)
+	t := newTask(p, s.p.db.Partition(p))
+	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p))).Add(0)
+	t.restore = s.p.startRestore(s.ctx, t.taskView)
+	s.tasks[p] = t
+}
+
+// removeTask closes a task and keeps its state on disk for the cleanup
+// delay, in case it comes back.
+func (s *session) removeTask(p int32) {
+	t, ok := s.tasks[p]
+	if !ok {
+		return
+	}
+	if t.restore != nil {
+		t.restore.stop()
+	}
+	delete(s.tasks, p)
+	s.lingering[p] = time.Now().Add(s.p.cfg.StateCleanupDelay)
+	s.p.metrics.lag.DeleteLabelValues(s.input, strconv.Itoa(int(p)))
+}
+
+// checkRestores activates the tasks whose restore finished.
+func (s *session) checkRestores() {
+	changed := false
+	for _, t := range s.tasks {
+		if t.restore == nil || !t.restore.finished() {
+			continue
+		}
+		t.restore = nil
+		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
+			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)
+			return
+		}
+		t.active.Store(true)
+		t.committed = s.committedOffset(t.partition)
+		changed = true
+	}
+	if changed {
+		s.publishTasks()
+	}
+	s.updateState()
+}
+
+// committedOffset asks the group for a partition's committed offset; -1
+// when there is none or the broker does not answer in time.
+func (s *session) committedOffset(p int32) int64 {
+	tps, err := s.consumer.Committed([]kafka.TopicPartition{{Topic: &s.input, Partition: p}}, 5000)
+	if err != nil || len(tps) != 1 || tps[0].Offset < 0 {
+		return -1
+	}
+	return int64(tps[0].Offset)
+}
+
+// updateState is REBALANCING until the first assignment and while any task
+// restores, RUNNING otherwise.
+func (s *session) updateState() {
+	if st := s.p.State(); st == StatePendingShutdown || st == StateNotRunning {
+		return
+	}
+	state := StateRunning
+	if !s.assigned {
+		state = StateRebalancing
+	}
+	for _, t := range s.tasks {
+		if !t.active.Load() {
+			state = StateRebalancing
+		}
+	}
+	s.p.setState(state)
+}
+
+// publishTasks swaps the readers' view of the task table.
+func (s *session) publishTasks() {
+	views := make(map[int32]*taskView, len(s.tasks))
+	for p, t := range s.tasks {
+		views[p] = t.taskView
+	}
+	s.p.tasks.Store(&views)
+}
+
+// housekeeping wipes state left by revoked tasks past the cleanup delay and
+// refreshes the lag gauges.
+func (s *session) housekeeping() {
+	now := time.Now()
+	for p, until := range s.lingering {
+		if now.Before(until) {
+			continue
+		}
+		delete(s.lingering, p)
+		if err := s.p.db.Partition(p).Wipe(); err != nil {
+			s.log.Warn("clean up state of revoked task", "task", p, "error", err)
+			continue
+		}
+		s.log.Info("cleaned up state of revoked task", "task", p)
+	}
+	if now.Sub(s.lastLag) >= time.Second {
+		s.lastLag = now
+		s.updateLag()
+	}
+}
+
+// updateLag sets end minus committed per owned input partition, from the
+// consumer's cached high watermark and the offsets this session committed
+// (or found committed when the task became active).
+func (s *session) updateLag() {
+	for p, t := range s.tasks {
+		low, high, err := s.consumer.GetWatermarkOffsets(s.input, p)
+		if err != nil || high < 0 || !t.active.Load() {
+			continue
+		}
+		committed := t.committed
+		if committed < 0 {
+			committed = max(low, 0) // nothing committed: consumption starts at the log start
+		}
+		s.p.metrics.lag.WithLabelValues(s.input, strconv.Itoa(int(p))).Set(float64(max(high-committed, 0)))
+	}
+}
+
+// shutdown is step 5 of the state protocol: stop taking work, commit,
+// close the clients within the shutdown timeout.
+func (s *session) shutdown() error {
+	s.p.setState(StatePendingShutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.commit(ctx)
+	if err != nil {
+		s.log.Error("final commit failed; uncommitted work will be redone by the next owner", "error", err)
+		s.abort("shutdown")
+	}
+	return nil
+}
+
+// close stops restorers and closes the clients. With static membership the
+// consumer does not leave the group, so a member back within
+// session.timeout.ms gets its partitions again without a rebalance.
+func (s *session) close() {
+	for _, t := range s.tasks {
+		if t.restore != nil {
+			t.restore.stop()
+		}
+	}
+	if s.consumer != nil {
+		// Close runs the final revocation through our callback; nothing is
+		// left to commit by then, and a failed session must not commit.
+		s.err = errSessionClosing
+		if err := s.consumer.Close(); err != nil {
+			s.log.Warn("close consumer", "error", err)
+		}
+	}
+	if s.inTxn {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.producer.AbortTransaction(ctx)
+		cancel()
+	}
+	s.producer.Close()
+	s.delivered.close()
+	empty := map[int32]*taskView{}
+	s.p.tasks.Store(&empty)
+}
+
+var errSessionClosing = fmt.Errorf("session closing")
+
+func partitionsOf(tps []kafka.TopicPartition) []int32 {
+	out := make([]int32, len(tps))
+	for i, tp := range tps {
+		out[i] = tp.Partition
+	}
+	return out
+}

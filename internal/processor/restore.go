@@ -1,0 +1,170 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/store"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// restoreBatch is how many changelog records a restore applies per Badger commit.
+const restoreBatch = 20000
+
+// restorer brings one task's store up to the end of its changelog partition.
+// It owns the store partition until done is closed.
+type restorer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startRestore runs the restore of v in its own goroutine, retrying with
+// backoff until it succeeds or ctx ends. The session loop waits on done.
+func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &restorer{cancel: cancel, done: make(chan struct{})}
+	log := p.log.With("task", v.partition)
+	go func() {
+		defer close(r.done)
+		backoff := 500 * time.Millisecond
+		for {
+			err := p.restore(ctx, v, log)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			log.Warn("restore failed; retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+		}
+	}()
+	return r
+}
+
+// stop cancels the restore and waits for its goroutine.
+func (r *restorer) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// finished reports whether the restore goroutine has returned.
+func (r *restorer) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// restore is step 3 of the state protocol: from the checkpoint (or from the
+// start, after a wipe) up to the end of the changelog partition.
+func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) error {
+	topic := p.cfg.ChangelogTopic()
+	c, err := kafka.NewConsumer(restoreConfig(p.cfg.Config))
+	if err != nil {
+		return fmt.Errorf("create restore consumer: %w", err)
+	}
+	defer c.Close()
+
+	low, high, err := c.QueryWatermarkOffsets(topic, v.partition, 10000)
+	if err != nil {
+		return fmt.Errorf("query changelog watermarks: %w", err)
+	}
+	cp, err := v.store.Checkpoint()
+	if err != nil {
+		return err
+	}
+	if cp != store.NoCheckpoint && (cp >= high || cp+1 < low) {
+		reason := "checkpoint beyond changelog end"
+		if cp+1 < low {
+			reason = "checkpoint before changelog start"
+		}
+		log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
+			"reason", reason, "checkpoint", cp, "changelog_low", low, "changelog_high", high)
+		if err := v.store.Wipe(); err != nil {
+			return err
+		}
+		p.metrics.wipes.WithLabelValues(reason).Inc()
+		cp = store.NoCheckpoint
+	}
+	v.checkpoint.Store(cp)
+	start := max(cp+1, low)
+	label := strconv.Itoa(int(v.partition))
+	v.restoreDone.Store(0)
+	v.restoreTotal.Store(max(high-start, 0))
+	p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-start, 0)))
+	if start >= high {
+		return nil
+	}
+	log.Info("restoring task from changelog", "from", start, "to", high, "records_at_most", high-start)
+	began := time.Now()
+	if err := c.Assign([]kafka.TopicPartition{{Topic: &topic, Partition: v.partition, Offset: kafka.Offset(start)}}); err != nil {
+		return fmt.Errorf("assign changelog partition: %w", err)
+	}
+
+	batch := store.Batch{Counts: map[string]int64{}, Checkpoint: cp}
+	deleted := map[string]struct{}{}
+	pending := 0
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		for k := range deleted {
+			batch.Deletes = append(batch.Deletes, k)
+		}
+		if err := v.store.Commit(batch); err != nil {
+			return err
+		}
+		v.checkpoint.Store(batch.Checkpoint)
+		v.restoreDone.Add(int64(pending))
+		p.metrics.restored.WithLabelValues(label).Add(float64(pending))
+		p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-1-batch.Checkpoint, 0)))
+		clear(batch.Counts)
+		clear(deleted)
+		batch.Deletes = batch.Deletes[:0]
+		pending = 0
+		return nil
+	}
+	for ctx.Err() == nil {
+		switch e := c.Poll(100).(type) {
+		case *kafka.Message:
+			key := string(e.Key)
+			if e.Value == nil {
+				delete(batch.Counts, key)
+				deleted[key] = struct{}{}
+			} else if n, err := store.DecodeCount(e.Value); err != nil {
+				log.Warn("skipping undecodable changelog record", "offset", int64(e.TopicPartition.Offset), "error", err)
+			} else {
+				delete(deleted, key)
+				batch.Counts[key] = n
+			}
+			batch.Checkpoint = int64(e.TopicPartition.Offset)
+			if pending++; pending >= restoreBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case kafka.PartitionEOF:
+			if err := flush(); err != nil {
+				return err
+			}
+			p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
+			log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(), "took", time.Since(began).Round(time.Millisecond))
+			return nil
+		case kafka.Error:
+			if e.IsFatal() {
+				return fmt.Errorf("restore consumer: %w", e)
+			}
+			log.Debug("restore consumer error", "error", e)
+		}
+	}
+	return errors.Join(ctx.Err(), flush())
+}

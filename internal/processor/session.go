@@ -1,0 +1,245 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// pollTimeout bounds one turn of the session loop when no record arrives.
+const pollTimeout = 100 * time.Millisecond
+
+// cacheEntryOverhead approximates the bytes a cached key costs beyond its
+// own bytes (map entry, count), for the record cache's bound.
+const cacheEntryOverhead = 64
+
+// session is one life of the consumer and producer. Its loop goroutine owns
+// every field; the rebalance callback runs on that goroutine inside Poll.
+type session struct {
+	p         *Processor
+	ctx       context.Context
+	log       *slog.Logger
+	consumer  *kafka.Consumer
+	producer  *kafka.Producer
+	delivered *deliveries
+	eos       bool
+	input     string
+	changelog string
+	output    string
+	dlq       string
+
+	tasks      map[int32]*task
+	lingering  map[int32]time.Time // revoked tasks whose state waits for cleanup
+	assigned   bool                // the first assignment arrived
+	inTxn      bool
+	cacheBytes int64
+	lastCommit time.Time
+	oldestTS   time.Time // oldest input timestamp since the last commit
+	lastLag    time.Time
+	err        error // set by the rebalance callback to end the session
+}
+
+// runSession runs one session until ctx ends (graceful shutdown, nil) or
+// an error the session cannot mend in place.
+func (p *Processor) runSession(ctx context.Context) (err error) {
+	s := &session{
+		p: p, ctx: ctx, log: p.log,
+		eos:       p.cfg.ProcessingGuarantee == config.ExactlyOnceV2,
+		input:     p.cfg.InputTopic,
+		changelog: p.cfg.ChangelogTopic(),
+		output:    p.cfg.OutputTopic,
+		dlq:       p.cfg.DLQTopic(),
+		tasks:     map[int32]*task{},
+		lingering: map[int32]time.Time{},
+	}
+	s.producer, err = kafka.NewProducer(producerConfig(p.cfg.Config))
+	if err != nil {
+		return fatalf("create producer: %w", err)
+	}
+	s.delivered = newDeliveries(s.changelog)
+	defer s.close()
+	if s.eos {
+		initCtx, cancel := context.WithTimeout(ctx, p.cfg.StartupTimeout)
+		err := s.producer.InitTransactions(initCtx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("init transactions as %s: %w", p.cfg.TransactionalID(), err)
+		}
+	}
+	s.consumer, err = kafka.NewConsumer(consumerConfig(p.cfg.Config))
+	if err != nil {
+		return fatalf("create consumer: %w", err)
+	}
+	if err := s.consumer.SubscribeTopics([]string{s.input}, s.rebalance); err != nil {
+		return fmt.Errorf("subscribe to %s: %w", s.input, err)
+	}
+	p.setState(StateRebalancing)
+	s.lastCommit = time.Now()
+	for {
+		p.heartbeat.Store(time.Now().UnixNano())
+		if ctx.Err() != nil {
+			return s.shutdown()
+		}
+		if s.err != nil {
+			return s.err
+		}
+		switch e := s.consumer.Poll(int(pollTimeout / time.Millisecond)).(type) {
+		case *kafka.Message:
+			if err := s.process(e); err != nil {
+				return err
+			}
+		case kafka.Error:
+			p.metrics.kafkaErrors.Inc()
+			if e.IsFatal() {
+				return fmt.Errorf("consumer: %w", e)
+			}
+			s.log.Debug("consumer error", "error", e)
+		}
+		s.checkRestores()
+		if s.due() {
+			if err := s.commit(ctx); err != nil {
+				return err
+			}
+		}
+		s.housekeeping()
+	}
+}
+
+// process counts one input record.
+func (s *session) process(m *kafka.Message) error {
+	tp := m.TopicPartition
+	t := s.tasks[tp.Partition]
+	if t == nil {
+		// A record of a partition revoked meanwhile: its new owner reads it
+		// again from the committed offset.
+		return nil
+	}
+	if !t.active.Load() {
+		// Fetched before the pause took hold: give it back for later.
+		if err := s.consumer.Seek(kafka.TopicPartition{Topic: tp.Topic, Partition: tp.Partition, Offset: tp.Offset}, 0); err != nil {
+			return fmt.Errorf("rewind restoring task %d: %w", tp.Partition, err)
+		}
+		return s.consumer.Pause([]kafka.TopicPartition{{Topic: tp.Topic, Partition: tp.Partition}})
+	}
+	s.p.metrics.consumed.Inc()
+	if t.nextOffset < 0 {
+		t.rewindTo = int64(tp.Offset)
+	}
+	t.nextOffset = int64(tp.Offset) + 1
+	if !m.Timestamp.IsZero() && (s.oldestTS.IsZero() || m.Timestamp.Before(s.oldestTS)) {
+		s.oldestTS = m.Timestamp
+	}
+	if m.Key == nil {
+		return s.reject(m, "null_key", "record has a null key")
+	}
+	if want := s.p.part(m.Key, s.p.numPartitions.Load()); want != tp.Partition {
+		s.p.metrics.partitionMismatch.Inc()
+		s.p.mismatchOnce.Do(func() {
+			s.log.Warn("input record is not in the partition the configured partitioner gives its key: key lookups will be routed wrongly; set ABACUS_PARTITIONER to the producers' partitioner",
+				"partitioner", s.p.cfg.Partitioner, "record_partition", tp.Partition, "expected_partition", want, "offset", int64(tp.Offset))
+		})
+	}
+	n, err := t.count(m.Key)
+	if err != nil {
+		return err
+	}
+	if s.p.cfg.CacheMaxBytes == 0 {
+		if err := s.send(t.partition, m.Key, n); err != nil {
+			return err
+		}
+	} else if _, ok := t.unsent[string(m.Key)]; !ok {
+		t.unsent[string(m.Key)] = struct{}{}
+		s.cacheBytes += int64(len(m.Key)) + cacheEntryOverhead
+	}
+	s.p.metrics.processed.Inc()
+	return nil
+}
+
+// reject handles a record that cannot be counted, by the on_error policy.
+func (s *session) reject(m *kafka.Message, reason, message string) error {
+	tp := m.TopicPartition
+	switch s.p.cfg.OnError {
+	case config.OnErrorDrop:
+		s.p.metrics.dropped.WithLabelValues(reason).Inc()
+		return nil
+	case config.OnErrorFail:
+		return fatalf("%s at %s[%d]@%d and ABACUS_ON_ERROR=fail", message, *tp.Topic, tp.Partition, int64(tp.Offset))
+	}
+	headers := append(m.Headers[:len(m.Headers):len(m.Headers)],
+		kafka.Header{Key: "abacus.error", Value: []byte(message)},
+		kafka.Header{Key: "abacus.error.reason", Value: []byte(reason)},
+		kafka.Header{Key: "abacus.source.topic", Value: []byte(*tp.Topic)},
+		kafka.Header{Key: "abacus.source.partition", Value: []byte(strconv.Itoa(int(tp.Partition)))},
+		kafka.Header{Key: "abacus.source.offset", Value: []byte(strconv.FormatInt(int64(tp.Offset), 10))},
+		kafka.Header{Key: "abacus.source.timestamp", Value: []byte(m.Timestamp.UTC().Format(time.RFC3339Nano))},
+		kafka.Header{Key: "abacus.time", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	if err := s.produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.dlq, Partition: kafka.PartitionAny},
+		Key:            m.Key, Value: m.Value, Headers: headers, Timestamp: m.Timestamp,
+	}); err != nil {
+		return err
+	}
+	s.p.metrics.produced.WithLabelValues("dlq").Inc()
+	s.p.metrics.deadLettered.WithLabelValues(reason).Inc()
+	return nil
+}
+
+// send produces a new count to the changelog (the task's own partition)
+// and to the output topic (placed by the configured partitioner).
+func (s *session) send(partition int32, key []byte, n int64) error {
+	value := strconv.AppendInt(nil, n, 10)
+	if err := s.produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.changelog, Partition: partition},
+		Key:            key, Value: value,
+	}); err != nil {
+		return err
+	}
+	if err := s.produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &s.output, Partition: kafka.PartitionAny},
+		Key:            key, Value: value,
+	}); err != nil {
+		return err
+	}
+	s.p.metrics.produced.WithLabelValues("changelog").Inc()
+	s.p.metrics.produced.WithLabelValues("output").Inc()
+	return nil
+}
+
+// produce hands one record to the producer, opening the transaction first
+// under exactly_once_v2 and waiting out a full local queue.
+func (s *session) produce(m *kafka.Message) error {
+	if s.eos && !s.inTxn {
+		if err := s.producer.BeginTransaction(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		s.inTxn = true
+	}
+	s.delivered.add(1)
+	for {
+		err := s.producer.Produce(m, s.delivered.ch)
+		if err == nil {
+			return nil
+		}
+		var kerr kafka.Error
+		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull && s.ctx.Err() == nil {
+			s.producer.Flush(20)
+			continue
+		}
+		s.delivered.add(-1)
+		return fmt.Errorf("produce to %s: %w", *m.TopicPartition.Topic, err)
+	}
+}
+
+// due reports whether a commit is due: the interval passed or the record
+// cache is full.
+func (s *session) due() bool {
+	return time.Since(s.lastCommit) >= s.p.cfg.CommitInterval ||
+		(s.p.cfg.CacheMaxBytes > 0 && s.cacheBytes >= s.p.cfg.CacheMaxBytes)
+}

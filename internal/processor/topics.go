@@ -1,0 +1,112 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// ChangelogSegmentBytes keeps changelog segments small so compaction, which
+// only cleans closed segments, leaves restores less to read.
+const ChangelogSegmentBytes = 4 << 20
+
+// ensureTopics waits for the broker, creates the topics that are missing and
+// returns the input topic's partition count. It retries with backoff until
+// the startup timeout; a changelog whose partition count differs from the
+// input's is an error no retry mends.
+func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) (int32, error) {
+	admin, err := kafka.NewAdminClient(adminConfig(cfg.Config))
+	if err != nil {
+		return 0, fatalf("create admin client: %w", err)
+	}
+	defer admin.Close()
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
+	defer cancel()
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		n, err := ensureTopicsOnce(ctx, admin, cfg, log, false)
+		if err == nil {
+			return n, nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return 0, err
+		}
+		if ctx.Err() != nil {
+			return 0, fatalf("broker %s or topic %s not available within startup timeout %s (ABACUS_STARTUP_TIMEOUT): %w",
+				cfg.Brokers(), cfg.InputTopic, cfg.StartupTimeout, err)
+		}
+		log.Warn("waiting for the broker and the topics", "brokers", cfg.Brokers(), "attempt", attempt, "retry_in", backoff, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func ensureTopicsOnce(ctx context.Context, admin *kafka.AdminClient, cfg Config, log *slog.Logger, created bool) (int32, error) {
+	md, err := admin.GetMetadata(nil, true, 5000)
+	if err != nil {
+		return 0, fmt.Errorf("read cluster metadata: %w", err)
+	}
+	rf := min(3, len(md.Brokers))
+	partitions := func(topic string) (int, bool) {
+		t, ok := md.Topics[topic]
+		if !ok || t.Error.Code() == kafka.ErrUnknownTopicOrPart || t.Error.Code() == kafka.ErrUnknownTopic {
+			return 0, false
+		}
+		return len(t.Partitions), true
+	}
+	var specs []kafka.TopicSpecification
+	inputN, ok := partitions(cfg.InputTopic)
+	if !ok {
+		inputN = cfg.Partitions
+		specs = append(specs, kafka.TopicSpecification{Topic: cfg.InputTopic, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
+	}
+	for _, t := range []string{cfg.OutputTopic, cfg.DLQTopic()} {
+		if _, ok := partitions(t); !ok {
+			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
+		}
+	}
+	changelog := cfg.ChangelogTopic()
+	if n, ok := partitions(changelog); ok && n != inputN {
+		return 0, fatalf("changelog topic %s has %d partitions but input topic %s has %d: they must match (recreate the changelog, or point ABACUS_APPLICATION_ID at a new application)",
+			changelog, n, cfg.InputTopic, inputN)
+	} else if !ok {
+		specs = append(specs, kafka.TopicSpecification{
+			Topic: changelog, NumPartitions: inputN, ReplicationFactor: rf,
+			Config: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.Itoa(ChangelogSegmentBytes)},
+		})
+	}
+	if len(specs) > 0 && created {
+		return 0, fmt.Errorf("topic %s not visible in metadata yet", specs[0].Topic)
+	}
+	if len(specs) > 0 {
+		results, err := admin.CreateTopics(ctx, specs, kafka.SetAdminOperationTimeout(10*time.Second))
+		if err != nil {
+			return 0, fmt.Errorf("create topics: %w", err)
+		}
+		for _, r := range results {
+			switch r.Error.Code() {
+			case kafka.ErrNoError:
+				log.Info("created topic", "topic", r.Topic)
+			case kafka.ErrTopicAlreadyExists:
+			default:
+				return 0, fmt.Errorf("create topic %s: %w", r.Topic, r.Error)
+			}
+		}
+		// Read back what exists now: another member may have raced us.
+		return ensureTopicsOnce(ctx, admin, cfg, log, true)
+	}
+	if inputN <= 0 {
+		return 0, fmt.Errorf("input topic %s has no partitions yet", cfg.InputTopic)
+	}
+	return int32(inputN), nil
+}

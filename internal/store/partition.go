@@ -1,0 +1,205 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// NoCheckpoint is the checkpoint of a partition that has none yet.
+const NoCheckpoint int64 = -1
+
+// Partition is the store of one task: its counts and its checkpoint.
+// Get, Checkpoint and Scan may run concurrently with each other and with
+// one writer calling Commit or Wipe.
+type Partition struct {
+	db            *badger.DB
+	id            int32
+	keyPrefix     []byte
+	checkpointKey []byte
+}
+
+// Batch is what one commit writes to a partition.
+type Batch struct {
+	// Counts are the new values by key.
+	Counts map[string]int64
+	// Deletes are keys removed (a changelog tombstone).
+	Deletes []string
+	// Checkpoint is the changelog offset these values are complete up to.
+	Checkpoint int64
+}
+
+// ID is the partition (task) number.
+func (p *Partition) ID() int32 { return p.id }
+
+func (p *Partition) dataKey(key []byte) []byte {
+	k := make([]byte, 0, len(p.keyPrefix)+len(key))
+	return append(append(k, p.keyPrefix...), key...)
+}
+
+// Get returns the count of key, and whether the key exists.
+func (p *Partition) Get(key []byte) (int64, bool, error) {
+	var n int64
+	found := false
+	err := p.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(p.dataKey(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			n, err = decodeCount(v)
+			found = err == nil
+			return err
+		})
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("get key in partition %d: %w", p.id, err)
+	}
+	return n, found, nil
+}
+
+// Checkpoint returns the changelog offset the partition is complete up to,
+// or NoCheckpoint.
+func (p *Partition) Checkpoint() (int64, error) {
+	cp := NoCheckpoint
+	err := p.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(p.checkpointKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			cp, err = decodeCount(v)
+			return err
+		})
+	})
+	if err != nil {
+		return NoCheckpoint, fmt.Errorf("read checkpoint of partition %d: %w", p.id, err)
+	}
+	return cp, nil
+}
+
+// Commit writes the batch's values and its checkpoint, in one Badger
+// transaction when it fits (see the package doc for when it does not).
+func (p *Partition) Commit(b Batch) error {
+	txn := p.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	set := func(k, v []byte) error {
+		err := txn.Set(k, v)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return err
+			}
+			txn = p.db.NewTransaction(true)
+			err = txn.Set(k, v)
+		}
+		return err
+	}
+	del := func(k []byte) error {
+		err := txn.Delete(k)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return err
+			}
+			txn = p.db.NewTransaction(true)
+			err = txn.Delete(k)
+		}
+		return err
+	}
+	for k, v := range b.Counts {
+		if err := set(p.dataKey([]byte(k)), encodeCount(v)); err != nil {
+			return fmt.Errorf("commit partition %d: %w", p.id, err)
+		}
+	}
+	for _, k := range b.Deletes {
+		if err := del(p.dataKey([]byte(k))); err != nil {
+			return fmt.Errorf("commit partition %d: %w", p.id, err)
+		}
+	}
+	if err := set(p.checkpointKey, encodeCount(b.Checkpoint)); err != nil {
+		return fmt.Errorf("commit partition %d: %w", p.id, err)
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("commit partition %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// Wipe deletes every value and the checkpoint of the partition.
+func (p *Partition) Wipe() error {
+	prefix := p.keyPrefix[:4]
+	if err := p.db.DropPrefix(prefix); err != nil {
+		return fmt.Errorf("wipe partition %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// ScanOptions bound a scan: keys with Prefix, From <= key < To (empty: no
+// bound), at most Limit entries (0: no limit).
+type ScanOptions struct {
+	Prefix []byte
+	From   []byte
+	To     []byte
+	Limit  int
+}
+
+// Scan calls fn for each key in byte order within the bounds, until fn
+// returns false or Limit keys were passed.
+func (p *Partition) Scan(o ScanOptions, fn func(key []byte, value int64) bool) error {
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p.dataKey(o.Prefix)})
+		defer it.Close()
+		start := o.Prefix
+		if bytes.Compare(o.From, start) > 0 {
+			start = o.From
+		}
+		n := 0
+		for it.Seek(p.dataKey(start)); it.Valid(); it.Next() {
+			key := it.Item().Key()[len(p.keyPrefix):]
+			if len(o.To) > 0 && bytes.Compare(key, o.To) >= 0 {
+				return nil
+			}
+			var v int64
+			if err := it.Item().Value(func(b []byte) (err error) { v, err = decodeCount(b); return err }); err != nil {
+				return err
+			}
+			if !fn(append([]byte(nil), key...), v) {
+				return nil
+			}
+			if n++; o.Limit > 0 && n >= o.Limit {
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan partition %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// Values are stored as decimal strings: the form the changelog and the
+// output topic carry, so a value is the same bytes everywhere.
+func encodeCount(n int64) []byte { return strconv.AppendInt(nil, n, 10) }
+
+func decodeCount(b []byte) (int64, error) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("decode count %q: %w", b, err)
+	}
+	return n, nil
+}
+
+// EncodeCount is the wire form of a count (changelog, output topic).
+func EncodeCount(n int64) []byte { return encodeCount(n) }
+
+// DecodeCount reads the wire form of a count.
+func DecodeCount(b []byte) (int64, error) { return decodeCount(b) }
