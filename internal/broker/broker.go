@@ -45,6 +45,9 @@ func Start(cfg Config) (*Broker, error) {
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.ListenFn(func(string, string) (net.Listener, error) { return ln, nil }),
 		kfake.ClusterID("abacus-embedded"),
+		// Compact changelogs every 30 s rather than kfake's hourly default,
+		// so a development broker keeps restores short too.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
+)
+
+const (
+	input     = "input-topic"
+	output    = "counts-topic"
+	changelog = "counts-app-counts-store-changelog"
+	dlq       = "counts-app-dlq"
+	storeName = "counts-store"
+)
+
+// workload is a set of records and the true count per key.
+type workload struct {
+	records []testkit.Record
+	truth   map[string]int64
+}
+
+// skewed makes n records over k keys: a few very hot keys, many cold ones,
+// with spaces, colons, slashes, percent signs and UTF-8 among the keys.
+func skewed(seed uint64, n, k int) workload {
+	r := rand.New(rand.NewPCG(seed, 1))
+	keys := make([]string, k)
+	shapes := []string{"user-%d", "user %d", "a:b:%d", "héllo-wörld-%d", "日本-%d", "x/y %d%%", "k%d"}
+	for i := range keys {
+		keys[i] = fmt.Sprintf(shapes[i%len(shapes)], i)
+	}
+	w := workload{truth: map[string]int64{}}
+	zipf := rand.NewZipf(r, 1.2, 2, uint64(k-1))
+	for i := range n {
+		key := keys[zipf.Uint64()]
+		if i < k {
+			key = keys[i] // every key at least once
+		}
+		w.records = append(w.records, testkit.Record{Key: []byte(key), Value: []byte(strconv.Itoa(i))})
+		w.truth[key]++
+	}
+	return w
+}
+
+func (w workload) add(o workload) workload {
+	out := workload{truth: map[string]int64{}}
+	out.records = append(append(out.records, w.records...), o.records...)
+	for k, v := range w.truth {
+		out.truth[k] += v
+	}
+	for k, v := range o.truth {
+		out.truth[k] += v
+	}
+	return out
+}
+
+// lookup asks every instance for key and returns the owner's answer: the
+// one 200 among them (others answer 503 not_owner).
+func lookup(instances []*testkit.Instance, key string) (testkit.KeyCount, int, error) {
+	var found *testkit.KeyCount
+	last := 0
+	for _, in := range instances {
+		kc, code, err := in.Count(storeName, key)
+		if err != nil {
+			return kc, 0, err
+		}
+		last = code
+		if code == 200 {
+			if found != nil {
+				return kc, 0, fmt.Errorf("key %q answered by %s and %s", key, found.ServedBy, kc.ServedBy)
+			}
+			found = &kc
+		}
+	}
+	if found == nil {
+		return testkit.KeyCount{}, last, nil
+	}
+	return *found, 200, nil
+}
+
+// waitCounts waits until the instances answer every key of truth with its
+// count compared by cmp (exact equality, or at least for at_least_once).
+func waitCounts(t *testing.T, within time.Duration, instances []*testkit.Instance, truth map[string]int64, atLeast bool) {
+	t.Helper()
+	pending := make(map[string]int64, len(truth))
+	for k, v := range truth {
+		pending[k] = v
+	}
+	testkit.Eventually(t, within, func() error {
+		var mu sync.Mutex
+		var firstErr error
+		keys := make(chan string)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for key := range keys {
+					kc, code, err := lookup(instances, key)
+					mu.Lock()
+					switch {
+					case err != nil:
+						firstErr = err
+					case code != 200:
+						firstErr = fmt.Errorf("key %q: status %d (%d keys pending)", key, code, len(pending))
+					case kc.Value == pending[key] || (atLeast && kc.Value > pending[key]):
+						delete(pending, key)
+					case kc.Value > pending[key]:
+						t.Errorf("key %q counted %d, more than the true %d", key, kc.Value, pending[key])
+						delete(pending, key)
+					default:
+						firstErr = fmt.Errorf("key %q: %d, want %d (%d keys pending)", key, kc.Value, pending[key], len(pending))
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		snapshot := make([]string, 0, len(pending))
+		for k := range pending {
+			snapshot = append(snapshot, k)
+		}
+		for _, k := range snapshot {
+			keys <- k
+		}
+		close(keys)
+		wg.Wait()
+		if len(pending) == 0 {
+			return nil
+		}
+		return firstErr
+	})
+}
+
+// checkTopic checks the last value per key of a topic against the truth.
+func checkTopic(t *testing.T, brokers, topic, isolation string, truth map[string]int64, atLeast bool) {
+	t.Helper()
+	last, _ := testkit.LastValues(t, brokers, topic, isolation)
+	bad := 0
+	for k, want := range truth {
+		got, err := strconv.ParseInt(last[k], 10, 64)
+		if err != nil || got < want || (!atLeast && got != want) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: last value of %q = %q, want %d", topic, k, last[k], want)
+			}
+		}
+	}
+	if len(last) != len(truth) {
+		t.Errorf("%s holds %d keys, want %d", topic, len(last), len(truth))
+	}
+	if bad > 5 {
+		t.Errorf("%s: %d keys wrong in all", topic, bad)
+	}
+}
+
+func metric(t *testing.T, in *testkit.Instance, name string, labels ...string) float64 {
+	t.Helper()
+	v, err := in.Metric(name, labels...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// atLeastMetric is a condition: the metric has reached min.
+func atLeastMetric(in *testkit.Instance, name string, min float64) error {
+	v, err := in.Metric(name)
+	if err != nil {
+		return err
+	}
+	if v < min {
+		return fmt.Errorf("%s of %s is %v, waiting for %v", name, in.Name, v, min)
+	}
+	return nil
+}

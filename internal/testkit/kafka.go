@@ -1,0 +1,210 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/broker"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// StartBroker runs a kfake broker on a free loopback port for the test.
+func StartBroker(t testing.TB, partitions int) *broker.Broker {
+	t.Helper()
+	return StartBrokerAt(t, "127.0.0.1:0", partitions, "")
+}
+
+// StartBrokerAt runs a kfake broker on addr, keeping its log in dataDir if set.
+func StartBrokerAt(t testing.TB, addr string, partitions int, dataDir string) *broker.Broker {
+	t.Helper()
+	var b *broker.Broker
+	var err error
+	// A port just freed by a previous broker may take a moment to be free.
+	Eventually(t, 10*time.Second, func() error {
+		b, err = broker.Start(broker.Config{Addr: addr, Partitions: partitions, DataDir: dataDir})
+		return err
+	})
+	t.Cleanup(b.Close)
+	return b
+}
+
+// FreePort returns a loopback port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Record is one input record; a nil Key is a null key.
+type Record struct {
+	Key   []byte
+	Value []byte
+}
+
+// Produce writes records to topic with the real client, placing keys with
+// partitioner ("murmur2_random" as Java clients, or "consistent_random" as
+// kcat), and waits until every one is acknowledged.
+func Produce(t testing.TB, brokers, topic, partitioner string, records []Record) {
+	t.Helper()
+	p, err := kafka.NewProducer(&kafka.ConfigMap{
+		"bootstrap.servers": brokers, "partitioner": partitioner, "linger.ms": 5,
+		"enable.idempotence": true, "queue.buffering.max.messages": 1000000,
+		"log_level": 3, "enable.metrics.push": false,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	done := make(chan kafka.Event, 1024)
+	failed := make(chan error, 1)
+	go func() {
+		for range records {
+			m := (<-done).(*kafka.Message)
+			if m.TopicPartition.Error != nil {
+				select {
+				case failed <- m.TopicPartition.Error:
+				default:
+				}
+			}
+		}
+		close(failed)
+	}()
+	for _, r := range records {
+		for {
+			err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}, done)
+			if err == nil {
+				break
+			}
+			if kerr, ok := err.(kafka.Error); ok && kerr.Code() == kafka.ErrQueueFull {
+				p.Flush(10)
+				continue
+			}
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	if err := <-failed; err != nil {
+		t.Fatalf("delivery failed: %v", err)
+	}
+}
+
+// LastValues reads topic from the start to its current end and returns the
+// last value per key and the number of records read. isolation is
+// "read_committed" or "read_uncommitted".
+func LastValues(t testing.TB, brokers, topic, isolation string) (map[string]string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers": brokers, "group.id": "testkit-reader", "enable.auto.commit": false,
+		"enable.partition.eof": true, "isolation.level": isolation, "log_level": 3,
+		"enable.metrics.push": false, "fetch.queue.backoff.ms": 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	md, err := c.GetMetadata(&topic, false, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tps []kafka.TopicPartition
+	for _, p := range md.Topics[topic].Partitions {
+		low, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if high > low {
+			tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
+		}
+	}
+	last := map[string]string{}
+	n := 0
+	if len(tps) == 0 {
+		return last, 0
+	}
+	if err := c.Assign(tps); err != nil {
+		t.Fatal(err)
+	}
+	open := len(tps)
+	for open > 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		switch e := c.Poll(100).(type) {
+		case *kafka.Message:
+			last[string(e.Key)] = string(e.Value)
+			n++
+		case kafka.PartitionEOF:
+			open--
+		case kafka.Error:
+			if e.IsFatal() {
+				t.Fatal(e)
+			}
+		}
+	}
+	return last, n
+}
+
+// Headers reads every record of topic with its headers.
+func Messages(t testing.TB, brokers, topic string) []*kafka.Message {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers": brokers, "group.id": "testkit-reader", "enable.auto.commit": false,
+		"enable.partition.eof": true, "log_level": 3, "enable.metrics.push": false,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	md, err := c.GetMetadata(&topic, false, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tps []kafka.TopicPartition
+	for _, p := range md.Topics[topic].Partitions {
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
+	}
+	if err := c.Assign(tps); err != nil {
+		t.Fatal(err)
+	}
+	var out []*kafka.Message
+	deadline := time.Now().Add(time.Minute)
+	for open := len(tps); open > 0 && time.Now().Before(deadline); {
+		switch e := c.Poll(100).(type) {
+		case *kafka.Message:
+			out = append(out, e)
+		case kafka.PartitionEOF:
+			open--
+		}
+	}
+	return out
+}
+
+// Eventually calls cond until it returns nil or the deadline passes, then
+// fails the test with cond's last error.
+func Eventually(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	wait := 20 * time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", within, err)
+		}
+		time.Sleep(wait)
+		wait = min(wait*2, 500*time.Millisecond)
+	}
+}
+
+// Errorf is fmt.Errorf, for conditions.
+var Errorf = fmt.Errorf

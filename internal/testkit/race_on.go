@@ -1,0 +1,6 @@
+//go:build race
+
+package testkit
+
+// raceEnabled builds the instances under test with the race detector too.
+const raceEnabled = true
