@@ -3,7 +3,7 @@ package e2e
 import (
 	"os/exec"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,54 +38,41 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 	start := func(name string) *testkit.Instance {
 		return testkit.StartInstance(t, testkit.InstanceConfig{Name: name, Brokers: b.Addr(), Env: eos})
 	}
-	batches := make([]workload, 6)
-	all := workload{truth: map[string]int64{}}
-	for i := range batches {
-		batches[i] = skewed(uint64(10+i), 10_000, 2_000)
-		all = all.add(batches[i])
-	}
 	a := start("abacus-0")
 	a.WaitReady(time.Minute)
-	var produced atomic.Int32
-	done := make(chan struct{})
+
+	// Input flows in batches until every member has counted some of it
+	// (at most 200 batches of 2,000).
+	var mu sync.Mutex
+	all := workload{truth: map[string]int64{}}
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, batch := range batches {
+		for i := range 200 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			batch := skewed(uint64(100+i), 2_000, 1_000)
 			testkit.Produce(t, b.Addr(), input, "murmur2_random", batch.records)
-			produced.Add(1)
+			mu.Lock()
+			all = all.add(batch)
+			mu.Unlock()
 		}
 	}()
-	testkit.Eventually(t, time.Minute, func() error {
-		return atLeastMetric(a, "abacus_records_processed_total", 5_000)
-	})
+	testkit.Eventually(t, time.Minute, func() error { return atLeastMetric(a, "abacus_records_processed_total", 5_000) })
 	bb := start("abacus-1")
-	testkit.Eventually(t, time.Minute, func() error {
-		return atLeastMetric(bb, "abacus_records_processed_total", 1)
-	})
+	testkit.Eventually(t, 2*time.Minute, func() error { return atLeastMetric(bb, "abacus_records_processed_total", 1) })
 	c := start("abacus-2")
+	testkit.Eventually(t, 2*time.Minute, func() error { return atLeastMetric(c, "abacus_records_processed_total", 1) })
+	close(stop)
 	<-done
-	// Input keeps flowing once the third member has its share.
-	testkit.Eventually(t, time.Minute, func() error {
-		// A task of its own shows as a restored-records series.
-		_, body, err := c.Get("/metrics")
-		if err == nil && !strings.Contains(string(body), "abacus_restored_records_total{") {
-			err = testkit.Errorf("abacus-2 owns no task yet")
-		}
-		return err
-	})
-	c.WaitReady(time.Minute)
-	last := skewed(99, 4_000, 1_000)
-	all = all.add(last)
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", last.records)
+
 	instances := []*testkit.Instance{a, bb, c}
 	waitCounts(t, 3*time.Minute, instances, all.truth, false)
 	checkTopic(t, b.Addr(), output, "read_committed", all.truth, false)
 	checkTopic(t, b.Addr(), changelog, "read_committed", all.truth, false)
-	for _, in := range instances {
-		if metric(t, in, "abacus_records_processed_total") == 0 {
-			t.Errorf("%s processed nothing: the partitions were not shared", in.Name)
-		}
-	}
 }
 
 // Acceptance 3 and 4: a graceful restart on the same disk restores

@@ -118,3 +118,12 @@ type health struct{ p *processor.Processor }
 func (h health) Alive() bool   { return h.p.Alive(livenessBound) }
 func (h health) Ready() bool   { return h.p.Ready() }
 func (h health) State() string { return string(h.p.State()) }
+
+func (h health) Tasks() []api.TaskStatus {
+	tasks := h.p.Tasks()
+	out := make([]api.TaskStatus, len(tasks))
+	for i, t := range tasks {
+		out[i] = api.TaskStatus(t)
+	}
+	return out
+}

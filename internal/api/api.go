@@ -41,6 +41,18 @@ type Health interface {
 	Ready() bool
 	// State is the lifecycle state's name.
 	State() string
+	// Tasks describes this instance's tasks.
+	Tasks() []TaskStatus
+}
+
+// TaskStatus is one task of this instance.
+type TaskStatus struct {
+	Partition  int32  `json:"partition"`
+	State      string `json:"state"` // active or restoring
+	Checkpoint int64  `json:"checkpoint"`
+	// Restore progress in changelog records: done of total.
+	RestoreDone  int64 `json:"restore_done"`
+	RestoreTotal int64 `json:"restore_total"`
 }
 
 // Config wires a Server.
@@ -64,6 +76,7 @@ const (
 	PathReadyz  = "/readyz"
 	PathMetrics = "/metrics"
 	PathKey     = "/api/v1/stores/:store/keys/:key"
+	PathStatus  = "/api/v1/streams/status"
 )
 
 // ServedPaths lists every route the server serves, echo-style.
@@ -92,6 +105,7 @@ func New(cfg Config) *Server {
 	e.GET(PathReadyz, s.readyz)
 	e.GET(PathMetrics, echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	e.GET(PathKey, s.getKey)
+	e.GET(PathStatus, s.status)
 	return s
 }
 
@@ -115,7 +129,10 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+		// Connections still busy (or dialled and never used) past the
+		// grace period are cut: shutdown must not wait on clients.
+		s.cfg.Logger.Warn("closing HTTP connections still open after the grace period", "error", err)
+		_ = srv.Close()
 	}
 	<-errc
 	return nil

@@ -127,3 +127,25 @@ func (s *Server) getKey(c echo.Context) error {
 	count.ServedBy = s.cfg.Instance
 	return c.JSON(http.StatusOK, count)
 }
+
+// streamsStatus is the body of /api/v1/streams/status.
+type streamsStatus struct {
+	State          string       `json:"state"`
+	ActiveTasks    []TaskStatus `json:"active_tasks"`
+	RestoringTasks []TaskStatus `json:"restoring_tasks"`
+}
+
+func (s *Server) status(c echo.Context) error {
+	out := streamsStatus{ActiveTasks: []TaskStatus{}, RestoringTasks: []TaskStatus{}}
+	if s.cfg.Health != nil {
+		out.State = s.cfg.Health.State()
+		for _, t := range s.cfg.Health.Tasks() {
+			if t.State == "active" {
+				out.ActiveTasks = append(out.ActiveTasks, t)
+			} else {
+				out.RestoringTasks = append(out.RestoringTasks, t)
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}

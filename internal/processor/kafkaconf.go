@@ -67,6 +67,7 @@ func producerConfig(cfg config.Config) *kafka.ConfigMap {
 	(*m)["acks"] = "all"
 	(*m)["go.delivery.reports"] = true
 	(*m)["go.delivery.report.fields"] = "none"
+	delete(*m, "transactional.id")
 	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
 		(*m)["transactional.id"] = cfg.TransactionalID()
 		if _, set := cfg.Kafka["transaction.timeout.ms"]; !set {

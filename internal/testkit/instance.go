@@ -62,7 +62,7 @@ type Instance struct {
 	StateDir string
 	env      []string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *LogBuffer
 	exited   chan struct{}
 }
 
@@ -117,7 +117,7 @@ func StartInstance(t testing.TB, c InstanceConfig) *Instance {
 
 func (in *Instance) start() {
 	in.t.Helper()
-	in.log = &syncBuffer{}
+	in.log = &LogBuffer{}
 	in.cmd = exec.Command(Binary(in.t))
 	in.cmd.Env = in.env
 	in.cmd.Stdout = in.log
@@ -277,18 +277,19 @@ func SumMetric(body []byte, name string, labels ...string) float64 {
 	return sum
 }
 
-type syncBuffer struct {
+// LogBuffer collects a process's output; safe to read while it writes.
+type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -1,0 +1,78 @@
+package chart
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestLint runs `helm lint --strict` (warnings fail) with the defaults and
+// with every option on.
+func TestLint(t *testing.T) {
+	for _, files := range [][]string{nil, {testdata(t, "all-on.yaml")}} {
+		args := []string{"lint", "--strict", chartDir(t)}
+		for _, f := range files {
+			args = append(args, "--values", f)
+		}
+		if _, err := run(repoRoot(t), helmBin(t), args...); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestSchemaRejects: values.schema.json (and the templates' own checks) turn
+// a mistake into a failed install that names it.
+func TestSchemaRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		file  string // under testdata/
+		set   string
+		wants string // in helm's error
+		// templateOnly marks checks made by the templates' fail, which helm
+		// lint reports as information only; schema checks fail lint too.
+		templateOnly bool
+	}{
+		{name: "unknown top-level key", file: "bad-unknown-key.yaml", wants: "replicas"},
+		{name: "wrong type", file: "bad-type.yaml", wants: "/replicaCount"},
+		{name: "wrong type by --set", set: "persistence.enabled=maybe", wants: "/persistence/enabled"},
+		{name: "unknown nested key", set: "kafka.bootstrapServer=x:9092", wants: "bootstrapServer"},
+		{name: "unknown config key", set: "config.commitIntervall=1s", wants: "commitIntervall"},
+		{name: "not a guarantee", set: "config.processingGuarantee=exactly_once", wants: "/config/processingGuarantee"},
+		{name: "not a partitioner", set: "config.partitioner=murmur3", wants: "/config/partitioner"},
+		{name: "not a duration", set: "config.commitInterval=1 second", wants: "/config/commitInterval"},
+		{name: "no bootstrap servers", set: "kafka.bootstrapServers=", wants: "/kafka/bootstrapServers"},
+		{name: "property not in librdkafka form", set: "kafka.properties.SASL_PASSWORD=x", wants: "SASL_PASSWORD"},
+		{name: "anti-affinity typo", set: "podAntiAffinity.type=hard", wants: "/podAntiAffinity/type"},
+		{name: "grace period within shutdown", set: "terminationGracePeriodSeconds=30", wants: "must be larger than config.shutdownTimeoutSeconds", templateOnly: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var files, sets []string
+			if tc.file != "" {
+				files = append(files, testdata(t, tc.file))
+			}
+			if tc.set != "" {
+				sets = append(sets, tc.set)
+			}
+			_, err := helmTemplate(t, chartDir(t), files, sets)
+			if err == nil {
+				t.Fatalf("helm template accepted the values")
+			}
+			if !strings.Contains(err.Error(), tc.wants) {
+				t.Errorf("helm's error does not name %q:\n%v", tc.wants, err)
+			}
+			if tc.templateOnly {
+				return
+			}
+			// helm lint reads the same schema and fails too.
+			args := []string{"lint", "--strict", chartDir(t)}
+			for _, f := range files {
+				args = append(args, "--values", f)
+			}
+			for _, s := range sets {
+				args = append(args, "--set", s)
+			}
+			if _, err := run(repoRoot(t), helmBin(t), args...); err == nil {
+				t.Errorf("helm lint accepted the values")
+			}
+		})
+	}
+}

@@ -1,0 +1,106 @@
+package chart
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor the
+// chart renders. The operator's Go types are not imported (they would pull
+// the operator's module in for one struct), so the fields the chart may use
+// are declared here and the manifest is decoded into them with unknown
+// fields rejected, as the strict decoder does for k8s.io/api types.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		JobLabel          string `json:"jobLabel,omitempty"`
+		NamespaceSelector struct {
+			Any        bool     `json:"any,omitempty"`
+			MatchNames []string `json:"matchNames,omitempty"`
+		} `json:"namespaceSelector"`
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path"`
+			Interval      string `json:"interval,omitempty"`
+			ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// decodeServiceMonitor decodes a rendered ServiceMonitor by hand,
+// rejecting fields the chart is not meant to render.
+func decodeServiceMonitor(t *testing.T, o object) *serviceMonitor {
+	t.Helper()
+	js, err := yaml.YAMLToJSONStrict(o.Raw)
+	if err != nil {
+		t.Fatalf("%s: %v", o.Source, err)
+	}
+	var sm serviceMonitor
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sm); err != nil {
+		t.Fatalf("%s: %s does not decode strictly: %v", o.Source, o.Kind, err)
+	}
+	return &sm
+}
+
+// checkServiceMonitor: it selects exactly the headless Service in the
+// release's namespace and scrapes its http port at the metrics path.
+func checkServiceMonitor(t *testing.T, o object, objs []object) {
+	t.Helper()
+	sm := decodeServiceMonitor(t, o)
+	if sm.APIVersion != "monitoring.coreos.com/v1" || sm.Kind != "ServiceMonitor" {
+		t.Errorf("ServiceMonitor is %s %s", sm.APIVersion, sm.Kind)
+	}
+	if !reflect.DeepEqual(sm.Spec.NamespaceSelector.MatchNames, []string{namespace}) {
+		t.Errorf("ServiceMonitor looks in namespaces %v, want [%s]", sm.Spec.NamespaceSelector.MatchNames, namespace)
+	}
+	if len(sm.Spec.Selector.MatchExpressions) != 0 {
+		t.Error("ServiceMonitor selector uses expressions the test cannot evaluate")
+	}
+	sts := only[*appsv1.StatefulSet](t, objs)
+	var selected []*corev1.Service
+	for _, svc := range all[*corev1.Service](objs) {
+		if subset(sm.Spec.Selector.MatchLabels, svc.Labels) {
+			selected = append(selected, svc)
+		}
+	}
+	// The headless Service, so that pods that are still restoring (not
+	// ready) are scraped too.
+	if len(selected) != 1 || selected[0].Name != sts.Spec.ServiceName {
+		var names []string
+		for _, s := range selected {
+			names = append(names, s.Name)
+		}
+		t.Fatalf("ServiceMonitor selects Services %v, want only the headless %s", names, sts.Spec.ServiceName)
+	}
+	if len(sm.Spec.Endpoints) != 1 {
+		t.Fatalf("want one endpoint, got %d", len(sm.Spec.Endpoints))
+	}
+	ep := sm.Spec.Endpoints[0]
+	found := false
+	for _, p := range selected[0].Spec.Ports {
+		found = found || p.Name == ep.Port
+	}
+	if !found {
+		t.Errorf("ServiceMonitor scrapes port %q, which Service %s does not have", ep.Port, selected[0].Name)
+	}
+	if !served(ep.Path) {
+		t.Errorf("ServiceMonitor scrapes %s, which abacus does not serve (api.ServedPaths: %v)", ep.Path, servedPaths())
+	}
+	interval, err1 := time.ParseDuration(ep.Interval)
+	timeout, err2 := time.ParseDuration(ep.ScrapeTimeout)
+	if err1 != nil || err2 != nil || timeout > interval {
+		t.Errorf("interval %q and scrapeTimeout %q: want durations with timeout <= interval", ep.Interval, ep.ScrapeTimeout)
+	}
+}
