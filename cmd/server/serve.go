@@ -12,6 +12,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/discovery"
 	"github.com/abacus-streams/abacus/internal/processor"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,23 +57,39 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	proc, err := processor.New(processor.Config{Config: cfg, Logger: log, Registerer: reg}, db)
+	disc, err := discovery.New(discovery.Config{Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	proc, err := processor.New(processor.Config{
+		Config: cfg, Logger: log, Registerer: reg,
+		OnAssignment: func([]int32) { disc.Trigger() },
+	}, db)
 	if err != nil {
 		return err
 	}
 	srv := api.New(api.Config{
-		Instance: cfg.InstanceID,
-		Counts:   counts{proc, cfg.InstanceID},
-		Health:   health{proc},
-		Gatherer: reg,
-		Logger:   log.With("component", "http"),
+		Instance:   cfg.InstanceID,
+		Store:      cfg.Store,
+		ScanSecret: cfg.ApplicationID,
+		Counts:     counts{proc, cfg.InstanceID},
+		Router:     router{disc},
+		Health:     health{proc},
+		Gatherer:   reg,
+		Logger:     log.With("component", "http"),
 	})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	var procErr, httpErr error
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := disc.Run(ctx); err != nil {
+			log.Error("discovery stopped", "error", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		defer cancel()
@@ -110,6 +127,35 @@ func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 		err = api.ErrRestoring
 	}
 	return count, found, err
+}
+
+func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
+	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
+		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
+	})
+	if errors.Is(err, processor.ErrUnknownStore) {
+		return nil, nil, api.ErrUnknownStore
+	}
+	out := make([]api.Item, len(items))
+	for i, it := range items {
+		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
+	}
+	return out, covered, err
+}
+
+// router adapts discovery to the api's Router.
+type router struct{ d *discovery.Discovery }
+
+func (r router) PartitionOf(key []byte) (int32, error) { return r.d.PartitionOf(key) }
+func (r router) Refresh()                              { r.d.Trigger() }
+
+func (r router) Members() ([]api.Member, time.Time, int32) {
+	v := r.d.View()
+	out := make([]api.Member, len(v.Members))
+	for i, m := range v.Members {
+		out[i] = api.Member(m)
+	}
+	return out, v.Refreshed, v.Partitions
 }
 
 // health adapts the processor to the api's Health.

@@ -27,10 +27,46 @@ type Count struct {
 	ServedBy  string `json:"served_by"`
 }
 
-// Counts answers from this instance's stores. Get may be called from many
-// goroutines at once. found is false for a key never counted.
+// Counts answers from this instance's stores; its methods may be called
+// from many goroutines at once.
 type Counts interface {
+	// Get returns a key's committed count; found is false for a key never
+	// counted. It fails with ErrNotOwned or ErrRestoring when it cannot answer.
 	Get(store string, key []byte) (c Count, found bool, err error)
+	// Scan returns up to q.Limit keys in byte order from the active tasks
+	// here, and the partitions the answer covers.
+	Scan(store string, q ScanQuery) (items []Item, covered []int32, err error)
+}
+
+// Item is one entry of a scan.
+type Item struct {
+	Key       string `json:"key"`
+	Value     int64  `json:"value"`
+	Partition int32  `json:"partition"`
+}
+
+// ScanQuery bounds a scan: keys with Prefix, From <= key < To, at most Limit.
+type ScanQuery struct {
+	Prefix, From, To string
+	Limit            int
+}
+
+// Member is one instance and the partitions it owns.
+type Member struct {
+	Name       string  `json:"member"`
+	URL        string  `json:"url"`
+	Partitions []int32 `json:"partitions"`
+}
+
+// Router knows who owns what; its methods may be called concurrently.
+type Router interface {
+	// PartitionOf is the key's partition under the producers' partitioner.
+	PartitionOf(key []byte) (int32, error)
+	// Members is the last known ownership view, when it was read, and the
+	// input topic's partition count.
+	Members() (members []Member, refreshed time.Time, partitions int32)
+	// Refresh asks for a new view soon, without waiting for it.
+	Refresh()
 }
 
 // Health tells the probes about the pipeline.
@@ -58,7 +94,14 @@ type TaskStatus struct {
 // Config wires a Server.
 type Config struct {
 	Instance string
-	Counts   Counts
+	// Store is the name of the store served here.
+	Store string
+	// ScanSecret keys the cursors; every member must share it.
+	ScanSecret string
+	// ForwardTimeout bounds a request forwarded to the owner (default 3s).
+	ForwardTimeout time.Duration
+	Counts         Counts
+	Router         Router
 	Health   Health
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -66,8 +109,9 @@ type Config struct {
 
 // Server serves the HTTP surface.
 type Server struct {
-	cfg  Config
-	echo *echo.Echo
+	cfg    Config
+	echo   *echo.Echo
+	client *http.Client
 }
 
 // Paths of the routes, shared with the chart's tests.
@@ -75,9 +119,15 @@ const (
 	PathHealthz = "/healthz"
 	PathReadyz  = "/readyz"
 	PathMetrics = "/metrics"
-	PathKey     = "/api/v1/stores/:store/keys/:key"
-	PathStatus  = "/api/v1/streams/status"
+	PathKey      = "/api/v1/stores/:store/keys/:key"
+	PathKeys     = "/api/v1/stores/:store/keys"
+	PathMetadata = "/api/v1/stores/:store/keys/:key/metadata"
+	PathCluster  = "/api/v1/cluster"
+	PathStatus   = "/api/v1/streams/status"
 )
+
+// HopHeader marks a forwarded request; such a request is never forwarded again.
+const HopHeader = "X-Abacus-Forwarded-By"
 
 // ServedPaths lists every route the server serves, echo-style.
 func ServedPaths() []string {
@@ -100,11 +150,21 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
-	s := &Server{cfg: cfg, echo: e}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = 3 * time.Second
+	}
+	s := &Server{cfg: cfg, echo: e, client: &http.Client{
+		Timeout:   cfg.ForwardTimeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
+	}}
 	e.GET(PathHealthz, s.healthz)
 	e.GET(PathReadyz, s.readyz)
 	e.GET(PathMetrics, echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	e.GET(PathKey, s.getKey)
+	e.GET(PathKeys, s.scanKeys)
+	e.GET(PathKeys+"/", s.emptyKey)
+	e.GET(PathMetadata, s.keyMetadata)
+	e.GET(PathCluster, s.cluster)
 	e.GET(PathStatus, s.status)
 	return s
 }

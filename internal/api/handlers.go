@@ -85,7 +85,9 @@ func pathKey(c echo.Context) (string, error) {
 	if !ok {
 		raw = c.Param("key")
 	}
-	raw = strings.TrimSuffix(raw, "/metadata")
+	if strings.HasSuffix(c.Path(), "/metadata") {
+		raw = strings.TrimSuffix(raw, "/metadata")
+	}
 	key, err := url.PathUnescape(raw)
 	switch {
 	case err != nil:
@@ -98,34 +100,6 @@ func pathKey(c echo.Context) (string, error) {
 		return "", fail(http.StatusBadRequest, "bad_key", "key is not valid UTF-8")
 	}
 	return key, nil
-}
-
-func (s *Server) getKey(c echo.Context) error {
-	key, err := pathKey(c)
-	if err != nil {
-		return err
-	}
-	store := c.Param("store")
-	count, found, err := s.cfg.Counts.Get(store, []byte(key))
-	switch {
-	case errors.Is(err, ErrUnknownStore):
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-	case errors.Is(err, ErrRestoring):
-		e := fail(http.StatusServiceUnavailable, "restoring", "partition %d of key %q is restoring; retry shortly", count.Partition, key)
-		e.retryAfter = "1"
-		return e
-	case errors.Is(err, ErrNotOwned):
-		e := fail(http.StatusServiceUnavailable, "not_owner", "partition %d of key %q is not served by %s", count.Partition, key, s.cfg.Instance)
-		e.retryAfter = "1"
-		return e
-	case err != nil:
-		return fmt.Errorf("get key: %w", err)
-	case !found:
-		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in store %q", key, store)
-	}
-	count.Key = key
-	count.ServedBy = s.cfg.Instance
-	return c.JSON(http.StatusOK, count)
 }
 
 // streamsStatus is the body of /api/v1/streams/status.
@@ -148,4 +122,14 @@ func (s *Server) status(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// parseQuery parses the raw query itself, so that broken percent-encoding
+// is a 400 with a JSON error instead of silently dropped parameters.
+func parseQuery(c echo.Context) (url.Values, error) {
+	v, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, "bad_query", "query string is not valid: %v", err)
+	}
+	return v, nil
 }

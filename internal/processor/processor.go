@@ -52,6 +52,9 @@ type Config struct {
 	// OnCommit, if set, is called by the session loop with every count made
 	// durable by a commit; it must not block (SSE fan-out queues the work).
 	OnCommit func(updates []Update)
+	// OnAssignment, if set, is called by the session loop after every
+	// change of this member's tasks; it must not block.
+	OnAssignment func(partitions []int32)
 }
 
 // Update is a count made durable, for subscribers.

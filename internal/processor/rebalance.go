@@ -53,6 +53,13 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		}
 	}
 	s.publishTasks()
+	if s.p.cfg.OnAssignment != nil {
+		owned := make([]int32, 0, len(s.tasks))
+		for p := range s.tasks {
+			owned = append(owned, p)
+		}
+		s.p.cfg.OnAssignment(owned)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
 	"time"
@@ -68,7 +69,7 @@ func (r *restorer) finished() bool {
 // start, after a wipe) up to the end of the changelog partition.
 func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) error {
 	topic := p.cfg.ChangelogTopic()
-	c, err := kafka.NewConsumer(restoreConfig(p.cfg.Config))
+	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
 	if err != nil {
 		return fmt.Errorf("create restore consumer: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
 	"time"
@@ -58,7 +59,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		tasks:     map[int32]*task{},
 		lingering: map[int32]time.Time{},
 	}
-	s.producer, err = kafka.NewProducer(producerConfig(p.cfg.Config))
+	s.producer, err = kafka.NewProducer(kafkaconf.Producer(p.cfg.Config))
 	if err != nil {
 		return fatalf("create producer: %w", err)
 	}
@@ -72,7 +73,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			return fmt.Errorf("init transactions as %s: %w", p.cfg.TransactionalID(), err)
 		}
 	}
-	s.consumer, err = kafka.NewConsumer(consumerConfig(p.cfg.Config))
+	s.consumer, err = kafka.NewConsumer(kafkaconf.Consumer(p.cfg.Config))
 	if err != nil {
 		return fatalf("create consumer: %w", err)
 	}

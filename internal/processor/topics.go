@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
 	"time"
@@ -20,7 +21,7 @@ const ChangelogSegmentBytes = 4 << 20
 // the startup timeout; a changelog whose partition count differs from the
 // input's is an error no retry mends.
 func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) (int32, error) {
-	admin, err := kafka.NewAdminClient(adminConfig(cfg.Config))
+	admin, err := kafka.NewAdminClient(kafkaconf.Admin(cfg.Config))
 	if err != nil {
 		return 0, fatalf("create admin client: %w", err)
 	}

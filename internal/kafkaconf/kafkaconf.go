@@ -1,4 +1,8 @@
-package processor
+// Package kafkaconf builds the librdkafka configuration of every client
+// abacus makes from its settings: our defaults, then the user's
+// pass-through properties, then the few settings the state protocol depends
+// on, which nothing overrides.
+package kafkaconf
 
 import (
 	"github.com/abacus-streams/abacus/internal/config"
@@ -6,11 +10,11 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// clientConfig starts every client's configuration: the bootstrap servers,
+// client starts every client's configuration: the bootstrap servers,
 // a client id naming the member, then the user's pass-through properties,
 // which win over our defaults but not over the settings the state protocol
 // depends on (those are set after, by the callers).
-func clientConfig(cfg config.Config, role string, defaults kafka.ConfigMap) *kafka.ConfigMap {
+func client(cfg config.Config, role string, defaults kafka.ConfigMap) *kafka.ConfigMap {
 	m := kafka.ConfigMap{
 		"bootstrap.servers": cfg.Brokers(),
 		"client.id":         cfg.ApplicationID + "-" + cfg.InstanceID + "-" + role,
@@ -27,9 +31,9 @@ func clientConfig(cfg config.Config, role string, defaults kafka.ConfigMap) *kaf
 	return &m
 }
 
-// consumerConfig is the group consumer of the input topic.
-func consumerConfig(cfg config.Config) *kafka.ConfigMap {
-	m := clientConfig(cfg, "consumer", kafka.ConfigMap{
+// Consumer is the group consumer of the input topic.
+func Consumer(cfg config.Config) *kafka.ConfigMap {
+	m := client(cfg, "consumer", kafka.ConfigMap{
 		"auto.offset.reset": "earliest",
 		// librdkafka backs off fetch.queue.backoff.ms (1 s by default)
 		// whenever queued.min.messages are queued, which starves a fast
@@ -54,9 +58,9 @@ func consumerConfig(cfg config.Config) *kafka.ConfigMap {
 	return m
 }
 
-// producerConfig is the producer of changelog, output and dead-letter records.
-func producerConfig(cfg config.Config) *kafka.ConfigMap {
-	m := clientConfig(cfg, "producer", kafka.ConfigMap{
+// Producer is the producer of changelog, output and dead-letter records.
+func Producer(cfg config.Config) *kafka.ConfigMap {
+	m := client(cfg, "producer", kafka.ConfigMap{
 		"linger.ms":                    5,
 		"batch.num.messages":           10000,
 		"queue.buffering.max.messages": 1000000,
@@ -79,9 +83,9 @@ func producerConfig(cfg config.Config) *kafka.ConfigMap {
 	return m
 }
 
-// restoreConfig is the consumer that reads a changelog partition back.
-func restoreConfig(cfg config.Config) *kafka.ConfigMap {
-	m := clientConfig(cfg, "restore", kafka.ConfigMap{
+// Restore is the consumer that reads a changelog partition back.
+func Restore(cfg config.Config) *kafka.ConfigMap {
+	m := client(cfg, "restore", kafka.ConfigMap{
 		"fetch.queue.backoff.ms": 10,
 	})
 	isolation := "read_uncommitted"
@@ -102,7 +106,7 @@ func restoreConfig(cfg config.Config) *kafka.ConfigMap {
 	return m
 }
 
-// adminConfig is the admin client that checks and creates topics.
-func adminConfig(cfg config.Config) *kafka.ConfigMap {
-	return clientConfig(cfg, "admin", nil)
+// Admin is the admin client that checks topics and describes the group.
+func Admin(cfg config.Config) *kafka.ConfigMap {
+	return client(cfg, "admin", nil)
 }

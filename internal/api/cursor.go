@@ -1,0 +1,84 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// A cursor is the last key of a page, signed so that a client can only
+// hand back cursors a member made: base64url(key || hmac[:16]). The key is
+// not secret; the signature only keeps forged cursors out.
+const cursorMACBytes = 16
+
+func cursorMAC(secret string, key []byte) []byte {
+	m := hmac.New(sha256.New, []byte("abacus-scan-cursor:"+secret))
+	m.Write(key)
+	return m.Sum(nil)[:cursorMACBytes]
+}
+
+func encodeCursor(secret, key string) string {
+	b := append([]byte(key), cursorMAC(secret, []byte(key))...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+var errBadCursor = errors.New("cursor is not one this service issued")
+
+func decodeCursor(secret, cursor string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) < cursorMACBytes {
+		return "", errBadCursor
+	}
+	key, mac := b[:len(b)-cursorMACBytes], b[len(b)-cursorMACBytes:]
+	if !hmac.Equal(mac, cursorMAC(secret, key)) {
+		return "", errBadCursor
+	}
+	return string(key), nil
+}
+
+// parseScan reads and checks a scan's query parameters.
+func (s *Server) parseScan(c echo.Context) (ScanQuery, error) {
+	params, err := parseQuery(c)
+	if err != nil {
+		return ScanQuery{}, err
+	}
+	q := ScanQuery{Prefix: params.Get("prefix"), From: params.Get("from"), To: params.Get("to"), Limit: defaultScanLimit}
+	for name, v := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
+		if len(v) > MaxKeyBytes {
+			return q, fail(http.StatusBadRequest, "bad_parameter", "%s is %d bytes; at most %d are allowed", name, len(v), MaxKeyBytes)
+		}
+		if !utf8.ValidString(v) {
+			return q, fail(http.StatusBadRequest, "bad_parameter", "%s is not valid UTF-8", name)
+		}
+	}
+	max := maxScanLimit
+	if forwarded(c) {
+		max++ // a member asks for one more than a page to know if another follows
+	}
+	if v := params.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > max {
+			return q, fail(http.StatusBadRequest, "bad_parameter", "limit must be a whole number from 1 to %d, not %q", maxScanLimit, v)
+		}
+		q.Limit = n
+	}
+	if q.To != "" && q.From >= q.To {
+		return q, fail(http.StatusBadRequest, "bad_parameter", "from must be before to")
+	}
+	if v := params.Get("cursor"); v != "" {
+		after, err := decodeCursor(s.cfg.ScanSecret, v)
+		if err != nil {
+			return q, fail(http.StatusBadRequest, "bad_cursor", "%v: pass back next_cursor exactly as it was returned", err)
+		}
+		if next := after + "\x00"; next > q.From {
+			q.From = next
+		}
+	}
+	return q, nil
+}

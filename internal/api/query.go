@@ -1,0 +1,331 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+func unavailable(code, format string, a ...any) *apiError {
+	e := fail(http.StatusServiceUnavailable, code, format, a...)
+	e.retryAfter = "1"
+	return e
+}
+
+// forwarded reports whether the request came from another member.
+func forwarded(c echo.Context) bool { return c.Request().Header.Get(HopHeader) != "" }
+
+// wantLocal reports whether ?local=true asks for this instance's answer only.
+func wantLocal(c echo.Context) (bool, error) {
+	v := c.QueryParam("local")
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fail(http.StatusBadRequest, "bad_parameter", "local must be true or false, not %q", v)
+	}
+	return b, nil
+}
+
+// owner is the member the view says owns partition p.
+func (s *Server) owner(p int32) (Member, bool) {
+	if s.cfg.Router == nil {
+		return Member{}, false
+	}
+	members, _, _ := s.cfg.Router.Members()
+	for _, m := range members {
+		if slices.Contains(m.Partitions, p) {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+func (s *Server) refresh() {
+	if s.cfg.Router != nil {
+		s.cfg.Router.Refresh()
+	}
+}
+
+// getKey answers a key from here when this instance owns it, and otherwise
+// forwards the request once to the owner.
+func (s *Server) getKey(c echo.Context) error {
+	key, err := pathKey(c)
+	if err != nil {
+		return err
+	}
+	local, err := wantLocal(c)
+	if err != nil {
+		return err
+	}
+	store := c.Param("store")
+	count, found, err := s.cfg.Counts.Get(store, []byte(key))
+	switch {
+	case errors.Is(err, ErrUnknownStore):
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	case errors.Is(err, ErrRestoring):
+		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", count.Partition, key, s.cfg.Instance)
+	case errors.Is(err, ErrNotOwned):
+		if local || forwarded(c) {
+			s.refresh()
+			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", count.Partition, key, s.cfg.Instance)
+		}
+		return s.forward(c, count.Partition)
+	case err != nil:
+		return fmt.Errorf("get key: %w", err)
+	case !found:
+		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in store %q", key, store)
+	}
+	count.Key = key
+	count.ServedBy = s.cfg.Instance
+	return c.JSON(http.StatusOK, count)
+}
+
+// forward relays the request to the owner of partition p, once.
+func (s *Server) forward(c echo.Context, p int32) error {
+	m, ok := s.owner(p)
+	if !ok || m.Name == s.cfg.Instance {
+		s.refresh()
+		return unavailable("moving", "partition %d has no known owner right now (it is moving); retry shortly", p)
+	}
+	req := c.Request()
+	target := m.URL + req.URL.EscapedPath()
+	if req.URL.RawQuery != "" {
+		target += "?" + req.URL.RawQuery
+	}
+	resp, err := s.get(req.Context(), target)
+	if err != nil {
+		s.refresh()
+		return unavailable("owner_unreachable", "owner %s of partition %d did not answer: %v; retry shortly", m.Name, p, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		s.refresh()
+	}
+	for _, h := range []string{"Content-Type", "Retry-After"} {
+		if v := resp.Header.Get(h); v != "" {
+			c.Response().Header().Set(h, v)
+		}
+	}
+	c.Response().WriteHeader(resp.StatusCode)
+	_, err = io.Copy(c.Response(), resp.Body)
+	return err
+}
+
+// get sends a forwarded GET, marked with the hop header.
+func (s *Server) get(ctx context.Context, target string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(HopHeader, s.cfg.Instance)
+	return s.client.Do(req)
+}
+
+// keyMetadata names a key's partition, owner and the owner's URL.
+func (s *Server) keyMetadata(c echo.Context) error {
+	key, err := pathKey(c)
+	if err != nil {
+		return err
+	}
+	if store := c.Param("store"); store != s.storeName() {
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	}
+	p, err := s.cfg.Router.PartitionOf([]byte(key))
+	if err != nil {
+		return unavailable("starting", "%v; retry shortly", err)
+	}
+	m, ok := s.owner(p)
+	if !ok {
+		s.refresh()
+		return unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"key": key, "partition": p, "owner": m.Name, "url": m.URL})
+}
+
+// storeName is the store this instance serves, asked of Counts with an
+// empty scan so the api need not be told twice.
+func (s *Server) storeName() string { return s.cfg.Store }
+
+// clusterView is the body of /api/v1/cluster.
+type clusterView struct {
+	Self        string   `json:"self"`
+	Partitions  int32    `json:"partitions"`
+	Members     []Member `json:"members"`
+	Owners      []owner  `json:"owners"`
+	RefreshedAt string   `json:"refreshed_at"`
+	AgeSeconds  float64  `json:"age_seconds"`
+}
+
+type owner struct {
+	Partition int32  `json:"partition"`
+	Member    string `json:"member"`
+	URL       string `json:"url"`
+}
+
+func (s *Server) cluster(c echo.Context) error {
+	members, refreshed, n := s.cfg.Router.Members()
+	v := clusterView{Self: s.cfg.Instance, Partitions: n, Members: members, Owners: []owner{}}
+	if v.Members == nil {
+		v.Members = []Member{}
+	}
+	for p := range n {
+		if m, ok := s.owner(p); ok {
+			v.Owners = append(v.Owners, owner{Partition: p, Member: m.Name, URL: m.URL})
+		}
+	}
+	if !refreshed.IsZero() {
+		v.RefreshedAt = refreshed.UTC().Format(time.RFC3339Nano)
+		v.AgeSeconds = time.Since(refreshed).Seconds()
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+// scanPage is the body of a scan.
+type scanPage struct {
+	Items      []Item `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+	// Partitions is set on local answers: what this instance covered.
+	Partitions []int32 `json:"partitions,omitempty"`
+}
+
+const (
+	defaultScanLimit = 100
+	maxScanLimit     = 1000
+)
+
+func (s *Server) emptyKey(echo.Context) error {
+	return fail(http.StatusBadRequest, "bad_key", "key must not be empty")
+}
+
+// scanKeys pages through keys in byte order across every owner: each owner
+// returns its first limit+1 keys past the cursor, and the merge keeps the
+// first limit, so no key is skipped or repeated between pages.
+func (s *Server) scanKeys(c echo.Context) error {
+	q, err := s.parseScan(c)
+	if err != nil {
+		return err
+	}
+	local, err := wantLocal(c)
+	if err != nil {
+		return err
+	}
+	store := c.Param("store")
+	if local || forwarded(c) {
+		items, covered, err := s.cfg.Counts.Scan(store, q)
+		if errors.Is(err, ErrUnknownStore) {
+			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		}
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if items == nil {
+			items = []Item{}
+		}
+		if covered == nil {
+			covered = []int32{}
+		}
+		return c.JSON(http.StatusOK, scanPage{Items: items, Partitions: covered})
+	}
+	if store != s.storeName() {
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	}
+	limit := q.Limit
+	q.Limit = limit + 1
+	items, err := s.scanAll(c.Request().Context(), store, q)
+	if err != nil {
+		return err
+	}
+	page := scanPage{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// scanAll asks every member for its part and merges the answers; an answer
+// that does not cover every partition is a 503, never a partial page.
+func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery) ([]Item, error) {
+	members, _, n := s.cfg.Router.Members()
+	type part struct {
+		items   []Item
+		covered []int32
+		err     error
+	}
+	parts := make([]part, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.Name == s.cfg.Instance {
+				parts[i].items, parts[i].covered, parts[i].err = s.cfg.Counts.Scan(store, q)
+				return
+			}
+			parts[i].items, parts[i].covered, parts[i].err = s.scanRemote(ctx, m, store, q)
+		}()
+	}
+	wg.Wait()
+	seen := map[int32]bool{}
+	var merged []Item
+	for i, p := range parts {
+		if p.err != nil {
+			s.refresh()
+			return nil, unavailable("owner_unreachable", "member %s did not answer the scan: %v; retry shortly", members[i].Name, p.err)
+		}
+		for _, id := range p.covered {
+			seen[id] = true
+		}
+		merged = append(merged, p.items...)
+	}
+	for id := range n {
+		if !seen[id] {
+			s.refresh()
+			return nil, unavailable("incomplete", "partition %d is restoring or moving; retry shortly", id)
+		}
+	}
+	if n == 0 {
+		return nil, unavailable("starting", "the partition count is not known yet; retry shortly")
+	}
+	slices.SortFunc(merged, func(a, b Item) int { return bytes.Compare([]byte(a.Key), []byte(b.Key)) })
+	merged = slices.CompactFunc(merged, func(a, b Item) bool { return a.Key == b.Key })
+	if len(merged) > q.Limit {
+		merged = merged[:q.Limit]
+	}
+	return merged, nil
+}
+
+func (s *Server) scanRemote(ctx context.Context, m Member, store string, q ScanQuery) ([]Item, []int32, error) {
+	v := url.Values{"local": {"true"}, "limit": {strconv.Itoa(q.Limit)}}
+	for k, val := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var page scanPage
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		return nil, nil, fmt.Errorf("decode scan page: %w", err)
+	}
+	return page.Items, page.Partitions, nil
+}

@@ -1,0 +1,12 @@
+// Package discovery answers "which member owns this key, and where is it?"
+// with no infrastructure beyond Kafka itself.
+//
+// A key's partition comes from the producers' partitioner (package
+// partitioner). The partition's member comes from the consumer group's own
+// description (DescribeConsumerGroups: each member's group.instance.id and
+// assignment), and the member's URL from ABACUS_PEER_URL_TEMPLATE, by
+// default the StatefulSet's stable DNS name. The view is refreshed by one
+// goroutine: periodically, when this member's assignment changes, and after
+// a routing miss (Trigger, coalesced and rate-limited). Readers get the
+// last complete view without waiting; its age is part of it.
+package discovery

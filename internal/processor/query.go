@@ -1,0 +1,43 @@
+package processor
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/abacus-streams/abacus/internal/store"
+)
+
+// Item is one key and its committed count.
+type Item struct {
+	Key       []byte
+	Value     int64
+	Partition int32
+}
+
+// ScanLocal returns up to o.Limit keys in byte order from this instance's
+// active tasks, and the partitions the answer covers: a restoring task is
+// not covered, so a caller merging answers can tell it is incomplete.
+func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []Item, covered []int32, err error) {
+	if storeName != p.cfg.Store {
+		return nil, nil, ErrUnknownStore
+	}
+	for id, t := range *p.tasks.Load() {
+		if !t.active.Load() {
+			continue
+		}
+		covered = append(covered, id)
+		err := t.store.Scan(o, func(k []byte, v int64) bool {
+			items = append(items, Item{Key: k, Value: v, Partition: id})
+			return true
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
+	if o.Limit > 0 && len(items) > o.Limit {
+		items = items[:o.Limit]
+	}
+	slices.Sort(covered)
+	return items, covered, nil
+}
