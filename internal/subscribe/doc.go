@@ -1,0 +1,107 @@
+// Package subscribe is the live-count fan-out of one abacus instance: it
+// takes the counts each commit made durable and streams them to HTTP
+// clients as Server-Sent Events, one stream per subscription to a key
+// (?key=K) or to every key with a prefix (?prefix=P). It knows neither
+// Kafka nor the processor: the caller publishes Updates and hands Serve a
+// Source that reads current values from the store.
+//
+// # Ownership
+//
+// A Hub has one goroutine, the loop, started by Run. It alone owns the
+// index of streams (key streams in a map by key, prefix streams by prefix
+// and matched once per distinct prefix length in use) and so does all the
+// fan-out. Publish (called by the processor's session loop after each
+// commit) and EndPartition (called when a partition leaves) only put work
+// in the hub's inbox under a short lock and wake the loop: they never
+// block and cost O(updates). Stream handlers reach the index by passing
+// the loop closures. Each stream is written by the HTTP handler goroutine
+// serving it, and by nothing else; the loop and the handler share only the
+// stream's pending set.
+//
+// # Coalescing: the last value of a key is never lost
+//
+// Nothing on the way from a commit to a client is a FIFO that can fill up
+// and lose the newest value. The inbox holds at most one update per key: an
+// update of a key still queued replaces it (in the newer one's place), so
+// it is bounded by the keys that changed since the loop's last turn, and a
+// loop that falls behind still delivers every key's final value. Each
+// stream likewise keeps a pending set of at most one update per key,
+// written in publish order when its handler gets to it. A client that
+// reads slowly therefore sees fewer events, never stale ones: the values of
+// a key it is sent strictly increase and end on the key's current count.
+// abacus_sse_updates_coalesced_total counts the values skipped that way.
+//
+// # Slow subscribers never slow anyone else
+//
+// The loop never waits for a stream; it only adds to pending sets. A
+// stream is dropped, its connection closed and
+// abacus_sse_subscribers_dropped_total{reason} counted, when one of its
+// writes blocks longer than WriteTimeout (write_timeout; the deadline is
+// set through http.ResponseController before every write) or when a prefix
+// stream would hold more than Buffer distinct pending keys (overflow; a
+// key stream never holds more than one). MaxSubscribers bounds the streams
+// of an instance: one more is answered 503 too_many_subscribers with
+// Retry-After and counted in abacus_sse_subscribers_rejected_total.
+//
+// # What a subscriber sees
+//
+// Every stream opens with "retry: <Retry in ms>", then the current value:
+// for a key its committed count (0 for a key never counted), for a prefix
+// the counts of up to SnapshotLimit matching keys owned here (a comment
+// says when the snapshot was truncated). These have no id: the changelog
+// offset they reflect is unknown. Then each update, in commit order:
+//
+//	id: <partition>-<changelog offset>
+//	event: count
+//	data: {"key":"k","value":42,"partition":3}
+//
+// The id never decreases within a partition. A client that reconnects
+// with Last-Event-ID is sent the current value again, as on a first
+// connection, so it never rests on a stale value; there is no replay,
+// because the current value supersedes every event it missed. Updates
+// already reflected in the snapshot are not sent after it (a fence on
+// the publish sequence around the read, see fence).
+// Heartbeat comments (": ping") go out every HeartbeatInterval.
+//
+// # Partitions that move
+//
+// When a partition leaves the instance (revocation, lost assignment,
+// shutdown of the processor), EndPartition ends every key stream whose key
+// lives in it, after the updates published before, with
+//
+//	event: moved
+//	data: {"partition":3,"reason":"revoked"}
+//
+// and closes the stream, so the client's EventSource reconnects, through
+// any pod, to the partition's new owner. A prefix stream spans partitions;
+// it is ended the same way when any partition leaves, rather than kept
+// streaming without the partition that left, because a client that reads
+// on would silently miss that partition's updates: reconnecting gets a
+// consistent snapshot from whatever the instance owns now.
+//
+// # Latency
+//
+// Events are sent after the commit that made them durable (DESIGN.md's
+// state protocol, step 6), never before: a subscriber never sees a count
+// that a crash could take back. So an update waits for the next commit,
+// commit.interval/2 on average and at most commit.interval, plus the
+// delivery to the client (microseconds through the hub, then the
+// network). ABACUS_COMMIT_INTERVAL trades that latency against commit
+// overhead.
+//
+// # Shutdown
+//
+// When Run's context ends, the hub ends every stream at once (a write
+// under way is cut short through its deadline), waits for their handlers
+// to return, and refuses new subscriptions with 503 shutting_down, so an
+// HTTP server's graceful shutdown is not held up by open streams.
+//
+// # Why not r3labs/sse
+//
+// The SSE framing is written here on net/http. github.com/r3labs/sse/v2
+// broadcasts one event log per stream: its stream goroutine sends every
+// event to each subscriber's channel and blocks while one subscriber's
+// channel is full, so one stalled client would stall the fan-out; it has
+// no per-subscriber coalescing, initial value, write deadlines or
+// heartbeats, and it insists on numeric Last-Event-IDs.
+package subscribe

@@ -1,0 +1,77 @@
+package subscribe
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// Event types and the heartbeat, as they appear on the wire.
+const (
+	EventCount = "count"
+	EventMoved = "moved"
+	heartbeat  = ": ping\n\n"
+)
+
+// EventID is the id of the event that carries an update: the partition and
+// the changelog offset that made the count durable, "<partition>-<offset>".
+// It never decreases within a partition.
+func EventID(partition int32, offset int64) string {
+	return string(appendID(nil, partition, offset))
+}
+
+func appendID(b []byte, partition int32, offset int64) []byte {
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, '-')
+	return strconv.AppendInt(b, offset, 10)
+}
+
+// appendRetry is the first line of every stream.
+func appendRetry(b []byte, d time.Duration) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
+}
+
+// appendCount frames a count event. Snapshot values have no id (the
+// changelog offset they reflect is not known); updates do.
+func appendCount(b []byte, key string, value int64, partition int32, offset int64, withID bool) []byte {
+	if withID {
+		b = append(b, "id: "...)
+		b = appendID(b, partition, offset)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: "+EventCount+"\ndata: {\"key\":"...)
+	b = appendJSONString(b, key)
+	b = append(b, `,"value":`...)
+	b = strconv.AppendInt(b, value, 10)
+	b = append(b, `,"partition":`...)
+	b = strconv.AppendInt(b, int64(partition), 10)
+	return append(b, "}\n\n"...)
+}
+
+// appendMoved frames the last event of a stream whose partition moved.
+func appendMoved(b []byte, partition int32, reason string) []byte {
+	b = append(b, "event: "+EventMoved+"\ndata: {\"partition\":"...)
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, reason)
+	return append(b, "}\n\n"...)
+}
+
+// appendJSONString appends s as a JSON string. Plain printable ASCII is
+// copied as is; anything else goes through encoding/json, which escapes
+// control characters and replaces invalid UTF-8 with U+FFFD. Either way the
+// result holds no newline, so it fits one data line.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

@@ -1,0 +1,352 @@
+package subscribe
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Update is one count made durable by a commit.
+type Update struct {
+	Key       string
+	Value     int64
+	Partition int32
+	// Offset is the changelog offset that made the count durable. It never
+	// decreases within a partition; events carry it in their id.
+	Offset int64
+}
+
+// errClosed: the hub's loop has stopped.
+var errClosed = errors.New("subscribe: hub closed")
+
+// Hub fans the counts committed on this instance out to its SSE streams.
+// Publish and EndPartition may be called from any goroutine and never
+// block; Serve is called by HTTP handlers, any number at once.
+type Hub struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	in   inbox
+	wake chan struct{} // cap 1: the inbox has work
+	cmds chan func()   // work for the loop from stream handlers
+
+	// published is the number of the last batch Publish queued or skipped.
+	published atomic.Uint64
+	// admitted counts the streams counted against MaxSubscribers. While it
+	// is zero Publish skips the queue: a stream admitted later reads the
+	// store, which already holds every update published before.
+	admitted atomic.Int64
+	// fanned is the last batch the loop has handed to the streams.
+	fanned atomic.Uint64
+
+	life    sync.Mutex // guards started, stopped, and streams.Add
+	started bool
+	stopped bool
+	streams sync.WaitGroup // Serve calls under way
+	done    chan struct{}  // closed when the loop stops
+
+	// Owned by the loop.
+	idx     index
+	endSeq  uint64            // EndPartition calls the loop has handled
+	lastEnd map[int32]endMark // per partition, the last of them
+}
+
+// endMark is the loop's memory of a partition's last EndPartition.
+type endMark struct {
+	seq    uint64
+	reason string
+}
+
+// New builds a hub. It registers the hub's metrics and starts nothing;
+// Run starts the fan-out.
+func New(cfg Config) *Hub {
+	cfg = cfg.withDefaults()
+	return &Hub{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "subscribe"),
+		metrics: newMetrics(cfg.Registerer),
+		in:      inbox{at: map[string]int{}},
+		wake:    make(chan struct{}, 1),
+		cmds:    make(chan func()),
+		done:    make(chan struct{}),
+		idx:     newIndex(),
+		lastEnd: map[int32]endMark{},
+	}
+}
+
+// Run fans updates out until ctx ends. Then it ends every stream at once
+// (pending events are not written), waits for their handlers to return
+// and returns nil. A hub runs once; later subscriptions get 503.
+func (h *Hub) Run(ctx context.Context) error {
+	h.life.Lock()
+	if h.started {
+		h.life.Unlock()
+		return errors.New("subscribe: hub already run")
+	}
+	h.started = true
+	h.life.Unlock()
+	defer h.stop()
+
+	var spare []queued
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-h.cmds:
+			f()
+		case <-h.wake:
+			work, ends := h.in.take(spare)
+			h.fanOut(work)
+			for _, e := range ends {
+				h.endPartition(e)
+			}
+			clear(work)
+			if cap(work) <= maxSpare {
+				spare = work[:0]
+			} else {
+				spare = nil
+			}
+		}
+	}
+}
+
+// maxSpare bounds the queue kept for reuse between turns of the loop.
+const maxSpare = 1 << 16
+
+// stop ends every stream and waits for their handlers.
+func (h *Hub) stop() {
+	h.life.Lock()
+	h.stopped = true
+	close(h.done)
+	h.life.Unlock()
+	h.in.close()
+	for s := range h.idx.all {
+		s.finish(endShutdown, nil)
+	}
+	h.idx = newIndex()
+	h.streams.Wait()
+}
+
+// Publish hands a commit's updates to the hub. It never blocks and costs
+// O(len(updates)); the fan-out happens on the hub's goroutine. An update
+// of a key still queued replaces the queued one, so the queue holds at most
+// one update per key and the last value of every key is always delivered.
+//
+// Publish must be called after the updates are readable through the
+// Source of Serve, from one goroutine at a time, in commit order: the
+// processor's session loop calls it after each commit, as OnCommit.
+func (h *Hub) Publish(updates []Update) {
+	if len(updates) == 0 {
+		return
+	}
+	h.in.mu.Lock()
+	h.in.batch++
+	b := h.in.batch
+	queued := !h.in.closed && h.admitted.Load() > 0
+	if queued {
+		for _, u := range updates {
+			h.in.put(u, b)
+		}
+	}
+	h.published.Store(b)
+	h.in.mu.Unlock()
+	if queued {
+		h.signal()
+	}
+}
+
+// EndPartition ends, with a final "moved" event, every stream that follows
+// a key of partition and every prefix stream (whose keys span partitions).
+// Updates published before it are written first. It never blocks. Call it
+// once partition's keys are no longer readable through the Source, so a
+// stream that starts later fails its first read instead of following a
+// partition that left.
+func (h *Hub) EndPartition(partition int32, reason string) {
+	h.in.mu.Lock()
+	if !h.in.closed {
+		h.in.ends = append(h.in.ends, ending{partition: partition, reason: reason})
+	}
+	h.in.mu.Unlock()
+	h.signal()
+}
+
+func (h *Hub) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// do runs f on the loop and waits for it.
+func (h *Hub) do(ctx context.Context, f func()) error {
+	ran := make(chan struct{})
+	select {
+	case h.cmds <- func() { f(); close(ran) }:
+	case <-h.done:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-ran
+	return nil
+}
+
+// fanOut offers each live update to the streams following its key.
+func (h *Hub) fanOut(work []queued) {
+	for i := range work {
+		q := &work[i]
+		if q.dead {
+			continue
+		}
+		for s := range h.idx.exact[q.Key] {
+			h.deliver(s, q)
+		}
+		for _, n := range h.idx.lens {
+			if n > len(q.Key) {
+				break
+			}
+			for s := range h.idx.prefix[q.Key[:n]] {
+				h.deliver(s, q)
+			}
+		}
+		h.fanned.Store(q.batch)
+	}
+}
+
+func (h *Hub) deliver(s *stream, q *queued) {
+	switch s.offer(q) {
+	case offerCoalesced:
+		h.metrics.coalesced.Inc()
+	case offerOverflow:
+		h.idx.remove(s)
+		if s.finish(endOverflow, nil) {
+			h.metrics.dropped.WithLabelValues(DropOverflow).Inc()
+			h.log.Warn("dropped a slow subscriber: too many pending keys", "prefix", s.key, "limit", h.cfg.Buffer)
+		}
+	}
+}
+
+// endPartition runs EndPartition on the loop.
+func (h *Hub) endPartition(e ending) {
+	h.endSeq++
+	h.lastEnd[e.partition] = endMark{seq: h.endSeq, reason: e.reason}
+	final := appendMoved(nil, e.partition, e.reason)
+	for s := range h.idx.byPartition[e.partition] {
+		h.move(s, final)
+	}
+	for _, set := range h.idx.prefix {
+		for s := range set {
+			h.move(s, final)
+		}
+	}
+}
+
+func (h *Hub) move(s *stream, final []byte) {
+	h.idx.remove(s)
+	if s.finish(endMoved, final) {
+		h.metrics.moved.Inc()
+	}
+}
+
+// register adds s to the index, on the loop.
+func (h *Hub) register(s *stream) {
+	s.regEnds = h.endSeq
+	h.idx.add(s)
+}
+
+// bind records the partition of a key stream, on the loop; a stream whose
+// partition was ended since it registered is moved at once.
+func (h *Hub) bind(s *stream, partition int32) {
+	if _, ok := h.idx.all[s]; !ok {
+		return
+	}
+	if m, ok := h.lastEnd[partition]; ok && m.seq > s.regEnds {
+		h.move(s, appendMoved(nil, partition, m.reason))
+		return
+	}
+	h.idx.bind(s, partition)
+}
+
+// unregister removes s, unless the loop has stopped (and forgotten it).
+func (h *Hub) unregister(s *stream) {
+	_ = h.do(context.Background(), func() { h.idx.remove(s) })
+}
+
+// ending is one EndPartition call waiting for the loop.
+type ending struct {
+	partition int32
+	reason    string
+}
+
+// queued is an update waiting in the inbox or in a stream.
+type queued struct {
+	Update
+	batch uint64 // the Publish call that brought it, from 1
+	order uint64 // its place among all updates published
+	dead  bool   // replaced by a later update of the same key
+}
+
+// inbox is where Publish and EndPartition leave work for the loop.
+type inbox struct {
+	mu     sync.Mutex
+	closed bool
+	batch  uint64 // Publish calls so far
+	order  uint64 // updates queued so far
+	queue  []queued
+	at     map[string]int // key -> index of its live update in queue
+	dead   int
+	ends   []ending
+}
+
+// put queues u, replacing the queued update of the same key.
+func (in *inbox) put(u Update, batch uint64) {
+	in.order++
+	if i, ok := in.at[u.Key]; ok {
+		in.queue[i].dead = true
+		in.dead++
+	}
+	in.at[u.Key] = len(in.queue)
+	in.queue = append(in.queue, queued{Update: u, batch: batch, order: in.order})
+	if in.dead > 1024 && in.dead > len(in.queue)/2 {
+		in.compact()
+	}
+}
+
+// compact drops the replaced updates, keeping the order of the others.
+func (in *inbox) compact() {
+	live := in.queue[:0]
+	for _, q := range in.queue {
+		if !q.dead {
+			in.at[q.Key] = len(live)
+			live = append(live, q)
+		}
+	}
+	clear(in.queue[len(live):])
+	in.queue = live
+	in.dead = 0
+}
+
+// take hands the queued work to the loop, leaving spare as the new queue.
+func (in *inbox) take(spare []queued) ([]queued, []ending) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	work := in.queue
+	in.queue = spare[:0]
+	clear(in.at)
+	in.dead = 0
+	ends := in.ends
+	in.ends = nil
+	return work, ends
+}
+
+func (in *inbox) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.closed = true
+	in.queue = nil
+	in.at = map[string]int{}
+	in.ends = nil
+}
