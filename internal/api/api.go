@@ -102,9 +102,9 @@ type Config struct {
 	ForwardTimeout time.Duration
 	Counts         Counts
 	Router         Router
-	Health   Health
-	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
+	Health         Health
+	Gatherer       prometheus.Gatherer
+	Logger         *slog.Logger
 }
 
 // Server serves the HTTP surface.
@@ -116,9 +116,9 @@ type Server struct {
 
 // Paths of the routes, shared with the chart's tests.
 const (
-	PathHealthz = "/healthz"
-	PathReadyz  = "/readyz"
-	PathMetrics = "/metrics"
+	PathHealthz  = "/healthz"
+	PathReadyz   = "/readyz"
+	PathMetrics  = "/metrics"
 	PathKey      = "/api/v1/stores/:store/keys/:key"
 	PathKeys     = "/api/v1/stores/:store/keys"
 	PathMetadata = "/api/v1/stores/:store/keys/:key/metadata"

@@ -13,7 +13,9 @@ import (
 // notHere is a member that owns nothing (its Counts always says so).
 type notHere struct{}
 
-func (notHere) Get(string, []byte) (Count, bool, error) { return Count{Partition: 0}, false, ErrNotOwned }
+func (notHere) Get(string, []byte) (Count, bool, error) {
+	return Count{Partition: 0}, false, ErrNotOwned
+}
 func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 	return nil, nil, nil
 }
@@ -25,7 +27,7 @@ type staleRouter struct {
 }
 
 func (r *staleRouter) PartitionOf([]byte) (int32, error) { return 0, nil }
-func (r *staleRouter) Refresh()                           { r.refreshes.Add(1) }
+func (r *staleRouter) Refresh()                          { r.refreshes.Add(1) }
 func (r *staleRouter) Members() ([]Member, time.Time, int32) {
 	return []Member{*r.owner}, time.Now(), 1
 }
