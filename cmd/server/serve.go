@@ -13,6 +13,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/discovery"
+	"github.com/abacus-streams/abacus/internal/events"
 	"github.com/abacus-streams/abacus/internal/processor"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,44 +62,77 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	var publisher *events.Publisher
+	onStateChange := func(processor.State, processor.State, []processor.TaskStatus) {}
+	if cfg.EventsTopic != "" {
+		publisher = events.New(cfg, log, reg)
+		onStateChange = func(from, to processor.State, tasks []processor.TaskStatus) {
+			publisher.StateChanged(string(from), string(to), tasks)
+		}
+	}
 	proc, err := processor.New(processor.Config{
 		Config: cfg, Logger: log, Registerer: reg,
-		OnAssignment: func([]int32) { disc.Trigger() },
+		OnAssignment:  func([]int32) { disc.Trigger() },
+		OnStateChange: onStateChange,
 	}, db)
 	if err != nil {
 		return err
 	}
 	srv := api.New(api.Config{
-		Instance:   cfg.InstanceID,
-		Store:      cfg.Store,
-		ScanSecret: cfg.ApplicationID,
-		Counts:     counts{proc, cfg.InstanceID},
-		Router:     router{disc},
-		Health:     health{proc},
-		Gatherer:   reg,
-		Logger:     log.With("component", "http"),
+		ApplicationID: cfg.ApplicationID,
+		Instance:      cfg.InstanceID,
+		Version:       version,
+		Store:         cfg.Store,
+		ScanSecret:    cfg.ApplicationID,
+		Counts:        counts{proc, cfg.InstanceID},
+		Router:        router{disc},
+		Health:        health{proc},
+		Operations:    operations{proc, cfg},
+		Gatherer:      reg,
+		Registerer:    reg,
+		Logger:        log.With("component", "http"),
+		AuthToken:     cfg.AuthToken,
+		AuthBasic:     cfg.AuthBasic,
+		AuthMetrics:   cfg.AuthMetrics,
+		CORSOrigins:   cfg.CORSOrigins,
+		TLSCertFile:   cfg.TLSCertFile,
+		TLSKeyFile:    cfg.TLSKeyFile,
 	})
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The processor stops first (on a signal, or by itself on a fatal
+	// error); HTTP keeps answering meanwhile, /readyz false, so probes and
+	// peers see PENDING_SHUTDOWN rather than a refused connection.
+	procCtx, stopProc := context.WithCancel(ctx)
+	defer stopProc()
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	defer stopHTTP()
 	var wg sync.WaitGroup
 	var procErr, httpErr error
+	if publisher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := publisher.Run(httpCtx); err != nil {
+				log.Error("state events stopped", "error", err)
+			}
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := disc.Run(ctx); err != nil {
+		if err := disc.Run(httpCtx); err != nil {
 			log.Error("discovery stopped", "error", err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		defer cancel()
-		procErr = proc.Run(ctx)
+		defer stopHTTP()
+		procErr = proc.Run(procCtx)
 	}()
 	go func() {
 		defer wg.Done()
-		defer cancel()
-		httpErr = srv.Serve(ctx, cfg.HTTPAddr)
+		defer stopProc()
+		httpErr = srv.Serve(httpCtx, cfg.HTTPAddr)
 		if httpErr != nil {
 			httpErr = fmt.Errorf("serve HTTP on %s: %w", cfg.HTTPAddr, httpErr)
 		}
@@ -141,6 +175,42 @@ func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, er
 		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
 	}
 	return out, covered, err
+}
+
+// operations adapts the processor and configuration to the api's Operations.
+type operations struct {
+	p   *processor.Processor
+	cfg config.Config
+}
+
+func (o operations) Config() map[string]any { return o.cfg.Masked() }
+
+func (o operations) Offsets(ctx context.Context) ([]api.PartitionOffsets, error) {
+	offsets, err := o.p.Offsets(ctx)
+	out := make([]api.PartitionOffsets, len(offsets))
+	for i, po := range offsets {
+		out[i] = api.PartitionOffsets(po)
+	}
+	return out, err
+}
+
+func (o operations) Topology() api.Topology {
+	c := o.cfg
+	t := api.Topology{
+		Source: api.TopologyNode{Name: "source", Topic: c.InputTopic, Description: "consumes the input topic in group " + c.ApplicationID},
+		Processors: []api.TopologyNode{
+			{Name: "count-by-key", Description: "adds one to the record key's count in store " + c.Store + "; null keys go by on_error=" + c.OnError},
+		},
+		Stores: []api.TopologyNode{{Name: c.Store, Changelog: c.ChangelogTopic(), Description: "per-partition Badger store of counts, backed by its compacted changelog"}},
+		Sinks: []api.TopologyNode{
+			{Name: "output", Topic: c.OutputTopic, Description: "every new count: key, count as a decimal string"},
+			{Name: "dead-letter", Topic: c.DLQTopic(), Description: "records that could not be counted, with error headers"},
+		},
+	}
+	if c.EventsTopic != "" {
+		t.Sinks = append(t.Sinks, api.TopologyNode{Name: "state-events", Topic: c.EventsTopic, Description: "state transitions as CloudEvents"})
+	}
+	return t
 }
 
 // router adapts discovery to the api's Router.

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -93,7 +97,9 @@ type TaskStatus struct {
 
 // Config wires a Server.
 type Config struct {
-	Instance string
+	ApplicationID string
+	Instance      string
+	Version       string
 	// Store is the name of the store served here.
 	Store string
 	// ScanSecret keys the cursors; every member must share it.
@@ -103,40 +109,68 @@ type Config struct {
 	Counts         Counts
 	Router         Router
 	Health         Health
+	Operations     Operations
 	Gatherer       prometheus.Gatherer
+	Registerer     prometheus.Registerer
 	Logger         *slog.Logger
+
+	// AuthToken and AuthBasic ("user:password"), when set, guard /api/v1
+	// (and /metrics with AuthMetrics); the probes are never guarded.
+	AuthToken   string
+	AuthBasic   string
+	AuthMetrics bool
+	// CORSOrigins, comma-separated, allows browsers from those origins.
+	CORSOrigins string
+	// TLSCertFile and TLSKeyFile make Serve speak HTTPS.
+	TLSCertFile, TLSKeyFile string
+	// Extra registers more routes under /api/v1 (the SSE subscription).
+	Extra func(g *echo.Group)
 }
 
 // Server serves the HTTP surface.
 type Server struct {
-	cfg    Config
-	echo   *echo.Echo
-	client *http.Client
+	cfg     Config
+	echo    *echo.Echo
+	client  *http.Client
+	metrics *httpMetrics
 }
 
 // Paths of the routes, shared with the chart's tests.
 const (
-	PathHealthz  = "/healthz"
-	PathReadyz   = "/readyz"
-	PathMetrics  = "/metrics"
-	PathKey      = "/api/v1/stores/:store/keys/:key"
-	PathKeys     = "/api/v1/stores/:store/keys"
-	PathMetadata = "/api/v1/stores/:store/keys/:key/metadata"
-	PathCluster  = "/api/v1/cluster"
-	PathStatus   = "/api/v1/streams/status"
+	PathHealthz   = "/healthz"
+	PathReadyz    = "/readyz"
+	PathMetrics   = "/metrics"
+	PathKey       = "/api/v1/stores/:store/keys/:key"
+	PathKeys      = "/api/v1/stores/:store/keys"
+	PathMetadata  = "/api/v1/stores/:store/keys/:key/metadata"
+	PathSubscribe = "/api/v1/stores/:store/subscribe"
+	PathCluster   = "/api/v1/cluster"
+	PathStores    = "/api/v1/stores"
+	PathStreams   = "/api/v1/streams"
+	PathStatus    = "/api/v1/streams/status"
+	PathConfig    = "/api/v1/streams/config"
+	PathMetricsJS = "/api/v1/streams/metrics"
+	PathTopology  = "/api/v1/streams/topology"
+	PathOffsets   = "/api/v1/streams/offsets"
 )
 
 // HopHeader marks a forwarded request; such a request is never forwarded again.
 const HopHeader = "X-Abacus-Forwarded-By"
 
+// MaxRequestBody bounds a request body (the API takes none worth more).
+const MaxRequestBody = "64K"
+
 // ServedPaths lists every route the server serves, echo-style.
 func ServedPaths() []string {
-	s := New(Config{})
+	s := New(Config{Extra: func(g *echo.Group) { g.GET(strings.TrimPrefix(PathSubscribe, "/api/v1"), nil) }})
 	var out []string
 	for _, r := range s.echo.Routes() {
-		out = append(out, r.Path)
+		if !strings.HasSuffix(r.Path, "/*") && r.Method == http.MethodGet {
+			out = append(out, r.Path)
+		}
 	}
-	return out
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // New builds the server and its routes; it does not listen.
@@ -147,25 +181,41 @@ func New(cfg Config) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 3 * time.Second
 	}
-	s := &Server{cfg: cfg, echo: e, client: &http.Client{
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler
+	s := &Server{cfg: cfg, echo: e, metrics: newHTTPMetrics(cfg.Registerer), client: &http.Client{
 		Timeout:   cfg.ForwardTimeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
 	}}
+	e.Use(s.metrics.middleware, middleware.BodyLimit(MaxRequestBody))
 	e.GET(PathHealthz, s.healthz)
 	e.GET(PathReadyz, s.readyz)
-	e.GET(PathMetrics, echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
-	e.GET(PathKey, s.getKey)
-	e.GET(PathKeys, s.scanKeys)
-	e.GET(PathKeys+"/", s.emptyKey)
-	e.GET(PathMetadata, s.keyMetadata)
-	e.GET(PathCluster, s.cluster)
-	e.GET(PathStatus, s.status)
+	metrics := echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	if cfg.AuthMetrics {
+		e.GET(PathMetrics, metrics, s.authenticate)
+	} else {
+		e.GET(PathMetrics, metrics)
+	}
+	v1 := e.Group("/api/v1", s.cors(), s.authenticate)
+	v1.GET("/stores", s.stores)
+	v1.GET("/stores/:store/keys", s.scanKeys)
+	v1.GET("/stores/:store/keys/", s.emptyKey)
+	v1.GET("/stores/:store/keys/:key", s.getKey)
+	v1.GET("/stores/:store/keys/:key/metadata", s.keyMetadata)
+	v1.GET("/cluster", s.cluster)
+	v1.GET("/streams", s.streams)
+	v1.GET("/streams/status", s.status)
+	v1.GET("/streams/config", s.streamsConfig)
+	v1.GET("/streams/metrics", s.streamsMetrics)
+	v1.GET("/streams/topology", s.streamsTopology)
+	v1.GET("/streams/offsets", s.streamsOffsets)
+	if cfg.Extra != nil {
+		cfg.Extra(v1)
+	}
 	return s
 }
 
@@ -180,7 +230,13 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 1 << 20,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() {
+		if s.cfg.TLSCertFile != "" {
+			errc <- srv.ListenAndServeTLS(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+			return
+		}
+		errc <- srv.ListenAndServe()
+	}()
 	select {
 	case err := <-errc:
 		return err

@@ -105,12 +105,14 @@ func (s *Server) forward(c echo.Context, p int32) error {
 	if req.URL.RawQuery != "" {
 		target += "?" + req.URL.RawQuery
 	}
-	resp, err := s.get(req.Context(), target)
+	resp, err := s.get(req.Context(), target, req.Header.Get("Authorization"))
 	if err != nil {
+		s.metrics.forwarded.WithLabelValues("error").Inc()
 		s.refresh()
 		return unavailable("owner_unreachable", "owner %s of partition %d did not answer: %v; retry shortly", m.Name, p, err)
 	}
 	defer resp.Body.Close()
+	s.metrics.forwarded.WithLabelValues("ok").Inc()
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		s.refresh()
 	}
@@ -125,12 +127,15 @@ func (s *Server) forward(c echo.Context, p int32) error {
 }
 
 // get sends a forwarded GET, marked with the hop header.
-func (s *Server) get(ctx context.Context, target string) (*http.Response, error) {
+func (s *Server) get(ctx context.Context, target, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set(HopHeader, s.cfg.Instance)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
 	return s.client.Do(req)
 }
 
@@ -155,9 +160,24 @@ func (s *Server) keyMetadata(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"key": key, "partition": p, "owner": m.Name, "url": m.URL})
 }
 
-// storeName is the store this instance serves, asked of Counts with an
-// empty scan so the api need not be told twice.
+// storeName is the store this instance serves.
 func (s *Server) storeName() string { return s.cfg.Store }
+
+// stores lists the stores and their partitions here.
+func (s *Server) stores(c echo.Context) error {
+	type storeBody struct {
+		Name       string       `json:"name"`
+		Changelog  string       `json:"changelog"`
+		Partitions []TaskStatus `json:"partitions"`
+	}
+	tasks := []TaskStatus{}
+	if s.cfg.Health != nil {
+		tasks = append(tasks, s.cfg.Health.Tasks()...)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"stores": []storeBody{{
+		Name: s.cfg.Store, Changelog: s.cfg.ApplicationID + "-" + s.cfg.Store + "-changelog", Partitions: tasks,
+	}}})
+}
 
 // clusterView is the body of /api/v1/cluster.
 type clusterView struct {
@@ -244,7 +264,7 @@ func (s *Server) scanKeys(c echo.Context) error {
 	}
 	limit := q.Limit
 	q.Limit = limit + 1
-	items, err := s.scanAll(c.Request().Context(), store, q)
+	items, err := s.scanAll(c.Request().Context(), store, q, c.Request().Header.Get("Authorization"))
 	if err != nil {
 		return err
 	}
@@ -258,7 +278,7 @@ func (s *Server) scanKeys(c echo.Context) error {
 
 // scanAll asks every member for its part and merges the answers; an answer
 // that does not cover every partition is a 503, never a partial page.
-func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery) ([]Item, error) {
+func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authorization string) ([]Item, error) {
 	members, _, n := s.cfg.Router.Members()
 	type part struct {
 		items   []Item
@@ -275,7 +295,7 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery) ([]Item
 				parts[i].items, parts[i].covered, parts[i].err = s.cfg.Counts.Scan(store, q)
 				return
 			}
-			parts[i].items, parts[i].covered, parts[i].err = s.scanRemote(ctx, m, store, q)
+			parts[i].items, parts[i].covered, parts[i].err = s.scanRemote(ctx, m, store, q, authorization)
 		}()
 	}
 	wg.Wait()
@@ -308,14 +328,14 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery) ([]Item
 	return merged, nil
 }
 
-func (s *Server) scanRemote(ctx context.Context, m Member, store string, q ScanQuery) ([]Item, []int32, error) {
+func (s *Server) scanRemote(ctx context.Context, m Member, store string, q ScanQuery, authorization string) ([]Item, []int32, error) {
 	v := url.Values{"local": {"true"}, "limit": {strconv.Itoa(q.Limit)}}
 	for k, val := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
 		if val != "" {
 			v.Set(k, val)
 		}
 	}
-	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode())
+	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -62,6 +62,22 @@ type Config struct {
 	StateCleanupDelay time.Duration
 	LogLevel          string
 	LogFormat         string
+	// AuthToken, if set, is the bearer token /api/v1 requires.
+	AuthToken string
+	// AuthBasic, if set, is the "user:password" /api/v1 accepts.
+	AuthBasic string
+	// AuthMetrics puts /metrics behind the same auth.
+	AuthMetrics bool
+	// TLSCertFile and TLSKeyFile, if set, serve HTTPS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// CORSOrigins lists the origins allowed to call /api/v1 from a browser
+	// (comma-separated, "*" for any); empty turns CORS off.
+	CORSOrigins string
+	// EventsTopic, if set, receives state changes as CloudEvents.
+	EventsTopic string
+	// MaxSubscribers bounds the SSE subscribers of one instance.
+	MaxSubscribers int
 	// Kafka holds librdkafka properties passed through to every client.
 	Kafka map[string]string
 }
@@ -95,6 +111,7 @@ func Default() Config {
 		StateCleanupDelay:   10 * time.Minute,
 		LogLevel:            "info",
 		LogFormat:           "text",
+		MaxSubscribers:      10000,
 		Kafka:               map[string]string{},
 	}
 }
@@ -202,6 +219,15 @@ func (c Config) Validate() error {
 			return bad(name, d.String(), "must be a positive duration such as 30s")
 		}
 	}
+	if c.AuthBasic != "" && !strings.Contains(c.AuthBasic, ":") {
+		return bad("auth_basic", Mask, "must be user:password")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return bad("tls_cert_file", c.TLSCertFile, "ABACUS_TLS_CERT_FILE and ABACUS_TLS_KEY_FILE go together")
+	}
+	if c.MaxSubscribers < 0 {
+		return bad("max_subscribers", strconv.Itoa(c.MaxSubscribers), "must not be negative")
+	}
 	if c.StateCleanupDelay < 0 {
 		return bad("state_cleanup_delay", c.StateCleanupDelay.String(), "must not be negative")
 	}
@@ -235,7 +261,7 @@ func ParsePeerTemplate(text string) (*template.Template, error) {
 }
 
 // secretWords mark a librdkafka property (or setting) whose value is secret.
-var secretWords = []string{"password", "secret", "token", "jaas", "private", "key.pem", "credential"}
+var secretWords = []string{"password", "secret", "token", "jaas", "private", "key.pem", "credential", "auth_basic"}
 
 // IsSecret reports whether a property's value must never be shown.
 func IsSecret(property string) bool {
@@ -256,7 +282,11 @@ const Mask = "********"
 func (c Config) Masked() map[string]any {
 	out := make(map[string]any, len(settings)+1)
 	for _, s := range settings {
-		out[s.name] = s.get(&c)
+		v := s.get(&c)
+		if str, ok := v.(string); ok && str != "" && IsSecret(s.name) {
+			v = Mask
+		}
+		out[s.name] = v
 	}
 	kafka := make(map[string]string, len(c.Kafka))
 	for k, v := range c.Kafka {

@@ -95,6 +95,27 @@ var settings = []setting{
 	duration("state_cleanup_delay", "how long a revoked task's state is kept on disk", func(c *Config) *time.Duration { return &c.StateCleanupDelay }),
 	str("log_level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log_format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+	str("auth_token", "bearer token required by /api/v1 (empty: no token auth)", func(c *Config) *string { return &c.AuthToken }),
+	str("auth_basic", "user:password accepted by /api/v1 with basic auth (empty: none)", func(c *Config) *string { return &c.AuthBasic }),
+	boolean("auth_metrics", "also require auth for /metrics", func(c *Config) *bool { return &c.AuthMetrics }),
+	str("tls_cert_file", "TLS certificate (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSCertFile }),
+	str("tls_key_file", "TLS private key (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSKeyFile }),
+	str("cors_origins", "origins allowed to call /api/v1 from browsers, comma-separated (empty: CORS off)", func(c *Config) *string { return &c.CORSOrigins }),
+	str("events_topic", "topic receiving state changes as CloudEvents (empty: none)", func(c *Config) *string { return &c.EventsTopic }),
+	integer("max_subscribers", "most live subscriptions one instance serves", func(c *Config) *int { return &c.MaxSubscribers }),
+}
+
+func boolean(name, help string, field func(c *Config) *bool) setting {
+	return setting{name, help,
+		func(c *Config, v string) error {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			*field(c) = b
+			return nil
+		},
+		func(c *Config) any { return *field(c) }}
 }
 
 // EnvName is the environment variable of a setting.

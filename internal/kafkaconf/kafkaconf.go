@@ -40,6 +40,8 @@ func Consumer(cfg config.Config) *kafka.ConfigMap {
 		// processor; 10 ms keeps the queue fed.
 		"fetch.queue.backoff.ms":        10,
 		"partition.assignment.strategy": "cooperative-sticky",
+		// Broker round-trip times and errors for the metrics.
+		"statistics.interval.ms": 15000,
 	})
 	isolation := "read_uncommitted"
 	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {

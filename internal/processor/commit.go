@@ -49,7 +49,7 @@ func (s *session) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.delivered.wait(ctx, s.producer); err != nil {
+	if err := s.delivered.wait(ctx, s.producer, s.p.beat); err != nil {
 		return fmt.Errorf("wait for changelog and output deliveries: %w", err)
 	}
 	var updates []Update
@@ -109,14 +109,14 @@ func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPa
 		if err != nil {
 			return false, fmt.Errorf("read consumer group metadata: %w", err)
 		}
-		if err := retryTxn(ctx, func() error { return s.producer.SendOffsetsToTransaction(ctx, offsets, md) }); err != nil {
+		if err := retryTxn(ctx, s.p.beat, func() error { return s.producer.SendOffsetsToTransaction(ctx, offsets, md) }); err != nil {
 			return s.txnFailed("send offsets to transaction", err)
 		}
 	}
 	if !s.inTxn {
 		return false, nil
 	}
-	if err := retryTxn(ctx, func() error { return s.producer.CommitTransaction(ctx) }); err != nil {
+	if err := retryTxn(ctx, s.p.beat, func() error { return s.producer.CommitTransaction(ctx) }); err != nil {
 		return s.txnFailed("commit transaction", err)
 	}
 	s.inTxn = false
@@ -124,8 +124,9 @@ func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPa
 }
 
 // retryTxn retries a transactional call while librdkafka says it may.
-func retryTxn(ctx context.Context, call func() error) error {
+func retryTxn(ctx context.Context, beat func(), call func() error) error {
 	for {
+		beat()
 		err := call()
 		var kerr kafka.Error
 		if err == nil || !errors.As(err, &kerr) || !kerr.IsRetriable() || ctx.Err() != nil {

@@ -67,8 +67,9 @@ func (d *deliveries) add(n int) {
 
 // wait flushes the producer until every send is reported or ctx ends, and
 // returns the first delivery failure.
-func (d *deliveries) wait(ctx context.Context, p *kafka.Producer) error {
+func (d *deliveries) wait(ctx context.Context, p *kafka.Producer, beat func()) error {
 	for {
+		beat()
 		d.mu.Lock()
 		pending, err := d.pending, d.err
 		d.mu.Unlock()

@@ -23,6 +23,8 @@ type metrics struct {
 	wipes             *prometheus.CounterVec // reason
 	e2eSeconds        prometheus.Histogram
 	kafkaErrors       prometheus.Counter
+	processSeconds    prometheus.Histogram
+	broker            brokerMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,6 +66,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		kafkaErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_kafka_client_errors_total", Help: "Errors reported by the Kafka clients (most are transient)."}),
 	}
+	m.processSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "abacus_process_duration_seconds", Help: "Time to count one input record (one record in 64 is timed).",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)})
+	m.broker = newBrokerMetrics(reg)
+	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
 		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors)

@@ -55,6 +55,9 @@ type Config struct {
 	// OnAssignment, if set, is called by the session loop after every
 	// change of this member's tasks; it must not block.
 	OnAssignment func(partitions []int32)
+	// OnStateChange, if set, is called on every state transition; it must
+	// not block.
+	OnStateChange func(from, to State, tasks []TaskStatus)
 }
 
 // Update is a count made durable, for subscribers.
@@ -91,6 +94,7 @@ type Processor struct {
 	lastErr       atomic.Value // string
 
 	mismatchOnce sync.Once
+	insp         inspector
 }
 
 // New builds a processor over an open store database. It has no side effects.
@@ -107,6 +111,12 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part}
 	p.metrics = newMetrics(cfg.Registerer)
+	cfg.Registerer.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "abacus_store_disk_bytes", Help: "Bytes the state store takes on disk (LSM tree and value log)."},
+			func() float64 { lsm, vlog := db.Size(); return float64(lsm + vlog) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "abacus_store_keys_estimate", Help: "Keys in the state store's on-disk tables (an estimate: all versions, not the memtables)."},
+			func() float64 { return float64(db.KeysEstimate()) }),
+	)
 	p.setState(StateCreated)
 	empty := map[int32]*taskView{}
 	p.tasks.Store(&empty)
@@ -118,10 +128,14 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 func (p *Processor) State() State { return p.state.Load().(State) }
 
 func (p *Processor) setState(s State) {
-	if old, _ := p.state.Load().(State); old == s {
+	old, _ := p.state.Load().(State)
+	if old == s {
 		return
 	}
 	p.state.Store(s)
+	if p.cfg.OnStateChange != nil && old != "" {
+		p.cfg.OnStateChange(old, s, p.Tasks())
+	}
 	for _, st := range AllStates {
 		v := 0.0
 		if st == s {
@@ -216,6 +230,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	p.numPartitions.Store(n)
+	defer p.closeInspector()
 	backoff := time.Second
 	for {
 		err := p.runSession(ctx)
@@ -250,3 +265,9 @@ func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
 func fatalf(format string, a ...any) error { return &fatalError{fmt.Errorf(format, a...)} }
+
+func timeUntil(t time.Time) time.Duration { return time.Until(t) }
+
+// beat records that the session loop is alive (also while it waits on the
+// broker, which is not being stuck).
+func (p *Processor) beat() { p.heartbeat.Store(time.Now().UnixNano()) }

@@ -16,6 +16,9 @@ import (
 // pollTimeout bounds one turn of the session loop when no record arrives.
 const pollTimeout = 100 * time.Millisecond
 
+// processSampleEvery: one record in this many has its processing timed.
+const processSampleEvery = 64
+
 // cacheEntryOverhead approximates the bytes a cached key costs beyond its
 // own bytes (map entry, count), for the record cache's bound.
 const cacheEntryOverhead = 64
@@ -43,6 +46,7 @@ type session struct {
 	lastCommit time.Time
 	oldestTS   time.Time // oldest input timestamp since the last commit
 	lastLag    time.Time
+	sampled    uint64 // records seen, for sampling the process latency
 	err        error // set by the rebalance callback to end the session
 }
 
@@ -83,7 +87,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	p.setState(StateRebalancing)
 	s.lastCommit = time.Now()
 	for {
-		p.heartbeat.Store(time.Now().UnixNano())
+		p.beat()
 		if ctx.Err() != nil {
 			return s.shutdown()
 		}
@@ -101,6 +105,8 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 				return fmt.Errorf("consumer: %w", e)
 			}
 			s.log.Debug("consumer error", "error", e)
+		case *kafka.Stats:
+			p.metrics.observeStats(e.String())
 		}
 		s.checkRestores()
 		if s.due() {
@@ -146,6 +152,10 @@ func (s *session) process(m *kafka.Message) error {
 				"partitioner", s.p.cfg.Partitioner, "record_partition", tp.Partition, "expected_partition", want, "offset", int64(tp.Offset))
 		})
 	}
+	var began time.Time
+	if s.sampled++; s.sampled%processSampleEvery == 0 {
+		began = time.Now()
+	}
 	n, err := t.count(m.Key)
 	if err != nil {
 		return err
@@ -159,6 +169,9 @@ func (s *session) process(m *kafka.Message) error {
 		s.cacheBytes += int64(len(m.Key)) + cacheEntryOverhead
 	}
 	s.p.metrics.processed.Inc()
+	if !began.IsZero() {
+		s.p.metrics.processSeconds.Observe(time.Since(began).Seconds())
+	}
 	return nil
 }
 

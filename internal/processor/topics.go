@@ -71,8 +71,8 @@ func ensureTopicsOnce(ctx context.Context, admin *kafka.AdminClient, cfg Config,
 		inputN = cfg.Partitions
 		specs = append(specs, kafka.TopicSpecification{Topic: cfg.InputTopic, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
 	}
-	for _, t := range []string{cfg.OutputTopic, cfg.DLQTopic()} {
-		if _, ok := partitions(t); !ok {
+	for _, t := range []string{cfg.OutputTopic, cfg.DLQTopic(), cfg.EventsTopic} {
+		if _, ok := partitions(t); !ok && t != "" {
 			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
 		}
 	}

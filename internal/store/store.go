@@ -151,3 +151,13 @@ func trim(s string) string { return string(bytes.TrimSpace([]byte(s))) }
 func DirOf(stateDir, applicationID, store string) string {
 	return filepath.Join(stateDir, applicationID, store)
 }
+
+// KeysEstimate estimates the keys on disk (all versions, all partitions)
+// from the LSM tables' key counts; memtables are not included.
+func (d *DB) KeysEstimate() int64 {
+	var n int64
+	for _, t := range d.db.Tables() {
+		n += int64(t.KeyCount)
+	}
+	return n
+}

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// httpMetrics counts requests by route (the route pattern, never the key)
+// and status code.
+type httpMetrics struct {
+	requests  *prometheus.CounterVec
+	seconds   *prometheus.HistogramVec
+	forwarded *prometheus.CounterVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_http_requests_total", Help: "HTTP requests served, by route and status code."}, []string{"route", "code"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "abacus_http_request_duration_seconds", Help: "Time to serve an HTTP request, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"route"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_forwarded_queries_total", Help: "Queries forwarded to the owning member, by outcome (ok, error)."}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.seconds, m.forwarded)
+	}
+	return m
+}
+
+func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		began := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(c.Response().Status)).Inc()
+		m.seconds.WithLabelValues(route).Observe(time.Since(began).Seconds())
+		return nil
+	}
+}
+
+// authenticate guards a group of routes with the configured bearer token
+// and/or basic credentials; with neither configured it lets all through.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.cfg.AuthToken == "" && s.cfg.AuthBasic == "" {
+		return next
+	}
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok && s.cfg.AuthToken != "" &&
+			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1 {
+			return next(c)
+		}
+		if user, pass, ok := c.Request().BasicAuth(); ok && s.cfg.AuthBasic != "" &&
+			subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte(s.cfg.AuthBasic)) == 1 {
+			return next(c)
+		}
+		if s.cfg.AuthBasic != "" {
+			c.Response().Header().Set("WWW-Authenticate", `Basic realm="abacus"`)
+		} else {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="abacus"`)
+		}
+		return fail(http.StatusUnauthorized, "unauthorized", "credentials missing or wrong: send Authorization: Bearer <token> or basic auth")
+	}
+}
+
+// cors allows browsers from the configured origins; without any, CORS
+// stays off (no headers at all).
+func (s *Server) cors() echo.MiddlewareFunc {
+	if strings.TrimSpace(s.cfg.CORSOrigins) == "" {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	var origins []string
+	for _, o := range strings.Split(s.cfg.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins: origins, AllowMethods: []string{http.MethodGet, http.MethodOptions},
+		AllowHeaders: []string{"Authorization", "Last-Event-ID", "Content-Type"},
+	})
+}
+
+func lower(s string) string { return strings.ToLower(s) }
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
