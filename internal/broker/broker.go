@@ -21,6 +21,9 @@ type Config struct {
 	Partitions int
 	// DataDir keeps the broker's log across restarts; empty keeps it in memory.
 	DataDir string
+	// Advertise, if set, is the address given to clients in metadata instead
+	// of the listening one (a proxy in front of the broker, in tests).
+	Advertise string
 	Logger  *slog.Logger
 }
 
@@ -39,11 +42,20 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for embedded broker on %s: %w", cfg.Addr, err)
 	}
+	var listener net.Listener = ln
+	if cfg.Advertise != "" {
+		adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("advertised address %s: %w", cfg.Advertise, err)
+		}
+		listener = advertised{ln, adv}
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(cfg.Partitions),
-		kfake.ListenFn(func(string, string) (net.Listener, error) { return ln, nil }),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return listener, nil }),
 		kfake.ClusterID("abacus-embedded"),
 		// Compact changelogs every 30 s rather than kfake's hourly default,
 		// so a development broker keeps restores short too.
@@ -68,3 +80,12 @@ func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
 // Close stops the broker and, with a data dir, flushes its log to disk.
 func (b *Broker) Close() { b.cluster.Close() }
+
+// advertised reports another address than the one it listens on; kfake
+// advertises its listener's address to clients.
+type advertised struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (a advertised) Addr() net.Addr { return a.addr }

@@ -208,7 +208,19 @@ var client = &http.Client{Timeout: 10 * time.Second}
 
 // Get fetches a path of the instance.
 func (in *Instance) Get(path string) (int, []byte, error) {
-	resp, err := client.Get(in.URL + path)
+	return in.GetWith(path, nil)
+}
+
+// GetWith fetches a path of the instance with request headers.
+func (in *Instance) GetWith(path string, header http.Header) (int, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, in.URL+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
