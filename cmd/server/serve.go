@@ -234,6 +234,7 @@ type health struct{ p *processor.Processor }
 func (h health) Alive() bool   { return h.p.Alive(livenessBound) }
 func (h health) Ready() bool   { return h.p.Ready() }
 func (h health) State() string { return string(h.p.State()) }
+func (h health) Error() string { return h.p.LastError() }
 
 func (h health) Tasks() []api.TaskStatus {
 	tasks := h.p.Tasks()

@@ -83,6 +83,8 @@ type Health interface {
 	State() string
 	// Tasks describes this instance's tasks.
 	Tasks() []TaskStatus
+	// Error is the reason of the ERROR state, empty in any other.
+	Error() string
 }
 
 // TaskStatus is one task of this instance.

@@ -70,7 +70,11 @@ func (s *Server) readyz(c echo.Context) error {
 	if s.cfg.Health != nil {
 		state = s.cfg.Health.State()
 		if !s.cfg.Health.Ready() {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "state": state})
+			body := map[string]string{"status": "not ready", "state": state}
+			if reason := s.cfg.Health.Error(); reason != "" {
+				body["error"] = reason
+			}
+			return c.JSON(http.StatusServiceUnavailable, body)
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready", "state": state})
@@ -104,7 +108,9 @@ func pathKey(c echo.Context) (string, error) {
 
 // streamsStatus is the body of /api/v1/streams/status.
 type streamsStatus struct {
-	State          string       `json:"state"`
+	State string `json:"state"`
+	// Error is the reason of the ERROR state.
+	Error          string       `json:"error,omitempty"`
 	ActiveTasks    []TaskStatus `json:"active_tasks"`
 	RestoringTasks []TaskStatus `json:"restoring_tasks"`
 }
@@ -113,6 +119,7 @@ func (s *Server) status(c echo.Context) error {
 	out := streamsStatus{ActiveTasks: []TaskStatus{}, RestoringTasks: []TaskStatus{}}
 	if s.cfg.Health != nil {
 		out.State = s.cfg.Health.State()
+		out.Error = s.cfg.Health.Error()
 		for _, t := range s.cfg.Health.Tasks() {
 			if t.State == "active" {
 				out.ActiveTasks = append(out.ActiveTasks, t)

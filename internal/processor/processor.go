@@ -146,8 +146,14 @@ func (p *Processor) setState(s State) {
 	p.log.Info("state changed", "state", string(s))
 }
 
-// LastError is the reason of the last session failure, if any.
-func (p *Processor) LastError() string { s, _ := p.lastErr.Load().(string); return s }
+// LastError is the reason of the current ERROR state, empty otherwise.
+func (p *Processor) LastError() string {
+	if p.State() != StateError {
+		return ""
+	}
+	s, _ := p.lastErr.Load().(string)
+	return s
+}
 
 // Ready reports whether the instance is RUNNING with every task restored.
 func (p *Processor) Ready() bool {
@@ -167,7 +173,7 @@ func (p *Processor) Ready() bool {
 func (p *Processor) Alive(bound time.Duration) bool {
 	s := p.State()
 	if s == StateNotRunning || s == StateCreated || s == StateError {
-		return true // no loop expected to turn; liveness is the process's
+		return true // no loop expected to turn (ERROR retries on its own); liveness is the process's
 	}
 	return time.Since(time.Unix(0, p.heartbeat.Load())) < bound
 }
@@ -247,7 +253,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		p.lastErr.Store(err.Error())
 		p.metrics.sessionRestarts.Inc()
 		p.log.Error("session failed; restarting", "error", err, "backoff", backoff)
-		p.setState(StateRebalancing)
+		// ERROR until the next session starts: not ready, with the reason.
+		p.setState(StateError)
 		select {
 		case <-ctx.Done():
 			p.setState(StateNotRunning)
