@@ -72,7 +72,7 @@ func (s *Server) readyz(c echo.Context) error {
 		if !s.cfg.Health.Ready() {
 			body := map[string]string{"status": "not ready", "state": state}
 			if reason := s.cfg.Health.Error(); reason != "" {
-				body["error"] = reason
+				body["reason"] = reason
 			}
 			return c.JSON(http.StatusServiceUnavailable, body)
 		}

@@ -1,21 +1,656 @@
-package api
+package api_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/abacus-streams/abacus/internal/api"
 )
 
-func TestScratch(t *testing.T) {
-	s := New(Config{CORSOrigins: "https://x.example", AuthToken: "t", Store: "counts-store"})
-	for _, m := range []string{"OPTIONS", "GET", "POST"} {
-		for _, p := range []string{"/api/v1/stores", "/api/v1/nope", "/nope", "/healthz"} {
-			req := httptest.NewRequest(m, p, nil)
-			req.Header.Set("Origin", "https://x.example")
-			req.Header.Set("Access-Control-Request-Method", "GET")
-			req.Header.Set("Access-Control-Request-Headers", "authorization")
-			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
-			t.Logf("%s %s -> %d %v %s", m, p, rec.Code, rec.Header(), rec.Body.String())
+// These tests hold openapi.yaml to what the server does: the spec names
+// exactly the routes the server serves, and every answer of an in-process
+// server (fakes of its Counts, Router, Health and Operations; no Kafka),
+// successes and errors alike, matches the spec: its status is documented
+// for the route, its headers and its JSON body match the schema.
+
+// routesOutsideSpec are served routes the spec leaves out on purpose.
+var routesOutsideSpec = map[string]string{
+	// Only there to answer an empty key ("/keys/") with 400 bad_key rather
+	// than echo's 404; the spec documents that 400 under .../keys/{key}.
+	"/api/v1/stores/:store/keys/": "the empty key of .../keys/{key}",
+}
+
+type spec struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+var loadSpecOnce = sync.OnceValues(func() (*spec, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromFile("../../openapi.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("openapi.yaml is not a valid OpenAPI document: %w", err)
+	}
+	// The server in the spec is an example; match routes on paths alone.
+	doc.Servers = nil
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &spec{doc: doc, router: router}, nil
+})
+
+func loadSpec(t *testing.T) *spec {
+	t.Helper()
+	s, err := loadSpecOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// echoPath turns "/stores/{store}" into echo's "/stores/:store".
+func echoPath(openapiPath string) string {
+	var b strings.Builder
+	for i, seg := range strings.Split(openapiPath, "/") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			seg = ":" + seg[1:len(seg)-1]
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
+
+func TestOpenAPIDescribesExactlyTheServedRoutes(t *testing.T) {
+	s := loadSpec(t)
+	inSpec := map[string]bool{}
+	for path, item := range s.doc.Paths.Map() {
+		inSpec[echoPath(path)] = true
+		for method := range item.Operations() {
+			if method != http.MethodGet {
+				t.Errorf("spec: %s %s, but the server serves GET only", method, path)
+			}
 		}
 	}
+	served := map[string]bool{}
+	for _, p := range api.ServedPaths() {
+		served[p] = true
+		if !inSpec[p] && routesOutsideSpec[p] == "" {
+			t.Errorf("GET %s is served but missing from openapi.yaml", p)
+		}
+	}
+	for p := range inSpec {
+		if !served[p] {
+			t.Errorf("openapi.yaml describes %s, which the server does not serve", p)
+		}
+	}
+	for p := range routesOutsideSpec {
+		if !served[p] {
+			t.Errorf("routesOutsideSpec names %s, which is not served any more: drop it", p)
+		}
+	}
+}
+
+// validate checks one answer against the spec: the route's operation must
+// document its status, and its headers and body must match. as, when set,
+// is a path standing in for req's to find the operation (for the empty key).
+func (s *spec) validate(req *http.Request, as string, status int, header http.Header, body []byte) (op string, err error) {
+	find := req
+	if as != "" {
+		find = req.Clone(req.Context())
+		if find.URL, err = url.Parse(as); err != nil {
+			return "", err
+		}
+	}
+	route, params, err := s.router.FindRoute(find)
+	if err != nil {
+		return "", fmt.Errorf("no operation in the spec for GET %s: %w", find.URL.EscapedPath(), err)
+	}
+	err = openapi3filter.ValidateResponse(req.Context(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 status,
+		Header:                 header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		// An undocumented status is an error too.
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	})
+	return route.Path, err
+}
+
+// ---- fakes of the server's seams ----
+
+// The world's keys. Keys not listed here live in partition len(key)%2.
+var keys = map[string]api.Item{
+	"apple":   {Key: "apple", Value: 3, Partition: 0},
+	"banana":  {Key: "banana", Value: 1, Partition: 0},
+	"héllo":   {Key: "héllo", Value: 4, Partition: 0},
+	"cherry":  {Key: "cherry", Value: 2, Partition: 1},
+	"date":    {Key: "date", Value: 5, Partition: 1},
+	"a/b c%d": {Key: "a/b c%d", Value: 1, Partition: 1},
+}
+
+func partitionOf(key string) int32 {
+	if it, ok := keys[key]; ok {
+		return it.Partition
+	}
+	return int32(len(key) % 2)
+}
+
+// fakeCounts is one member's part of counts-store.
+type fakeCounts struct {
+	held      map[int32]bool // partitions this member holds
+	restoring map[int32]bool
+	broken    error // every read fails with it
+}
+
+func (f *fakeCounts) Get(store string, key []byte) (api.Count, bool, error) {
+	p := partitionOf(string(key))
+	switch {
+	case store != "counts-store":
+		return api.Count{}, false, api.ErrUnknownStore
+	case f.broken != nil:
+		return api.Count{}, false, f.broken
+	case !f.held[p]:
+		return api.Count{Partition: p}, false, api.ErrNotOwned
+	case f.restoring[p]:
+		return api.Count{Partition: p}, false, api.ErrRestoring
+	}
+	it, ok := keys[string(key)]
+	return api.Count{Value: it.Value, Partition: p}, ok, nil
+}
+
+func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, error) {
+	if store != "counts-store" {
+		return nil, nil, api.ErrUnknownStore
+	}
+	if f.broken != nil {
+		return nil, nil, f.broken
+	}
+	var items []api.Item
+	for k, it := range keys {
+		if f.held[it.Partition] && !f.restoring[it.Partition] && strings.HasPrefix(k, q.Prefix) && k >= q.From && (q.To == "" || k < q.To) {
+			items = append(items, it)
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Key < items[j].Key })
+	var covered []int32
+	for p := range f.held {
+		if !f.restoring[p] {
+			covered = append(covered, p)
+		}
+	}
+	slices.Sort(covered)
+	return items[:min(len(items), q.Limit)], covered, nil
+}
+
+type fakeRouter struct {
+	members    []api.Member
+	refreshed  time.Time
+	partitions int32
+	starting   bool // the partition count is not known yet
+}
+
+func (r *fakeRouter) PartitionOf(key []byte) (int32, error) {
+	if r.starting {
+		return 0, errors.New("the input topic's partitions are not known yet")
+	}
+	return partitionOf(string(key)), nil
+}
+func (r *fakeRouter) Members() ([]api.Member, time.Time, int32) {
+	return r.members, r.refreshed, r.partitions
+}
+func (r *fakeRouter) Refresh() {}
+
+type fakeHealth struct {
+	alive, ready bool
+	state        string
+	reason       string // of the ERROR state
+	tasks        []api.TaskStatus
+}
+
+func (h *fakeHealth) Alive() bool             { return h.alive }
+func (h *fakeHealth) Ready() bool             { return h.ready }
+func (h *fakeHealth) State() string           { return h.state }
+func (h *fakeHealth) Tasks() []api.TaskStatus { return h.tasks }
+func (h *fakeHealth) Error() string           { return h.reason }
+
+type fakeOps struct{ offsetsErr error }
+
+func (fakeOps) Config() map[string]any {
+	return map[string]any{
+		"bootstrap_servers": "kafka:9092", "embedded_broker": "127.0.0.1:9092", "application_id": "counts-app",
+		"input_topic": "input-topic", "output_topic": "counts-topic", "store": "counts-store", "state_dir": "/data",
+		"http_addr": ":8080", "instance_id": "abacus-0", "processing_guarantee": "exactly_once_v2",
+		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
+		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "on_error": "dlq",
+		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "log_level": "info",
+		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
+		"tls_key_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
+		"kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
+	}
+}
+
+func (fakeOps) Topology() api.Topology {
+	return api.Topology{
+		Source:     api.TopologyNode{Name: "source", Topic: "input-topic", Description: "consumes the input topic"},
+		Processors: []api.TopologyNode{{Name: "count-by-key", Description: "counts"}},
+		Stores:     []api.TopologyNode{{Name: "counts-store", Changelog: "counts-app-counts-store-changelog", Description: "counts"}},
+		Sinks:      []api.TopologyNode{{Name: "output", Topic: "counts-topic", Description: "every new count"}},
+	}
+}
+
+func (o fakeOps) Offsets(context.Context) ([]api.PartitionOffsets, error) {
+	if o.offsetsErr != nil {
+		return nil, o.offsetsErr
+	}
+	cp, end, lag := int64(41), int64(42), int64(0)
+	return []api.PartitionOffsets{
+		{Partition: 0, Committed: 100, End: 104, Lag: 4, Local: true, Checkpoint: &cp, ChangelogEnd: &end, RestoreLag: &lag},
+		{Partition: 1, Committed: -1, End: 7, Lag: 7},
+	}, nil
+}
+
+// ---- a two-member cluster in process ----
+
+// cluster is what the fakes answer: abacus-0 (the member asked) holds
+// partition 0, abacus-1 holds partition 1. Tests change it before start.
+type cluster struct {
+	health   fakeHealth
+	self     fakeCounts
+	peer     fakeCounts
+	router   fakeRouter
+	ops      fakeOps
+	peerDown bool                // abacus-1 does not answer
+	config   func(c *api.Config) // more settings of abacus-0
+}
+
+func healthy() *cluster {
+	return &cluster{
+		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []api.TaskStatus{
+			{Partition: 0, State: "active", Checkpoint: 41, RestoreDone: 42, RestoreTotal: 42},
+		}},
+		self: fakeCounts{held: map[int32]bool{0: true}},
+		peer: fakeCounts{held: map[int32]bool{1: true}},
+		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []api.Member{
+			{Name: "abacus-0", Partitions: []int32{0}}, {Name: "abacus-1", Partitions: []int32{1}},
+		}},
+	}
+}
+
+// start serves both members and returns abacus-0's URL.
+func (c *cluster) start(t *testing.T) string {
+	t.Helper()
+	newServer := func(instance string, counts *fakeCounts, more func(*api.Config)) *httptest.Server {
+		reg := prometheus.NewRegistry()
+		cfg := api.Config{
+			ApplicationID: "counts-app", Instance: instance, Version: "test", Store: "counts-store", ScanSecret: "s",
+			ForwardTimeout: 2 * time.Second, Counts: counts, Router: &c.router, Health: &c.health, Operations: c.ops,
+			Gatherer: reg, Registerer: reg,
+		}
+		registerSampleMetrics(reg)
+		if more != nil {
+			more(&cfg)
+		}
+		srv := httptest.NewServer(api.New(cfg).Handler())
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	peer := newServer("abacus-1", &c.peer, nil)
+	if c.peerDown {
+		peer.Close()
+	}
+	self := newServer("abacus-0", &c.self, c.config)
+	c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
+	return self.URL
+}
+
+// registerSampleMetrics adds one metric of each kind, so that every shape
+// of /api/v1/streams/metrics is seen.
+func registerSampleMetrics(reg *prometheus.Registry) {
+	counter := prometheus.NewCounter(prometheus.CounterOpts{Name: "abacus_records_processed_total", Help: "Input records counted."})
+	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "abacus_consumer_lag", Help: "Lag."}, []string{"topic", "partition"})
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "abacus_commit_seconds", Help: "Commit time.", Buckets: []float64{0.01, 0.1}})
+	summary := prometheus.NewSummary(prometheus.SummaryOpts{Name: "abacus_restore_seconds", Help: "Restore time."})
+	untyped := prometheus.NewUntypedFunc(prometheus.UntypedOpts{Name: "abacus_build_info_untyped", Help: "Untyped."}, func() float64 { return 1 })
+	reg.MustRegister(counter, gauge, hist, summary, untyped)
+	counter.Add(5)
+	gauge.WithLabelValues("input-topic", "0").Set(4)
+	hist.Observe(0.05)
+	summary.Observe(1.5)
+}
+
+// brokenGatherer fails, as a collector that cannot read its source does.
+type brokenGatherer struct{}
+
+func (brokenGatherer) Gather() ([]*dto.MetricFamily, error) {
+	return nil, errors.New("collector failed")
+}
+
+// ---- the answers ----
+
+type answerCase struct {
+	name   string
+	setup  func(c *cluster) // changes to the healthy cluster
+	path   string
+	header http.Header
+	as     string // validate as this path's operation (see spec.validate)
+
+	status int
+	code   string // the error code, for errors
+	body   string // the exact JSON body, when the case pins it
+}
+
+var answerCases = []answerCase{
+	// Probes: exact bodies in each state.
+	{name: "alive", path: "/healthz", status: 200, body: `{"status":"ok"}`},
+	{name: "stuck", path: "/healthz", status: 503, body: `{"status":"stuck","state":"RUNNING"}`,
+		setup: func(c *cluster) { c.health.alive = false }},
+	{name: "ready", path: "/readyz", status: 200, body: `{"state":"RUNNING","status":"ready"}`},
+	{name: "not ready while rebalancing", path: "/readyz", status: 503, body: `{"state":"REBALANCING","status":"not ready"}`,
+		setup: func(c *cluster) { c.health.ready, c.health.state = false, "REBALANCING" }},
+	{name: "not ready after a failure", path: "/readyz", status: 503, setup: failed,
+		body: `{"reason":"commit: broker unreachable","state":"ERROR","status":"not ready"}`},
+
+	// Metrics.
+	{name: "metrics", path: "/metrics", status: 200},
+	{name: "metrics stay open when only /api/v1 has auth", path: "/metrics", status: 200,
+		setup: withAuth("tok", "", false)},
+	{name: "metrics behind auth", path: "/metrics", status: 401, code: "unauthorized",
+		setup: withAuth("tok", "", true)},
+	{name: "metrics as JSON", path: "/api/v1/streams/metrics", status: 200},
+	{name: "metrics as JSON when a collector fails", path: "/api/v1/streams/metrics", status: 500, code: "internal",
+		setup: func(c *cluster) { c.config = func(cfg *api.Config) { cfg.Gatherer = brokenGatherer{} } }},
+
+	// Operations.
+	{name: "streams", path: "/api/v1/streams", status: 200,
+		body: `{"application_id":"counts-app","instance":"abacus-0","version":"test","state":"RUNNING"}`},
+	{name: "status running", path: "/api/v1/streams/status", status: 200,
+		body: `{"state":"RUNNING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],"restoring_tasks":[]}`},
+	{name: "status restoring", path: "/api/v1/streams/status", status: 200, setup: restoring,
+		body: `{"state":"REBALANCING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],` +
+			`"restoring_tasks":[{"partition":2,"state":"restoring","checkpoint":-1,"restore_done":10,"restore_total":500}]}`},
+	{name: "status shutting down", path: "/api/v1/streams/status", status: 200,
+		setup: func(c *cluster) { c.health.state, c.health.ready, c.health.tasks = "PENDING_SHUTDOWN", false, nil },
+		body:  `{"state":"PENDING_SHUTDOWN","active_tasks":[],"restoring_tasks":[]}`},
+	{name: "status after a failure", path: "/api/v1/streams/status", status: 200, setup: failed,
+		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[]}`},
+	{name: "config", path: "/api/v1/streams/config", status: 200},
+	{name: "topology", path: "/api/v1/streams/topology", status: 200},
+	{name: "offsets", path: "/api/v1/streams/offsets", status: 200},
+	{name: "offsets while the broker is away", path: "/api/v1/streams/offsets", status: 503, code: "offsets_unavailable",
+		setup: func(c *cluster) { c.ops.offsetsErr = errors.New("broker down") }},
+	{name: "cluster", path: "/api/v1/cluster", status: 200},
+	{name: "cluster before the first view", path: "/api/v1/cluster", status: 200,
+		setup: func(c *cluster) { c.router.refreshed, c.router.partitions = time.Time{}, 0 }},
+	{name: "stores", path: "/api/v1/stores", status: 200,
+		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
+			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]}]}`},
+
+	// Key lookups.
+	{name: "key held here", path: "/api/v1/stores/counts-store/keys/apple", status: 200,
+		body: `{"key":"apple","value":3,"partition":0,"served_by":"abacus-0"}`},
+	{name: "key held by the other member", path: "/api/v1/stores/counts-store/keys/cherry", status: 200,
+		body: `{"key":"cherry","value":2,"partition":1,"served_by":"abacus-1"}`},
+	{name: "key with a slash, a space and a percent sign", path: "/api/v1/stores/counts-store/keys/a%2Fb%20c%25d", status: 200,
+		body: `{"key":"a/b c%d","value":1,"partition":1,"served_by":"abacus-1"}`},
+	{name: "UTF-8 key", path: "/api/v1/stores/counts-store/keys/h%C3%A9llo", status: 200,
+		body: `{"key":"héllo","value":4,"partition":0,"served_by":"abacus-0"}`},
+	{name: "key never counted", path: "/api/v1/stores/counts-store/keys/nope", status: 404, code: "key_not_found"},
+	{name: "key never counted, at the other member", path: "/api/v1/stores/counts-store/keys/nope1", status: 404, code: "key_not_found"},
+	{name: "key of an unknown store", path: "/api/v1/stores/nope/keys/apple", status: 404, code: "unknown_store"},
+	{name: "empty key", path: "/api/v1/stores/counts-store/keys/", as: "/api/v1/stores/counts-store/keys/x", status: 400, code: "bad_key"},
+	{name: "key over 4096 bytes", path: "/api/v1/stores/counts-store/keys/" + strings.Repeat("k", 4097), status: 400, code: "bad_key"},
+	{name: "key not UTF-8", path: "/api/v1/stores/counts-store/keys/%C3%28", status: 400, code: "bad_key"},
+	{name: "local not a boolean", path: "/api/v1/stores/counts-store/keys/apple?local=maybe", status: 400, code: "bad_parameter"},
+	{name: "local key held elsewhere", path: "/api/v1/stores/counts-store/keys/cherry?local=true", status: 503, code: "not_owner"},
+	{name: "key restoring", path: "/api/v1/stores/counts-store/keys/apple", status: 503, code: "restoring",
+		setup: func(c *cluster) { c.self.restoring = map[int32]bool{0: true} }},
+	{name: "key of a partition nobody owns", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "moving",
+		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
+	{name: "key whose owner is down", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "owner_unreachable",
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "key from a broken store", path: "/api/v1/stores/counts-store/keys/apple", status: 500, code: "internal",
+		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
+
+	// Key metadata.
+	{name: "metadata", path: "/api/v1/stores/counts-store/keys/cherry/metadata", status: 200},
+	{name: "metadata of a key with a slash", path: "/api/v1/stores/counts-store/keys/a%2Fb%20c%25d/metadata", status: 200},
+	{name: "metadata of an unknown store", path: "/api/v1/stores/nope/keys/apple/metadata", status: 404, code: "unknown_store"},
+	{name: "metadata of a key not UTF-8", path: "/api/v1/stores/counts-store/keys/%C3%28/metadata", status: 400, code: "bad_key"},
+	{name: "metadata while starting", path: "/api/v1/stores/counts-store/keys/apple/metadata", status: 503, code: "starting",
+		setup: func(c *cluster) { c.router.starting = true }},
+	{name: "metadata of a partition nobody owns", path: "/api/v1/stores/counts-store/keys/cherry/metadata", status: 503, code: "moving",
+		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
+
+	// Scans.
+	{name: "scan first page", path: "/api/v1/stores/counts-store/keys?limit=2", status: 200},
+	{name: "scan by prefix", path: "/api/v1/stores/counts-store/keys?prefix=a", status: 200,
+		body: `{"items":[{"key":"a/b c%d","value":1,"partition":1},{"key":"apple","value":3,"partition":0}]}`},
+	{name: "scan of a range", path: "/api/v1/stores/counts-store/keys?from=b&to=d", status: 200,
+		body: `{"items":[{"key":"banana","value":1,"partition":0},{"key":"cherry","value":2,"partition":1}]}`},
+	{name: "local scan", path: "/api/v1/stores/counts-store/keys?local=true", status: 200,
+		body: `{"items":[{"key":"apple","value":3,"partition":0},{"key":"banana","value":1,"partition":0},{"key":"héllo","value":4,"partition":0}],"partitions":[0]}`},
+	{name: "scan with a forged cursor", path: "/api/v1/stores/counts-store/keys?cursor=Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eA", status: 400, code: "bad_cursor"},
+	{name: "scan limit 0", path: "/api/v1/stores/counts-store/keys?limit=0", status: 400, code: "bad_parameter"},
+	{name: "scan limit 1001", path: "/api/v1/stores/counts-store/keys?limit=1001", status: 400, code: "bad_parameter"},
+	{name: "scan from after to", path: "/api/v1/stores/counts-store/keys?from=b&to=a", status: 400, code: "bad_parameter"},
+	{name: "scan with broken query encoding", path: "/api/v1/stores/counts-store/keys?prefix=%zz", status: 400, code: "bad_query"},
+	{name: "scan of an unknown store", path: "/api/v1/stores/nope/keys", status: 404, code: "unknown_store"},
+	{name: "scan while a partition restores", path: "/api/v1/stores/counts-store/keys", status: 503, code: "incomplete",
+		setup: func(c *cluster) { c.peer.restoring = map[int32]bool{1: true} }},
+	{name: "scan while a member is down", path: "/api/v1/stores/counts-store/keys", status: 503, code: "owner_unreachable",
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "scan while starting", path: "/api/v1/stores/counts-store/keys", status: 503, code: "starting",
+		setup: func(c *cluster) { c.router.partitions = 0 }},
+	{name: "local scan of a broken store", path: "/api/v1/stores/counts-store/keys?local=true", status: 500, code: "internal",
+		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
+
+	// Auth.
+	{name: "no token", path: "/api/v1/streams", status: 401, code: "unauthorized", setup: withAuth("tok", "", false)},
+	{name: "wrong token", path: "/api/v1/stores/counts-store/keys/apple", status: 401, code: "unauthorized",
+		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer nope"}}},
+	{name: "right token", path: "/api/v1/stores/counts-store/keys/apple", status: 200,
+		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer tok"}}},
+	{name: "no basic credentials", path: "/api/v1/cluster", status: 401, code: "unauthorized", setup: withAuth("tok", "ops:pw", false)},
+	{name: "right basic credentials", path: "/api/v1/cluster", status: 200,
+		setup: withAuth("tok", "ops:pw", false), header: http.Header{"Authorization": {"Basic b3BzOnB3"}}},
+	{name: "auth never guards probes", path: "/readyz", status: 200, setup: withAuth("tok", "ops:pw", true)},
+}
+
+func withAuth(token, basic string, metrics bool) func(c *cluster) {
+	return func(c *cluster) {
+		c.config = func(cfg *api.Config) { cfg.AuthToken, cfg.AuthBasic, cfg.AuthMetrics = token, basic, metrics }
+	}
+}
+
+// restoring: REBALANCING while partition 2 restores here.
+func restoring(c *cluster) {
+	c.health.state, c.health.ready = "REBALANCING", false
+	c.health.tasks = append(c.health.tasks, api.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
+}
+
+// unauthorizedCases asks every route under /api/v1 without credentials
+// while auth is on.
+func unauthorizedCases(s *spec) []answerCase {
+	var out []answerCase
+	for _, path := range s.doc.Paths.InMatchingOrder() {
+		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
+			continue // (the subscription is not served in process)
+		}
+		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+		out = append(out, answerCase{name: "no credentials for " + path, path: path, status: 401, code: "unauthorized",
+			setup: withAuth("tok", "ops:pw", false)})
+	}
+	return out
+}
+
+// failed: ERROR, backing off from a failed session.
+func failed(c *cluster) {
+	c.health.state, c.health.ready, c.health.reason, c.health.tasks = "ERROR", false, "commit: broker unreachable", nil
+}
+
+// exercised records which documented answers (operation and status) the
+// cases produced.
+type exercised struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (e *exercised) add(op string, status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seen[fmt.Sprintf("%s %d", op, status)] = true
+}
+
+func TestOpenAPIAnswersMatchTheSpec(t *testing.T) {
+	s := loadSpec(t)
+	seen := &exercised{seen: map[string]bool{}}
+	for _, tc := range append(answerCases, unauthorizedCases(s)...) {
+		t.Run(tc.name, func(t *testing.T) {
+			c := healthy()
+			if tc.setup != nil {
+				tc.setup(c)
+			}
+			base := c.start(t)
+			resp, body := get(t, base+tc.path, tc.header)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("GET %.80s: %d %s; want %d", tc.path, resp.StatusCode, body, tc.status)
+			}
+			op, err := s.validate(resp.Request, tc.as, resp.StatusCode, resp.Header, body)
+			if err != nil {
+				t.Errorf("GET %.80s: the answer does not match openapi.yaml: %v\nbody: %.500s", tc.path, err, body)
+			}
+			seen.add(op, resp.StatusCode)
+			checkAnswer(t, tc, resp, body)
+		})
+	}
+	// Every answer the spec documents was produced and checked above, but
+	// the subscription's (its handler is wired in cmd/server; e2e checks it).
+	for path, item := range s.doc.Paths.Map() {
+		if strings.HasSuffix(path, "/subscribe") {
+			continue
+		}
+		for status := range item.Get.Responses.Map() {
+			if !seen.seen[path+" "+status] {
+				t.Errorf("no case produces the documented answer %s of GET %s", status, path)
+			}
+		}
+	}
+}
+
+// checkAnswer checks what a user of the route looks at.
+func checkAnswer(t *testing.T, tc answerCase, resp *http.Response, body []byte) {
+	t.Helper()
+	if tc.code != "" {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != tc.code || e.Error.Message == "" {
+			t.Errorf("body %s; want error code %s with a message", body, tc.code)
+		}
+	}
+	if tc.status == 503 && strings.HasPrefix(tc.path, "/api/v1/") && resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	if tc.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("401 without WWW-Authenticate")
+	}
+	if tc.body != "" && !sameJSON(body, []byte(tc.body)) {
+		t.Errorf("body %s\nwant %s", body, tc.body)
+	}
+}
+
+// The walk a scan client does: page after page with next_cursor, every
+// page valid, every key once, in byte order.
+func TestOpenAPIScanPages(t *testing.T) {
+	s := loadSpec(t)
+	base := healthy().start(t)
+	var got []string
+	path := "/api/v1/stores/counts-store/keys?limit=2"
+	for pages := 1; ; pages++ {
+		resp, body := get(t, base+path, nil)
+		if _, err := s.validate(resp.Request, "", resp.StatusCode, resp.Header, body); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("page %d: %d %s: %v", pages, resp.StatusCode, body, err)
+		}
+		var page struct {
+			Items      []api.Item `json:"items"`
+			NextCursor string     `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			got = append(got, it.Key)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		if pages > len(keys) {
+			t.Fatalf("still a next_cursor after %d pages", pages)
+		}
+		path = "/api/v1/stores/counts-store/keys?limit=2&cursor=" + url.QueryEscape(page.NextCursor)
+	}
+	var want []string
+	for k := range keys {
+		want = append(want, k)
+	}
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("pages gave %q; want %q", got, want)
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func get(t *testing.T, rawURL string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }

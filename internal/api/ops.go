@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"sort"
 	"time"
@@ -123,21 +124,21 @@ func (s *Server) streamsMetrics(c echo.Context) error {
 			}
 			switch f.GetType() {
 			case dto.MetricType_COUNTER:
-				smp.Value = ptr(m.GetCounter().GetValue())
+				smp.Value = finite(m.GetCounter().GetValue())
 			case dto.MetricType_GAUGE:
-				smp.Value = ptr(m.GetGauge().GetValue())
+				smp.Value = finite(m.GetGauge().GetValue())
 			case dto.MetricType_UNTYPED:
-				smp.Value = ptr(m.GetUntyped().GetValue())
+				smp.Value = finite(m.GetUntyped().GetValue())
 			case dto.MetricType_HISTOGRAM:
 				h := m.GetHistogram()
-				smp.Count, smp.Sum = ptr(h.GetSampleCount()), ptr(h.GetSampleSum())
+				smp.Count, smp.Sum = ptr(h.GetSampleCount()), finite(h.GetSampleSum())
 				smp.Buckets = map[string]uint64{"+Inf": h.GetSampleCount()}
 				for _, b := range h.GetBucket() {
 					smp.Buckets[formatFloat(b.GetUpperBound())] = b.GetCumulativeCount()
 				}
 			case dto.MetricType_SUMMARY:
 				sm := m.GetSummary()
-				smp.Count, smp.Sum = ptr(sm.GetSampleCount()), ptr(sm.GetSampleSum())
+				smp.Count, smp.Sum = ptr(sm.GetSampleCount()), finite(sm.GetSampleSum())
 			}
 			mf.Samples = append(mf.Samples, smp)
 		}
@@ -148,3 +149,11 @@ func (s *Server) streamsMetrics(c echo.Context) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// finite leaves out values JSON cannot carry (NaN, ±Inf).
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

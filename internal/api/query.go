@@ -28,7 +28,11 @@ func forwarded(c echo.Context) bool { return c.Request().Header.Get(HopHeader) !
 
 // wantLocal reports whether ?local=true asks for this instance's answer only.
 func wantLocal(c echo.Context) (bool, error) {
-	v := c.QueryParam("local")
+	params, err := parseQuery(c)
+	if err != nil {
+		return false, err
+	}
+	v := params.Get("local")
 	if v == "" {
 		return false, nil
 	}
@@ -243,7 +247,11 @@ func (s *Server) scanKeys(c echo.Context) error {
 		return err
 	}
 	store := c.Param("store")
+	limit := q.Limit
 	if local || forwarded(c) {
+		if !forwarded(c) {
+			q.Limit = limit + 1 // one more tells whether a next page exists
+		}
 		items, covered, err := s.cfg.Counts.Scan(store, q)
 		if errors.Is(err, ErrUnknownStore) {
 			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
@@ -257,12 +265,16 @@ func (s *Server) scanKeys(c echo.Context) error {
 		if covered == nil {
 			covered = []int32{}
 		}
-		return c.JSON(http.StatusOK, scanPage{Items: items, Partitions: covered})
+		page := scanPage{Items: items, Partitions: covered}
+		if !forwarded(c) && len(items) > limit {
+			page.Items = items[:limit]
+			page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+		}
+		return c.JSON(http.StatusOK, page)
 	}
 	if store != s.storeName() {
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
 	}
-	limit := q.Limit
 	q.Limit = limit + 1
 	items, err := s.scanAll(c.Request().Context(), store, q, c.Request().Header.Get("Authorization"))
 	if err != nil {
