@@ -39,7 +39,7 @@ chart-test:
 	HELM="$$helm" DOCKERFILELINT="$$lint" $(GO) test -count=1 -timeout 10m ./...
 
 # bench measures throughput, restore rate and peak RSS against one kfake
-# broker (about 5 minutes; figures and how to read them in BENCHMARKS.md).
+# broker (about 3 minutes; figures and how to read them in BENCHMARKS.md).
 # It fails only on errors; a missed target is printed as MISSED.
 bench:
 	$(GO) test -run='^$$' -bench=Core -benchtime=1x -count=1 -timeout 20m ./bench/

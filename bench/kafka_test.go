@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// kafkaAdmin is an admin client for the broker: topics, watermarks and the
+// consumer groups' committed offsets.
+type kafkaAdmin struct {
+	b     testing.TB
+	admin *kafka.AdminClient
+}
+
+func newAdmin(b testing.TB, brokers string) *kafkaAdmin {
+	b.Helper()
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{
+		"bootstrap.servers": brokers, "log_level": 3, "enable.metrics.push": false,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(a.Close)
+	return &kafkaAdmin{b: b, admin: a}
+}
+
+// createTopic creates topic with n partitions and waits until its metadata
+// shows them all.
+func (a *kafkaAdmin) createTopic(topic string, n int) {
+	a.b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := a.admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: n, ReplicationFactor: 1}})
+	if err != nil {
+		a.b.Fatalf("create topic %s: %v", topic, err)
+	}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError {
+			a.b.Fatalf("create topic %s: %v", topic, r.Error)
+		}
+	}
+	testkit.Eventually(a.b, 30*time.Second, func() error {
+		md, err := a.admin.GetMetadata(&topic, false, 5000)
+		if err != nil {
+			return err
+		}
+		if got := len(md.Topics[topic].Partitions); got != n {
+			return fmt.Errorf("topic %s has %d partitions in metadata, want %d", topic, got, n)
+		}
+		return nil
+	})
+}
+
+// partitions returns the partition ids of topic.
+func (a *kafkaAdmin) partitions(topic string) []int32 {
+	a.b.Helper()
+	md, err := a.admin.GetMetadata(&topic, false, 10000)
+	if err != nil {
+		a.b.Fatalf("metadata of %s: %v", topic, err)
+	}
+	var ids []int32
+	for _, p := range md.Topics[topic].Partitions {
+		ids = append(ids, p.ID)
+	}
+	if len(ids) == 0 {
+		a.b.Fatalf("topic %s has no partitions", topic)
+	}
+	return ids
+}
+
+// records is the number of offsets in topic (sum of high - low watermarks),
+// read from the broker. On a topic without transaction markers or
+// compaction it is the number of records.
+func (a *kafkaAdmin) records(topic string) int64 {
+	a.b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	specs := map[kafka.TopicPartition]kafka.OffsetSpec{}
+	for _, p := range a.partitions(topic) {
+		specs[kafka.TopicPartition{Topic: &topic, Partition: p}] = kafka.EarliestOffsetSpec
+	}
+	low, err := a.admin.ListOffsets(ctx, specs)
+	if err != nil {
+		a.b.Fatalf("list earliest offsets of %s: %v", topic, err)
+	}
+	for tp := range specs {
+		specs[tp] = kafka.LatestOffsetSpec
+	}
+	high, err := a.admin.ListOffsets(ctx, specs)
+	if err != nil {
+		a.b.Fatalf("list latest offsets of %s: %v", topic, err)
+	}
+	var n int64
+	for tp, h := range high.ResultInfos {
+		if h.Error.Code() != kafka.ErrNoError {
+			a.b.Fatalf("latest offset of %s[%d]: %v", topic, tp.Partition, h.Error)
+		}
+		n += int64(h.Offset) - int64(low.ResultInfos[tp].Offset)
+	}
+	return n
+}
+
+// committed is the sum of group's committed offsets on topic (partitions
+// without a committed offset count 0).
+func (a *kafkaAdmin) committed(group, topic string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.admin.ListConsumerGroupOffsets(ctx,
+		[]kafka.ConsumerGroupTopicPartitions{{Group: group}}, kafka.SetAdminRequireStableOffsets(false))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, g := range res.ConsumerGroupsTopicPartitions {
+		for _, tp := range g.Partitions {
+			if tp.Error != nil {
+				return 0, tp.Error
+			}
+			if *tp.Topic == topic && tp.Offset >= 0 {
+				n += int64(tp.Offset)
+			}
+		}
+	}
+	return n, nil
+}
+
+// uniformKeys makes n records over k keys ("key-0000042"), every key at
+// least once, the rest drawn uniformly; the value is the record's number.
+func uniformKeys(seed uint64, n, k int) []testkit.Record {
+	r := rand.New(rand.NewPCG(seed, 7))
+	out := make([]testkit.Record, n)
+	for i := range out {
+		key := i
+		if i >= k {
+			key = r.IntN(k)
+		}
+		out[i] = testkit.Record{Key: fmt.Appendf(nil, "key-%07d", key), Value: []byte(strconv.Itoa(i))}
+	}
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
