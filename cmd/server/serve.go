@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/events"
 	"github.com/abacus-streams/abacus/internal/processor"
 	"github.com/abacus-streams/abacus/internal/store"
+	"github.com/abacus-streams/abacus/internal/subscribe"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -70,9 +72,32 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			publisher.StateChanged(string(from), string(to), tasks)
 		}
 	}
+	hub := subscribe.New(subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, Registerer: reg, Logger: log.With("component", "subscribe")})
+	var owned map[int32]bool
 	proc, err := processor.New(processor.Config{
 		Config: cfg, Logger: log, Registerer: reg,
-		OnAssignment:  func([]int32) { disc.Trigger() },
+		OnAssignment: func(partitions []int32) {
+			disc.Trigger()
+			// Streams of partitions that left end, so their clients
+			// reconnect to the new owner.
+			now := make(map[int32]bool, len(partitions))
+			for _, p := range partitions {
+				now[p] = true
+			}
+			for p := range owned {
+				if !now[p] {
+					hub.EndPartition(p, "partition moved to another member")
+				}
+			}
+			owned = now
+		},
+		OnCommit: func(updates []processor.Update) {
+			out := make([]subscribe.Update, len(updates))
+			for i, u := range updates {
+				out[i] = subscribe.Update(u)
+			}
+			hub.Publish(out)
+		},
 		OnStateChange: onStateChange,
 	}, db)
 	if err != nil {
@@ -88,6 +113,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 		Router:        router{disc},
 		Health:        health{proc},
 		Operations:    operations{proc, cfg},
+		Subscriptions: subscriptions{hub, counts{proc, cfg.InstanceID}, cfg.Store},
 		Gatherer:      reg,
 		Registerer:    reg,
 		Logger:        log.With("component", "http"),
@@ -117,7 +143,13 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			}
 		}()
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		if err := hub.Run(httpCtx); err != nil {
+			log.Error("subscriptions stopped", "error", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := disc.Run(httpCtx); err != nil {
@@ -211,6 +243,32 @@ func (o operations) Topology() api.Topology {
 		t.Sinks = append(t.Sinks, api.TopologyNode{Name: "state-events", Topic: c.EventsTopic, Description: "state transitions as CloudEvents"})
 	}
 	return t
+}
+
+// subscriptions serves live streams from the processor's stores.
+type subscriptions struct {
+	hub    *subscribe.Hub
+	counts counts
+	store  string
+}
+
+func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error {
+	src := subscribe.Source{
+		Current: func(key string) (int64, int32, bool, error) {
+			c, found, err := s.counts.Get(s.store, []byte(key))
+			return c.Value, c.Partition, found, err
+		},
+		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
+			items, _, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
+			for _, it := range items {
+				if !fn(it.Key, it.Value, it.Partition) {
+					break
+				}
+			}
+			return err
+		},
+	}
+	return s.hub.Serve(w, r, subscribe.Query{Key: key, Prefix: prefix}, src)
 }
 
 // router adapts discovery to the api's Router.

@@ -112,9 +112,11 @@ type Config struct {
 	Router         Router
 	Health         Health
 	Operations     Operations
-	Gatherer       prometheus.Gatherer
-	Registerer     prometheus.Registerer
-	Logger         *slog.Logger
+	// Subscriptions serves live streams from this instance (optional).
+	Subscriptions Subscriptions
+	Gatherer      prometheus.Gatherer
+	Registerer    prometheus.Registerer
+	Logger        *slog.Logger
 
 	// AuthToken and AuthBasic ("user:password"), when set, guard /api/v1
 	// (and /metrics with AuthMetrics); the probes are never guarded.
@@ -125,8 +127,6 @@ type Config struct {
 	CORSOrigins string
 	// TLSCertFile and TLSKeyFile make Serve speak HTTPS.
 	TLSCertFile, TLSKeyFile string
-	// Extra registers more routes under /api/v1 (the SSE subscription).
-	Extra func(g *echo.Group)
 }
 
 // Server serves the HTTP surface.
@@ -164,7 +164,7 @@ const MaxRequestBody = "64K"
 
 // ServedPaths lists every route the server serves, echo-style.
 func ServedPaths() []string {
-	s := New(Config{Extra: func(g *echo.Group) { g.GET(strings.TrimPrefix(PathSubscribe, "/api/v1"), nil) }})
+	s := New(Config{})
 	var out []string
 	for _, r := range s.echo.Routes() {
 		if !strings.HasSuffix(r.Path, "/*") && r.Method == http.MethodGet {
@@ -217,9 +217,7 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/metrics", s.streamsMetrics)
 	v1.GET("/streams/topology", s.streamsTopology)
 	v1.GET("/streams/offsets", s.streamsOffsets)
-	if cfg.Extra != nil {
-		cfg.Extra(v1)
-	}
+	v1.GET("/stores/:store/subscribe", s.subscribe)
 	return s
 }
 

@@ -42,6 +42,8 @@
 // key stream never holds more than one). MaxSubscribers bounds the streams
 // of an instance: one more is answered 503 too_many_subscribers with
 // Retry-After and counted in abacus_sse_subscribers_rejected_total.
+// (A browser's EventSource does not reconnect after a non-200 answer, so
+// clients retry such a refusal themselves, after Retry-After.)
 //
 // # What a subscriber sees
 //

@@ -214,6 +214,8 @@ type sseConn struct {
 	cancel context.CancelFunc
 }
 
+// testClient's connections have small receive buffers, so that a stream
+// the test stops reading soon blocks the server's writes.
 var testClient = &http.Client{Transport: &http.Transport{
 	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -225,10 +227,18 @@ var testClient = &http.Client{Transport: &http.Transport{
 	MaxIdleConnsPerHost: -1,
 }}
 
+// plainClient's connections have the system's buffer sizes.
+var plainClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
+
 // subscribe opens a stream and fails the test unless it answers 200.
 func subscribe(t testing.TB, u string, header http.Header) *sseConn {
 	t.Helper()
-	c, resp := dial(t, u, header)
+	return subscribeWith(t, testClient, u, header)
+}
+
+func subscribeWith(t testing.TB, client *http.Client, u string, header http.Header) *sseConn {
+	t.Helper()
+	c, resp := dialWith(t, client, u, header)
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("GET %s: %s %s", u, resp.Status, body)
@@ -244,6 +254,11 @@ func subscribe(t testing.TB, u string, header http.Header) *sseConn {
 
 func dial(t testing.TB, u string, header http.Header) (*sseConn, *http.Response) {
 	t.Helper()
+	return dialWith(t, testClient, u, header)
+}
+
+func dialWith(t testing.TB, client *http.Client, u string, header http.Header) (*sseConn, *http.Response) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -252,7 +267,7 @@ func dial(t testing.TB, u string, header http.Header) (*sseConn, *http.Response)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := testClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatalf("GET %s: %v", u, err)

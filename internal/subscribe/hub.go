@@ -1,9 +1,11 @@
 package subscribe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -28,6 +30,7 @@ type Hub struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	dropLog rateLog
 
 	in   inbox
 	wake chan struct{} // cap 1: the inbox has work
@@ -68,7 +71,7 @@ func New(cfg Config) *Hub {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "subscribe"),
 		metrics: newMetrics(cfg.Registerer),
-		in:      inbox{at: map[string]int{}},
+		in:      inbox{latest: map[string]queued{}},
 		wake:    make(chan struct{}, 1),
 		cmds:    make(chan func()),
 		done:    make(chan struct{}),
@@ -90,7 +93,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.life.Unlock()
 	defer h.stop()
 
-	var spare []queued
+	var work []queued
+	spare := map[string]queued{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,16 +102,22 @@ func (h *Hub) Run(ctx context.Context) error {
 		case f := <-h.cmds:
 			f()
 		case <-h.wake:
-			work, ends := h.in.take(spare)
+			latest, ends := h.in.take(spare)
+			work = appendOrdered(work[:0], latest)
+			// Cleared here, not under the inbox's lock.
+			if len(latest) <= maxSpare {
+				clear(latest)
+				spare = latest
+			} else {
+				spare = map[string]queued{}
+			}
 			h.fanOut(work)
 			for _, e := range ends {
 				h.endPartition(e)
 			}
 			clear(work)
-			if cap(work) <= maxSpare {
-				spare = work[:0]
-			} else {
-				spare = nil
+			if cap(work) > maxSpare {
+				work = nil
 			}
 		}
 	}
@@ -145,16 +155,22 @@ func (h *Hub) Publish(updates []Update) {
 	h.in.mu.Lock()
 	h.in.batch++
 	b := h.in.batch
-	queued := !h.in.closed && h.admitted.Load() > 0
-	if queued {
+	wanted := !h.in.closed && h.admitted.Load() > 0
+	replaced := 0
+	if wanted {
 		for _, u := range updates {
-			h.in.put(u, b)
+			if h.in.put(u, b) {
+				replaced++
+			}
 		}
 	}
 	h.published.Store(b)
 	h.in.mu.Unlock()
-	if queued {
+	if wanted {
 		h.signal()
+	}
+	if replaced > 0 {
+		h.metrics.coalesced.Add(float64(replaced))
 	}
 }
 
@@ -198,9 +214,6 @@ func (h *Hub) do(ctx context.Context, f func()) error {
 func (h *Hub) fanOut(work []queued) {
 	for i := range work {
 		q := &work[i]
-		if q.dead {
-			continue
-		}
 		for s := range h.idx.exact[q.Key] {
 			h.deliver(s, q)
 		}
@@ -224,7 +237,7 @@ func (h *Hub) deliver(s *stream, q *queued) {
 		h.idx.remove(s)
 		if s.finish(endOverflow, nil) {
 			h.metrics.dropped.WithLabelValues(DropOverflow).Inc()
-			h.log.Warn("dropped a slow subscriber: too many pending keys", "prefix", s.key, "limit", h.cfg.Buffer)
+			h.dropLog.log(h.log, "dropped a slow subscriber: too many pending keys", "limit", h.cfg.Buffer)
 		}
 	}
 }
@@ -286,67 +299,57 @@ type queued struct {
 	Update
 	batch uint64 // the Publish call that brought it, from 1
 	order uint64 // its place among all updates published
-	dead  bool   // replaced by a later update of the same key
 }
 
-// inbox is where Publish and EndPartition leave work for the loop.
+// appendOrdered appends the updates of m to buf in publish order.
+func appendOrdered(buf []queued, m map[string]queued) []queued {
+	n := len(buf)
+	for _, q := range m {
+		buf = append(buf, q)
+	}
+	sortByOrder(buf[n:])
+	return buf
+}
+
+func sortByOrder(qs []queued) {
+	slices.SortFunc(qs, func(a, b queued) int { return cmp.Compare(a.order, b.order) })
+}
+
+// inbox is where Publish and EndPartition leave work for the loop. It
+// holds the latest update of each key, so it is bounded by the keys that
+// changed since the loop last took it.
 type inbox struct {
 	mu     sync.Mutex
 	closed bool
 	batch  uint64 // Publish calls so far
 	order  uint64 // updates queued so far
-	queue  []queued
-	at     map[string]int // key -> index of its live update in queue
-	dead   int
+	latest map[string]queued
 	ends   []ending
 }
 
-// put queues u, replacing the queued update of the same key.
-func (in *inbox) put(u Update, batch uint64) {
+// put queues u, replacing the queued update of the same key; it reports
+// whether it replaced one.
+func (in *inbox) put(u Update, batch uint64) (replaced bool) {
 	in.order++
-	if i, ok := in.at[u.Key]; ok {
-		in.queue[i].dead = true
-		in.dead++
-	}
-	in.at[u.Key] = len(in.queue)
-	in.queue = append(in.queue, queued{Update: u, batch: batch, order: in.order})
-	if in.dead > 1024 && in.dead > len(in.queue)/2 {
-		in.compact()
-	}
+	_, replaced = in.latest[u.Key]
+	in.latest[u.Key] = queued{Update: u, batch: batch, order: in.order}
+	return replaced
 }
 
-// compact drops the replaced updates, keeping the order of the others.
-func (in *inbox) compact() {
-	live := in.queue[:0]
-	for _, q := range in.queue {
-		if !q.dead {
-			in.at[q.Key] = len(live)
-			live = append(live, q)
-		}
-	}
-	clear(in.queue[len(live):])
-	in.queue = live
-	in.dead = 0
-}
-
-// take hands the queued work to the loop, leaving spare as the new queue.
-func (in *inbox) take(spare []queued) ([]queued, []ending) {
+// take hands the queued work to the loop, leaving the empty spare in its
+// place. It is O(1), so Publish never waits on it for long.
+func (in *inbox) take(spare map[string]queued) (map[string]queued, []ending) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	work := in.queue
-	in.queue = spare[:0]
-	clear(in.at)
-	in.dead = 0
-	ends := in.ends
-	in.ends = nil
-	return work, ends
+	latest, ends := in.latest, in.ends
+	in.latest, in.ends = spare, nil
+	return latest, ends
 }
 
 func (in *inbox) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.closed = true
-	in.queue = nil
-	in.at = map[string]int{}
+	in.latest = map[string]queued{}
 	in.ends = nil
 }

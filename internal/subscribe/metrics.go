@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_sse_events_sent_total", Help: "SSE events written to subscribers (count and moved; not heartbeats)."}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "abacus_sse_updates_coalesced_total", Help: "Updates replaced by a newer value of the same key before a subscriber was sent them."}),
+			Name: "abacus_sse_updates_coalesced_total", Help: "Updates replaced by a newer value of the same key before they were sent (in the hub's queue or in a subscriber's pending set)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_sse_subscribers_dropped_total", Help: "SSE streams closed because the subscriber was too slow, by reason."}, []string{"reason"}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{

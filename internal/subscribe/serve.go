@@ -75,7 +75,8 @@ type Source struct {
 }
 
 // Handler serves ?key= and ?prefix= subscriptions from src. It answers a
-// bad query with 400 and a failed first read with 503 and Retry-After;
+// bad query (or a kind src does not offer) with 400 and a failed first
+// read with 503 and Retry-After;
 // callers that map read errors more finely use Serve.
 func (h *Hub) Handler(src Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +85,10 @@ func (h *Hub) Handler(src Source) http.Handler {
 			WriteError(w, http.StatusBadRequest, "bad_query", err.Error(), "")
 			return
 		}
-		if err := h.Serve(w, r, q, src); err != nil {
+		switch err := h.Serve(w, r, q, src); {
+		case errors.Is(err, ErrBadQuery):
+			WriteError(w, http.StatusBadRequest, "bad_query", err.Error(), "")
+		case err != nil:
 			WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "1")
 		}
 	})
@@ -252,7 +256,7 @@ func (h *Hub) writeFailed(s *stream, err error) {
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		h.metrics.dropped.WithLabelValues(DropWriteTimeout).Inc()
-		h.log.Warn("dropped a slow subscriber: write timed out", "key", s.key, "prefix", s.prefix, "timeout", h.cfg.WriteTimeout)
+		h.dropLog.log(h.log, "dropped a slow subscriber: write timed out", "timeout", h.cfg.WriteTimeout)
 	}
 }
 

@@ -2,7 +2,6 @@ package subscribe
 
 import (
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 )
@@ -117,6 +116,7 @@ func (s *stream) finish(r endReason, final []byte) bool {
 // drain appends the pending updates to buf in publish order and empties
 // the set; with them it reports how the stream stands.
 func (s *stream) drain(buf []queued) ([]queued, endReason, []byte) {
+	n := len(buf)
 	s.mu.Lock()
 	for _, q := range s.pending {
 		buf = append(buf, q)
@@ -124,15 +124,7 @@ func (s *stream) drain(buf []queued) ([]queued, endReason, []byte) {
 	clear(s.pending)
 	end, final := s.end, s.final
 	s.mu.Unlock()
-	slices.SortFunc(buf, func(a, b queued) int {
-		switch {
-		case a.order < b.order:
-			return -1
-		case a.order > b.order:
-			return 1
-		}
-		return 0
-	})
+	sortByOrder(buf[n:]) // not under the lock the loop offers under
 	return buf, end, final
 }
 

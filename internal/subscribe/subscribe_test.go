@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,10 +289,16 @@ func TestManySubscribersAndOneStalled(t *testing.T) {
 		t.Skip("opens a thousand streams")
 	}
 	const subs, keys, final = 1000, 100, 1_000_000
-	th := newTestHub(t, withSmallSendBuffers(), withConfig(func(c *Config) { c.WriteTimeout = 300 * time.Millisecond }))
+	// The write timeout is short, yet long enough for a reader starved of
+	// CPU for a moment (a thousand streams under -race on a few cores).
+	th := newTestHub(t, withConfig(func(c *Config) { c.WriteTimeout = 2 * time.Second }))
 	key := func(i int) string { return fmt.Sprintf("k%03d", i%keys) }
 
-	stalled := dialRaw(t, th.srv.Listener.Addr().String(), "/subscribe?prefix=")
+	// The stalled client follows a few big keys, so that its socket
+	// buffers, however large the system makes them, fill in a few rounds.
+	big := func(i int) string { return fmt.Sprintf("big/%02d/%s", i, strings.Repeat("x", 8000)) }
+	const bigKeys = 64
+	stalled := dialRaw(t, th.srv.Listener.Addr().String(), "/subscribe?prefix=big/")
 	defer stalled.Close()
 
 	last := make([]atomic.Int64, subs)
@@ -306,7 +313,7 @@ func TestManySubscribersAndOneStalled(t *testing.T) {
 		wg.Wait()
 	}()
 	for i := range subs {
-		c := subscribe(t, th.url(keyQuery(key(i))), nil)
+		c := subscribeWith(t, plainClient, th.url(keyQuery(key(i))), nil)
 		conns[i] = c
 		wg.Add(1)
 		go func() {
@@ -327,9 +334,12 @@ func TestManySubscribersAndOneStalled(t *testing.T) {
 		if round > 1_000_000 {
 			t.Fatal("the stalled stream was never dropped")
 		}
-		batch := make([]kv, keys)
-		for i := range batch {
-			batch[i] = kv{key(i), round}
+		batch := make([]kv, 0, keys+bigKeys)
+		for i := range keys {
+			batch = append(batch, kv{key(i), round})
+		}
+		for i := range bigKeys {
+			batch = append(batch, kv{big(i), round})
 		}
 		th.store.commit(th.Hub, batch...)
 		th.settle(t)
@@ -339,18 +349,50 @@ func TestManySubscribersAndOneStalled(t *testing.T) {
 		batch[i] = kv{key(i), final}
 	}
 	th.store.commit(th.Hub, batch...)
-	eventually(t, "every reader to see the final values", func() bool {
+	deadline := time.Now().Add(waitFor)
+	for {
+		var behind []string
 		for i := range last {
-			if last[i].Load() != final {
-				return false
+			if v := last[i].Load(); v != final {
+				behind = append(behind, fmt.Sprintf("%d:%s=%d", i, key(i), v))
 			}
 		}
-		return true
-	})
+		if len(behind) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readers never saw the final value (dropped %v, open %v): %v", len(behind),
+				metric(t, th.reg, "abacus_sse_subscribers_dropped_total", "reason", DropWriteTimeout),
+				metric(t, th.reg, "abacus_sse_subscribers"), behind[:min(len(behind), 20)])
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if got := metric(t, th.reg, "abacus_sse_subscribers_dropped_total", "reason", DropWriteTimeout); got != 1 {
 		t.Errorf("dropped for write timeout = %v, want only the stalled stream", got)
 	}
+	// Every reader is still open: the one stream that left is the stalled.
 	if got := metric(t, th.reg, "abacus_sse_subscribers"); got != subs {
 		t.Errorf("subscribers = %v, want %d", got, subs)
+	}
+}
+
+// TestStreamOutlivesServerReadTimeout: an http.Server's ReadTimeout must
+// not end a stream (it would cancel the request's context).
+func TestStreamOutlivesServerReadTimeout(t *testing.T) {
+	th := newTestHub(t, withConfig(func(c *Config) { c.HeartbeatInterval = 20 * time.Millisecond }))
+	srv := httptest.NewUnstartedServer(th.Handler(th.store.source()))
+	srv.Config.ReadTimeout = 100 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := subscribe(t, srv.URL+"?"+keyQuery("k"), nil)
+	start := time.Now()
+	for pings := 0; time.Since(start) < 5*srv.Config.ReadTimeout; {
+		f, ok := c.next(t)
+		if !ok {
+			t.Fatalf("stream ended after %v, %d heartbeats", time.Since(start), pings)
+		}
+		if len(f.Comments) > 0 {
+			pings++
+		}
 	}
 }

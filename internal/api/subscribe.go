@@ -1,0 +1,253 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Subscriptions serves live count streams from this instance's own tasks.
+type Subscriptions interface {
+	// Serve streams updates of key (or of every key with the prefix) owned
+	// here until the client leaves or the key's partition moves away. It
+	// writes its own answer, errors included, unless it returns an error,
+	// in which case it has written nothing.
+	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error
+}
+
+// streamClient relays streams: no overall timeout, only for connecting
+// and for the upstream's first byte.
+var streamClient = &http.Client{Transport: &http.Transport{
+	DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+	ResponseHeaderTimeout: 5 * time.Second,
+	MaxIdleConnsPerHost:   16,
+}}
+
+// subscription is the query of a subscribe request.
+type subscription struct {
+	key    string
+	prefix bool
+}
+
+func parseSubscription(c echo.Context) (subscription, error) {
+	params, err := parseQuery(c)
+	if err != nil {
+		return subscription{}, err
+	}
+	_, hasKey := params["key"]
+	_, hasPrefix := params["prefix"]
+	var sub subscription
+	switch {
+	case hasKey == hasPrefix:
+		return sub, fail(http.StatusBadRequest, "bad_query", "give exactly one of key and prefix")
+	case hasKey:
+		sub.key = params.Get("key")
+		if sub.key == "" {
+			return sub, fail(http.StatusBadRequest, "bad_key", "key must not be empty")
+		}
+	default:
+		sub.key, sub.prefix = params.Get("prefix"), true
+	}
+	if len(sub.key) > MaxKeyBytes || !utf8.ValidString(sub.key) {
+		return sub, fail(http.StatusBadRequest, "bad_key", "key or prefix must be valid UTF-8 of at most %d bytes", MaxKeyBytes)
+	}
+	return sub, nil
+}
+
+// subscribe streams a key's counts from its owner, or a prefix's counts
+// from every member, as Server-Sent Events.
+func (s *Server) subscribe(c echo.Context) error {
+	if store := c.Param("store"); store != s.storeName() {
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	}
+	sub, err := parseSubscription(c)
+	if err != nil {
+		return err
+	}
+	local, err := wantLocal(c)
+	if err != nil {
+		return err
+	}
+	if sub.prefix {
+		if local || forwarded(c) {
+			return s.serveLocal(c, sub)
+		}
+		return s.fanIn(c)
+	}
+	_, _, err = s.cfg.Counts.Get(s.storeName(), []byte(sub.key))
+	switch {
+	case errors.Is(err, ErrRestoring):
+		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
+	case errors.Is(err, ErrNotOwned) && (local || forwarded(c)):
+		s.refresh()
+		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
+	case errors.Is(err, ErrNotOwned):
+		p, perr := s.cfg.Router.PartitionOf([]byte(sub.key))
+		if perr != nil {
+			return unavailable("starting", "%v; retry shortly", perr)
+		}
+		m, ok := s.owner(p)
+		if !ok || m.Name == s.cfg.Instance {
+			s.refresh()
+			return unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
+		}
+		return s.relay(c, m)
+	case err != nil:
+		return fmt.Errorf("read key: %w", err)
+	}
+	return s.serveLocal(c, sub)
+}
+
+func (s *Server) serveLocal(c echo.Context, sub subscription) error {
+	if s.cfg.Subscriptions == nil {
+		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
+	}
+	err := s.cfg.Subscriptions.Serve(c.Response(), c.Request(), sub.key, sub.prefix)
+	switch {
+	case errors.Is(err, ErrRestoring):
+		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
+	case errors.Is(err, ErrNotOwned):
+		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
+	}
+	return err
+}
+
+// upstream opens a member's stream of the same subscription, local to it.
+func (s *Server) upstream(c echo.Context, m Member) (*http.Response, error) {
+	req := c.Request()
+	q := req.URL.Query()
+	q.Set("local", "true")
+	target := m.URL + req.URL.EscapedPath() + "?" + q.Encode()
+	up, err := http.NewRequestWithContext(req.Context(), http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	up.Header.Set(HopHeader, s.cfg.Instance)
+	for _, h := range []string{"Authorization", "Last-Event-ID"} {
+		if v := req.Header.Get(h); v != "" {
+			up.Header.Set(h, v)
+		}
+	}
+	return streamClient.Do(up)
+}
+
+// relay streams the owner's answer through, flushing as it arrives.
+func (s *Server) relay(c echo.Context, m Member) error {
+	resp, err := s.upstream(c, m)
+	if err != nil {
+		s.refresh()
+		return unavailable("owner_unreachable", "owner %s did not answer: %v; retry shortly", m.Name, err)
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "Cache-Control", "Retry-After", "X-Accel-Buffering"} {
+		if v := resp.Header.Get(h); v != "" {
+			c.Response().Header().Set(h, v)
+		}
+	}
+	c.Response().WriteHeader(resp.StatusCode)
+	c.Response().Flush()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := c.Response().Write(buf[:n]); werr != nil {
+				return nil // the client left
+			}
+			c.Response().Flush()
+		}
+		if err != nil {
+			return nil // the owner ended the stream (moved, shutdown) or died
+		}
+	}
+}
+
+// fanIn merges every member's stream of a prefix into one: events are
+// written whole, in the order they arrive; the stream ends when any member
+// ends its part (a partition moved), so the client reconnects to a fresh
+// snapshot.
+func (s *Server) fanIn(c echo.Context) error {
+	members, _, _ := s.cfg.Router.Members()
+	if len(members) == 0 {
+		s.refresh()
+		return unavailable("starting", "no members known yet; retry shortly")
+	}
+	if len(members) == 1 && members[0].Name == s.cfg.Instance {
+		return s.serveLocal(c, subscription{key: c.QueryParam("prefix"), prefix: true})
+	}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	c.SetRequest(c.Request().WithContext(ctx))
+	var resps []*http.Response
+	for _, m := range members {
+		resp, err := s.upstream(c, m)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err != nil {
+			for _, r := range resps {
+				r.Body.Close()
+			}
+			s.refresh()
+			return unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
+		}
+		resps = append(resps, resp)
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, resp := range resps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel() // one part ending ends the whole stream
+			defer resp.Body.Close()
+			copyEvents(resp.Body, func(event string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if _, err := io.WriteString(w, event); err != nil {
+					return false
+				}
+				w.Flush()
+				return true
+			})
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// copyEvents reads SSE blocks (lines up to a blank line) and hands each
+// whole block to write, until the stream ends or write refuses.
+func copyEvents(r io.Reader, write func(string) bool) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var block strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		block.WriteString(line)
+		if line == "\n" || line == "\r\n" {
+			if !write(block.String()) {
+				return
+			}
+			block.Reset()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
