@@ -136,7 +136,10 @@ func TestCrashRecovery(t *testing.T) {
 				}
 			}()
 			testkit.Eventually(t, time.Minute, func() error {
-				return atLeastMetric(in, "abacus_records_processed_total", 15_000)
+				if err := atLeastMetric(in, "abacus_records_processed_total", 15_000); err != nil {
+					return err
+				}
+				return atLeastMetric(in, "abacus_commits_total", 2) // a checkpoint to restore from
 			})
 			in.Kill()
 			_, changelogRecords := testkit.LastValues(t, b.Addr(), changelog, "read_uncommitted")

@@ -40,6 +40,10 @@ func Consumer(cfg config.Config) *kafka.ConfigMap {
 		// processor; 10 ms keeps the queue fed.
 		"fetch.queue.backoff.ms":        10,
 		"partition.assignment.strategy": "cooperative-sticky",
+		// librdkafka prefetches up to 64 MiB per consumer by default; 16 MiB
+		// keeps the processor fed and the memory bounded.
+		"queued.max.messages.kbytes": 16384,
+		"queued.min.messages":        20000,
 		// Broker round-trip times and errors for the metrics.
 		"statistics.interval.ms": 15000,
 	})
@@ -66,7 +70,11 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 		"linger.ms":                    5,
 		"batch.num.messages":           10000,
 		"queue.buffering.max.messages": 1000000,
-		"queue.buffering.max.kbytes":   1048576,
+		"queue.buffering.max.kbytes":   262144,
+		// confluent-kafka-go sizes its Go channels for a million events
+		// by default; deliveries go to our own channel, so these stay small.
+		"go.produce.channel.size": 1000,
+		"go.events.channel.size":  1000,
 	})
 	(*m)["partitioner"] = partitioner.LibrdkafkaName(cfg.Partitioner)
 	(*m)["enable.idempotence"] = true
@@ -89,6 +97,9 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 func Restore(cfg config.Config) *kafka.ConfigMap {
 	m := client(cfg, "restore", kafka.ConfigMap{
 		"fetch.queue.backoff.ms": 10,
+		// One restore consumer per restoring task: keep each one's prefetch small.
+		"queued.max.messages.kbytes": 8192,
+		"queued.min.messages":        20000,
 	})
 	isolation := "read_uncommitted"
 	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {

@@ -10,100 +10,209 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// commit is step 2 of the state protocol for every task with work since the
-// last commit. On return without error, Badger holds each task's new counts
-// and checkpoint and the input offsets are committed; an aborted
-// transaction instead drops the work and rewinds the consumer, which is not
-// an error. Any other error ends the session.
-func (s *session) commit(ctx context.Context) error {
+// A commit is step 2 of the state protocol. The session loop hands the
+// write buffers of every task over as one batch to the session's committer
+// goroutine and goes on counting into fresh buffers; the committer sends
+// the batch's counts to the changelog and the output topic, waits for them
+// (at_least_once) or commits them with the input offsets in one
+// transaction (exactly_once_v2), writes each task's counts and checkpoint
+// to Badger, and (at_least_once) commits the input offsets. One batch is in
+// flight at a time, in order. With the record cache off every update was
+// sent as it was counted, so the loop waits for its batch instead.
+
+// taskBatch is one task's part of a batch.
+type taskBatch struct {
+	partition  int32
+	counts     map[string]int64
+	nextOffset int64 // -1: no input processed since the previous batch
+	rewindTo   int64
+}
+
+// commitBatch is the work of one commit.
+type commitBatch struct {
+	ctx   context.Context
+	tasks []taskBatch
+	// dlq holds dead letters to send (record cache on: only the committer
+	// produces, so it is the one to open transactions).
+	dlq []*kafka.Message
+	// send: produce the counts (record cache on); off, they were sent already.
+	send     bool
+	oldestTS time.Time
+	done     chan struct{}
+	// Set by the committer before done closes.
+	aborted bool
+	err     error
+}
+
+// committer runs batches in order until its channel closes.
+func (s *session) committer(batches <-chan *commitBatch) {
+	defer close(s.committerDone)
+	for b := range batches {
+		b.aborted, b.err = s.runBatch(b)
+		close(b.done)
+	}
+}
+
+// handOff starts a commit of everything counted since the previous one, if
+// anything was. The caller must have no batch in flight.
+func (s *session) handOff(ctx context.Context) {
 	s.lastCommit = time.Now()
-	var work []*task
+	b := &commitBatch{ctx: ctx, send: s.p.cfg.CacheMaxBytes > 0, oldestTS: s.oldestTS, dlq: s.pendingDLQ, done: make(chan struct{})}
 	for _, t := range s.tasks {
 		if t.nextOffset >= 0 || len(t.dirty) > 0 {
-			work = append(work, t)
+			b.tasks = append(b.tasks, t.handOff())
 		}
 	}
-	if len(work) == 0 {
+	if len(b.tasks) == 0 && len(b.dlq) == 0 {
+		return
+	}
+	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
+	s.inflight = b
+	s.batches <- b
+}
+
+// checkInflight handles a finished batch, if one is; it reports whether
+// none is in flight any more.
+func (s *session) checkInflight() (bool, error) {
+	if s.inflight == nil {
+		return true, nil
+	}
+	select {
+	case <-s.inflight.done:
+		return true, s.finish()
+	default:
+		return false, nil
+	}
+}
+
+// awaitInflight waits for the batch in flight, beating the heartbeat: the
+// loop is waiting on the broker, not stuck.
+func (s *session) awaitInflight() error {
+	if s.inflight == nil {
 		return nil
 	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.inflight.done:
+			return s.finish()
+		case <-tick.C:
+			s.p.beat()
+		}
+	}
+}
+
+// finish applies a finished batch to the tasks.
+func (s *session) finish() error {
+	b := s.inflight
+	s.inflight = nil
+	if b.err != nil {
+		return b.err
+	}
+	if b.aborted {
+		s.rewind(b)
+		return nil
+	}
+	// The read caches of all tasks share the record cache's budget.
+	budget := s.p.cfg.CacheMaxBytes / int64(max(1, len(s.tasks)))
+	for _, tb := range b.tasks {
+		if t, ok := s.tasks[tb.partition]; ok {
+			t.durable(tb, budget)
+		}
+	}
+	return nil
+}
+
+// commitSync commits everything counted so far and waits for it: before a
+// revocation and at shutdown.
+func (s *session) commitSync(ctx context.Context) error {
+	if err := s.awaitInflight(); err != nil {
+		return err
+	}
+	s.handOff(ctx)
+	return s.awaitInflight()
+}
+
+// runBatch is the committer's half of a commit.
+func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
+	ctx := b.ctx
 	began := time.Now()
-	for _, t := range work {
-		for key := range t.unsent {
-			if err := s.send(t.partition, []byte(key), t.dirty[key]); err != nil {
-				return err
+	for _, m := range b.dlq {
+		if err := s.produce(m); err != nil {
+			return false, err
+		}
+	}
+	if b.send {
+		for _, tb := range b.tasks {
+			for key, n := range tb.counts {
+				if err := s.send(tb.partition, []byte(key), n); err != nil {
+					return false, err
+				}
 			}
 		}
-		clear(t.unsent)
 	}
-	s.cacheBytes = 0
-
-	offsets := make([]kafka.TopicPartition, 0, len(work))
-	for _, t := range work {
-		if t.nextOffset >= 0 {
-			offsets = append(offsets, kafka.TopicPartition{Topic: &s.input, Partition: t.partition, Offset: kafka.Offset(t.nextOffset)})
+	var offsets []kafka.TopicPartition
+	for _, tb := range b.tasks {
+		if tb.nextOffset >= 0 {
+			offsets = append(offsets, kafka.TopicPartition{Topic: &s.input, Partition: tb.partition, Offset: kafka.Offset(tb.nextOffset)})
 		}
 	}
 	if s.eos {
-		aborted, err := s.commitTransaction(ctx, offsets)
-		if err != nil || aborted {
-			return err
+		if aborted, err := s.commitTransaction(ctx, offsets); err != nil || aborted {
+			return aborted, err
 		}
 	}
-	if err := s.delivered.wait(ctx, s.producer, s.p.beat); err != nil {
-		return fmt.Errorf("wait for changelog and output deliveries: %w", err)
+	if err := s.delivered.wait(ctx, s.p.beat); err != nil {
+		return false, fmt.Errorf("wait for changelog and output deliveries: %w", err)
 	}
 	var updates []Update
-	for _, t := range work {
-		if len(t.dirty) == 0 {
+	for _, tb := range b.tasks {
+		if len(tb.counts) == 0 {
 			continue
 		}
-		cp, ok := s.delivered.lastChangelogOffset(t.partition)
+		cp, ok := s.delivered.lastChangelogOffset(tb.partition)
 		if !ok {
-			return fmt.Errorf("task %d has %d dirty counts but no changelog delivery", t.partition, len(t.dirty))
+			return false, fmt.Errorf("task %d has %d counts to commit but no changelog delivery", tb.partition, len(tb.counts))
 		}
-		if err := t.store.Commit(store.Batch{Counts: t.dirty, Checkpoint: cp}); err != nil {
-			return err
+		if err := s.p.db.Partition(tb.partition).Commit(store.Batch{Counts: tb.counts, Checkpoint: cp}); err != nil {
+			return false, err
 		}
-		t.checkpoint.Store(cp)
+		if t, ok := s.views()[tb.partition]; ok {
+			t.checkpoint.Store(cp)
+		}
 		if s.p.cfg.OnCommit != nil {
-			for k, v := range t.dirty {
-				updates = append(updates, Update{Key: k, Value: v, Partition: t.partition, Offset: cp})
+			for k, v := range tb.counts {
+				updates = append(updates, Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
 			}
 		}
 	}
 	if !s.eos && len(offsets) > 0 {
 		if _, err := s.consumer.CommitOffsets(offsets); err != nil {
-			return fmt.Errorf("commit input offsets: %w", err)
+			return false, fmt.Errorf("commit input offsets: %w", err)
 		}
 	}
-	for _, t := range work {
-		if t.nextOffset >= 0 {
-			t.committed = t.nextOffset
-		}
-		t.reset()
-	}
-	if !s.oldestTS.IsZero() {
-		s.p.metrics.e2eSeconds.Observe(time.Since(s.oldestTS).Seconds())
-		s.oldestTS = time.Time{}
+	if !b.oldestTS.IsZero() {
+		s.p.metrics.e2eSeconds.Observe(time.Since(b.oldestTS).Seconds())
 	}
 	s.p.metrics.commits.Inc()
 	s.p.metrics.commitSeconds.Observe(time.Since(began).Seconds())
 	if len(updates) > 0 {
 		s.p.cfg.OnCommit(updates)
 	}
-	return nil
+	return false, nil
 }
 
+// views is the readers' task table (safe from the committer).
+func (s *session) views() map[int32]*taskView { return *s.p.tasks.Load() }
+
 // commitTransaction puts the input offsets in the open transaction and
-// commits it. A transaction that must be aborted is aborted and its work
-// dropped (aborted = true); an error ends the session.
+// commits it. A transaction that must be aborted is aborted (aborted =
+// true); an error ends the session.
 func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPartition) (aborted bool, err error) {
 	if len(offsets) > 0 {
-		if !s.inTxn {
-			if err := s.producer.BeginTransaction(); err != nil {
-				return false, fmt.Errorf("begin transaction: %w", err)
-			}
-			s.inTxn = true
+		if err := s.beginTxn(); err != nil {
+			return false, err
 		}
 		md, err := s.consumer.GetConsumerGroupMetadata()
 		if err != nil {
@@ -141,38 +250,55 @@ func (s *session) txnFailed(what string, err error) (bool, error) {
 	var kerr kafka.Error
 	if errors.As(err, &kerr) && kerr.TxnRequiresAbort() {
 		s.log.Warn("transaction aborted; its records are redone", "during", what, "error", err)
-		s.abort(what)
+		if err := s.abortTxn(what); err != nil {
+			return false, err
+		}
 		return true, nil
 	}
 	return false, fmt.Errorf("%s: %w", what, err)
 }
 
-// abort drops every task's uncommitted work: the open transaction is
-// aborted and each task's consumer position goes back to its first
-// uncommitted record. Badger never saw that work.
-func (s *session) abort(reason string) {
-	if s.inTxn {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := s.producer.AbortTransaction(ctx)
-		cancel()
-		if err != nil {
-			s.log.Warn("abort transaction", "reason", reason, "error", err)
-			if s.err == nil {
-				s.err = fmt.Errorf("abort transaction: %w", err)
+// abortTxn aborts the open transaction, if any.
+func (s *session) abortTxn(reason string) error {
+	if !s.inTxn {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.inTxn = false
+	s.p.metrics.aborts.Inc()
+	if err := s.producer.AbortTransaction(ctx); err != nil {
+		return fmt.Errorf("abort transaction (%s): %w", reason, err)
+	}
+	return nil
+}
+
+// rewind drops every task's uncommitted work after an aborted batch: each
+// task's consumer position goes back to its first record not committed.
+// Badger never saw that work.
+func (s *session) rewind(aborted *commitBatch) {
+	from := map[int32]int64{}
+	if aborted != nil {
+		for _, tb := range aborted.tasks {
+			if tb.nextOffset >= 0 {
+				from[tb.partition] = tb.rewindTo
 			}
 		}
-		s.inTxn = false
-		s.p.metrics.aborts.Inc()
 	}
-	for _, t := range s.tasks {
-		if t.nextOffset >= 0 && t.active.Load() && s.err == nil {
-			tp := kafka.TopicPartition{Topic: &s.input, Partition: t.partition, Offset: kafka.Offset(t.rewindTo)}
-			if err := s.consumer.Seek(tp, 0); err != nil {
-				s.err = fmt.Errorf("rewind task %d after abort: %w", t.partition, err)
-			}
+	for p, t := range s.tasks {
+		if _, ok := from[p]; !ok && t.nextOffset >= 0 {
+			from[p] = t.rewindTo
 		}
 		t.reset()
 	}
-	s.cacheBytes = 0
-	s.oldestTS = time.Time{}
+	for p, off := range from {
+		t, ok := s.tasks[p]
+		if !ok || !t.active.Load() || s.err != nil {
+			continue
+		}
+		if err := s.consumer.Seek(kafka.TopicPartition{Topic: &s.input, Partition: p, Offset: kafka.Offset(off)}, 0); err != nil {
+			s.err = fmt.Errorf("rewind task %d after abort: %w", p, err)
+		}
+	}
+	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
 }

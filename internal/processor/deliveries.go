@@ -18,6 +18,9 @@ type deliveries struct {
 	changelog string
 	done      chan struct{}
 
+	// changed is signalled (without blocking) after every report.
+	changed chan struct{}
+
 	mu           sync.Mutex
 	pending      int
 	err          error
@@ -29,6 +32,7 @@ func newDeliveries(changelog string) *deliveries {
 		ch:           make(chan kafka.Event, 100000),
 		changelog:    changelog,
 		done:         make(chan struct{}),
+		changed:      make(chan struct{}, 1),
 		changelogEnd: map[int32]int64{},
 	}
 	go d.run()
@@ -55,6 +59,10 @@ func (d *deliveries) run() {
 			}
 		}
 		d.mu.Unlock()
+		select {
+		case d.changed <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -65,11 +73,13 @@ func (d *deliveries) add(n int) {
 	d.mu.Unlock()
 }
 
-// wait flushes the producer until every send is reported or ctx ends, and
-// returns the first delivery failure.
-func (d *deliveries) wait(ctx context.Context, p *kafka.Producer, beat func()) error {
+// wait waits until every send is reported or ctx ends, and returns the
+// first delivery failure. The producer sends on its own (linger.ms); each
+// report wakes the wait.
+func (d *deliveries) wait(ctx context.Context, beat func()) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		beat()
 		d.mu.Lock()
 		pending, err := d.pending, d.err
 		d.mu.Unlock()
@@ -79,12 +89,12 @@ func (d *deliveries) wait(ctx context.Context, p *kafka.Producer, beat func()) e
 		if pending == 0 {
 			return nil
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return fmt.Errorf("wait for %d deliveries: %w", pending, ctx.Err())
-		}
-		if p.Flush(50) == 0 {
-			// Reports are handed over; give the reader a moment.
-			time.Sleep(time.Millisecond)
+		case <-d.changed:
+		case <-tick.C:
+			beat()
 		}
 	}
 }

@@ -36,11 +36,11 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		s.p.metrics.rebalances.Inc()
 		if c.AssignmentLost() {
 			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
-			s.abort("assignment lost")
+			s.dropWork("assignment lost")
 		} else if s.err != nil {
 			// A failing or closing session commits nothing more.
-			s.abort("session ending")
-		} else if err := s.commit(s.ctx); err != nil {
+			s.dropWork("session ending")
+		} else if err := s.commitSync(s.batchCtx); err != nil {
 			s.err = fmt.Errorf("commit before revocation: %w", err)
 		} else {
 			s.log.Info("partitions revoked", "partitions", partitionsOf(e.Partitions))
@@ -187,14 +187,29 @@ func (s *session) updateLag() {
 // close the clients within the shutdown timeout.
 func (s *session) shutdown() error {
 	s.p.setState(StatePendingShutdown)
-	ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(s.batchCtx, s.p.cfg.ShutdownTimeout)
 	defer cancel()
-	err := s.commit(ctx)
-	if err != nil {
+	// The batch in flight runs under batchCtx: end it too at the timeout.
+	stop := time.AfterFunc(s.p.cfg.ShutdownTimeout, s.cancelBatches)
+	defer stop.Stop()
+	if err := s.commitSync(ctx); err != nil {
 		s.log.Error("final commit failed; uncommitted work will be redone by the next owner", "error", err)
-		s.abort("shutdown")
+		s.dropWork("shutdown")
 	}
 	return nil
+}
+
+// dropWork gives up everything not committed: the batch in flight is
+// waited for (it may still commit), then the open transaction is aborted
+// and every task rewound to its first record not committed.
+func (s *session) dropWork(reason string) {
+	if err := s.awaitInflight(); err != nil && s.err == nil {
+		s.err = err
+	}
+	if err := s.abortTxn(reason); err != nil && s.err == nil {
+		s.err = err
+	}
+	s.rewind(nil)
 }
 
 // close stops restorers and closes the clients. With static membership the
@@ -206,6 +221,14 @@ func (s *session) close() {
 			t.restore.stop()
 		}
 	}
+	// The committer first: it uses the consumer and the producer.
+	s.cancelBatches()
+	if s.inflight != nil {
+		<-s.inflight.done
+		s.inflight = nil
+	}
+	close(s.batches)
+	<-s.committerDone
 	if s.consumer != nil {
 		// Close runs the final revocation through our callback; nothing is
 		// left to commit by then, and a failed session must not commit.
@@ -214,11 +237,7 @@ func (s *session) close() {
 			s.log.Warn("close consumer", "error", err)
 		}
 	}
-	if s.inTxn {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.producer.AbortTransaction(ctx)
-		cancel()
-	}
+	_ = s.abortTxn("session closing")
 	s.producer.Close()
 	s.delivered.close()
 	empty := map[int32]*taskView{}

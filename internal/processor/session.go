@@ -16,6 +16,10 @@ import (
 // pollTimeout bounds one turn of the session loop when no record arrives.
 const pollTimeout = 100 * time.Millisecond
 
+// bookkeepEvery: the loop does its bookkeeping once per this many records
+// (and whenever a poll brings no record).
+const bookkeepEvery = 64
+
 // processSampleEvery: one record in this many has its processing timed.
 const processSampleEvery = 64
 
@@ -41,13 +45,24 @@ type session struct {
 	tasks      map[int32]*task
 	lingering  map[int32]time.Time // revoked tasks whose state waits for cleanup
 	assigned   bool                // the first assignment arrived
-	inTxn      bool
+	inTxn      bool // owned by whoever produces: the committer, or the loop with the cache off
 	cacheBytes int64
 	lastCommit time.Time
 	oldestTS   time.Time // oldest input timestamp since the last commit
 	lastLag    time.Time
 	sampled    uint64 // records seen, for sampling the process latency
 	err        error // set by the rebalance callback to end the session
+
+	// The committer goroutine and the batch in flight.
+	batches       chan *commitBatch
+	committerDone chan struct{}
+	inflight      *commitBatch
+	// batchCtx bounds batches; it outlives a shutdown signal so the last
+	// commit can finish, and ends when the session closes.
+	batchCtx      context.Context
+	cancelBatches context.CancelFunc
+	// pendingDLQ holds dead letters for the next batch (record cache on).
+	pendingDLQ []*kafka.Message
 }
 
 // runSession runs one session until ctx ends (graceful shutdown, nil) or
@@ -68,6 +83,9 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		return fatalf("create producer: %w", err)
 	}
 	s.delivered = newDeliveries(s.changelog)
+	s.batchCtx, s.cancelBatches = context.WithCancel(context.WithoutCancel(ctx))
+	s.batches, s.committerDone = make(chan *commitBatch, 1), make(chan struct{})
+	go s.committer(s.batches)
 	defer s.close()
 	if s.eos {
 		initCtx, cancel := context.WithTimeout(ctx, p.cfg.StartupTimeout)
@@ -86,10 +104,19 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	}
 	p.setState(StateRebalancing)
 	s.lastCommit = time.Now()
-	for {
-		p.beat()
-		if ctx.Err() != nil {
-			return s.shutdown()
+	for turn := uint(0); ; turn++ {
+		// Bookkeeping (clock reads, task scans) runs every few records
+		// and whenever the consumer has nothing, not for every record.
+		if turn%bookkeepEvery == 0 {
+			p.beat()
+			if ctx.Err() != nil {
+				return s.shutdown()
+			}
+			s.checkRestores()
+			if err := s.commitIfDue(); err != nil {
+				return err
+			}
+			s.housekeeping()
 		}
 		if s.err != nil {
 			return s.err
@@ -99,6 +126,8 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			if err := s.process(e); err != nil {
 				return err
 			}
+			continue
+		case nil:
 		case kafka.Error:
 			p.metrics.kafkaErrors.Inc()
 			if e.IsFatal() {
@@ -108,13 +137,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		case *kafka.Stats:
 			p.metrics.observeStats(e.String())
 		}
-		s.checkRestores()
-		if s.due() {
-			if err := s.commit(ctx); err != nil {
-				return err
-			}
-		}
-		s.housekeeping()
+		turn = bookkeepEvery - 1 // anything but a record: bookkeeping next
 	}
 }
 
@@ -156,7 +179,7 @@ func (s *session) process(m *kafka.Message) error {
 	if s.sampled++; s.sampled%processSampleEvery == 0 {
 		began = time.Now()
 	}
-	n, err := t.count(m.Key)
+	n, fresh, err := t.count(m.Key)
 	if err != nil {
 		return err
 	}
@@ -164,8 +187,7 @@ func (s *session) process(m *kafka.Message) error {
 		if err := s.send(t.partition, m.Key, n); err != nil {
 			return err
 		}
-	} else if _, ok := t.unsent[string(m.Key)]; !ok {
-		t.unsent[string(m.Key)] = struct{}{}
+	} else if fresh {
 		s.cacheBytes += int64(len(m.Key)) + cacheEntryOverhead
 	}
 	s.p.metrics.processed.Inc()
@@ -194,10 +216,15 @@ func (s *session) reject(m *kafka.Message, reason, message string) error {
 		kafka.Header{Key: "abacus.source.timestamp", Value: []byte(m.Timestamp.UTC().Format(time.RFC3339Nano))},
 		kafka.Header{Key: "abacus.time", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
-	if err := s.produce(&kafka.Message{
+	letter := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &s.dlq, Partition: kafka.PartitionAny},
 		Key:            m.Key, Value: m.Value, Headers: headers, Timestamp: m.Timestamp,
-	}); err != nil {
+	}
+	if s.p.cfg.CacheMaxBytes > 0 {
+		// The committer sends it with the next batch (and transaction).
+		s.pendingDLQ = append(s.pendingDLQ, letter)
+		s.cacheBytes += int64(len(m.Key)+len(m.Value)) + cacheEntryOverhead
+	} else if err := s.produce(letter); err != nil {
 		return err
 	}
 	s.p.metrics.produced.WithLabelValues("dlq").Inc()
@@ -229,11 +256,8 @@ func (s *session) send(partition int32, key []byte, n int64) error {
 // produce hands one record to the producer, opening the transaction first
 // under exactly_once_v2 and waiting out a full local queue.
 func (s *session) produce(m *kafka.Message) error {
-	if s.eos && !s.inTxn {
-		if err := s.producer.BeginTransaction(); err != nil {
-			return fmt.Errorf("begin transaction: %w", err)
-		}
-		s.inTxn = true
+	if err := s.beginTxn(); err != nil {
+		return err
 	}
 	s.delivered.add(1)
 	for {
@@ -251,9 +275,48 @@ func (s *session) produce(m *kafka.Message) error {
 	}
 }
 
+// beginTxn opens a transaction under exactly_once_v2 if none is open.
+func (s *session) beginTxn() error {
+	if !s.eos || s.inTxn {
+		return nil
+	}
+	if err := s.producer.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	s.inTxn = true
+	return nil
+}
+
 // due reports whether a commit is due: the interval passed or the record
 // cache is full.
 func (s *session) due() bool {
 	return time.Since(s.lastCommit) >= s.p.cfg.CommitInterval ||
 		(s.p.cfg.CacheMaxBytes > 0 && s.cacheBytes >= s.p.cfg.CacheMaxBytes)
+}
+
+// commitIfDue hands the buffers to the committer when a commit is due. With
+// a batch still in flight the loop goes on counting, unless the buffers
+// have grown to twice the cache's budget; with the cache off it waits for
+// every commit.
+func (s *session) commitIfDue() error {
+	if _, err := s.checkInflight(); err != nil {
+		return err
+	}
+	if !s.due() {
+		return nil
+	}
+	cacheOff := s.p.cfg.CacheMaxBytes == 0
+	if s.inflight != nil && (cacheOff || s.cacheBytes >= 2*s.p.cfg.CacheMaxBytes) {
+		if err := s.awaitInflight(); err != nil {
+			return err
+		}
+	}
+	if s.inflight != nil {
+		return nil
+	}
+	s.handOff(s.batchCtx)
+	if cacheOff {
+		return s.awaitInflight()
+	}
+	return nil
 }

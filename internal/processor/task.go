@@ -28,61 +28,99 @@ func (v *taskView) status() TaskStatus {
 }
 
 // task is the unit of work for one input partition. Only the session loop
-// touches its fields; the restorer owns the store until it reports done.
+// touches its fields; the restorer owns the store until it reports done,
+// and the committer only reads a batch's maps once handed over.
 type task struct {
 	*taskView
-	// dirty holds the counts changed since the last commit (the write
-	// buffer); unsent the keys whose new count is not yet produced.
-	dirty  map[string]int64
-	unsent map[string]struct{}
+	// dirty holds the counts changed since the last hand-off to the
+	// committer (the write buffer); inflight the counts of the batch being
+	// committed (read-only while it is); clean a bounded read cache of
+	// durable counts, so a hot key is not read from Badger after every commit.
+	dirty      map[string]int64
+	inflight   map[string]int64
+	clean      map[string]int64
+	cleanBytes int64
 	// nextOffset is the input offset to commit (last processed + 1), -1 if
-	// nothing was processed since the last commit.
+	// nothing was processed since the last hand-off.
 	nextOffset int64
 	// rewindTo is the offset of the first record processed since the last
-	// commit: where an aborted transaction sends the consumer back.
+	// hand-off: where an aborted transaction sends the consumer back.
 	rewindTo int64
 	// committed is the input offset last committed, -1 if not known.
 	committed int64
-	// changelogEnd is the offset of the last changelog record delivered for
-	// this task since the last commit, -1 if none.
-	changelogEnd int64
 	// restore is the running restorer, nil once restored.
 	restore *restorer
 }
 
 func newTask(p int32, sp *store.Partition) *task {
 	t := &task{
-		taskView:     &taskView{partition: p, store: sp},
-		dirty:        map[string]int64{},
-		unsent:       map[string]struct{}{},
-		nextOffset:   -1,
-		changelogEnd: -1,
-		committed:    -1,
+		taskView:   &taskView{partition: p, store: sp},
+		dirty:      map[string]int64{},
+		clean:      map[string]int64{},
+		nextOffset: -1,
+		committed:  -1,
 	}
 	t.checkpoint.Store(store.NoCheckpoint)
 	return t
 }
 
-// count adds one to key's count and returns the new count.
-func (t *task) count(key []byte) (int64, error) {
-	if n, ok := t.dirty[string(key)]; ok {
-		n++
-		t.dirty[string(key)] = n
-		return n, nil
+// count adds one to key's count and returns the new count, and whether
+// the key is new in the write buffer. The newest
+// count is the write buffer's, then the batch being committed, then the
+// read cache, then Badger.
+func (t *task) count(key []byte) (int64, bool, error) {
+	if n, ok := t.dirty[string(key)]; ok { // no allocation for the lookup
+		t.dirty[string(key)] = n + 1
+		return n + 1, false, nil
 	}
-	n, _, err := t.store.Get(key)
-	if err != nil {
-		return 0, err
+	k := string(key)
+	n, ok := t.inflight[k]
+	if !ok {
+		n, ok = t.clean[k]
 	}
-	n++
-	t.dirty[string(key)] = n
-	return n, nil
+	if !ok {
+		var err error
+		if n, _, err = t.store.Get(key); err != nil {
+			return 0, false, err
+		}
+	}
+	t.dirty[k] = n + 1
+	return n + 1, true, nil
 }
 
-// reset drops the write buffer: nothing in it was committed.
+// handOff moves the write buffer into a batch for the committer.
+func (t *task) handOff() taskBatch {
+	b := taskBatch{partition: t.partition, counts: t.dirty, nextOffset: t.nextOffset, rewindTo: t.rewindTo}
+	if len(t.dirty) > 0 {
+		t.inflight = t.dirty
+		t.dirty = map[string]int64{}
+	}
+	t.nextOffset = -1
+	return b
+}
+
+// durable makes a batch's counts durable in the task's view: they join
+// the read cache, which is emptied when it outgrows its budget.
+func (t *task) durable(b taskBatch, budget int64) {
+	if b.nextOffset >= 0 {
+		t.committed = b.nextOffset
+	}
+	for k, v := range t.inflight {
+		if _, ok := t.clean[k]; !ok {
+			t.cleanBytes += int64(len(k)) + cacheEntryOverhead
+		}
+		t.clean[k] = v
+	}
+	t.inflight = nil
+	if t.cleanBytes > budget {
+		clear(t.clean)
+		t.cleanBytes = 0
+	}
+}
+
+// reset drops everything not durable: nothing in it was committed.
 func (t *task) reset() {
 	clear(t.dirty)
-	clear(t.unsent)
+	t.inflight = nil
 	t.nextOffset = -1
-	t.changelogEnd = -1
 }
