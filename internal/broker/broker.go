@@ -24,7 +24,7 @@ type Config struct {
 	// Advertise, if set, is the address given to clients in metadata instead
 	// of the listening one (a proxy in front of the broker, in tests).
 	Advertise string
-	Logger  *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Broker is a running embedded broker.

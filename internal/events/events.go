@@ -47,11 +47,11 @@ type StateChange struct {
 
 // Publisher sends events to the events topic.
 type Publisher struct {
-	cfg      config.Config
-	log      *slog.Logger
-	queue    chan Event
-	dropped  prometheus.Counter
-	sent     prometheus.Counter
+	cfg     config.Config
+	log     *slog.Logger
+	queue   chan Event
+	dropped prometheus.Counter
+	sent    prometheus.Counter
 }
 
 // New builds a publisher; Run starts it.
