@@ -308,7 +308,7 @@ func TestNotes(t *testing.T) {
 	}
 	for _, want := range []string{
 		"curl http://<svc>:8080/api/v1/stores/counts-store/keys/<key>",
-		// The subscribe line returns with the SSE route (issue 5).
+		`curl -N "http://<svc>:8080/api/v1/stores/counts-store/subscribe?key=<key>"`,
 		"svc/abacus 8080:8080",
 	} {
 		if !strings.Contains(text, want) {
