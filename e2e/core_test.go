@@ -15,7 +15,7 @@ import (
 func TestExactCounts(t *testing.T) {
 	b := testkit.StartBroker(t, 4)
 	w := skewed(1, 200_000, 5_000)
-	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr()})
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(nil)})
 	in.WaitReady(time.Minute)
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
 
@@ -82,7 +82,7 @@ func TestRestart(t *testing.T) {
 		t.Run(guarantee, func(t *testing.T) {
 			b := testkit.StartBroker(t, 4)
 			in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
-				Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee}})
+				Env: steady(map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee})})
 			in.WaitReady(time.Minute)
 			w1 := skewed(2, 20_000, 1_000)
 			testkit.Produce(t, b.Addr(), input, "murmur2_random", w1.records)
@@ -167,7 +167,7 @@ func TestCrashRecovery(t *testing.T) {
 func TestCheckpointBeyondChangelogEnd(t *testing.T) {
 	addr := "127.0.0.1:" + itoa(testkit.FreePort(t))
 	b1 := testkit.StartBrokerAt(t, addr, 4, "")
-	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: addr})
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: addr, Env: steady(nil)})
 	in.WaitReady(time.Minute)
 	old := skewed(6, 10_000, 500)
 	testkit.Produce(t, addr, input, "murmur2_random", old.records)
@@ -203,7 +203,7 @@ func TestCheckpointBeyondChangelogEnd(t *testing.T) {
 // the error and the source; processing goes on.
 func TestNullKeysGoToDeadLetterTopic(t *testing.T) {
 	b := testkit.StartBroker(t, 4)
-	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr()})
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(nil)})
 	in.WaitReady(time.Minute)
 	var records []testkit.Record
 	truth := map[string]int64{}
