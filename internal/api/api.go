@@ -191,7 +191,7 @@ func New(cfg Config) *Server {
 	e.HTTPErrorHandler = errorHandler
 	s := &Server{cfg: cfg, echo: e, metrics: newHTTPMetrics(cfg.Registerer), client: &http.Client{
 		Timeout:   cfg.ForwardTimeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
 	}}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
 	// instead of a dropped connection.

@@ -126,9 +126,15 @@ func (s *Server) forward(c echo.Context, p int32) error {
 		}
 	}
 	c.Response().WriteHeader(resp.StatusCode)
-	_, err = io.Copy(c.Response(), resp.Body)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	_, err = io.CopyBuffer(c.Response(), resp.Body, *buf)
 	return err
 }
+
+// copyBuffers keep forwarded answers (small JSON bodies) from allocating
+// io.Copy's 32 KiB buffer on every request.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
 // get sends a forwarded GET, marked with the hop header.
 func (s *Server) get(ctx context.Context, target, authorization string) (*http.Response, error) {

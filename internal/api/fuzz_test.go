@@ -1,0 +1,308 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// Fuzz targets for what a client controls: the key in the path, the query
+// string of lookups and scans (cursors included). `go test` runs them on
+// their seeds; `make chaos` runs each with -fuzz for a while. Their
+// properties: the server never panics and never answers 5xx to bad input;
+// every answer is JSON, errors {"error":{"code","message"}}; a key reaches
+// the store exactly as the client percent-encoded it; a scan's parameters
+// reach the store as url.ParseQuery reads them.
+
+// fuzzCounts is a store that records what it is asked and answers every
+// key with its length (a key named "missing" is not found).
+type fuzzCounts struct {
+	mu    sync.Mutex
+	keys  []string
+	scans []ScanQuery
+}
+
+func (f *fuzzCounts) Get(store string, key []byte) (Count, bool, error) {
+	if store != "counts-store" {
+		return Count{}, false, ErrUnknownStore
+	}
+	f.mu.Lock()
+	f.keys = append(f.keys, string(key))
+	f.mu.Unlock()
+	return Count{Value: int64(len(key)), Partition: 0}, string(key) != "missing", nil
+}
+
+// fuzzStoreKeys are the keys of the store's one partition, in byte order.
+var fuzzStoreKeys = []string{"a", "a\x00", "a/b", "apple", "b", "héllo", "us-1", "us-2", "us-3", "zz"}
+
+func (f *fuzzCounts) Scan(store string, q ScanQuery) ([]Item, []int32, error) {
+	if store != "counts-store" {
+		return nil, nil, ErrUnknownStore
+	}
+	f.mu.Lock()
+	f.scans = append(f.scans, q)
+	f.mu.Unlock()
+	var items []Item
+	for _, k := range fuzzStoreKeys {
+		if strings.HasPrefix(k, q.Prefix) && k >= q.From && (q.To == "" || k < q.To) && len(items) < q.Limit {
+			items = append(items, Item{Key: k, Value: 1})
+		}
+	}
+	return items, []int32{0}, nil
+}
+
+// fuzzRouter: one member, this one, owns the one partition.
+type fuzzRouter struct{}
+
+func (fuzzRouter) PartitionOf([]byte) (int32, error) { return 0, nil }
+func (fuzzRouter) Refresh()                          {}
+func (fuzzRouter) Members() ([]Member, time.Time, int32) {
+	return []Member{{Name: "abacus-0", URL: "http://127.0.0.1:1", Partitions: []int32{0}}}, time.Now(), 1
+}
+
+func fuzzServer() (*Server, *fuzzCounts) {
+	counts := &fuzzCounts{}
+	return New(Config{Instance: "abacus-0", Store: "counts-store", ScanSecret: "fuzz", Counts: counts, Router: fuzzRouter{}}), counts
+}
+
+// serveTarget sends "GET target" as Go's HTTP server would hand it to the
+// handler; ok is false for a target the server itself rejects.
+func serveTarget(s *Server, target string) (rec *httptest.ResponseRecorder, ok bool) {
+	u, err := url.ParseRequestURI(target)
+	if err != nil || strings.ContainsAny(target, " \t\r\n") {
+		return nil, false // Go's server answers 400 before any handler
+	}
+	req := &http.Request{Method: http.MethodGet, URL: u, RequestURI: target, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Host: "abacus", RemoteAddr: "127.0.0.1:1"}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec, true
+}
+
+// checkAnswerShape fails unless the answer is a non-5xx JSON document and,
+// for an error, the error body.
+func checkAnswerShape(t *testing.T, target string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("GET %q: %d %s", target, rec.Code, rec.Body.Bytes())
+	}
+	if !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("GET %q: %d with a body that is not JSON: %q", target, rec.Code, rec.Body.Bytes())
+	}
+	if rec.Code >= 400 {
+		var e errorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+			t.Fatalf("GET %q: %d without an error code and message: %s", target, rec.Code, rec.Body.Bytes())
+		}
+	}
+}
+
+// validKey is what the API accepts as a key.
+func validKey(k string) bool { return k != "" && len(k) <= MaxKeyBytes && utf8.ValidString(k) }
+
+// FuzzKeyPath sends any escaped path segment as a key, with any query: the
+// answer is well formed, and the store is only ever asked for a valid key,
+// the path segment's exact unescaping.
+func FuzzKeyPath(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"foo", ""}, {"a%2Fb%20c%25d", ""}, {"h%C3%A9llo", "local=true"}, {"%C3%28", ""}, {"%zz", ""}, {"", ""},
+		{"foo/metadata", ""}, {"foo%2Fmetadata", "local=false"}, {"foo", "local=maybe"}, {"%00", ""}, {"..%2F..", ""},
+		{"missing", ""}, {strings.Repeat("k", 4097), ""}, {"a;b=c", "x=%zz"}, {"%E6%97%A5%E6%9C%AC-1", ""}, {"+", ""},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	s, counts := fuzzServer()
+	f.Fuzz(func(t *testing.T, segment, query string) {
+		for _, suffix := range []string{"", "/metadata"} {
+			target := "/api/v1/stores/counts-store/keys/" + segment + suffix
+			if query != "" {
+				target += "?" + query
+			}
+			counts.mu.Lock()
+			counts.keys = counts.keys[:0]
+			counts.mu.Unlock()
+			rec, ok := serveTarget(s, target)
+			if !ok {
+				continue
+			}
+			checkAnswerShape(t, target, rec)
+			counts.mu.Lock()
+			asked := slices.Clone(counts.keys)
+			counts.mu.Unlock()
+			for _, k := range asked {
+				if !validKey(k) {
+					t.Fatalf("GET %q: the store was asked for the invalid key %q", target, k)
+				}
+			}
+			if rec.Code == http.StatusOK {
+				var body struct {
+					Key string `json:"key"`
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || !validKey(body.Key) {
+					t.Fatalf("GET %q: 200 with key %q (%v)", target, body.Key, err)
+				}
+				if len(asked) > 0 && asked[0] != body.Key {
+					t.Fatalf("GET %q: the store was asked for %q but the answer names %q", target, asked[0], body.Key)
+				}
+			}
+		}
+	})
+}
+
+// FuzzKeyRoundTrip: any valid key, percent-encoded as url.PathEscape does,
+// reaches the store as itself and comes back in the answer, for the
+// lookup and for its metadata; any invalid one is a 400 bad_key.
+func FuzzKeyRoundTrip(f *testing.F) {
+	for _, k := range []string{"foo", "a/b c%d", "héllo-wörld-1", "日本-3", "x/y 5%", "a:b:2", "metadata", "x/metadata",
+		"keys/", "/", "%2F", "..", ".", "a?b#c", "\x00", "\xff", "", strings.Repeat("é", 2049), "missing"} {
+		f.Add(k)
+	}
+	s, counts := fuzzServer()
+	f.Fuzz(func(t *testing.T, key string) {
+		for _, suffix := range []string{"", "/metadata"} {
+			target := "/api/v1/stores/counts-store/keys/" + url.PathEscape(key) + suffix
+			counts.mu.Lock()
+			counts.keys = counts.keys[:0]
+			counts.mu.Unlock()
+			rec, ok := serveTarget(s, target)
+			if !ok {
+				t.Fatalf("GET %q: url.PathEscape(%q) made a target Go's server rejects", target, key)
+			}
+			checkAnswerShape(t, target, rec)
+			var body struct {
+				Key   string `json:"key"`
+				Error struct{ Code string }
+			}
+			_ = json.Unmarshal(rec.Body.Bytes(), &body)
+			switch {
+			case !validKey(key):
+				// The empty key's lookup is /keys/ (its own 400); its
+				// metadata path /keys//metadata is no route at all.
+				if rec.Code != http.StatusBadRequest && !(key == "" && rec.Code == http.StatusNotFound) {
+					t.Fatalf("GET %q: invalid key %q answered %d %s; want 400 bad_key", target, key, rec.Code, rec.Body.Bytes())
+				}
+			case key == "missing" && suffix == "":
+				if rec.Code != http.StatusNotFound || body.Error.Code != "key_not_found" {
+					t.Fatalf("GET %q: %d %s; want 404 key_not_found", target, rec.Code, rec.Body.Bytes())
+				}
+			default:
+				if rec.Code != http.StatusOK || body.Key != key {
+					t.Fatalf("GET %q: key %q answered %d %s", target, key, rec.Code, rec.Body.Bytes())
+				}
+				counts.mu.Lock()
+				asked := slices.Clone(counts.keys)
+				counts.mu.Unlock()
+				if suffix == "" && (len(asked) != 1 || asked[0] != key) {
+					t.Fatalf("GET %q: the store was asked for %q, want [%q]", target, asked, key)
+				}
+			}
+		}
+	})
+}
+
+// FuzzScanQuery sends any query string to the scan route: a query that
+// url.ParseQuery rejects is a 400 bad_query; otherwise the store sees the
+// prefix, bounds and limit (+1, to know whether a page follows) exactly as
+// parsed, or the answer is a 400; a page is sorted, within its bounds and
+// limit, and carries a cursor naming its last key only when full.
+func FuzzScanQuery(f *testing.F) {
+	s, counts := fuzzServer()
+	cursor := encodeCursor("fuzz", "us-1")
+	for _, q := range []string{"", "prefix=us-", "prefix=us-&limit=1", "limit=2&cursor=" + cursor, "cursor=" + cursor + "&from=a",
+		"from=a&to=b", "from=b&to=a", "limit=0", "limit=1001", "limit=ten", "limit=-1", "limit=99999999999999999999",
+		"prefix=%zz", "prefix=%C3%28", "cursor=!!", "cursor=Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eA", "local=true&prefix=a",
+		"local=maybe", "prefix=" + strings.Repeat("p", 4097), "to=%00", "from=&to=", "prefix=a&prefix=b", ";", "&&&", "limit=1&limit=1000"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		target := "/api/v1/stores/counts-store/keys?" + query
+		counts.mu.Lock()
+		counts.scans = counts.scans[:0]
+		counts.mu.Unlock()
+		rec, ok := serveTarget(s, target)
+		if !ok {
+			return
+		}
+		checkAnswerShape(t, target, rec)
+		params, perr := url.ParseQuery(query)
+		if perr != nil {
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"bad_query"`) {
+				t.Fatalf("GET %q: a query url.ParseQuery rejects (%v) answered %d %s; want 400 bad_query", target, perr, rec.Code, rec.Body.Bytes())
+			}
+			return
+		}
+		counts.mu.Lock()
+		scans := slices.Clone(counts.scans)
+		counts.mu.Unlock()
+		if rec.Code != http.StatusOK {
+			if len(scans) > 0 {
+				t.Fatalf("GET %q: answered %d after scanning the store", target, rec.Code)
+			}
+			if rec.Code != http.StatusBadRequest {
+				t.Fatalf("GET %q: %d %s", target, rec.Code, rec.Body.Bytes())
+			}
+			return
+		}
+		if len(scans) != 1 {
+			t.Fatalf("GET %q: the store was scanned %d times", target, len(scans))
+		}
+		q := scans[0]
+		limit := defaultScanLimit
+		if v := params.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("GET %q: limit %q accepted", target, v)
+			}
+			limit = n
+		}
+		from := params.Get("from")
+		if c := params.Get("cursor"); c != "" {
+			after, err := decodeCursor("fuzz", c)
+			if err != nil {
+				t.Fatalf("GET %q: a bad cursor was accepted", target)
+			}
+			from = max(from, after+"\x00")
+		}
+		// The store may be asked for one more than the page (to know
+		// whether another follows).
+		if q.Prefix != params.Get("prefix") || q.To != params.Get("to") || q.From != from || (q.Limit != limit && q.Limit != limit+1) {
+			t.Fatalf("GET %q: the store was asked for %+v; the query says prefix %q from %q to %q limit %d", target, q, params.Get("prefix"), from, params.Get("to"), limit)
+		}
+		for _, v := range []string{q.Prefix, q.From, q.To} {
+			if !utf8.ValidString(v) {
+				t.Fatalf("GET %q: the store was asked for invalid UTF-8 %q", target, v)
+			}
+		}
+		if q.Limit < 1 || q.Limit > maxScanLimit+1 {
+			t.Fatalf("GET %q: scan limit %d", target, q.Limit)
+		}
+		var page scanPage
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) > limit || (page.NextCursor != "" && len(page.Items) != limit) {
+			t.Fatalf("GET %q: %d items, limit %d, cursor %q", target, len(page.Items), limit, page.NextCursor)
+		}
+		for i, it := range page.Items {
+			if i > 0 && page.Items[i-1].Key >= it.Key {
+				t.Fatalf("GET %q: items out of order: %q then %q", target, page.Items[i-1].Key, it.Key)
+			}
+			if !strings.HasPrefix(it.Key, q.Prefix) || it.Key < q.From || (q.To != "" && it.Key >= q.To) {
+				t.Fatalf("GET %q: item %q outside prefix %q from %q to %q", target, it.Key, q.Prefix, q.From, q.To)
+			}
+		}
+		if page.NextCursor != "" {
+			if after, err := decodeCursor("fuzz", page.NextCursor); err != nil || after != page.Items[len(page.Items)-1].Key {
+				t.Fatalf("GET %q: next_cursor %q does not name the page's last key (%q, %v)", target, page.NextCursor, after, err)
+			}
+		}
+	})
+}
