@@ -111,52 +111,47 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		return fmt.Errorf("assign changelog partition: %w", err)
 	}
 
-	batch := store.Batch{Counts: map[string]int64{}, Checkpoint: cp}
-	deleted := map[string]struct{}{}
-	pending := 0
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		for k := range deleted {
-			batch.Deletes = append(batch.Deletes, k)
-		}
-		if err := v.store.Commit(batch); err != nil {
-			return err
-		}
-		v.checkpoint.Store(batch.Checkpoint)
+	w := v.store.NewRestorer()
+	defer w.Cancel() // after a successful Flush there is nothing left to cancel
+	last, pending := cp, 0
+	report := func() {
+		v.checkpoint.Store(last)
 		v.restoreDone.Add(int64(pending))
 		p.metrics.restored.WithLabelValues(label).Add(float64(pending))
-		p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-1-batch.Checkpoint, 0)))
-		clear(batch.Counts)
-		clear(deleted)
-		batch.Deletes = batch.Deletes[:0]
+		p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-1-last, 0)))
 		pending = 0
-		return nil
 	}
 	for ctx.Err() == nil {
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
-			key := string(e.Key)
+			var err error
 			if e.Value == nil {
-				delete(batch.Counts, key)
-				deleted[key] = struct{}{}
-			} else if n, err := store.DecodeCount(e.Value); err != nil {
-				log.Warn("skipping undecodable changelog record", "offset", int64(e.TopicPartition.Offset), "error", err)
+				err = w.Delete(e.Key)
+			} else if _, derr := store.DecodeCount(e.Value); derr != nil {
+				log.Warn("skipping undecodable changelog record", "offset", int64(e.TopicPartition.Offset), "error", derr)
 			} else {
-				delete(deleted, key)
-				batch.Counts[key] = n
+				err = w.Put(e.Key, e.Value)
 			}
-			batch.Checkpoint = int64(e.TopicPartition.Offset)
+			if err != nil {
+				return err
+			}
+			last = int64(e.TopicPartition.Offset)
 			if pending++; pending >= restoreBatch {
-				if err := flush(); err != nil {
+				if err := w.Checkpoint(last); err != nil {
+					return err
+				}
+				report()
+			}
+		case kafka.PartitionEOF:
+			if last != cp {
+				if err := w.Checkpoint(last); err != nil {
 					return err
 				}
 			}
-		case kafka.PartitionEOF:
-			if err := flush(); err != nil {
+			if err := w.Flush(); err != nil {
 				return err
 			}
+			report()
 			p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
 			log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(), "took", time.Since(began).Round(time.Millisecond))
 			return nil
@@ -167,5 +162,6 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 			log.Debug("restore consumer error", "error", e)
 		}
 	}
-	return errors.Join(ctx.Err(), flush())
+	// Cancelled: what was written stays, with the checkpoint it reached.
+	return errors.Join(ctx.Err(), w.Flush())
 }
