@@ -51,6 +51,7 @@ type session struct {
 	oldestTS   time.Time // oldest input timestamp since the last commit
 	lastLag    time.Time
 	sampled    uint64 // records seen, for sampling the process latency
+	idle       bool   // the last poll brought nothing
 	err        error  // set by the rebalance callback to end the session
 
 	// The committer goroutine and the batch in flight.
@@ -128,6 +129,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			}
 			continue
 		case nil:
+			// The input is drained for now: commit what is counted without
+			// waiting out the interval, so counts become durable (and
+			// readable) as soon as a burst ends.
+			s.idle = true
 		case kafka.Error:
 			p.metrics.kafkaErrors.Inc()
 			if e.IsFatal() {
@@ -287,10 +292,15 @@ func (s *session) beginTxn() error {
 	return nil
 }
 
-// due reports whether a commit is due: the interval passed or the record
-// cache is full.
+// due reports whether a commit is due: the interval passed, the record
+// cache is full, or the input is drained and a tenth of the interval passed
+// (so an idle pipeline does not commit more than ten times an interval).
 func (s *session) due() bool {
-	return time.Since(s.lastCommit) >= s.p.cfg.CommitInterval ||
+	since := time.Since(s.lastCommit)
+	idle := s.idle
+	s.idle = false
+	return since >= s.p.cfg.CommitInterval ||
+		(idle && since >= s.p.cfg.CommitInterval/10) ||
 		(s.p.cfg.CacheMaxBytes > 0 && s.cacheBytes >= s.p.cfg.CacheMaxBytes)
 }
 
