@@ -86,7 +86,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			}
 			for p := range owned {
 				if !now[p] {
-					hub.EndPartition(p, "partition moved to another member")
+					hub.EndPartition(p, "revoked")
 				}
 			}
 			owned = now
@@ -259,7 +259,12 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 			return c.Value, c.Partition, found, err
 		},
 		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
-			items, _, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
+			items, covered, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
+			if err == nil && len(covered) != len(s.counts.p.Tasks()) {
+				// A task here is restoring: its keys would be missing from
+				// the snapshot and never shown if they do not change.
+				return api.ErrRestoring
+			}
 			for _, it := range items {
 				if !fn(it.Key, it.Value, it.Partition) {
 					break

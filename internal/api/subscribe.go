@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -24,6 +25,10 @@ type Subscriptions interface {
 	// in which case it has written nothing.
 	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error
 }
+
+// streamWriteTimeout lets go of a client that stops reading a relayed
+// stream, as the hub does with its own subscribers.
+const streamWriteTimeout = 10 * time.Second
 
 // streamClient relays streams: no overall timeout, only for connecting
 // and for the upstream's first byte.
@@ -154,16 +159,25 @@ func (s *Server) relay(c echo.Context, m Member) error {
 			c.Response().Header().Set(h, v)
 		}
 	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		s.refresh()
+	}
 	c.Response().WriteHeader(resp.StatusCode)
 	c.Response().Flush()
+	rc := http.NewResponseController(c.Response())
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
+			// A client that stops reading is let go, as the hub lets go
+			// of its own slow subscribers.
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, werr := c.Response().Write(buf[:n]); werr != nil {
-				return nil // the client left
+				return nil // the client left or stalled
 			}
-			c.Response().Flush()
+			if rc.Flush() != nil {
+				return nil
+			}
 		}
 		if err != nil {
 			return nil // the owner ended the stream (moved, shutdown) or died
@@ -176,10 +190,16 @@ func (s *Server) relay(c echo.Context, m Member) error {
 // ends its part (a partition moved), so the client reconnects to a fresh
 // snapshot.
 func (s *Server) fanIn(c echo.Context) error {
-	members, _, _ := s.cfg.Router.Members()
+	members, _, n := s.cfg.Router.Members()
 	if len(members) == 0 {
 		s.refresh()
 		return unavailable("starting", "no members known yet; retry shortly")
+	}
+	for p := range n {
+		if _, ok := s.owner(p); !ok {
+			s.refresh()
+			return unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
+		}
 	}
 	if len(members) == 1 && members[0].Name == s.cfg.Instance {
 		return s.serveLocal(c, subscription{key: c.QueryParam("prefix"), prefix: true})
@@ -188,28 +208,46 @@ func (s *Server) fanIn(c echo.Context) error {
 	defer cancel()
 	c.SetRequest(c.Request().WithContext(ctx))
 	var resps []*http.Response
+	closeAll := func() {
+		for _, r := range resps {
+			r.Body.Close()
+		}
+	}
 	for _, m := range members {
 		resp, err := s.upstream(c, m)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
 		if err != nil {
-			for _, r := range resps {
-				r.Body.Close()
-			}
+			closeAll()
 			s.refresh()
 			return unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			// The member's own refusal (restoring, too many subscribers)
+			// is the answer, as it gave it.
+			closeAll()
+			defer resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				s.refresh()
+			}
+			for _, h := range []string{"Content-Type", "Retry-After"} {
+				if v := resp.Header.Get(h); v != "" {
+					c.Response().Header().Set(h, v)
+				}
+			}
+			c.Response().WriteHeader(resp.StatusCode)
+			_, err := io.Copy(c.Response(), io.LimitReader(resp.Body, 64<<10))
+			return err
 		}
 		resps = append(resps, resp)
 	}
 	w := c.Response()
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	w.Flush()
 	var mu sync.Mutex
+	var dead atomic.Bool // the client stopped reading: every part stops
 	var wg sync.WaitGroup
 	for _, resp := range resps {
 		wg.Add(1)
@@ -220,10 +258,15 @@ func (s *Server) fanIn(c echo.Context) error {
 			copyEvents(resp.Body, func(event string) bool {
 				mu.Lock()
 				defer mu.Unlock()
-				if _, err := io.WriteString(w, event); err != nil {
+				if dead.Load() {
 					return false
 				}
-				w.Flush()
+				_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+				if _, err := io.WriteString(w, event); err != nil || rc.Flush() != nil {
+					dead.Store(true)
+					cancel()
+					return false
+				}
 				return true
 			})
 		}()
