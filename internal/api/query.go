@@ -117,6 +117,12 @@ func (s *Server) forward(c echo.Context, p int32) error {
 	}
 	defer resp.Body.Close()
 	s.metrics.forwarded.WithLabelValues("ok").Inc()
+	return s.relayAnswer(c, resp)
+}
+
+// relayAnswer passes another member's (short) answer on as it gave it;
+// a 503 there means this member's view may be stale.
+func (s *Server) relayAnswer(c echo.Context, resp *http.Response) error {
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		s.refresh()
 	}
@@ -128,7 +134,7 @@ func (s *Server) forward(c echo.Context, p int32) error {
 	c.Response().WriteHeader(resp.StatusCode)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	_, err = io.CopyBuffer(c.Response(), resp.Body, *buf)
+	_, err := io.CopyBuffer(c.Response(), io.LimitReader(resp.Body, 1<<20), *buf)
 	return err
 }
 

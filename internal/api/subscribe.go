@@ -225,17 +225,7 @@ func (s *Server) fanIn(c echo.Context) error {
 			// is the answer, as it gave it.
 			closeAll()
 			defer resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				s.refresh()
-			}
-			for _, h := range []string{"Content-Type", "Retry-After"} {
-				if v := resp.Header.Get(h); v != "" {
-					c.Response().Header().Set(h, v)
-				}
-			}
-			c.Response().WriteHeader(resp.StatusCode)
-			_, err := io.Copy(c.Response(), io.LimitReader(resp.Body, 64<<10))
-			return err
+			return s.relayAnswer(c, resp)
 		}
 		resps = append(resps, resp)
 	}
