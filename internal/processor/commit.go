@@ -246,8 +246,16 @@ func retryTxn(ctx context.Context, beat func(), call func() error) error {
 }
 
 // txnFailed aborts when the error allows it, otherwise ends the session.
+// A member the group no longer knows (its tasks migrated, as Kafka Streams
+// says) must not abort and redo: that loops forever on tasks another
+// member now owns. It aborts and ends the session, and the next session
+// rejoins.
 func (s *session) txnFailed(what string, err error) (bool, error) {
 	var kerr kafka.Error
+	if errors.As(err, &kerr) && taskMigrated(kerr.Code()) {
+		_ = s.abortTxn(what)
+		return false, fmt.Errorf("%s: tasks migrated to another member: %w", what, err)
+	}
 	if errors.As(err, &kerr) && kerr.TxnRequiresAbort() {
 		s.log.Warn("transaction aborted; its records are redone", "during", what, "error", err)
 		if err := s.abortTxn(what); err != nil {
@@ -301,4 +309,14 @@ func (s *session) rewind(aborted *commitBatch) {
 		}
 	}
 	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
+}
+
+// taskMigrated reports the errors that mean this member lost its place in
+// the group: its transaction's offsets cannot commit until it rejoins.
+func taskMigrated(code kafka.ErrorCode) bool {
+	switch code {
+	case kafka.ErrUnknownMemberID, kafka.ErrIllegalGeneration, kafka.ErrFencedInstanceID:
+		return true
+	}
+	return false
 }

@@ -239,7 +239,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer p.closeInspector()
 	backoff := time.Second
 	for {
+		began := time.Now()
 		err := p.runSession(ctx)
+		if time.Since(began) > time.Minute {
+			backoff = time.Second // a healthy session earns a quick restart
+		}
 		if ctx.Err() != nil {
 			p.setState(StateNotRunning)
 			return nil

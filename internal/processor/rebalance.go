@@ -35,6 +35,13 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 	case kafka.RevokedPartitions:
 		s.p.metrics.rebalances.Inc()
 		if c.AssignmentLost() {
+			// Another member may own them already: stop answering for them
+			// before anything else (the abort below can wait on the broker).
+			for _, tp := range e.Partitions {
+				if t, ok := s.tasks[tp.Partition]; ok {
+					t.active.Store(false)
+				}
+			}
 			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
 			s.dropWork("assignment lost")
 		} else if s.err != nil {
