@@ -50,5 +50,19 @@ image:
 # image with IMAGE=registry/abacus:tag (default abacus:$(VERSION)).
 	docker build --build-arg VERSION=$(VERSION) --file Dockerfile --tag $(or $(IMAGE),abacus:$(VERSION)) .
 
+# chaos runs the long chaos tests of docs/reliability.md (about 20 minutes):
+# rolling kill -9, scale-down and broker cuts over 1M records under both
+# guarantees, damaged and full disks, HTTP abuse; then fuzzes the HTTP
+# input parsers for 20 s each. ABACUS_CHAOS_SEED=<n> replays a schedule;
+# `make test` runs the short versions.
+.PHONY: chaos
+chaos:
+	@status=0; \
+	ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ || status=1; \
+	for f in FuzzKeyPath FuzzKeyRoundTrip FuzzScanQuery FuzzDecodeCursor; do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./internal/api/ || status=1; \
+	done; \
+	exit $$status
+
 clean:
 	rm -rf bin

@@ -5,18 +5,27 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // Config says where the database lives and how much memory it may use.
 type Config struct {
 	// Dir is the database directory; it is created if missing.
 	Dir string
-	// MemTableSize bounds each memtable; two are kept. 0 means 32 MiB.
+	// MemTableSize bounds each memtable; two are kept. 0 means 16 MiB.
 	MemTableSize int64
 	// BlockCacheSize bounds the block cache. 0 means 32 MiB.
 	BlockCacheSize int64
@@ -29,15 +38,21 @@ type DB struct {
 	log *slog.Logger
 }
 
-// Open opens (or creates) the database. A database that Badger cannot open
-// because its files are damaged is moved aside and replaced by an empty
-// one: its tasks are then restored from their changelogs.
+// Open opens (or creates) the database. A database whose files are
+// damaged is moved aside (to Dir + ".damaged", replacing an older one) and
+// replaced by an empty one, with a warning naming the damage: its tasks are
+// then restored from their changelogs. Damage is looked for before Badger
+// opens the files (see checkFiles: a missing or torn MANIFEST, a table that
+// is missing, truncated or fails its checksums, a write-ahead log with data
+// after a corrupt entry), because Badger silently drops data for some of
+// these and panics in its own goroutines on others; and in Badger's open
+// error. A directory locked by another process is never moved.
 func Open(cfg Config) (*DB, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MemTableSize == 0 {
-		cfg.MemTableSize = 32 << 20
+		cfg.MemTableSize = 16 << 20
 	}
 	if cfg.BlockCacheSize == 0 {
 		cfg.BlockCacheSize = 32 << 20
@@ -55,39 +70,360 @@ func Open(cfg Config) (*DB, error) {
 		WithValueLogFileSize(64 << 20).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
-		WithNumCompactors(2)
-	db, err := badger.Open(opts)
+		WithNumCompactors(2).
+		// A block read from disk is checked against its checksum, so a
+		// table damaged after the open is a read error, never a wrong count.
+		// (Not OnTableRead: with it Badger skips a table that fails its
+		// checksum at open and carries on without its data; checkFiles
+		// verifies every table before Badger sees it instead.)
+		WithChecksumVerificationMode(options.OnBlockRead)
+	moveAside := func(why error) error {
+		aside := cfg.Dir + ".damaged"
+		cfg.Logger.Warn("state store damaged: moving it aside, its tasks restore from the changelog",
+			"dir", cfg.Dir, "aside", aside, "error", why)
+		if err := os.RemoveAll(aside); err != nil {
+			return fmt.Errorf("remove older damaged store %s: %w (damage: %v)", aside, err, why)
+		}
+		if err := os.Rename(cfg.Dir, aside); err != nil {
+			return fmt.Errorf("move damaged store aside: %w (damage: %v)", err, why)
+		}
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return fmt.Errorf("recreate state dir: %w", err)
+		}
+		return nil
+	}
+	if why := checkFiles(cfg.Dir, opts); why != nil {
+		if err := moveAside(why); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openBadger(opts)
+	if err != nil && isDamage(err) {
+		if err := moveAside(err); err != nil {
+			return nil, err
+		}
+		db, err = openBadger(opts)
+	}
 	if err != nil {
-		if errors.Is(err, badger.ErrTruncateNeeded) || isDamage(err) {
-			aside := cfg.Dir + ".damaged"
-			cfg.Logger.Warn("state store damaged: moving it aside, its tasks restore from the changelog",
-				"dir", cfg.Dir, "aside", aside, "error", err)
-			_ = os.RemoveAll(aside)
-			if rerr := os.Rename(cfg.Dir, aside); rerr != nil {
-				return nil, fmt.Errorf("move damaged store aside: %w (open: %v)", rerr, err)
-			}
-			if err2 := os.MkdirAll(cfg.Dir, 0o755); err2 != nil {
-				return nil, fmt.Errorf("recreate state dir: %w", err2)
-			}
-			db, err = badger.Open(opts)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("open badger at %s: %w", cfg.Dir, err)
-		}
+		return nil, fmt.Errorf("open badger at %s: %w", cfg.Dir, err)
 	}
 	return &DB{db: db, log: cfg.Logger}, nil
 }
 
+// openBadger is badger.Open with a panic on this goroutine turned into an
+// error (Badger panics on some damaged files instead of failing). A fault
+// reading its memory-mapped files is not damage: a full disk does that (a
+// tmpfs allocates the pages of a sparse file it maps, and has none), and
+// moving the store aside would only fill the disk with a copy.
+func openBadger(opts badger.Options) (db *badger.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			// With SetPanicOnFault a fault's panic value has an Addr method.
+			if _, fault := r.(interface{ Addr() uintptr }); fault {
+				err = fmt.Errorf("%w (is the disk full?): %v", errFault, r)
+				return
+			}
+			err = fmt.Errorf("%w: badger panicked opening the store: %v", errDamaged, r)
+		}
+	}()
+	return badger.Open(opts)
+}
+
+// errDamaged marks what checkFiles and openBadger find.
+var errDamaged = errors.New("damaged store files")
+
+// errFault marks a memory fault reading the store's mapped files, which a
+// full disk causes: not damage.
+var errFault = errors.New("badger faulted reading its memory-mapped files")
+
 // isDamage reports whether an open error means damaged files rather than,
-// say, a directory locked by another process (which must not be wiped).
+// say, a directory locked by another process (which must not be wiped) or
+// a full disk (which wiping would not mend).
 func isDamage(err error) bool {
+	if errors.Is(err, errFault) {
+		return false
+	}
+	if errors.Is(err, errDamaged) || errors.Is(err, badger.ErrTruncateNeeded) {
+		return true
+	}
 	msg := err.Error()
-	for _, s := range []string{"checksum", "corrupt", "truncate", "MANIFEST", "unexpected EOF", "magic", "bad magic", "file does not exist", "no such file"} {
-		if bytes.Contains([]byte(msg), []byte(s)) {
+	for _, s := range []string{"Cannot acquire directory lock", "another process is using this Badger database",
+		"no space left on device", "disk quota exceeded", "read-only file system", "permission denied", "too many open files"} {
+		if strings.Contains(msg, s) {
+			return false
+		}
+	}
+	for _, s := range []string{"checksum", "corrupt", "truncate", "MANIFEST", "manifest", "unexpected EOF", "magic",
+		"file does not exist", "no such file", "Unable to read header", "Invalid", "invalid", "failed to initialize table",
+		"while opening fid", "Level validation", "datakey", "Encryption key mismatch", "malformed"} {
+		if strings.Contains(msg, s) {
 			return true
 		}
 	}
 	return false
+}
+
+// checkFiles looks for damage Badger would not report, or would report by
+// panicking in a goroutine of its own (which no recover can catch) or by
+// silently dropping data:
+//   - table or log files but no MANIFEST: Badger would start a new MANIFEST
+//     and delete every table as unreferenced;
+//   - a MANIFEST that does not replay to its end: Badger would truncate it
+//     and delete the tables of the lost entries;
+//   - a table the MANIFEST names that is missing, cannot be opened or fails
+//     its checksums (Badger panics on a truncated table and skips one that
+//     fails its checksum);
+//   - a write-ahead log (.mem) with data after a corrupt entry: Badger
+//     would replay it only up to that entry and go on with the next log,
+//     leaving a hole in the middle of the committed history.
+//
+// It returns nil for an empty or new directory.
+func checkFiles(dir string, opts badger.Options) (err error) {
+	// Tables and logs are read through memory maps: an I/O error there is a
+	// SIGBUS, which this turns into a panic that checkTable recovers from
+	// (and which would otherwise crash the process on every start).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: reading the store's files failed: %v", errDamaged, firstLine(r))
+		}
+	}()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // Badger reports what it cannot read
+	}
+	var tables, logs, mems []string
+	hasManifest := false
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == badger.ManifestFilename:
+			hasManifest = true
+		case strings.HasSuffix(name, ".sst"):
+			tables = append(tables, name)
+		case strings.HasSuffix(name, ".vlog"):
+			logs = append(logs, name)
+		case strings.HasSuffix(name, ".mem"):
+			mems = append(mems, name)
+		}
+	}
+	if !hasManifest {
+		if n := len(tables) + len(mems) + len(logs); n > 0 {
+			return fmt.Errorf("%w: MANIFEST is missing but %d table and log files are there", errDamaged, n)
+		}
+		return nil
+	}
+	manifest, err := replayManifest(filepath.Join(dir, badger.ManifestFilename), opts)
+	if err != nil {
+		return err
+	}
+	for id, tm := range manifest.Tables {
+		if err := checkTable(dir, id, tm, opts); err != nil {
+			return err
+		}
+	}
+	slices.Sort(mems) // by number: the names are zero-padded
+	for i, name := range mems {
+		if err := checkWAL(filepath.Join(dir, name), i == len(mems)-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replayManifest reads the MANIFEST as Badger will, and fails unless every
+// byte of it is a complete entry.
+func replayManifest(path string, opts badger.Options) (badger.Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return badger.Manifest{}, fmt.Errorf("%w: open MANIFEST: %v", errDamaged, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return badger.Manifest{}, fmt.Errorf("%w: stat MANIFEST: %v", errDamaged, err)
+	}
+	m, end, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
+	if err != nil {
+		return badger.Manifest{}, fmt.Errorf("%w: MANIFEST does not replay: %v", errDamaged, err)
+	}
+	if end != fi.Size() {
+		return badger.Manifest{}, fmt.Errorf("%w: MANIFEST ends in a partial entry at byte %d of %d (truncated or torn)", errDamaged, end, fi.Size())
+	}
+	return m, nil
+}
+
+// checkTable opens table id read-only and verifies every block's checksum,
+// turning a panic of Badger's table code into an error.
+func checkTable(dir string, id uint64, tm badger.TableManifest, opts badger.Options) (err error) {
+	path := table.NewFilename(id, dir)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w: table %s named by the MANIFEST: %v", errDamaged, filepath.Base(path), err)
+	}
+	if tm.KeyID != 0 {
+		return nil // encrypted tables are not ours to read without the key
+	}
+	if fi.Size() == 0 {
+		return fmt.Errorf("%w: table %s is empty", errDamaged, filepath.Base(path))
+	}
+	mf, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("%w: open table %s: %v", errDamaged, filepath.Base(path), err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: table %s is unreadable: %v", errDamaged, filepath.Base(path), firstLine(r))
+		}
+		_ = mf.Close(-1)
+	}()
+	_, err = table.OpenTable(mf, table.Options{
+		ReadOnly: true, ChkMode: options.OnTableRead, BlockSize: opts.BlockSize,
+		BloomFalsePositive: opts.BloomFalsePositive, Compression: tm.Compression,
+		ZSTDCompressionLevel: opts.ZSTDCompressionLevel, TableSize: uint64(opts.BaseTableSize),
+	})
+	if err != nil {
+		return fmt.Errorf("%w: table %s: %v", errDamaged, filepath.Base(path), err)
+	}
+	return nil
+}
+
+func firstLine(v any) string {
+	s := strings.TrimSpace(fmt.Sprint(v))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// walHeaderBytes is the header of a Badger log file (key id and IV).
+const walHeaderBytes = 20
+
+// checkWAL walks a memtable's write-ahead log as Badger's replay does (an
+// entry: meta, user meta, uvarint key length, value length and expiry, key,
+// value, CRC-32C of all that) to the first entry that does not check out;
+// Badger replays the entries before it and drops the rest. Every prefix of
+// the log is a committed state (transactions are atomic in it), so that is
+// safe when nothing valid follows: a crash's torn last write, or damage at
+// the log's end, only takes the store back to an older checkpoint, which
+// the restore from the changelog makes up. It is not safe when valid
+// entries follow the bad one (a hole in the middle of the history), nor in
+// an older log, which newer logs follow.
+func checkWAL(path string, newest bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w: write-ahead log %s: %v", errDamaged, filepath.Base(path), err)
+	}
+	if fi.Size() < walHeaderBytes {
+		return nil // Badger rewrites a log this short
+	}
+	data, err := readWritten(path, fi.Size())
+	if err != nil {
+		return fmt.Errorf("%w: read write-ahead log %s: %v", errDamaged, filepath.Base(path), err)
+	}
+	if len(data) < walHeaderBytes {
+		return nil
+	}
+	if binary.BigEndian.Uint64(data[:8]) != 0 {
+		// The header's key id: abacus never encrypts, so Badger would look
+		// for a key it does not have.
+		return fmt.Errorf("%w: write-ahead log %s has a damaged header", errDamaged, filepath.Base(path))
+	}
+	off := walHeaderBytes
+	for off < len(data) {
+		n, ok := walEntry(data[off:])
+		if !ok {
+			break
+		}
+		off += n
+	}
+	last := len(data) - 1
+	for last >= off+8 && binary.LittleEndian.Uint64(data[last-7:last+1]) == 0 {
+		last -= 8
+	}
+	for last >= off && data[last] == 0 {
+		last--
+	}
+	if last < off {
+		return nil // the log ends in zeros after its last entry
+	}
+	if !newest {
+		return fmt.Errorf("%w: write-ahead log %s, followed by newer ones, has a corrupt entry at byte %d with %d bytes of data after it",
+			errDamaged, filepath.Base(path), off, last+1-off)
+	}
+	for p := off + 1; p <= last; p++ {
+		if _, ok := walEntry(data[p : last+1]); ok {
+			return fmt.Errorf("%w: write-ahead log %s has a corrupt entry at byte %d followed by valid ones (at byte %d)",
+				errDamaged, filepath.Base(path), off, p)
+		}
+	}
+	return nil
+}
+
+// seekHole is lseek's SEEK_HOLE on Linux: the first hole at or after the
+// offset (the file's size where holes are not reported).
+const seekHole = 4
+
+// readWritten reads a preallocated file up to its first hole, where the
+// written part of a write-ahead log ends (the rest was never written), with
+// read(2): a memory map of a sparse file on a full tmpfs faults on read.
+func readWritten(path string, size int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	end := size
+	if runtime.GOOS == "linux" {
+		if hole, err := f.Seek(0, seekHole); err == nil && hole < end {
+			end = hole
+		}
+	}
+	data := make([]byte, end)
+	_, err = f.ReadAt(data, 0)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return data, err
+}
+
+// walEntryExtent decodes the header of the entry at the start of b and
+// returns the length the whole entry claims, if the header is sound.
+func walEntryExtent(b []byte) (int, bool) {
+	if len(b) < 2 {
+		return 0, false
+	}
+	pos := 2
+	var lens [3]uint64
+	for i := range lens {
+		v, k := binary.Uvarint(b[pos:])
+		if k <= 0 {
+			return 0, false
+		}
+		lens[i] = v
+		pos += k
+	}
+	klen, vlen := lens[0], lens[1]
+	if klen == 0 || klen > 1<<16 || vlen > 1<<20 {
+		return 0, false
+	}
+	return pos + int(klen+vlen) + 4, true
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// walEntry checks the entry at the start of b and returns its length; ok
+// is false at a zero (end) entry or one that is short or fails its checksum.
+func walEntry(b []byte) (n int, ok bool) {
+	n, ok = walEntryExtent(b)
+	if !ok || n > len(b) {
+		return 0, false
+	}
+	end := n - 4
+	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:n]) {
+		return 0, false
+	}
+	return n, true
 }
 
 // Close flushes and closes the database.

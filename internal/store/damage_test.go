@@ -1,0 +1,542 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// history is what a test wrote to a store: the state of every partition
+// after each of its checkpoints, so that whatever survives a damage can be
+// checked to be one consistent committed state.
+type history struct {
+	// states[p][cp] is partition p's full content once checkpoint cp was written.
+	states map[int32]map[int64]map[string]int64
+}
+
+// workloadBatches makes n batches of counts over 4 partitions, enough to
+// flush several tables, and the history of states they commit.
+func workloadBatches(n int) ([]Batch, history) {
+	h := history{states: map[int32]map[int64]map[string]int64{}}
+	r := rand.New(rand.NewPCG(7, 7))
+	cur := map[int32]map[string]int64{}
+	for p := range int32(4) {
+		cur[p] = map[string]int64{}
+		h.states[p] = map[int64]map[string]int64{}
+	}
+	var out []Batch
+	for b := range n {
+		p := int32(b % 4)
+		batch := Batch{Counts: map[string]int64{}, Checkpoint: int64(b)}
+		for range 600 {
+			// Long keys fill the 8 MiB memtables (the least Badger takes
+			// with its 1 MiB value threshold) with few entries.
+			id := r.IntN(3_000)
+			k := fmt.Sprintf("key-%05d-%s", id, strings.Repeat("x", 900+id%200))
+			cur[p][k]++
+			batch.Counts[k] = cur[p][k]
+		}
+		out = append(out, batch)
+		h.states[p][int64(b)] = maps(cur[p])
+	}
+	return out, h
+}
+
+const fillBatches = 64
+
+func openSmall(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(Config{Dir: dir, MemTableSize: 8 << 20, BlockCacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func fill(t *testing.T, db *DB, batches []Batch) {
+	t.Helper()
+	for i, b := range batches {
+		if err := db.Partition(int32(i % 4)).Commit(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fillStore fills a store in dir and closes it cleanly, or, with crash,
+// fills it in a child process that is then killed with SIGKILL, leaving
+// the files exactly as a crash does.
+func fillStore(t *testing.T, dir string, crash bool) history {
+	t.Helper()
+	batches, h := workloadBatches(fillBatches)
+	if !crash {
+		db := openSmall(t, dir)
+		fill(t, db, batches)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFillAndHang$", "-test.v")
+	cmd.Env = append(os.Environ(), "ABACUS_STORE_FILL_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	filled := false
+	for sc.Scan() {
+		if sc.Text() == "filled" {
+			filled = true
+			break
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if !filled {
+		t.Fatal("the filling process ended before it filled the store")
+	}
+	return h
+}
+
+// TestFillAndHang is the child process of fillStore: it fills the store,
+// says so and waits to be killed.
+func TestFillAndHang(t *testing.T) {
+	dir := os.Getenv("ABACUS_STORE_FILL_DIR")
+	if dir == "" {
+		t.Skip("only run as the child process of a crash test")
+	}
+	batches, _ := workloadBatches(fillBatches)
+	db := openSmall(t, dir)
+	fill(t, db, batches)
+	fmt.Println("filled")
+	time.Sleep(time.Minute)
+}
+
+func maps(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// copyDir copies a closed store's files.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		src, err := os.Open(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.Create(filepath.Join(to, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		dst.Close()
+	}
+}
+
+// damage is one way a store's files can be broken while the process is down.
+type damage struct {
+	name string
+	// glob picks the files damaged (the largest match, or the first in name order).
+	glob string
+	do   func(t *testing.T, path string)
+}
+
+func truncateHalf(t *testing.T, path string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remove(t *testing.T, path string) {
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// garbage overwrites 4 KiB (or a quarter of a small file) at the file's middle with random bytes.
+func garbage(t *testing.T, path string) {
+	garbageAt(t, path, 0.5)
+}
+
+func garbageAt(t *testing.T, path string, where float64) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	n := min(int64(4096), max(fi.Size()/4, 1))
+	off := min(int64(float64(fi.Size())*where), fi.Size()-n)
+	buf := make([]byte, n)
+	r := rand.New(rand.NewPCG(uint64(fi.Size()), 3))
+	for i := range buf {
+		buf[i] = byte(r.Uint32())
+	}
+	if _, err := f.WriteAt(buf, max(off, 0)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var damages = []damage{
+	{"delete MANIFEST", "MANIFEST", remove},
+	{"truncate MANIFEST to half", "MANIFEST", truncateHalf},
+	{"empty MANIFEST", "MANIFEST", func(t *testing.T, p string) { _ = os.Truncate(p, 0) }},
+	{"garbage in MANIFEST", "MANIFEST", garbage},
+	{"delete KEYREGISTRY", "KEYREGISTRY", remove},
+	{"garbage in KEYREGISTRY", "KEYREGISTRY", func(t *testing.T, p string) { garbageAt(t, p, 0) }},
+	{"truncate an .sst to half", "*.sst", truncateHalf},
+	{"garbage in an .sst", "*.sst", garbage},
+	{"garbage at an .sst's start", "*.sst", func(t *testing.T, p string) { garbageAt(t, p, 0) }},
+	{"garbage at an .sst's end", "*.sst", func(t *testing.T, p string) { garbageAt(t, p, 1) }},
+	{"delete an .sst", "*.sst", remove},
+	{"delete every .sst", "*.sst*", nil},
+	{"truncate a .vlog to half", "*.vlog", truncateHalf},
+	{"garbage in a .vlog", "*.vlog", garbage},
+	{"delete a .vlog", "*.vlog", remove},
+	{"truncate a .mem to half", "*.mem", truncateHalf},
+	{"garbage in a .mem", "*.mem", func(t *testing.T, p string) { garbageAt(t, p, 0.01) }},
+}
+
+// pick returns the file of dir matching glob that a damage hits: the
+// largest (the one holding the most).
+func pick(t *testing.T, dir, glob string) []string {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(dir, glob))
+	slices.SortFunc(matches, func(a, b string) int {
+		fa, _ := os.Stat(a)
+		fb, _ := os.Stat(b)
+		return int(fb.Size() - fa.Size())
+	})
+	return matches
+}
+
+// TestOpenDamagedStore damages a store while it is closed (after a clean
+// close, and as a crash leaves it) and checks that Open either moves it
+// aside and starts empty, or keeps a state that is one committed state of
+// each partition exactly: never a mix, never garbage, never an error.
+func TestOpenDamagedStore(t *testing.T) {
+	for _, crashed := range []bool{false, true} {
+		src := filepath.Join(t.TempDir(), "src")
+		h := fillStore(t, src, crashed)
+		snapshot := func(to string) { copyDir(t, src, to) }
+		for _, d := range damages {
+			mode := "closed"
+			if crashed {
+				mode = "crashed"
+			}
+			t.Run(mode+"/"+d.name, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "counts-store")
+				snapshot(dir)
+				files := pick(t, dir, d.glob)
+				if len(files) == 0 {
+					t.Skipf("no %s in a %s store (%v)", d.glob, mode, listDir(dir))
+				}
+				if d.do == nil {
+					for _, f := range files {
+						remove(t, f)
+					}
+				} else {
+					d.do(t, files[0])
+				}
+				var logs bytes.Buffer
+				opened, err := Open(Config{Dir: dir, MemTableSize: 8 << 20, BlockCacheSize: 1 << 20,
+					Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, nil))})
+				if err != nil {
+					t.Fatalf("Open after %s: %v (a damaged store must be moved aside, not fail the start)", d.name, err)
+				}
+				defer opened.Close()
+				_, statErr := os.Stat(dir + ".damaged")
+				movedAside := statErr == nil
+				verdict := checkConsistent(t, opened, h)
+				t.Logf("%s: moved aside %v; %s", d.name, movedAside, verdict)
+				if movedAside && !strings.Contains(logs.String(), "state store damaged") {
+					t.Errorf("moved aside without saying why: %s", logs.String())
+				}
+			})
+		}
+	}
+}
+
+func listDir(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		fi, _ := e.Info()
+		out = append(out, fmt.Sprintf("%s(%d)", e.Name(), fi.Size()))
+	}
+	return out
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// checkConsistent fails the test unless every partition either has no
+// checkpoint (a full restore rewrites it) or holds exactly the state of
+// its checkpoint, readable without errors.
+func checkConsistent(t *testing.T, db *DB, h history) string {
+	t.Helper()
+	var out []string
+	for p := range int32(4) {
+		part := db.Partition(p)
+		cp, err := part.Checkpoint()
+		if err != nil {
+			t.Errorf("partition %d: checkpoint unreadable: %v", p, err)
+			continue
+		}
+		got := map[string]int64{}
+		if err := part.Scan(ScanOptions{}, func(k []byte, v int64) bool { got[string(k)] = v; return true }); err != nil {
+			t.Errorf("partition %d: scan: %v", p, err)
+			continue
+		}
+		if cp == NoCheckpoint {
+			out = append(out, fmt.Sprintf("p%d: no checkpoint, %d keys", p, len(got)))
+			continue
+		}
+		want, ok := h.states[p][cp]
+		if !ok {
+			t.Errorf("partition %d: checkpoint %d was never written", p, cp)
+			continue
+		}
+		bad, i := 0, 0
+		for k, v := range want {
+			if got[k] != v {
+				if bad++; bad <= 3 {
+					t.Errorf("partition %d at checkpoint %d: %.24q... = %d, want %d", p, cp, k, got[k], v)
+				}
+			}
+			// Point reads (a sample) must agree with the scan.
+			if i++; i%64 != 0 {
+				continue
+			}
+			if n, found, err := part.Get([]byte(k)); err != nil || (found && n != got[k]) {
+				if bad++; bad <= 3 {
+					t.Errorf("partition %d: Get(%.24q...) = %d %v %v, scan said %d", p, k, n, found, err, got[k])
+				}
+			}
+		}
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				if bad++; bad <= 3 {
+					t.Errorf("partition %d at checkpoint %d: key %.24q... was not written by then", p, cp, k)
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("partition %d: %d keys wrong: the store serves a state that was never committed", p, bad)
+		}
+		out = append(out, fmt.Sprintf("p%d: checkpoint %d, %d keys", p, cp, len(got)))
+	}
+	return strings.Join(out, "; ")
+}
+
+// TestDamageAfterOpen damages the tables under an open store (as a failing
+// disk does) in a child process that then reads every key: a read of the
+// damaged part must fail (an error, or a panic of Badger's table code),
+// never return a wrong count. Badger's compactions may also panic on the
+// damage and take the process down, as they would the instance's. The
+// next Open must then find the damage and move the store aside.
+func TestDamageAfterOpen(t *testing.T) {
+	for _, where := range []float64{0.5, 0.97} {
+		t.Run(fmt.Sprintf("garbage at %.0f%%", where*100), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "counts-store")
+			fillStore(t, dir, false)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestReadDamaged$", "-test.v")
+			cmd.Env = append(os.Environ(), "ABACUS_STORE_DAMAGE_DIR="+dir, fmt.Sprintf("ABACUS_STORE_DAMAGE_AT=%v", where))
+			out, _ := cmd.CombinedOutput()
+			var report string
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "WRONG ") {
+					t.Errorf("a read of the damaged store returned a wrong count: %s", line)
+				}
+				if strings.HasPrefix(line, "REPORT ") {
+					report = line
+				}
+			}
+			if report == "" {
+				report = "the process crashed before it read every key (" + crashCause(string(out)) + ")"
+			} else if strings.Contains(report, " failed=0 ") {
+				t.Errorf("no read failed: the damage was never read (test broken?): %s", report)
+			}
+			t.Logf("reads under the damaged open store: %s", report)
+
+			var logs bytes.Buffer
+			db, err := Open(Config{Dir: dir, MemTableSize: 8 << 20, BlockCacheSize: 1 << 20,
+				Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, nil))})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer db.Close()
+			if _, err := os.Stat(dir + ".damaged"); err != nil || !strings.Contains(logs.String(), "state store damaged") {
+				t.Errorf("reopening the damaged store did not move it aside: %v; log: %s", err, logs.String())
+			}
+			if parts, _ := db.Partitions(); len(parts) != 0 {
+				t.Errorf("the reopened store holds partitions %v, want none (all restored from the changelog)", parts)
+			}
+		})
+	}
+}
+
+func crashCause(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "panic: ") {
+			return line
+		}
+	}
+	return "no panic message"
+}
+
+// TestReadDamaged is the child process of TestDamageAfterOpen.
+func TestReadDamaged(t *testing.T) {
+	dir := os.Getenv("ABACUS_STORE_DAMAGE_DIR")
+	if dir == "" {
+		t.Skip("only run as the child process of TestDamageAfterOpen")
+	}
+	var where float64
+	fmt.Sscan(os.Getenv("ABACUS_STORE_DAMAGE_AT"), &where)
+	_, h := workloadBatches(fillBatches)
+	db := openSmall(t, dir)
+	for _, f := range pick(t, dir, "*.sst") {
+		garbageAt(t, f, where)
+	}
+	wrong, failed, panicked, right := 0, 0, 0, 0
+	get := func(part *Partition, k string) (n int64, found bool, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+				panicked++
+			}
+		}()
+		return part.Get([]byte(k))
+	}
+	for p := range int32(4) {
+		part := db.Partition(p)
+		for k, want := range h.states[p][int64(fillBatches-4+int(p))] {
+			n, found, err := get(part, k)
+			switch {
+			case err != nil:
+				failed++
+			case !found || n != want:
+				wrong++
+				fmt.Printf("WRONG partition %d: %.24q... = %d (found %v), want %d\n", p, k, n, found, want)
+			default:
+				right++
+			}
+		}
+	}
+	fmt.Printf("REPORT right=%d failed=%d panicked=%d wrong=%d \n", right, failed, panicked, wrong)
+	os.Exit(0) // no Close: its compactions may panic on the damage
+}
+
+// walBytes builds a write-ahead log as Badger writes one: a 20-byte header
+// and entries of meta, user meta, uvarint key and value lengths and expiry,
+// key, value and CRC-32C, in a file preallocated with zeros.
+func walBytes(entries int, size int) ([]byte, []int) {
+	data := make([]byte, size)
+	off := walHeaderBytes
+	var starts []int
+	for i := range entries {
+		key := []byte(fmt.Sprintf("\x00\x00\x00\x01kkey-%04d", i))
+		value := []byte(fmt.Sprint(i))
+		e := []byte{0, 0}
+		e = binary.AppendUvarint(e, uint64(len(key)))
+		e = binary.AppendUvarint(e, uint64(len(value)))
+		e = binary.AppendUvarint(e, 0)
+		e = append(append(e, key...), value...)
+		e = binary.BigEndian.AppendUint32(e, crc32.Checksum(e, crc32.MakeTable(crc32.Castagnoli)))
+		starts = append(starts, off)
+		off += copy(data[off:], e)
+	}
+	return data, append(starts, off)
+}
+
+func TestCheckWAL(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		newest  bool
+		damage  func(data []byte, starts []int)
+		damaged bool
+	}{
+		{"clean", true, func([]byte, []int) {}, false},
+		{"clean older log", false, func([]byte, []int) {}, false},
+		{"torn last entry (a crash mid-write)", true, func(d []byte, s []int) {
+			clear(d[s[len(s)-2]+12 : s[len(s)-1]])
+		}, false},
+		{"torn last entry of an older log", false, func(d []byte, s []int) {
+			clear(d[s[len(s)-2]+12 : s[len(s)-1]])
+		}, true},
+		{"garbage in the middle", true, func(d []byte, s []int) {
+			copy(d[s[50]+3:], "garbage!")
+		}, true},
+		{"an entry in the middle zeroed", true, func(d []byte, s []int) {
+			clear(d[s[50]:s[51]])
+		}, true},
+		{"garbage over the last entries (as a torn write: harmless)", true, func(d []byte, s []int) {
+			copy(d[s[98]+3:], "garbage!garbage!garbage!garbage!garbage!garbage!garbage!")
+		}, false},
+		{"garbage past the end (harmless)", true, func(d []byte, s []int) {
+			copy(d[s[len(s)-1]+4096:], "garbage!")
+		}, false},
+		{"damaged header", true, func(d []byte, s []int) {
+			copy(d[2:], "garbage!")
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, starts := walBytes(100, 64<<10)
+			tc.damage(data, starts)
+			path := filepath.Join(t.TempDir(), "00001.mem")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := checkWAL(path, tc.newest)
+			if (err != nil) != tc.damaged {
+				t.Errorf("checkWAL = %v; want damage %v", err, tc.damaged)
+			}
+		})
+	}
+}
