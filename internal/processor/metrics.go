@@ -5,26 +5,29 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics are the processor's Prometheus figures. Labels are bounded: a
 // partition, a topic, a reason or a state; never a key.
 type metrics struct {
-	consumed          prometheus.Counter
-	processed         prometheus.Counter
-	produced          *prometheus.CounterVec // topic role: changelog, output, dlq
-	deadLettered      *prometheus.CounterVec // reason
-	dropped           *prometheus.CounterVec // reason
-	partitionMismatch prometheus.Counter
-	restored          *prometheus.CounterVec // partition
-	restoreRemaining  *prometheus.GaugeVec   // partition
-	lag               *prometheus.GaugeVec   // topic, partition
-	state             *prometheus.GaugeVec   // state
-	rebalances        prometheus.Counter
-	commits           prometheus.Counter
-	commitSeconds     prometheus.Histogram
-	aborts            prometheus.Counter
-	sessionRestarts   prometheus.Counter
-	wipes             *prometheus.CounterVec // reason
-	e2eSeconds        prometheus.Histogram
-	kafkaErrors       prometheus.Counter
-	processSeconds    prometheus.Histogram
-	broker            brokerMetrics
+	consumed  prometheus.Counter
+	processed prometheus.Counter
+	produced  *prometheus.CounterVec // topic role: changelog, output, dlq
+	// The produced counters resolved once: send runs for every key of
+	// every commit, and a label lookup there is a hash per record.
+	producedChangelog, producedOutput, producedDLQ prometheus.Counter
+	deadLettered                                   *prometheus.CounterVec // reason
+	dropped                                        *prometheus.CounterVec // reason
+	partitionMismatch                              prometheus.Counter
+	restored                                       *prometheus.CounterVec // partition
+	restoreRemaining                               *prometheus.GaugeVec   // partition
+	lag                                            *prometheus.GaugeVec   // topic, partition
+	state                                          *prometheus.GaugeVec   // state
+	rebalances                                     prometheus.Counter
+	commits                                        prometheus.Counter
+	commitSeconds                                  prometheus.Histogram
+	aborts                                         prometheus.Counter
+	sessionRestarts                                prometheus.Counter
+	wipes                                          *prometheus.CounterVec // reason
+	e2eSeconds                                     prometheus.Histogram
+	kafkaErrors                                    prometheus.Counter
+	processSeconds                                 prometheus.Histogram
+	broker                                         brokerMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,6 +73,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "abacus_process_duration_seconds", Help: "Time to count one input record (one record in 64 is timed).",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)})
 	m.broker = newBrokerMetrics(reg)
+	m.producedChangelog = m.produced.WithLabelValues("changelog")
+	m.producedOutput = m.produced.WithLabelValues("output")
+	m.producedDLQ = m.produced.WithLabelValues("dlq")
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -72,7 +73,7 @@ func (p *Processor) Offsets(ctx context.Context) ([]PartitionOffsets, error) {
 	}
 	timeout := 5000
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(100, int(timeUntil(dl).Milliseconds()))
+		timeout = max(100, int(time.Until(dl).Milliseconds()))
 	}
 	input, changelog := p.cfg.InputTopic, p.cfg.ChangelogTopic()
 	tps := make([]kafka.TopicPartition, n)

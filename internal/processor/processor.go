@@ -277,8 +277,6 @@ func (e *fatalError) Unwrap() error { return e.err }
 
 func fatalf(format string, a ...any) error { return &fatalError{fmt.Errorf(format, a...)} }
 
-func timeUntil(t time.Time) time.Duration { return time.Until(t) }
-
 // beat records that the session loop is alive (also while it waits on the
 // broker, which is not being stuck).
 func (p *Processor) beat() { p.heartbeat.Store(time.Now().UnixNano()) }

@@ -232,7 +232,7 @@ func (s *session) reject(m *kafka.Message, reason, message string) error {
 	} else if err := s.produce(letter); err != nil {
 		return err
 	}
-	s.p.metrics.produced.WithLabelValues("dlq").Inc()
+	s.p.metrics.producedDLQ.Inc()
 	s.p.metrics.deadLettered.WithLabelValues(reason).Inc()
 	return nil
 }
@@ -253,8 +253,8 @@ func (s *session) send(partition int32, key []byte, n int64) error {
 	}); err != nil {
 		return err
 	}
-	s.p.metrics.produced.WithLabelValues("changelog").Inc()
-	s.p.metrics.produced.WithLabelValues("output").Inc()
+	s.p.metrics.producedChangelog.Inc()
+	s.p.metrics.producedOutput.Inc()
 	return nil
 }
 
