@@ -97,6 +97,10 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 func Restore(cfg config.Config) *kafka.ConfigMap {
 	m := client(cfg, "restore", kafka.ConfigMap{
 		"fetch.queue.backoff.ms": 10,
+		// A fetch at the end of the changelog would wait this long for
+		// data that is not coming (500 ms by default) before the restore
+		// learns it is done: a restore reads a finished log.
+		"fetch.wait.max.ms": 10,
 		// One restore consumer per restoring task: keep each one's prefetch small.
 		"queued.max.messages.kbytes": 8192,
 		"queued.min.messages":        20000,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/store"
@@ -152,6 +153,7 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 			}
 		}
 	}
+	produced := time.Now()
 	var offsets []kafka.TopicPartition
 	for _, tb := range b.tasks {
 		if tb.nextOffset >= 0 {
@@ -166,6 +168,7 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 	if err := s.delivered.wait(ctx, s.p.beat); err != nil {
 		return false, fmt.Errorf("wait for changelog and output deliveries: %w", err)
 	}
+	delivered := time.Now()
 	var updates []Update
 	for _, tb := range b.tasks {
 		if len(tb.counts) == 0 {
@@ -187,6 +190,7 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 			}
 		}
 	}
+	stored := time.Now()
 	if !s.eos && len(offsets) > 0 {
 		if _, err := s.consumer.CommitOffsets(offsets); err != nil {
 			return false, fmt.Errorf("commit input offsets: %w", err)
@@ -197,6 +201,15 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 	}
 	s.p.metrics.commits.Inc()
 	s.p.metrics.commitSeconds.Observe(time.Since(began).Seconds())
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		keys := 0
+		for _, tb := range b.tasks {
+			keys += len(tb.counts)
+		}
+		s.log.Debug("committed", "tasks", len(b.tasks), "keys", keys,
+			"produce", produced.Sub(began), "deliver", delivered.Sub(produced),
+			"store", stored.Sub(delivered), "offsets", time.Since(stored))
+	}
 	if len(updates) > 0 {
 		s.p.cfg.OnCommit(updates)
 	}

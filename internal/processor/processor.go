@@ -236,6 +236,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	p.numPartitions.Store(n)
+	// Created now, so that it is connected when the first restore asks it.
+	if _, err := p.inspectorClient(); err != nil {
+		return fatalf("%w", err)
+	}
 	defer p.closeInspector()
 	backoff := time.Second
 	for {

@@ -74,8 +74,15 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		return fmt.Errorf("create restore consumer: %w", err)
 	}
 	defer c.Close()
-
-	low, high, err := c.QueryWatermarkOffsets(topic, v.partition, 10000)
+	// The changelog's bounds come from the inspector: a client that is
+	// connected already and never fetches (a request waits behind a
+	// fetch the broker holds on the same connection), where a new
+	// client's first query can take most of a second.
+	insp, err := p.inspectorClient()
+	if err != nil {
+		return err
+	}
+	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
 	if err != nil {
 		return fmt.Errorf("query changelog watermarks: %w", err)
 	}
@@ -121,6 +128,20 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-1-last, 0)))
 		pending = 0
 	}
+	finish := func() error {
+		if last != cp {
+			if err := w.Checkpoint(last); err != nil {
+				return err
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		report()
+		p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
+		log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(), "took", time.Since(began).Round(time.Millisecond))
+		return nil
+	}
 	for ctx.Err() == nil {
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
@@ -136,25 +157,22 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 				return err
 			}
 			last = int64(e.TopicPartition.Offset)
-			if pending++; pending >= restoreBatch {
+			pending++
+			if last >= high-1 {
+				// The end as it was when the restore began: done without
+				// waiting for the consumer to report the end of the log.
+				return finish()
+			}
+			if pending >= restoreBatch {
 				if err := w.Checkpoint(last); err != nil {
 					return err
 				}
 				report()
 			}
 		case kafka.PartitionEOF:
-			if last != cp {
-				if err := w.Checkpoint(last); err != nil {
-					return err
-				}
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			report()
-			p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
-			log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(), "took", time.Since(began).Round(time.Millisecond))
-			return nil
+			// Under read_committed the last offsets may be transaction
+			// markers, never delivered as records: the end of the log says it.
+			return finish()
 		case kafka.Error:
 			if e.IsFatal() {
 				return fmt.Errorf("restore consumer: %w", e)
