@@ -118,6 +118,11 @@ type Config struct {
 	Registerer    prometheus.Registerer
 	Logger        *slog.Logger
 
+	// StreamWriteTimeout bounds one write to a subscription streamed
+	// through from other members; a client whose write blocks longer is
+	// let go, as Subscriptions lets go of its own (default 10s).
+	StreamWriteTimeout time.Duration
+
 	// AuthToken and AuthBasic ("user:password"), when set, guard /api/v1
 	// (and /metrics with AuthMetrics); the probes are never guarded.
 	AuthToken   string
@@ -185,6 +190,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 3 * time.Second
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = DefaultStreamWriteTimeout
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
