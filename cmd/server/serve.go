@@ -125,6 +125,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 		CORSOrigins:   cfg.CORSOrigins,
 		TLSCertFile:   cfg.TLSCertFile,
 		TLSKeyFile:    cfg.TLSKeyFile,
+		MaxInflight:   cfg.HTTPMaxInflight,
 
 		// Streams passed through let a stalled client go as the hub does.
 		StreamWriteTimeout: hubCfg.WriteTimeout,
