@@ -72,7 +72,9 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			publisher.StateChanged(string(from), string(to), tasks)
 		}
 	}
-	hub := subscribe.New(subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, Registerer: reg, Logger: log.With("component", "subscribe")})
+	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
+		Registerer: reg, Logger: log.With("component", "subscribe")}
+	hub := subscribe.New(hubCfg)
 	var owned map[int32]bool
 	proc, err := processor.New(processor.Config{
 		Config: cfg, Logger: log, Registerer: reg,
@@ -123,6 +125,10 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 		CORSOrigins:   cfg.CORSOrigins,
 		TLSCertFile:   cfg.TLSCertFile,
 		TLSKeyFile:    cfg.TLSKeyFile,
+		MaxInflight:   cfg.HTTPMaxInflight,
+
+		// Streams passed through let a stalled client go as the hub does.
+		StreamWriteTimeout: hubCfg.WriteTimeout,
 	})
 
 	// The processor stops first (on a signal, or by itself on a fatal

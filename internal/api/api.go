@@ -118,6 +118,17 @@ type Config struct {
 	Registerer    prometheus.Registerer
 	Logger        *slog.Logger
 
+	// MaxInflight bounds the /api/v1 requests served at once; one more is
+	// answered 503 overloaded with Retry-After (default 512). The probes
+	// and /metrics are not counted, nor are subscriptions once their
+	// stream has started.
+	MaxInflight int
+
+	// StreamWriteTimeout bounds one write to a subscription streamed
+	// through from other members; a client whose write blocks longer is
+	// let go, as Subscriptions lets go of its own (default 10s).
+	StreamWriteTimeout time.Duration
+
 	// AuthToken and AuthBasic ("user:password"), when set, guard /api/v1
 	// (and /metrics with AuthMetrics); the probes are never guarded.
 	AuthToken   string
@@ -186,13 +197,18 @@ func New(cfg Config) *Server {
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 3 * time.Second
 	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = DefaultMaxInflight
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
-	s := &Server{cfg: cfg, echo: e, metrics: newHTTPMetrics(cfg.Registerer), client: &http.Client{
-		Timeout:   cfg.ForwardTimeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
-	}}
+	s := &Server{cfg: cfg, echo: e, metrics: newHTTPMetrics(cfg.Registerer),
+		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: forwardTransport()}}
+	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
 	// instead of a dropped connection.
 	e.Use(s.metrics.middleware, middleware.Recover(), middleware.BodyLimit(MaxRequestBody))
@@ -204,7 +220,7 @@ func New(cfg Config) *Server {
 	} else {
 		e.GET(PathMetrics, metrics)
 	}
-	v1 := e.Group("/api/v1", s.cors(), s.authenticate)
+	v1 := e.Group("/api/v1", s.cors(), limit.shed, s.authenticate)
 	v1.GET("/stores", s.stores)
 	v1.GET("/stores/:store/keys", s.scanKeys)
 	v1.GET("/stores/:store/keys/", s.emptyKey)

@@ -18,6 +18,8 @@ type httpMetrics struct {
 	requests  *prometheus.CounterVec
 	seconds   *prometheus.HistogramVec
 	forwarded *prometheus.CounterVec
+	inflight  prometheus.Gauge
+	shed      *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -29,9 +31,13 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"route"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_forwarded_queries_total", Help: "Queries forwarded to the owning member, by outcome (ok, error)."}, []string{"outcome"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abacus_http_requests_in_flight", Help: "API (/api/v1) requests being served, counted against ABACUS_HTTP_MAX_INFLIGHT."}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_http_requests_shed_total", Help: "API requests refused with 503 overloaded at ABACUS_HTTP_MAX_INFLIGHT, by route."}, []string{"route"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.forwarded)
+		reg.MustRegister(m.requests, m.seconds, m.forwarded, m.inflight, m.shed)
 	}
 	return m
 }

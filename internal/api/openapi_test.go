@@ -168,9 +168,14 @@ type fakeCounts struct {
 	held      map[int32]bool // partitions this member holds
 	restoring map[int32]bool
 	broken    error // every read fails with it
+	// hold, when set, keeps every lookup waiting until it is closed.
+	hold chan struct{}
 }
 
 func (f *fakeCounts) Get(store string, key []byte) (api.Count, bool, error) {
+	if f.hold != nil {
+		<-f.hold
+	}
 	p := partitionOf(string(key))
 	switch {
 	case store != "counts-store":
@@ -253,7 +258,7 @@ func (fakeOps) Config() map[string]any {
 		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "log_level": "info",
 		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
 		"tls_key_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
-		"kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
+		"http_max_inflight": 512, "kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
 	}
 }
 
@@ -511,6 +516,75 @@ func unauthorizedCases(s *spec) []answerCase {
 	return out
 }
 
+// overloadedCases asks every route under /api/v1 while the member serves
+// its limit of requests (one, a lookup held in flight).
+func overloadedCases(s *spec) []answerCase {
+	var out []answerCase
+	for _, path := range s.doc.Paths.InMatchingOrder() {
+		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
+			continue // (the subscription is not served in process)
+		}
+		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+		out = append(out, answerCase{name: "overloaded " + path, path: path, status: 503, code: "overloaded", setup: busy})
+	}
+	return out
+}
+
+// busy: the limit of requests in flight is one, and lookups here wait.
+// With it, a case first sends a lookup, which holds the one slot.
+func busy(c *cluster) {
+	c.self.hold = make(chan struct{})
+	c.config = func(cfg *api.Config) { cfg.MaxInflight = 1 }
+}
+
+// holdSlots sends n lookups that wait on the cluster's hold, waits until
+// they are in flight, and lets them go at the test's end.
+func holdSlots(t *testing.T, c *cluster, base string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(base + "/api/v1/stores/counts-store/keys/apple")
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		close(c.self.hold)
+		wg.Wait()
+	})
+	waitMetric(t, base, "abacus_http_requests_in_flight", float64(n))
+}
+
+// waitMetric polls /metrics until the metric (summed over its series, "name
+// value" or "name{...} value" lines) has the value.
+func waitMetric(t *testing.T, base, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := get(t, base+"/metrics", nil)
+		got := 0.0
+		for _, line := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+				var v float64
+				if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err == nil {
+					got += v
+				}
+			}
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v after 10 s, want %v", name, got, want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling, not synchronising
+	}
+}
+
 // failed: ERROR, backing off from a failed session.
 func failed(c *cluster) {
 	c.health.state, c.health.ready, c.health.reason, c.health.tasks = "ERROR", false, "commit: broker unreachable", nil
@@ -532,13 +606,17 @@ func (e *exercised) add(op string, status int) {
 func TestOpenAPIAnswersMatchTheSpec(t *testing.T) {
 	s := loadSpec(t)
 	seen := &exercised{seen: map[string]bool{}}
-	for _, tc := range append(answerCases, unauthorizedCases(s)...) {
+	cases := append(append(answerCases, unauthorizedCases(s)...), overloadedCases(s)...)
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := healthy()
 			if tc.setup != nil {
 				tc.setup(c)
 			}
 			base := c.start(t)
+			if c.self.hold != nil {
+				holdSlots(t, c, base, 1)
+			}
 			resp, body := get(t, base+tc.path, tc.header)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("GET %.80s: %d %s; want %d", tc.path, resp.StatusCode, body, tc.status)

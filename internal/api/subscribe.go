@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,10 +23,6 @@ type Subscriptions interface {
 	// in which case it has written nothing.
 	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error
 }
-
-// streamWriteTimeout lets go of a client that stops reading a relayed
-// stream, as the hub does with its own subscribers.
-const streamWriteTimeout = 10 * time.Second
 
 // streamClient relays streams: no overall timeout, only for connecting
 // and for the upstream's first byte.
@@ -146,7 +140,9 @@ func (s *Server) upstream(c echo.Context, m Member) (*http.Response, error) {
 	return streamClient.Do(up)
 }
 
-// relay streams the owner's answer through, flushing as it arrives.
+// relay streams the owner's answer through, flushing as it arrives. When
+// the client leaves or stops reading, closing the owner's answer hangs up
+// on the owner, which then drops its stream.
 func (s *Server) relay(c echo.Context, m Member) error {
 	resp, err := s.upstream(c, m)
 	if err != nil {
@@ -162,22 +158,16 @@ func (s *Server) relay(c echo.Context, m Member) error {
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		s.refresh()
 	}
-	c.Response().WriteHeader(resp.StatusCode)
-	c.Response().Flush()
-	rc := http.NewResponseController(c.Response())
+	out := newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
+	defer out.end()
+	if !out.open(resp.StatusCode) {
+		return nil
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			// A client that stops reading is let go, as the hub lets go
-			// of its own slow subscribers.
-			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			if _, werr := c.Response().Write(buf[:n]); werr != nil {
-				return nil // the client left or stalled
-			}
-			if rc.Flush() != nil {
-				return nil
-			}
+		if n > 0 && !out.write(buf[:n]) {
+			return nil // the client left or stalled
 		}
 		if err != nil {
 			return nil // the owner ended the stream (moved, shutdown) or died
@@ -188,7 +178,9 @@ func (s *Server) relay(c echo.Context, m Member) error {
 // fanIn merges every member's stream of a prefix into one: events are
 // written whole, in the order they arrive; the stream ends when any member
 // ends its part (a partition moved), so the client reconnects to a fresh
-// snapshot.
+// snapshot. A client that leaves or stops reading ends every part at once:
+// their requests are cancelled, which closes the connections to the
+// members, so each member drops its part too.
 func (s *Server) fanIn(c echo.Context) error {
 	members, _, n := s.cfg.Router.Members()
 	if len(members) == 0 {
@@ -207,37 +199,16 @@ func (s *Server) fanIn(c echo.Context) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	c.SetRequest(c.Request().WithContext(ctx))
-	var resps []*http.Response
-	closeAll := func() {
-		for _, r := range resps {
-			r.Body.Close()
-		}
+	resps, err := s.openParts(c, members)
+	if err != nil || resps == nil {
+		return err // a refusal, answered
 	}
-	for _, m := range members {
-		resp, err := s.upstream(c, m)
-		if err != nil {
-			closeAll()
-			s.refresh()
-			return unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			// The member's own refusal (restoring, too many subscribers)
-			// is the answer, as it gave it.
-			closeAll()
-			defer resp.Body.Close()
-			return s.relayAnswer(c, resp)
-		}
-		resps = append(resps, resp)
+	out := newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
+	defer out.end()
+	if !out.open(http.StatusOK) {
+		closeBodies(resps)
+		return nil
 	}
-	w := c.Response()
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	w.Flush()
-	var mu sync.Mutex
-	var dead atomic.Bool // the client stopped reading: every part stops
 	var wg sync.WaitGroup
 	for _, resp := range resps {
 		wg.Add(1)
@@ -245,39 +216,56 @@ func (s *Server) fanIn(c echo.Context) error {
 			defer wg.Done()
 			defer cancel() // one part ending ends the whole stream
 			defer resp.Body.Close()
-			copyEvents(resp.Body, func(event string) bool {
-				mu.Lock()
-				defer mu.Unlock()
-				if dead.Load() {
-					return false
-				}
-				_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-				if _, err := io.WriteString(w, event); err != nil || rc.Flush() != nil {
-					dead.Store(true)
-					cancel()
-					return false
-				}
-				return true
-			})
+			copyEvents(resp.Body, out.write)
 		}()
 	}
 	wg.Wait()
 	return nil
 }
 
+// openParts opens every member's part of a prefix stream. On a refusal it
+// answers the client itself (the member's own answer, or 503) and returns
+// no parts.
+func (s *Server) openParts(c echo.Context, members []Member) ([]*http.Response, error) {
+	var resps []*http.Response
+	for _, m := range members {
+		resp, err := s.upstream(c, m)
+		if err != nil {
+			closeBodies(resps)
+			s.refresh()
+			return nil, unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			// The member's own refusal (restoring, too many subscribers)
+			// is the answer, as it gave it.
+			closeBodies(resps)
+			defer resp.Body.Close()
+			return nil, s.relayAnswer(c, resp)
+		}
+		resps = append(resps, resp)
+	}
+	return resps, nil
+}
+
+func closeBodies(resps []*http.Response) {
+	for _, r := range resps {
+		r.Body.Close()
+	}
+}
+
 // copyEvents reads SSE blocks (lines up to a blank line) and hands each
 // whole block to write, until the stream ends or write refuses.
-func copyEvents(r io.Reader, write func(string) bool) {
+func copyEvents(r io.Reader, write func([]byte) bool) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var block strings.Builder
+	var block []byte
 	for {
 		line, err := br.ReadString('\n')
-		block.WriteString(line)
+		block = append(block, line...)
 		if line == "\n" || line == "\r\n" {
-			if !write(block.String()) {
+			if !write(block) {
 				return
 			}
-			block.Reset()
+			block = block[:0]
 		}
 		if err != nil {
 			return

@@ -78,6 +78,9 @@ type Config struct {
 	EventsTopic string
 	// MaxSubscribers bounds the SSE subscribers of one instance.
 	MaxSubscribers int
+	// HTTPMaxInflight bounds the /api/v1 requests one instance serves at
+	// once; past it, 503 overloaded.
+	HTTPMaxInflight int
 	// Kafka holds librdkafka properties passed through to every client.
 	Kafka map[string]string
 }
@@ -112,6 +115,7 @@ func Default() Config {
 		LogLevel:            "info",
 		LogFormat:           "text",
 		MaxSubscribers:      10000,
+		HTTPMaxInflight:     512,
 		Kafka:               map[string]string{},
 	}
 }
@@ -227,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSubscribers < 0 {
 		return bad("max_subscribers", strconv.Itoa(c.MaxSubscribers), "must not be negative")
+	}
+	if c.HTTPMaxInflight < 1 {
+		return bad("http_max_inflight", strconv.Itoa(c.HTTPMaxInflight), "must be at least 1")
 	}
 	if c.StateCleanupDelay < 0 {
 		return bad("state_cleanup_delay", c.StateCleanupDelay.String(), "must not be negative")

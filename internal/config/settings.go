@@ -103,6 +103,7 @@ var settings = []setting{
 	str("cors_origins", "origins allowed to call /api/v1 from browsers, comma-separated (empty: CORS off)", func(c *Config) *string { return &c.CORSOrigins }),
 	str("events_topic", "topic receiving state changes as CloudEvents (empty: none)", func(c *Config) *string { return &c.EventsTopic }),
 	integer("max_subscribers", "most live subscriptions one instance serves", func(c *Config) *int { return &c.MaxSubscribers }),
+	integer("http_max_inflight", "most API (/api/v1) requests one instance serves at once; past it, 503", func(c *Config) *int { return &c.HTTPMaxInflight }),
 }
 
 func boolean(name, help string, field func(c *Config) *bool) setting {

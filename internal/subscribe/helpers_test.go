@@ -248,6 +248,9 @@ func subscribeWith(t testing.TB, client *http.Client, u string, header http.Head
 			t.Fatalf("header %s = %q, want %q", name, got, want)
 		}
 	}
+	if !resp.Close {
+		t.Fatal("no Connection: close: a stream's connection must end with it")
+	}
 	go c.read()
 	return c
 }

@@ -140,6 +140,12 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
+	// The connection ends with the stream. Kept alive, a stream that ended
+	// (moved, or dropped with its last bytes still in the socket buffers)
+	// would leave a client that stopped reading holding an idle connection
+	// until the server's idle timeout. Clients reconnect with a new request
+	// anyway: keep-alive would save them only a handshake.
+	hdr.Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	out := newWriter(w, s, h.cfg.WriteTimeout)
 	defer s.detach()

@@ -1,0 +1,249 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Streams passed through (a key relayed from its owner, a prefix merged
+// from every member) let a client that stops reading go within the write
+// timeout, close its connection, and hang up on the members, which then
+// drop their parts. The members here are plain handlers; the client is raw
+// TCP that never reads past the answer's head.
+
+const testWriteTimeout = 250 * time.Millisecond
+
+// releaseWithin bounds the release of a stalled client: one write timeout
+// for the write that blocks (or for the end of the answer), with room for
+// a loaded machine and the race detector.
+const releaseWithin = 20 * testWriteTimeout
+
+// fakeMember is another member's subscribe endpoint.
+type fakeMember struct {
+	srv   *httptest.Server
+	ended chan struct{} // closed when its handler returns
+}
+
+// memberStream is what a fake member writes after the stream's head,
+// until it returns.
+type memberStream func(ctx context.Context, w http.ResponseWriter, flush func() error)
+
+func newFakeMember(t *testing.T, stream memberStream) *fakeMember {
+	t.Helper()
+	m := &fakeMember{ended: make(chan struct{})}
+	var once sync.Once
+	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer once.Do(func() { close(m.ended) })
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		stream(r.Context(), w, rc.Flush)
+	}))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+// flood writes 1 KiB events as fast as they are taken.
+func flood(_ context.Context, w http.ResponseWriter, flush func() error) {
+	event := []byte("event: count\ndata: " + strings.Repeat("x", 1000) + "\n\n")
+	for {
+		if _, err := w.Write(event); err != nil || flush() != nil {
+			return
+		}
+	}
+}
+
+// idle writes the retry field and waits for the request to end.
+func idle(ctx context.Context, w http.ResponseWriter, flush func() error) {
+	_, _ = io.WriteString(w, "retry: 1000\n\n")
+	_ = flush()
+	<-ctx.Done()
+}
+
+// brief writes one event and ends, as a member whose partition moves does.
+func brief(_ context.Context, w http.ResponseWriter, flush func() error) {
+	_, _ = io.WriteString(w, "event: moved\ndata: {}\n\n")
+	_ = flush()
+}
+
+// twoMembers routes partition 0 to a and 1 to b; this instance owns none.
+type twoMembers struct{ a, b *fakeMember }
+
+func (r twoMembers) PartitionOf([]byte) (int32, error) { return 0, nil }
+func (r twoMembers) Refresh()                          {}
+func (r twoMembers) Members() ([]Member, time.Time, int32) {
+	return []Member{
+		{Name: "abacus-1", URL: r.a.srv.URL, Partitions: []int32{0}},
+		{Name: "abacus-2", URL: r.b.srv.URL, Partitions: []int32{1}},
+	}, time.Now(), 2
+}
+
+// connStates records the states of a server's connections by the client's
+// address.
+type connStates struct {
+	mu     sync.Mutex
+	states map[string][]http.ConnState
+}
+
+func (c *connStates) hook(conn net.Conn, s http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr := conn.RemoteAddr().String()
+	c.states[addr] = append(c.states[addr], s)
+}
+
+func (c *connStates) of(client net.Conn) []http.ConnState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]http.ConnState(nil), c.states[client.LocalAddr().String()]...)
+}
+
+// newStreamingServer serves an abacus-0 that owns nothing and knows a and b.
+func newStreamingServer(t *testing.T, a, b *fakeMember) (*httptest.Server, *connStates) {
+	t.Helper()
+	s := New(Config{Instance: "abacus-0", Store: "counts-store", Counts: notHere{}, Router: twoMembers{a, b},
+		StreamWriteTimeout: testWriteTimeout})
+	states := &connStates{states: map[string][]http.ConnState{}}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.ConnState = states.hook
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, states
+}
+
+// stalledClient asks for target with a small receive window, reads the
+// answer's head and then nothing more.
+func stalledClient(t *testing.T, srv *httptest.Server, target string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			// Before connect, so the advertised window stays small.
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: abacus\r\n\r\n", target); err != nil {
+		t.Fatal(err)
+	}
+	head := readHead(t, conn)
+	if !strings.HasPrefix(head, "HTTP/1.1 200 ") || !strings.Contains(head, "\r\nConnection: close\r\n") {
+		t.Fatalf("answer %q; want a 200 stream with Connection: close", head)
+	}
+	return conn
+}
+
+// readHead reads the status line and headers, byte by byte so that none of
+// the body is taken.
+func readHead(t *testing.T, conn net.Conn) string {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer conn.SetReadDeadline(time.Time{})
+	var head []byte
+	one := make([]byte, 1)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if _, err := conn.Read(one); err != nil {
+			t.Fatalf("read the answer's head (%q so far): %v", head, err)
+		}
+		head = append(head, one[0])
+	}
+	return string(head)
+}
+
+// waitReleased waits for the server to close the client's connection,
+// which must never have gone back to idle (kept alive), and for every
+// member to end its part.
+func waitReleased(t *testing.T, states *connStates, client net.Conn, members ...*fakeMember) {
+	t.Helper()
+	began := time.Now()
+	deadline := began.Add(releaseWithin)
+	for {
+		seen := states.of(client)
+		closed := len(seen) > 0 && seen[len(seen)-1] == http.StateClosed
+		ended := 0
+		for _, m := range members {
+			select {
+			case <-m.ended:
+				ended++
+			default:
+			}
+		}
+		if closed && ended == len(members) {
+			for _, s := range seen {
+				if s == http.StateIdle {
+					t.Errorf("the connection was kept alive before it closed: %v", seen)
+				}
+			}
+			t.Logf("released %s after the stream opened", time.Since(began).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: connection states %v, %d of %d members ended their part", releaseWithin, seen, ended, len(members))
+		}
+		time.Sleep(10 * time.Millisecond) // polling, not synchronising
+	}
+}
+
+func TestFanInStalledClientReleased(t *testing.T) {
+	a, b := newFakeMember(t, flood), newFakeMember(t, idle)
+	srv, states := newStreamingServer(t, a, b)
+	client := stalledClient(t, srv, "/api/v1/stores/counts-store/subscribe?prefix=")
+	waitReleased(t, states, client, a, b)
+}
+
+// A part that ends ends the merged stream; the client, which read nothing
+// of it, must not keep the connection (idle, kept alive) either.
+func TestFanInEndedStreamClosesConnection(t *testing.T) {
+	a, b := newFakeMember(t, brief), newFakeMember(t, idle)
+	srv, states := newStreamingServer(t, a, b)
+	client := stalledClient(t, srv, "/api/v1/stores/counts-store/subscribe?prefix=")
+	waitReleased(t, states, client, a, b)
+}
+
+func TestRelayStalledClientReleased(t *testing.T) {
+	a, b := newFakeMember(t, flood), newFakeMember(t, idle)
+	srv, states := newStreamingServer(t, a, b)
+	client := stalledClient(t, srv, "/api/v1/stores/counts-store/subscribe?key=k")
+	waitReleased(t, states, client, a)
+}
+
+// A relayed stream that ends after a quiet spell longer than the write
+// timeout still ends cleanly for a client that reads it: the end of the
+// answer gets a deadline of its own.
+func TestRelayEndsCleanlyAfterQuietSpell(t *testing.T) {
+	quiet := func(_ context.Context, w http.ResponseWriter, flush func() error) {
+		_, _ = io.WriteString(w, "event: count\ndata: {}\n\n")
+		_ = flush()
+		<-time.After(4 * testWriteTimeout) // the quiet spell itself
+	}
+	a, b := newFakeMember(t, quiet), newFakeMember(t, idle)
+	srv, _ := newStreamingServer(t, a, b)
+	resp, err := http.Get(srv.URL + "/api/v1/stores/counts-store/subscribe?key=k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the stream: %v (got %q)", err, body)
+	}
+	if string(body) != "event: count\ndata: {}\n\n" || !resp.Close {
+		t.Errorf("got %q, Connection: close %v; want the owner's event and the connection closed", body, resp.Close)
+	}
+}
