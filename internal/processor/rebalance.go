@@ -93,12 +93,17 @@ func (s *session) removeTask(p int32) {
 	s.p.metrics.lag.DeleteLabelValues(s.input, strconv.Itoa(int(p)))
 }
 
-// checkRestores activates the tasks whose restore finished.
+// checkRestores activates the tasks whose restore finished, and fails the
+// session when a restore could not write the store.
 func (s *session) checkRestores() {
 	changed := false
 	for _, t := range s.tasks {
 		if t.restore == nil || !t.restore.finished() {
 			continue
+		}
+		if err := t.restore.err; err != nil {
+			s.err = fmt.Errorf("restore task %d: %w", t.partition, err)
+			return
 		}
 		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
@@ -126,7 +131,8 @@ func (s *session) committedOffset(p int32) int64 {
 }
 
 // updateState is REBALANCING until the first assignment and while any task
-// restores, RUNNING otherwise.
+// restores, ERROR while a restore keeps failing (with its reason), RUNNING
+// otherwise.
 func (s *session) updateState() {
 	if st := s.p.State(); st == StatePendingShutdown || st == StateNotRunning {
 		return
@@ -135,9 +141,17 @@ func (s *session) updateState() {
 	if !s.assigned {
 		state = StateRebalancing
 	}
-	for _, t := range s.tasks {
+	for p, t := range s.tasks {
 		if !t.active.Load() {
 			state = StateRebalancing
+		}
+		if t.restore == nil {
+			continue
+		}
+		if err := t.restore.failure(); err != nil {
+			s.p.lastErr.Store(fmt.Sprintf("restore task %d: %v", p, err))
+			s.p.setState(StateError)
+			return
 		}
 	}
 	s.p.setState(state)
