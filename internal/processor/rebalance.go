@@ -43,6 +43,16 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 				}
 			}
 			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
+			if !s.eos {
+				// Nothing fences this member's sends: purge them before they
+				// land behind the new owner's, and start a new session (a new
+				// producer) once the work is dropped. The batch in flight
+				// fails on its purged sends and commits nothing.
+				s.purge("assignment lost")
+				if s.err == nil {
+					s.err = fmt.Errorf("partitions %v lost (the group session timed out): their unsent counts were purged", partitionsOf(e.Partitions))
+				}
+			}
 			s.dropWork("assignment lost")
 		} else if s.err != nil {
 			// A failing or closing session commits nothing more.
@@ -233,10 +243,27 @@ func (s *session) dropWork(reason string) {
 	s.rewind(nil)
 }
 
+// purge drops the producer's queued and in-flight sends under
+// at_least_once, so that nothing a failed session counted lands later,
+// behind a newer owner's counts (under exactly_once_v2 the abort does it,
+// and the broker fences the transaction). The purged sends report
+// failures, which fail any commit waiting on them.
+func (s *session) purge(reason string) {
+	if s.eos {
+		return
+	}
+	if err := s.producer.Purge(kafka.PurgeQueue | kafka.PurgeInFlight); err != nil {
+		s.log.Warn("purge the producer", "reason", reason, "error", err)
+	}
+}
+
 // close stops restorers and closes the clients. With static membership the
 // consumer does not leave the group, so a member back within
 // session.timeout.ms gets its partitions again without a rebalance.
 func (s *session) close() {
+	// A graceful shutdown has sent everything by now; a failed session
+	// must send nothing more.
+	s.purge("session closing")
 	for _, t := range s.tasks {
 		if t.restore != nil {
 			t.restore.stop()

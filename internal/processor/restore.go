@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -160,7 +161,14 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		return fmt.Errorf("assign changelog partition: %w", err)
 	}
 
-	w := v.store.NewRestorer()
+	var w *store.Restorer
+	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		w = v.store.NewRestorer() // read_committed: the changelog is the truth
+	} else {
+		// A changelog record can land after a newer one (sends of a member
+		// that lost its partitions): counts only grow, keep the larger.
+		w = v.store.NewRestorerKeepingMax()
+	}
 	defer w.Cancel() // after a successful Flush there is nothing left to cancel
 	last, pending := cp, 0
 	report := func() {

@@ -19,24 +19,82 @@ type Restorer struct {
 	p         *Partition
 	wb        *badger.WriteBatch
 	unchecked int // bytes written since the last free-space check, -1 before the first
+
+	// keepMax: see NewRestorerKeepingMax. chunk holds the counts written
+	// since the last Checkpoint by key (deleted: -1); the writes before it
+	// are flushed, so Badger answers for them.
+	keepMax bool
+	chunk   map[string]int64
 }
 
-// NewRestorer starts a batch of restore writes to the partition.
+// NewRestorer starts a batch of restore writes to the partition: each
+// record of the changelog replaces the stored count (exactly-once, where
+// the changelog read_committed is the truth).
 func (p *Partition) NewRestorer() *Restorer {
 	return &Restorer{p: p, wb: p.db.NewWriteBatch(), unchecked: -1}
+}
+
+// NewRestorerKeepingMax starts a batch of restore writes that keep the
+// larger of the stored count and the changelog's, for at-least-once.
+// Counts only grow, but there a changelog record can land after a newer
+// one: a member that lost its partitions can have sends in flight that
+// the broker appends after the new owner's. A restore replaying them in
+// order would take counts back, and the input offsets behind the lost
+// counts are committed already. A tombstone still deletes, and a count
+// after a tombstone is taken as it is (the key started again).
+//
+// A Checkpoint flushes the writes before it (so Badger answers for them),
+// which costs the restore one wait for the disk per checkpoint.
+func (p *Partition) NewRestorerKeepingMax() *Restorer {
+	r := p.NewRestorer()
+	r.keepMax, r.chunk = true, map[string]int64{}
+	return r
 }
 
 // Put sets key to the count in its wire form (a decimal string, as the
 // changelog carries it); the caller has checked it decodes.
 func (r *Restorer) Put(key, count []byte) error {
+	if r.keepMax {
+		n, err := decodeCount(count)
+		if err != nil {
+			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+		}
+		keep, err := r.stored(key)
+		if err != nil {
+			return err
+		}
+		if keep >= n {
+			return nil
+		}
+		r.chunk[string(key)] = n
+	}
 	if err := r.write(len(key)+len(count), func() error { return r.wb.Set(r.p.dataKey(key), count) }); err != nil {
 		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
 	}
 	return nil
 }
 
+// stored is the count a keep-max restore compares with: this chunk's
+// write of the key, else Badger's; -1 for none (or deleted).
+func (r *Restorer) stored(key []byte) (int64, error) {
+	if n, ok := r.chunk[string(key)]; ok {
+		return n, nil
+	}
+	n, found, err := r.p.Get(key)
+	if err != nil {
+		return 0, fmt.Errorf("restore partition %d: read the stored count: %w", r.p.id, err)
+	}
+	if !found {
+		return -1, nil
+	}
+	return n, nil
+}
+
 // Delete removes key (a changelog tombstone).
 func (r *Restorer) Delete(key []byte) error {
+	if r.keepMax {
+		r.chunk[string(key)] = -1
+	}
 	if err := r.write(len(key), func() error { return r.wb.Delete(r.p.dataKey(key)) }); err != nil {
 		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
 	}
@@ -48,6 +106,14 @@ func (r *Restorer) Checkpoint(offset int64) error {
 	v := encodeCount(offset)
 	if err := r.write(len(v), func() error { return r.wb.Set(append([]byte(nil), r.p.checkpointKey...), v) }); err != nil {
 		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+	}
+	if r.keepMax {
+		// Badger must answer for this chunk before its map is dropped.
+		if err := r.Flush(); err != nil {
+			return err
+		}
+		r.wb = r.p.db.NewWriteBatch()
+		clear(r.chunk)
 	}
 	return nil
 }
