@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -22,9 +23,11 @@ type Restorer struct {
 
 	// keepMax: see NewRestorerKeepingMax. chunk holds the counts written
 	// since the last Checkpoint by key (deleted: -1); the writes before it
-	// are flushed, so Badger answers for them.
+	// are flushed, so Badger answers for them, through view: one read
+	// transaction per chunk, opened after the flush.
 	keepMax bool
 	chunk   map[string]int64
+	view    *badger.Txn
 }
 
 // NewRestorer starts a batch of restore writes to the partition: each
@@ -80,14 +83,29 @@ func (r *Restorer) stored(key []byte) (int64, error) {
 	if n, ok := r.chunk[string(key)]; ok {
 		return n, nil
 	}
-	n, found, err := r.p.Get(key)
+	if r.view == nil {
+		r.view = r.p.db.NewTransaction(false)
+	}
+	item, err := r.view.Get(r.p.dataKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return -1, nil
+	}
+	var n int64
+	if err == nil {
+		err = item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err })
+	}
 	if err != nil {
 		return 0, fmt.Errorf("restore partition %d: read the stored count: %w", r.p.id, err)
 	}
-	if !found {
-		return -1, nil
-	}
 	return n, nil
+}
+
+// endView ends the chunk's read transaction, if any.
+func (r *Restorer) endView() {
+	if r.view != nil {
+		r.view.Discard()
+		r.view = nil
+	}
 }
 
 // Delete removes key (a changelog tombstone).
@@ -109,6 +127,7 @@ func (r *Restorer) Checkpoint(offset int64) error {
 	}
 	if r.keepMax {
 		// Badger must answer for this chunk before its map is dropped.
+		r.endView()
 		if err := r.Flush(); err != nil {
 			return err
 		}
@@ -133,6 +152,7 @@ func (r *Restorer) write(n int, set func() error) error {
 
 // Flush waits until every write is committed.
 func (r *Restorer) Flush() error {
+	r.endView()
 	if err := r.wb.Flush(); err != nil {
 		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
 	}
@@ -140,4 +160,7 @@ func (r *Restorer) Flush() error {
 }
 
 // Cancel drops the writes not yet committed and waits for those under way.
-func (r *Restorer) Cancel() { r.wb.Cancel() }
+func (r *Restorer) Cancel() {
+	r.endView()
+	r.wb.Cancel()
+}
