@@ -48,15 +48,24 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			"addr", b.Addr(), "data_dir", dataDir)
 	}
 
-	db, err := store.Open(store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store), Logger: log.With("component", "store")})
-	if err != nil {
+	storeCfg := store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store), Logger: log.With("component", "store")}
+	openStore := func() (*store.DB, error) { return store.Open(storeCfg) }
+	db, err := openStore()
+	switch {
+	case store.IsDiskFull(err):
+		// Exiting would only crash-loop until space returns: serve HTTP
+		// (state ERROR, with the reason) while the processor retries.
+		log.Error("state store cannot open on a full disk: starting without it; the processor retries", "error", err)
+		db = nil
+	case err != nil:
 		return err
+	default:
+		defer func() {
+			if err := db.Close(); err != nil {
+				log.Error("close store", "error", err)
+			}
+		}()
 	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			log.Error("close store", "error", err)
-		}
-	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -101,6 +110,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			hub.Publish(out)
 		},
 		OnStateChange: onStateChange,
+		OpenStore:     openStore,
 	}, db)
 	if err != nil {
 		return err

@@ -58,6 +58,10 @@ type Config struct {
 	// OnStateChange, if set, is called on every state transition; it must
 	// not block.
 	OnStateChange func(from, to State, tasks []TaskStatus)
+	// OpenStore opens the state store when New was given none because it
+	// could not be opened at start (a full disk): Run then opens it itself,
+	// retrying in state ERROR with the reason, and closes it when it ends.
+	OpenStore func() (*store.DB, error)
 }
 
 // Update is a count made durable, for subscribers.
@@ -81,9 +85,13 @@ type TaskStatus struct {
 
 // Processor runs the counting pipeline of one instance.
 type Processor struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// db is set before the first session starts (by New, or by Run once
+	// it could open the store) and never changes after; openDB is the
+	// same for the gauges, which read it from other goroutines.
 	db      *store.DB
+	openDB  atomic.Pointer[store.DB]
 	part    partitioner.Func
 	metrics *metrics
 
@@ -97,8 +105,12 @@ type Processor struct {
 	insp         inspector
 }
 
-// New builds a processor over an open store database. It has no side effects.
+// New builds a processor over an open store database, or over none when
+// cfg.OpenStore is to open it in Run. It has no side effects.
 func New(cfg Config, db *store.DB) (*Processor, error) {
+	if db == nil && cfg.OpenStore == nil {
+		return nil, errors.New("processor: no store and no way to open one")
+	}
 	part, err := partitioner.Named(cfg.Partitioner)
 	if err != nil {
 		return nil, err
@@ -110,12 +122,24 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part}
+	p.openDB.Store(db)
 	p.metrics = newMetrics(cfg.Registerer)
 	cfg.Registerer.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "abacus_store_disk_bytes", Help: "Bytes the state store takes on disk (LSM tree and value log)."},
-			func() float64 { lsm, vlog := db.Size(); return float64(lsm + vlog) }),
+			func() float64 {
+				if db := p.openDB.Load(); db != nil {
+					lsm, vlog := db.Size()
+					return float64(lsm + vlog)
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "abacus_store_keys_estimate", Help: "Keys in the state store's on-disk tables (an estimate: all versions, not the memtables)."},
-			func() float64 { return float64(db.KeysEstimate()) }),
+			func() float64 {
+				if db := p.openDB.Load(); db != nil {
+					return float64(db.KeysEstimate())
+				}
+				return 0
+			}),
 	)
 	p.setState(StateCreated)
 	empty := map[int32]*taskView{}
@@ -238,11 +262,25 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.numPartitions.Store(n)
 	// Created now, so that it is connected when the first restore asks it.
 	if _, err := p.inspectorClient(); err != nil {
-		return fatalf("%w", err)
+		p.setState(StateError)
+		p.lastErr.Store(err.Error())
+		return err
 	}
 	defer p.closeInspector()
+	if p.db == nil {
+		defer p.closeStore()
+	}
 	backoff := time.Second
 	for {
+		if err := p.awaitStore(ctx); err != nil {
+			if ctx.Err() != nil {
+				p.setState(StateNotRunning)
+				return nil
+			}
+			p.lastErr.Store(err.Error())
+			p.setState(StateError)
+			return err
+		}
 		began := time.Now()
 		err := p.runSession(ctx)
 		if time.Since(began) > time.Minute {
@@ -270,6 +308,75 @@ func (p *Processor) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// storeWait is how often Run asks again whether the store can be opened
+// or written while the disk is full: a statfs, cheap enough to notice
+// returning space within a second.
+const storeWait = time.Second
+
+// awaitStore returns once the store is open and its disk has room for a
+// session's writes; meanwhile the state is ERROR, with the full disk as
+// the reason, and no session runs (it would only fail at its first commit
+// or restore). It fails for an open error other than a full disk, and when
+// ctx ends.
+func (p *Processor) awaitStore(ctx context.Context) error {
+	var since time.Time
+	var nextLog time.Time
+	for {
+		err := p.storeWritable()
+		if err == nil {
+			if !since.IsZero() {
+				p.log.Info("the state store's disk has room again", "waited", time.Since(since).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if !store.IsDiskFull(err) {
+			return err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if now := time.Now(); now.After(nextLog) {
+			p.log.Error("state store cannot write: waiting for disk space before starting a session", "error", err, "waited", now.Sub(since).Round(time.Second))
+			nextLog = now.Add(time.Minute)
+		}
+		p.lastErr.Store(err.Error())
+		p.setState(StateError)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(storeWait):
+		}
+	}
+}
+
+// storeWritable opens the store if it is not open yet, then checks that
+// its disk has room.
+func (p *Processor) storeWritable() error {
+	if p.db == nil {
+		db, err := p.cfg.OpenStore()
+		if err != nil {
+			return fmt.Errorf("open state store: %w", err)
+		}
+		p.db = db
+		p.openDB.Store(db)
+	}
+	if err := p.db.CheckSpace(); err != nil {
+		return fmt.Errorf("state store: %w", err)
+	}
+	return nil
+}
+
+// closeStore closes a store Run opened.
+func (p *Processor) closeStore() {
+	if p.db == nil {
+		return
+	}
+	p.openDB.Store(nil)
+	if err := p.db.Close(); err != nil {
+		p.log.Error("close state store", "error", err)
 	}
 }
 

@@ -1,6 +1,12 @@
 package processor
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,5 +68,91 @@ func TestReadyNeedsRunningAndRestoredTasks(t *testing.T) {
 	p.setState(StatePendingShutdown)
 	if p.Ready() {
 		t.Error("ready while shutting down")
+	}
+}
+
+// A restore that keeps failing shows in the state (ERROR with the reason)
+// while it retries, and a restore that cannot write the store fails the
+// session, naming the full disk.
+func TestRestoreFailuresReachTheState(t *testing.T) {
+	p := newTestProcessor(t)
+	s := &session{p: p, tasks: map[int32]*task{}, assigned: true}
+	tk := newTask(4, nil)
+	tk.restore = &restorer{cancel: func() {}, done: make(chan struct{})}
+	s.tasks[4] = tk
+	s.publishTasks()
+
+	s.checkRestores()
+	if got := p.State(); got != StateRebalancing {
+		t.Fatalf("state %s with a task restoring, want REBALANCING", got)
+	}
+	tk.restore.failing.Store(&restoreFailure{attempts: failingAfter - 1, err: errors.New("query changelog watermarks: Local: Timed out")})
+	s.checkRestores()
+	if got := p.State(); got != StateRebalancing {
+		t.Fatalf("state %s after %d failed attempts, want REBALANCING", got, failingAfter-1)
+	}
+	tk.restore.failing.Store(&restoreFailure{attempts: failingAfter, err: errors.New("query changelog watermarks: Local: Timed out")})
+	s.checkRestores()
+	if got, why := p.State(), p.LastError(); got != StateError || !strings.Contains(why, "restore task 4") || !strings.Contains(why, "Timed out") {
+		t.Fatalf("state %s (%q) after %d failed attempts, want ERROR naming the task and the error", got, why, failingAfter)
+	}
+	if p.Ready() {
+		t.Error("ready while a restore keeps failing")
+	}
+	tk.restore.failing.Store(nil) // an attempt got through
+	s.checkRestores()
+	if got := p.State(); got != StateRebalancing {
+		t.Fatalf("state %s once the restore stopped failing, want REBALANCING", got)
+	}
+
+	tk.restore.err = storeWrite(fmt.Errorf("restore partition 4: %w", &store.DiskFullError{Dir: "/data", Need: 40 << 20}))
+	close(tk.restore.done)
+	s.checkRestores()
+	if !errors.Is(s.err, syscall.ENOSPC) || !strings.Contains(s.err.Error(), "restore task 4: restore partition 4: no space left on device") {
+		t.Fatalf("session error %v after a restore could not write the store, want it to end the session naming the full disk", s.err)
+	}
+	if tk.active.Load() {
+		t.Error("a task whose restore failed became active")
+	}
+}
+
+// Started without a store (it could not open on a full disk), Run waits in
+// state ERROR with the reason, and opens the store once the disk has room.
+func TestAwaitStoreOpensOnceTheDiskHasRoom(t *testing.T) {
+	dir := t.TempDir()
+	var attempts atomic.Int32
+	var opened *store.DB
+	var p *Processor
+	var reasons []string // by the loop's goroutine, read after awaitStore returns
+	cfg := Config{Config: config.Default(),
+		OpenStore: func() (*store.DB, error) {
+			if attempts.Add(1) == 1 {
+				return nil, fmt.Errorf("open store at %s: %w", dir, &store.DiskFullError{Dir: dir, Need: 40 << 20})
+			}
+			db, err := store.Open(store.Config{Dir: dir})
+			opened = db
+			return db, err
+		},
+		OnStateChange: func(_, to State, _ []TaskStatus) {
+			if to == StateError {
+				reasons = append(reasons, p.LastError())
+			}
+		},
+	}
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.closeStore)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.awaitStore(ctx); err != nil {
+		t.Fatalf("awaitStore: %v", err)
+	}
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "open state store: open store at") || !strings.Contains(reasons[0], "no space left on device") {
+		t.Errorf("while the disk was full the state went to ERROR with reasons %q, want once, naming the full disk", reasons)
+	}
+	if p.db == nil || p.db != opened || attempts.Load() != 2 {
+		t.Errorf("store not opened on the second attempt (attempts %d)", attempts.Load())
 	}
 }

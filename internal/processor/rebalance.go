@@ -43,6 +43,16 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 				}
 			}
 			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
+			if !s.eos {
+				// Nothing fences this member's sends: purge them before they
+				// land behind the new owner's, and start a new session (a new
+				// producer) once the work is dropped. The batch in flight
+				// fails on its purged sends and commits nothing.
+				s.purge("assignment lost")
+				if s.err == nil {
+					s.err = fmt.Errorf("partitions %v lost (the group session timed out): their unsent counts were purged", partitionsOf(e.Partitions))
+				}
+			}
 			s.dropWork("assignment lost")
 		} else if s.err != nil {
 			// A failing or closing session commits nothing more.
@@ -93,12 +103,17 @@ func (s *session) removeTask(p int32) {
 	s.p.metrics.lag.DeleteLabelValues(s.input, strconv.Itoa(int(p)))
 }
 
-// checkRestores activates the tasks whose restore finished.
+// checkRestores activates the tasks whose restore finished, and fails the
+// session when a restore could not write the store.
 func (s *session) checkRestores() {
 	changed := false
 	for _, t := range s.tasks {
 		if t.restore == nil || !t.restore.finished() {
 			continue
+		}
+		if err := t.restore.err; err != nil {
+			s.err = fmt.Errorf("restore task %d: %w", t.partition, err)
+			return
 		}
 		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
@@ -126,7 +141,8 @@ func (s *session) committedOffset(p int32) int64 {
 }
 
 // updateState is REBALANCING until the first assignment and while any task
-// restores, RUNNING otherwise.
+// restores, ERROR while a restore keeps failing (with its reason), RUNNING
+// otherwise.
 func (s *session) updateState() {
 	if st := s.p.State(); st == StatePendingShutdown || st == StateNotRunning {
 		return
@@ -135,9 +151,17 @@ func (s *session) updateState() {
 	if !s.assigned {
 		state = StateRebalancing
 	}
-	for _, t := range s.tasks {
+	for p, t := range s.tasks {
 		if !t.active.Load() {
 			state = StateRebalancing
+		}
+		if t.restore == nil {
+			continue
+		}
+		if err := t.restore.failure(); err != nil {
+			s.p.lastErr.Store(fmt.Sprintf("restore task %d: %v", p, err))
+			s.p.setState(StateError)
+			return
 		}
 	}
 	s.p.setState(state)
@@ -219,10 +243,27 @@ func (s *session) dropWork(reason string) {
 	s.rewind(nil)
 }
 
+// purge drops the producer's queued and in-flight sends under
+// at_least_once, so that nothing a failed session counted lands later,
+// behind a newer owner's counts (under exactly_once_v2 the abort does it,
+// and the broker fences the transaction). The purged sends report
+// failures, which fail any commit waiting on them.
+func (s *session) purge(reason string) {
+	if s.eos {
+		return
+	}
+	if err := s.producer.Purge(kafka.PurgeQueue | kafka.PurgeInFlight); err != nil {
+		s.log.Warn("purge the producer", "reason", reason, "error", err)
+	}
+}
+
 // close stops restorers and closes the clients. With static membership the
 // consumer does not leave the group, so a member back within
 // session.timeout.ms gets its partitions again without a rebalance.
 func (s *session) close() {
+	// A graceful shutdown has sent everything by now; a failed session
+	// must send nothing more.
+	s.purge("session closing")
 	for _, t := range s.tasks {
 		if t.restore != nil {
 			t.restore.stop()

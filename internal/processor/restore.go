@@ -7,8 +7,10 @@ import (
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -21,10 +23,42 @@ const restoreBatch = 20000
 type restorer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// err is why the restore gave up (a store write failed), set before
+	// done closes; nil when it finished or was cancelled.
+	err error
+	// failing is the error of the last attempt while the restore retries
+	// (a *restoreFailure), nil after an attempt that did not fail.
+	failing atomic.Pointer[restoreFailure]
+}
+
+// restoreFailure is a restore that keeps failing.
+type restoreFailure struct {
+	attempts int
+	err      error
+}
+
+// failingAfter is how many attempts in a row a restore may fail before the
+// instance's state says so (ERROR with the reason) while it retries.
+const failingAfter = 3
+
+// storeWriteError marks a restore that failed writing the store (a full
+// disk): retrying that alone would hide it; it fails the session, which
+// waits for the disk in state ERROR.
+type storeWriteError struct{ err error }
+
+func (e *storeWriteError) Error() string { return e.err.Error() }
+func (e *storeWriteError) Unwrap() error { return e.err }
+
+func storeWrite(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storeWriteError{err}
 }
 
 // startRestore runs the restore of v in its own goroutine, retrying with
-// backoff until it succeeds or ctx ends. The session loop waits on done.
+// backoff until it succeeds or ctx ends; a store write error ends it at
+// once (r.err). The session loop waits on done.
 func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &restorer{cancel: cancel, done: make(chan struct{})}
@@ -32,12 +66,19 @@ func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
 	go func() {
 		defer close(r.done)
 		backoff := 500 * time.Millisecond
-		for {
+		for attempt := 1; ; attempt++ {
 			err := p.restore(ctx, v, log)
 			if err == nil || ctx.Err() != nil {
+				r.failing.Store(nil)
 				return
 			}
-			log.Warn("restore failed; retrying", "error", err, "retry_in", backoff)
+			var swe *storeWriteError
+			if errors.As(err, &swe) {
+				r.err = err
+				return
+			}
+			r.failing.Store(&restoreFailure{attempts: attempt, err: err})
+			log.Warn("restore failed; retrying", "error", err, "attempt", attempt, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return
@@ -53,6 +94,15 @@ func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
 func (r *restorer) stop() {
 	r.cancel()
 	<-r.done
+}
+
+// failure is the error of a restore that failed failingAfter attempts in
+// a row and retries, nil otherwise.
+func (r *restorer) failure() error {
+	if f := r.failing.Load(); f != nil && f.attempts >= failingAfter {
+		return fmt.Errorf("restore failed %d times in a row, retrying: %w", f.attempts, f.err)
+	}
+	return nil
 }
 
 // finished reports whether the restore goroutine has returned.
@@ -98,7 +148,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
 			"reason", reason, "checkpoint", cp, "changelog_low", low, "changelog_high", high)
 		if err := v.store.Wipe(); err != nil {
-			return err
+			return storeWrite(err)
 		}
 		p.metrics.wipes.WithLabelValues(reason).Inc()
 		cp = store.NoCheckpoint
@@ -118,7 +168,14 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		return fmt.Errorf("assign changelog partition: %w", err)
 	}
 
-	w := v.store.NewRestorer()
+	var w *store.Restorer
+	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		w = v.store.NewRestorer() // read_committed: the changelog is the truth
+	} else {
+		// A changelog record can land after a newer one (sends of a member
+		// that lost its partitions): counts only grow, keep the larger.
+		w = v.store.NewRestorerKeepingMax()
+	}
 	defer w.Cancel() // after a successful Flush there is nothing left to cancel
 	last, pending := cp, 0
 	report := func() {
@@ -131,11 +188,11 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	finish := func() error {
 		if last != cp {
 			if err := w.Checkpoint(last); err != nil {
-				return err
+				return storeWrite(err)
 			}
 		}
 		if err := w.Flush(); err != nil {
-			return err
+			return storeWrite(err)
 		}
 		report()
 		p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
@@ -154,7 +211,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 				err = w.Put(e.Key, e.Value)
 			}
 			if err != nil {
-				return err
+				return storeWrite(err)
 			}
 			last = int64(e.TopicPartition.Offset)
 			pending++
@@ -165,7 +222,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 			}
 			if pending >= restoreBatch {
 				if err := w.Checkpoint(last); err != nil {
-					return err
+					return storeWrite(err)
 				}
 				report()
 			}
@@ -181,5 +238,5 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		}
 	}
 	// Cancelled: what was written stays, with the checkpoint it reached.
-	return errors.Join(ctx.Err(), w.Flush())
+	return errors.Join(ctx.Err(), storeWrite(w.Flush()))
 }

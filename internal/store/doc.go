@@ -14,6 +14,11 @@
 // changelog past the old checkpoint, so a crash between them leaves values
 // that the restore from checkpoint+1 rewrites with the same or newer ones.
 //
+// A restore under at-least-once keeps the larger of the stored count and the
+// changelog's (NewRestorerKeepingMax): counts only grow, and there a late
+// changelog record (a send of a member that lost its partitions, landing
+// after the new owner's) must not take a count back.
+//
 // A Partition is safe for any number of concurrent readers with one writer
 // (the task that owns it); the package never imports Kafka.
 package store

@@ -17,6 +17,7 @@ const NoCheckpoint int64 = -1
 // one writer calling Commit or Wipe.
 type Partition struct {
 	db            *badger.DB
+	space         *space
 	id            int32
 	keyPrefix     []byte
 	checkpointKey []byte
@@ -89,7 +90,12 @@ func (p *Partition) Checkpoint() (int64, error) {
 
 // Commit writes the batch's values and its checkpoint, in one Badger
 // transaction when it fits (see the package doc for when it does not).
+// It writes nothing, and fails with a *DiskFullError, when the disk has
+// less free space than the store needs (see space.go).
 func (p *Partition) Commit(b Batch) error {
+	if err := p.space.check(); err != nil {
+		return fmt.Errorf("commit partition %d: %w", p.id, err)
+	}
 	txn := p.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	set := func(k, v []byte) error {
@@ -135,6 +141,9 @@ func (p *Partition) Commit(b Batch) error {
 
 // Wipe deletes every value and the checkpoint of the partition.
 func (p *Partition) Wipe() error {
+	if err := p.space.check(); err != nil {
+		return fmt.Errorf("wipe partition %d: %w", p.id, err) // dropping rewrites tables
+	}
 	prefix := p.keyPrefix[:4]
 	if err := p.db.DropPrefix(prefix); err != nil {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err)

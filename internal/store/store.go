@@ -30,13 +30,18 @@ type Config struct {
 	// BlockCacheSize bounds the block cache. 0 means 16 MiB (hot keys are
 	// served from the processor's read cache; this keeps the memory bound).
 	BlockCacheSize int64
-	Logger         *slog.Logger
+	// MinFreeBytes is the free space below which the store refuses to
+	// write (see space.go). 0 means twice MemTableSize plus 8 MiB; a
+	// negative value turns the check off.
+	MinFreeBytes int64
+	Logger       *slog.Logger
 }
 
 // DB is the Badger database behind every Partition of one instance.
 type DB struct {
-	db  *badger.DB
-	log *slog.Logger
+	db    *badger.DB
+	log   *slog.Logger
+	space *space
 }
 
 // Open opens (or creates) the database. A database whose files are
@@ -47,7 +52,10 @@ type DB struct {
 // is missing, truncated or fails its checksums, a write-ahead log with data
 // after a corrupt entry), because Badger silently drops data for some of
 // these and panics in its own goroutines on others; and in Badger's open
-// error. A directory locked by another process is never moved.
+// error. A directory locked by another process is never moved. On a file
+// system with less free space than the store needs to write safely, Open
+// fails with a *DiskFullError (wrapping syscall.ENOSPC) before Badger maps
+// a file: Badger would crash the process writing to one.
 func Open(cfg Config) (*DB, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -58,8 +66,15 @@ func Open(cfg Config) (*DB, error) {
 	if cfg.BlockCacheSize == 0 {
 		cfg.BlockCacheSize = 16 << 20
 	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = 2*cfg.MemTableSize + defaultSlack
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	space := newSpace(cfg.Dir, uint64(max(cfg.MinFreeBytes, 0)))
+	if err := space.check(); err != nil {
+		return nil, fmt.Errorf("open store at %s: %w", cfg.Dir, err)
 	}
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithLogger(badgerLogger{cfg.Logger}).
@@ -108,7 +123,7 @@ func Open(cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open badger at %s: %w", cfg.Dir, err)
 	}
-	return &DB{db: db, log: cfg.Logger}, nil
+	return &DB{db: db, log: cfg.Logger, space: space}, nil
 }
 
 // openBadger is badger.Open with a panic on this goroutine turned into an
@@ -443,7 +458,7 @@ func (d *DB) Partition(p int32) *Partition {
 	meta := make([]byte, 5, 16)
 	copy(meta, prefix)
 	meta[4] = 'm'
-	return &Partition{db: d.db, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...)}
+	return &Partition{db: d.db, space: d.space, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...)}
 }
 
 // Size reports the on-disk bytes of the LSM tree and the value log.
