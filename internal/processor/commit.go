@@ -145,12 +145,8 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 		}
 	}
 	if b.send {
-		for _, tb := range b.tasks {
-			for key, n := range tb.counts {
-				if err := s.send(tb.partition, []byte(key), n); err != nil {
-					return false, err
-				}
-			}
+		if err := s.sendAll(b.tasks); err != nil {
+			return false, err
 		}
 	}
 	produced := time.Now()
@@ -169,22 +165,13 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 		return false, fmt.Errorf("wait for changelog and output deliveries: %w", err)
 	}
 	delivered := time.Now()
+	if err := s.storeAll(b.tasks); err != nil {
+		return false, err
+	}
 	var updates []Update
-	for _, tb := range b.tasks {
-		if len(tb.counts) == 0 {
-			continue
-		}
-		cp, ok := s.delivered.lastChangelogOffset(tb.partition)
-		if !ok {
-			return false, fmt.Errorf("task %d has %d counts to commit but no changelog delivery", tb.partition, len(tb.counts))
-		}
-		if err := s.p.db.Partition(tb.partition).Commit(store.Batch{Counts: tb.counts, Checkpoint: cp}); err != nil {
-			return false, err
-		}
-		if t, ok := s.views()[tb.partition]; ok {
-			t.checkpoint.Store(cp)
-		}
-		if s.p.cfg.OnCommit != nil {
+	if s.p.cfg.OnCommit != nil {
+		for _, tb := range b.tasks {
+			cp, _ := s.delivered.lastChangelogOffset(tb.partition)
 			for k, v := range tb.counts {
 				updates = append(updates, Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
 			}
@@ -214,6 +201,55 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 		s.p.cfg.OnCommit(updates)
 	}
 	return false, nil
+}
+
+// storeWorkers bounds the tasks whose counts are written to Badger at
+// once: building a transaction is most of a write, and Badger's one
+// writer goroutine takes the transactions of several tasks together.
+const storeWorkers = 4
+
+// storeAll writes each task's counts with the changelog offset of its
+// last delivered count as the checkpoint, several tasks at once.
+func (s *session) storeAll(tasks []taskBatch) error {
+	work := make(chan taskBatch)
+	errs := make(chan error, storeWorkers)
+	for range min(storeWorkers, len(tasks)) {
+		go func() {
+			var first error
+			for tb := range work {
+				if first == nil {
+					first = s.storeTask(tb)
+				}
+			}
+			errs <- first
+		}()
+	}
+	for _, tb := range tasks {
+		if len(tb.counts) > 0 {
+			work <- tb
+		}
+	}
+	close(work)
+	var err error
+	for range min(storeWorkers, len(tasks)) {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// storeTask writes one task's counts and checkpoint to Badger.
+func (s *session) storeTask(tb taskBatch) error {
+	cp, ok := s.delivered.lastChangelogOffset(tb.partition)
+	if !ok {
+		return fmt.Errorf("task %d has %d counts to commit but no changelog delivery", tb.partition, len(tb.counts))
+	}
+	if err := s.p.db.Partition(tb.partition).Commit(store.Batch{Counts: tb.counts, Checkpoint: cp}); err != nil {
+		return err
+	}
+	if t, ok := s.views()[tb.partition]; ok {
+		t.checkpoint.Store(cp)
+	}
+	return nil
 }
 
 // views is the readers' task table (safe from the committer).

@@ -9,12 +9,16 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// deliveries reads the producer's delivery reports in its own goroutine,
-// so the producer never blocks on a full report channel, and keeps what a
-// commit needs: how many sends are outstanding, the first failure, and the
-// offset of the last changelog record delivered per partition.
+// deliveries reads the producer's events (its delivery reports among
+// them) in its own goroutine, so the producer never waits on them, and
+// keeps what a commit needs: how many sends are outstanding, the first
+// failure, and the offset of the last changelog record delivered per
+// partition. Reports come on the producer's own channel rather than one
+// passed with each send: confluent-kafka-go keeps a per-send channel in a
+// locked map until its report, a cost on every record.
 type deliveries struct {
-	ch        chan kafka.Event
+	events    <-chan kafka.Event
+	onError   func(kafka.Error)
 	changelog string
 	done      chan struct{}
 
@@ -27,9 +31,12 @@ type deliveries struct {
 	changelogEnd map[int32]int64
 }
 
-func newDeliveries(changelog string) *deliveries {
+// newDeliveries reads events until the channel closes (the producer's
+// Close closes it); onError sees the client's error events.
+func newDeliveries(changelog string, events <-chan kafka.Event, onError func(kafka.Error)) *deliveries {
 	d := &deliveries{
-		ch:           make(chan kafka.Event, 100000),
+		events:       events,
+		onError:      onError,
 		changelog:    changelog,
 		done:         make(chan struct{}),
 		changed:      make(chan struct{}, 1),
@@ -41,9 +48,12 @@ func newDeliveries(changelog string) *deliveries {
 
 func (d *deliveries) run() {
 	defer close(d.done)
-	for ev := range d.ch {
+	for ev := range d.events {
 		m, ok := ev.(*kafka.Message)
 		if !ok {
+			if e, ok := ev.(kafka.Error); ok {
+				d.onError(e)
+			}
 			continue
 		}
 		tp := m.TopicPartition
@@ -108,8 +118,6 @@ func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
 	return off, ok
 }
 
-// close stops the reader; call it after the producer is closed.
-func (d *deliveries) close() {
-	close(d.ch)
-	<-d.done
-}
+// close waits for the reader to end; call it after the producer is
+// closed.
+func (d *deliveries) close() { <-d.done }

@@ -15,9 +15,6 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// restoreBatch is how many changelog records a restore applies per Badger commit.
-const restoreBatch = 20000
-
 // restorer brings one task's store up to the end of its changelog partition.
 // It owns the store partition until done is closed.
 type restorer struct {
@@ -220,7 +217,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 				// waiting for the consumer to report the end of the log.
 				return finish()
 			}
-			if pending >= restoreBatch {
+			if w.Full() {
 				if err := w.Checkpoint(last); err != nil {
 					return storeWrite(err)
 				}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -83,7 +84,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	if err != nil {
 		return fatalf("create producer: %w", err)
 	}
-	s.delivered = newDeliveries(s.changelog)
+	s.delivered = newDeliveries(s.changelog, s.producer.Events(), func(e kafka.Error) {
+		p.metrics.kafkaErrors.Inc()
+		s.log.Debug("producer error", "error", e)
+	})
 	s.batchCtx, s.cancelBatches = context.WithCancel(context.WithoutCancel(ctx))
 	s.batches, s.committerDone = make(chan *commitBatch, 1), make(chan struct{})
 	go s.committer(s.batches)
@@ -258,6 +262,51 @@ func (s *session) send(partition int32, key []byte, n int64) error {
 	return nil
 }
 
+// sendAll produces a batch's counts, the changelog's records and the
+// output's from two goroutines: the producer takes sends from several
+// at once, and a commit's sends are most of its time. The transaction,
+// if any, is open before either starts.
+func (s *session) sendAll(tasks []taskBatch) error {
+	if err := s.beginTxn(); err != nil {
+		return err
+	}
+	sendTo := func(topic *string, own bool) error {
+		// librdkafka copies key and value, so one message and one value
+		// buffer serve every send.
+		m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: topic, Partition: kafka.PartitionAny}}
+		var value []byte
+		for _, tb := range tasks {
+			if own {
+				m.TopicPartition.Partition = tb.partition
+			}
+			for key, n := range tb.counts {
+				value = strconv.AppendInt(value[:0], n, 10)
+				m.Key, m.Value = unsafe.Slice(unsafe.StringData(key), len(key)), value
+				if err := s.produce(m); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- sendTo(&s.output, false) }()
+	err := sendTo(&s.changelog, true)
+	if oerr := <-errc; err == nil {
+		err = oerr
+	}
+	if err != nil {
+		return err
+	}
+	var n int
+	for _, tb := range tasks {
+		n += len(tb.counts)
+	}
+	s.p.metrics.producedChangelog.Add(float64(n))
+	s.p.metrics.producedOutput.Add(float64(n))
+	return nil
+}
+
 // produce hands one record to the producer, opening the transaction first
 // under exactly_once_v2 and waiting out a full local queue.
 func (s *session) produce(m *kafka.Message) error {
@@ -266,7 +315,7 @@ func (s *session) produce(m *kafka.Message) error {
 	}
 	s.delivered.add(1)
 	for {
-		err := s.producer.Produce(m, s.delivered.ch)
+		err := s.producer.Produce(m, nil)
 		if err == nil {
 			return nil
 		}

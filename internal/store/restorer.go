@@ -7,34 +7,51 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Restorer writes a restore's changelog records into a partition through
-// a Badger WriteBatch: writes are committed in the background, in the
-// order they were made, so reading the changelog never waits for the disk.
-// A checkpoint written after some records is durable only after them,
-// which is all a restore needs: a crash keeps a prefix of the writes.
-// Before the first write and after every MiB or so it checks the disk's
+// Restorer writes a restore's changelog records into a partition. Records
+// are coalesced per key in memory, a chunk at a time (RestoreChunkBytes):
+// a changelog's head, and above all the delta a restart restores, holds
+// many records of each hot key, and only the last (or, keeping the
+// larger, the largest) is written. A chunk goes to Badger through a
+// WriteBatch, which commits in the background in the order of the writes,
+// with its checkpoint last: a crash keeps a prefix of the chunks, and the
+// checkpoint never runs ahead of the counts.
+// Before the first record and after every MiB or so it checks the disk's
 // free space, and fails with a *DiskFullError rather than let Badger write
 // past the end of the disk (see space.go).
 // A Restorer is used by one goroutine.
 type Restorer struct {
 	p         *Partition
 	wb        *badger.WriteBatch
-	unchecked int // bytes written since the last free-space check, -1 before the first
+	unchecked int // bytes taken since the last free-space check, -1 before the first
 
-	// keepMax: see NewRestorerKeepingMax. chunk holds the counts written
-	// since the last Checkpoint by key (deleted: -1); the writes before it
-	// are flushed, so Badger answers for them, through view: one read
-	// transaction per chunk, opened after the flush.
-	keepMax bool
-	chunk   map[string]int64
-	view    *badger.Txn
+	// keepMax: see NewRestorerKeepingMax.
+	keepMax    bool
+	chunk      map[string]restoredCount
+	chunkBytes int
 }
+
+// restoredCount is a key's part of a chunk.
+type restoredCount struct {
+	n       int64
+	deleted bool // the chunk ends with the key's tombstone
+	// restarted: the key had a tombstone in this chunk before n, so n is
+	// taken as it is (keeping the larger, too).
+	restarted bool
+}
+
+// RestoreChunkBytes bounds the records a Restorer holds before it writes
+// them (a key's bytes plus restoreEntryOverhead each).
+const RestoreChunkBytes = 4 << 20
+
+// restoreEntryOverhead approximates what a chunk's key costs beyond its
+// bytes (map entry, string header, count).
+const restoreEntryOverhead = 64
 
 // NewRestorer starts a batch of restore writes to the partition: each
 // record of the changelog replaces the stored count (exactly-once, where
 // the changelog read_committed is the truth).
 func (p *Partition) NewRestorer() *Restorer {
-	return &Restorer{p: p, wb: p.db.NewWriteBatch(), unchecked: -1}
+	return &Restorer{p: p, wb: p.db.NewWriteBatch(), unchecked: -1, chunk: map[string]restoredCount{}}
 }
 
 // NewRestorerKeepingMax starts a batch of restore writes that keep the
@@ -46,47 +63,113 @@ func (p *Partition) NewRestorer() *Restorer {
 // counts are committed already. A tombstone still deletes, and a count
 // after a tombstone is taken as it is (the key started again).
 //
-// A Checkpoint flushes the writes before it (so Badger answers for them),
-// which costs the restore one wait for the disk per checkpoint.
+// Each chunk is flushed before the next is read against Badger, which
+// costs the restore one wait for the disk per chunk.
 func (p *Partition) NewRestorerKeepingMax() *Restorer {
 	r := p.NewRestorer()
-	r.keepMax, r.chunk = true, map[string]int64{}
+	r.keepMax = true
 	return r
 }
 
 // Put sets key to the count in its wire form (a decimal string, as the
-// changelog carries it); the caller has checked it decodes.
+// changelog carries it).
 func (r *Restorer) Put(key, count []byte) error {
+	n, err := decodeCount(count)
+	if err != nil {
+		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+	}
+	if err := r.take(len(key) + len(count)); err != nil {
+		return err
+	}
+	e, seen := r.chunk[string(key)]
+	switch {
+	case !seen:
+		r.chunkBytes += len(key) + restoreEntryOverhead
+		e = restoredCount{n: n}
+	case e.deleted:
+		e = restoredCount{n: n, restarted: true}
+	case !r.keepMax || n > e.n:
+		e.n = n
+	}
+	r.chunk[string(key)] = e
+	return nil
+}
+
+// Delete removes key (a changelog tombstone).
+func (r *Restorer) Delete(key []byte) error {
+	if err := r.take(len(key)); err != nil {
+		return err
+	}
+	if _, seen := r.chunk[string(key)]; !seen {
+		r.chunkBytes += len(key) + restoreEntryOverhead
+	}
+	r.chunk[string(key)] = restoredCount{deleted: true}
+	return nil
+}
+
+// Full reports whether the chunk has reached RestoreChunkBytes: time for
+// a Checkpoint.
+func (r *Restorer) Full() bool { return r.chunkBytes >= RestoreChunkBytes }
+
+// Checkpoint writes the chunk and then the checkpoint: the changelog is
+// complete up to offset.
+func (r *Restorer) Checkpoint(offset int64) error {
+	if err := r.take(8); err != nil {
+		return err
+	}
+	if err := r.writeChunk(); err != nil {
+		return err
+	}
+	v := encodeCount(offset)
+	if err := r.wb.Set(append([]byte(nil), r.p.checkpointKey...), v); err != nil {
+		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+	}
 	if r.keepMax {
-		n, err := decodeCount(count)
-		if err != nil {
-			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
-		}
-		keep, err := r.stored(key)
-		if err != nil {
+		// Badger must answer for this chunk before the next is compared.
+		if err := r.Flush(); err != nil {
 			return err
 		}
-		if keep >= n {
-			return nil
-		}
-		r.chunk[string(key)] = n
-	}
-	if err := r.write(len(key)+len(count), func() error { return r.wb.Set(r.p.dataKey(key), count) }); err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+		r.wb = r.p.db.NewWriteBatch()
 	}
 	return nil
 }
 
-// stored is the count a keep-max restore compares with: this chunk's
-// write of the key, else Badger's; -1 for none (or deleted).
-func (r *Restorer) stored(key []byte) (int64, error) {
-	if n, ok := r.chunk[string(key)]; ok {
-		return n, nil
+// writeChunk hands the chunk's counts to the write batch and empties it.
+func (r *Restorer) writeChunk() error {
+	if len(r.chunk) == 0 {
+		return nil
 	}
-	if r.view == nil {
-		r.view = r.p.db.NewTransaction(false)
+	var view *badger.Txn
+	if r.keepMax {
+		view = r.p.db.NewTransaction(false)
+		defer view.Discard()
 	}
-	item, err := r.view.Get(r.p.dataKey(key))
+	for key, e := range r.chunk {
+		k := r.p.dataKey([]byte(key))
+		var err error
+		switch {
+		case e.deleted:
+			err = r.wb.Delete(k)
+		case r.keepMax && !e.restarted:
+			var stored int64
+			if stored, err = r.stored(view, k); err == nil && stored < e.n {
+				err = r.wb.Set(k, encodeCount(e.n))
+			}
+		default:
+			err = r.wb.Set(k, encodeCount(e.n))
+		}
+		if err != nil {
+			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+		}
+	}
+	clear(r.chunk)
+	r.chunkBytes = 0
+	return nil
+}
+
+// stored is the count Badger holds for the data key k, -1 for none.
+func (r *Restorer) stored(view *badger.Txn, k []byte) (int64, error) {
+	item, err := view.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return -1, nil
 	}
@@ -95,64 +178,31 @@ func (r *Restorer) stored(key []byte) (int64, error) {
 		err = item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err })
 	}
 	if err != nil {
-		return 0, fmt.Errorf("restore partition %d: read the stored count: %w", r.p.id, err)
+		return 0, fmt.Errorf("read the stored count: %w", err)
 	}
 	return n, nil
 }
 
-// endView ends the chunk's read transaction, if any.
-func (r *Restorer) endView() {
-	if r.view != nil {
-		r.view.Discard()
-		r.view = nil
-	}
-}
-
-// Delete removes key (a changelog tombstone).
-func (r *Restorer) Delete(key []byte) error {
-	if r.keepMax {
-		r.chunk[string(key)] = -1
-	}
-	if err := r.write(len(key), func() error { return r.wb.Delete(r.p.dataKey(key)) }); err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
-	}
-	return nil
-}
-
-// Checkpoint records that the writes so far are complete up to offset.
-func (r *Restorer) Checkpoint(offset int64) error {
-	v := encodeCount(offset)
-	if err := r.write(len(v), func() error { return r.wb.Set(append([]byte(nil), r.p.checkpointKey...), v) }); err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
-	}
-	if r.keepMax {
-		// Badger must answer for this chunk before its map is dropped.
-		r.endView()
-		if err := r.Flush(); err != nil {
-			return err
-		}
-		r.wb = r.p.db.NewWriteBatch()
-		clear(r.chunk)
-	}
-	return nil
-}
-
-// write adds one write of about n bytes, checking the free space first
-// when it has not been checked for a while.
-func (r *Restorer) write(n int, set func() error) error {
+// take accounts for a record of about n bytes, checking the free space
+// first when it has not been checked for a while.
+func (r *Restorer) take(n int) error {
 	if r.unchecked < 0 || r.unchecked >= spaceCheckBytes {
 		if err := r.p.space.check(); err != nil {
-			return err
+			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
 		}
 		r.unchecked = 0
 	}
 	r.unchecked += n + 32 // Badger's entry header and our key prefix
-	return set()
+	return nil
 }
 
-// Flush waits until every write is committed.
+// Flush writes the chunk and waits until every write is committed.
+// Without a Checkpoint after them, the chunk's counts are written but the
+// checkpoint stays where it was: a later restore replays them again.
 func (r *Restorer) Flush() error {
-	r.endView()
+	if err := r.writeChunk(); err != nil {
+		return err
+	}
 	if err := r.wb.Flush(); err != nil {
 		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
 	}
@@ -161,6 +211,6 @@ func (r *Restorer) Flush() error {
 
 // Cancel drops the writes not yet committed and waits for those under way.
 func (r *Restorer) Cancel() {
-	r.endView()
+	clear(r.chunk)
 	r.wb.Cancel()
 }
