@@ -69,7 +69,11 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 	m := client(cfg, "producer", kafka.ConfigMap{
 		"linger.ms":                    5,
 		"batch.num.messages":           10000,
-		"queue.buffering.max.messages": 1000000,
+		// A commit's sends wait here until the broker has them: a bound in
+		// records is a bound in memory (librdkafka keeps ~250 bytes a
+		// record beyond its key and value), and past it the committer
+		// waits for deliveries instead of growing the queue.
+		"queue.buffering.max.messages": 100000,
 		"queue.buffering.max.kbytes":   262144,
 		// confluent-kafka-go sizes its Go channels for a million events
 		// by default; deliveries go to our own channel, so these stay small.

@@ -115,6 +115,8 @@ func (s *session) finish() error {
 		s.rewind(b)
 		return nil
 	}
+	// The batch's counts are in Badger now, and may leave the read cache.
+	s.snap.Refresh()
 	// The read caches of all tasks share the record cache's budget.
 	budget := s.p.cfg.CacheMaxBytes / int64(max(1, len(s.tasks)))
 	for _, tb := range b.tasks {

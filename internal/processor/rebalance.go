@@ -120,6 +120,7 @@ func (s *session) checkRestores() {
 			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)
 			return
 		}
+		s.snap.Refresh() // the restore wrote the task's counts
 		t.active.Store(true)
 		t.committed = s.committedOffset(t.partition)
 		changed = true
@@ -288,6 +289,7 @@ func (s *session) close() {
 	_ = s.abortTxn("session closing")
 	s.producer.Close()
 	s.delivered.close()
+	s.snap.Close()
 	empty := map[int32]*taskView{}
 	s.p.tasks.Store(&empty)
 }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
@@ -65,6 +66,10 @@ type session struct {
 	cancelBatches context.CancelFunc
 	// pendingDLQ holds dead letters for the next batch (record cache on).
 	pendingDLQ []*kafka.Message
+	// snap is the loop's view of the store for counts in none of a task's
+	// maps, refreshed whenever the store gains what the maps no longer
+	// hold: a finished batch, a finished restore.
+	snap *store.Snapshot
 }
 
 // runSession runs one session until ctx ends (graceful shutdown, nil) or
@@ -79,6 +84,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		dlq:       p.cfg.DLQTopic(),
 		tasks:     map[int32]*task{},
 		lingering: map[int32]time.Time{},
+		snap:      p.db.Snapshot(),
 	}
 	s.producer, err = kafka.NewProducer(kafkaconf.Producer(p.cfg.Config))
 	if err != nil {
@@ -188,7 +194,7 @@ func (s *session) process(m *kafka.Message) error {
 	if s.sampled++; s.sampled%processSampleEvery == 0 {
 		began = time.Now()
 	}
-	n, fresh, err := t.count(m.Key)
+	n, fresh, err := t.count(m.Key, s.snap)
 	if err != nil {
 		return err
 	}
@@ -320,7 +326,9 @@ func (s *session) produce(m *kafka.Message) error {
 			return nil
 		}
 		var kerr kafka.Error
-		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull && s.ctx.Err() == nil {
+		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull && s.batchCtx.Err() == nil {
+			// The batch context, not the session's: the last commit of a
+			// graceful shutdown waits out a full queue too.
 			s.producer.Flush(20)
 			continue
 		}

@@ -68,7 +68,7 @@ func newTask(p int32, sp *store.Partition) *task {
 // the key is new in the write buffer. The newest
 // count is the write buffer's, then the batch being committed, then the
 // read cache, then Badger.
-func (t *task) count(key []byte) (int64, bool, error) {
+func (t *task) count(key []byte, snap *store.Snapshot) (int64, bool, error) {
 	if n, ok := t.dirty[string(key)]; ok { // no allocation for the lookup
 		t.dirty[string(key)] = n + 1
 		return n + 1, false, nil
@@ -80,7 +80,7 @@ func (t *task) count(key []byte) (int64, bool, error) {
 	}
 	if !ok {
 		var err error
-		if n, _, err = t.store.Get(key); err != nil {
+		if n, _, err = t.store.GetIn(snap, key); err != nil {
 			return 0, false, err
 		}
 	}

@@ -44,26 +44,60 @@ func (p *Partition) dataKey(key []byte) []byte {
 // Get returns the count of key, and whether the key exists.
 func (p *Partition) Get(key []byte) (int64, bool, error) {
 	var n int64
-	found := false
-	err := p.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(p.dataKey(key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			n, err = decodeCount(v)
-			found = err == nil
-			return err
-		})
+	var found bool
+	err := p.db.View(func(txn *badger.Txn) (err error) {
+		n, found, err = p.get(txn, key)
+		return err
 	})
+	return n, found, err
+}
+
+// GetIn is Get as of the snapshot.
+func (p *Partition) GetIn(s *Snapshot, key []byte) (int64, bool, error) {
+	if s.txn == nil {
+		s.txn = s.db.NewTransaction(false)
+	}
+	return p.get(s.txn, key)
+}
+
+func (p *Partition) get(txn *badger.Txn, key []byte) (int64, bool, error) {
+	item, err := txn.Get(p.dataKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	var n int64
+	if err == nil {
+		err = item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err })
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("get key in partition %d: %w", p.id, err)
 	}
-	return n, found, nil
+	return n, true, nil
 }
+
+// Snapshot is a view of every partition as of its first read, for a
+// reader that reads many keys one at a time: a Badger transaction per
+// read costs two hand-offs to Badger's watermark goroutine, which in the
+// processor's loop cost more than the reads. It sees no write made after
+// its first read until Refresh. A Snapshot is used by one goroutine.
+type Snapshot struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+// Snapshot starts a snapshot reader; it opens its view at its first read.
+func (d *DB) Snapshot() *Snapshot { return &Snapshot{db: d.db} }
+
+// Refresh makes the next read see every write committed before it.
+func (s *Snapshot) Refresh() {
+	if s.txn != nil {
+		s.txn.Discard()
+		s.txn = nil
+	}
+}
+
+// Close ends the snapshot's view; it may be used again (as after Refresh).
+func (s *Snapshot) Close() { s.Refresh() }
 
 // Checkpoint returns the changelog offset the partition is complete up to,
 // or NoCheckpoint.
