@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -130,47 +131,77 @@ func (p *Partition) Commit(b Batch) error {
 	if err := p.space.check(); err != nil {
 		return fmt.Errorf("commit partition %d: %w", p.id, err)
 	}
-	txn := p.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	set := func(k, v []byte) error {
-		err := txn.Set(k, v)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return err
-			}
-			txn = p.db.NewTransaction(true)
-			err = txn.Set(k, v)
-		}
-		return err
-	}
-	del := func(k []byte) error {
-		err := txn.Delete(k)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return err
-			}
-			txn = p.db.NewTransaction(true)
-			err = txn.Delete(k)
-		}
-		return err
-	}
-	for k, v := range b.Counts {
-		if err := set(p.dataKey([]byte(k)), encodeCount(v)); err != nil {
-			return fmt.Errorf("commit partition %d: %w", p.id, err)
-		}
-	}
-	for _, k := range b.Deletes {
-		if err := del(p.dataKey([]byte(k))); err != nil {
-			return fmt.Errorf("commit partition %d: %w", p.id, err)
-		}
-	}
-	if err := set(p.checkpointKey, encodeCount(b.Checkpoint)); err != nil {
-		return fmt.Errorf("commit partition %d: %w", p.id, err)
-	}
-	if err := txn.Commit(); err != nil {
+	if err := p.commit(b); err != nil {
 		return fmt.Errorf("commit partition %d: %w", p.id, err)
 	}
 	return nil
+}
+
+func (p *Partition) commit(b Batch) error {
+	// A batch too big for one transaction goes in several, the checkpoint
+	// in the last: each full transaction is committed in the background
+	// while the next is built, and the last only once all before it are
+	// in. Keys and values share two allocations: Badger holds on to them
+	// until its commit.
+	size := 0
+	for k := range b.Counts {
+		size += len(p.keyPrefix) + len(k)
+	}
+	for _, k := range b.Deletes {
+		size += len(p.keyPrefix) + len(k)
+	}
+	keys := make([]byte, 0, size)
+	values := make([]byte, 0, 8*len(b.Counts))
+	var (
+		background sync.WaitGroup
+		mu         sync.Mutex
+		failed     error
+	)
+	txn := p.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	write := func(op func(*badger.Txn) error) error {
+		err := op(txn)
+		if !errors.Is(err, badger.ErrTxnTooBig) {
+			return err
+		}
+		background.Add(1)
+		txn.CommitWith(func(err error) {
+			if err != nil {
+				mu.Lock()
+				failed = errors.Join(failed, err)
+				mu.Unlock()
+			}
+			background.Done()
+		})
+		txn = p.db.NewTransaction(true)
+		return op(txn)
+	}
+	for k, n := range b.Counts {
+		start := len(keys)
+		keys = append(append(keys, p.keyPrefix...), k...)
+		vstart := len(values)
+		values = strconv.AppendInt(values, n, 10)
+		key, value := keys[start:len(keys):len(keys)], values[vstart:len(values):len(values)]
+		if err := write(func(t *badger.Txn) error { return t.Set(key, value) }); err != nil {
+			return err
+		}
+	}
+	for _, k := range b.Deletes {
+		start := len(keys)
+		keys = append(append(keys, p.keyPrefix...), k...)
+		key := keys[start:len(keys):len(keys)]
+		if err := write(func(t *badger.Txn) error { return t.Delete(key) }); err != nil {
+			return err
+		}
+	}
+	if err := write(func(t *badger.Txn) error { return t.Set(p.checkpointKey, encodeCount(b.Checkpoint)) }); err != nil {
+		return err
+	}
+	background.Wait()
+	if failed != nil {
+		return failed
+	}
+	return txn.Commit()
 }
 
 // Wipe deletes every value and the checkpoint of the partition.
