@@ -196,7 +196,19 @@ func (s *session) housekeeping() {
 		s.lastLag = now
 		s.updateLag()
 	}
+	if now.Sub(s.lastSpaceCheck) >= spaceCheckEvery {
+		s.lastSpaceCheck = now
+		// A full disk ends the session (ERROR, not ready, with the
+		// reason) as soon as it is seen, not only when the next commit
+		// fails to write: until then the member would look healthy.
+		if err := s.p.db.CheckSpace(); err != nil && s.err == nil {
+			s.err = fmt.Errorf("state store: %w", err)
+		}
+	}
 }
+
+// spaceCheckEvery is how often the loop checks the state dir's free space.
+const spaceCheckEvery = 250 * time.Millisecond
 
 // updateLag sets end minus committed per owned input partition, from the
 // consumer's cached high watermark and the offsets this session committed

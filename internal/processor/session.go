@@ -44,17 +44,18 @@ type session struct {
 	output    string
 	dlq       string
 
-	tasks      map[int32]*task
-	lingering  map[int32]time.Time // revoked tasks whose state waits for cleanup
-	assigned   bool                // the first assignment arrived
-	inTxn      bool                // owned by whoever produces: the committer, or the loop with the cache off
-	cacheBytes int64
-	lastCommit time.Time
-	oldestTS   time.Time // oldest input timestamp since the last commit
-	lastLag    time.Time
-	sampled    uint64 // records seen, for sampling the process latency
-	idle       bool   // the last poll brought nothing
-	err        error  // set by the rebalance callback to end the session
+	tasks          map[int32]*task
+	lingering      map[int32]time.Time // revoked tasks whose state waits for cleanup
+	assigned       bool                // the first assignment arrived
+	inTxn          bool                // owned by whoever produces: the committer, or the loop with the cache off
+	cacheBytes     int64
+	lastCommit     time.Time
+	oldestTS       time.Time // oldest input timestamp since the last commit
+	lastLag        time.Time
+	lastSpaceCheck time.Time
+	sampled        uint64 // records seen, for sampling the process latency
+	idle           bool   // the last poll brought nothing
+	err            error  // set by the rebalance callback to end the session
 
 	// The committer goroutine and the batch in flight.
 	batches       chan *commitBatch
