@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +40,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
 	log.Info("starting abacus", "version", version, "application_id", cfg.ApplicationID,
 		"input_topic", cfg.InputTopic, "processing_guarantee", cfg.ProcessingGuarantee)
+	setMemoryLimit(cfg, environ, log)
 
 	if cfg.Embedded() {
 		dataDir := filepath.Join(cfg.StateDir, "broker")
@@ -322,4 +327,17 @@ func (h health) Tasks() []api.TaskStatus {
 		out[i] = api.TaskStatus(t)
 	}
 	return out
+}
+
+// setMemoryLimit gives the Go heap its soft limit: without one the heap
+// runs up to twice its live size between collections, which at a million
+// keys is most of a pod's memory. GOMEMLIMIT in the environment is the Go
+// runtime's own and is left alone, unless ABACUS_MEMORY_LIMIT is set too.
+func setMemoryLimit(cfg config.Config, environ []string, log *slog.Logger) {
+	if cfg.MemoryLimit == 0 && slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "GOMEMLIMIT=") }) {
+		log.Info("Go heap soft limit from GOMEMLIMIT", "limit_bytes", debug.SetMemoryLimit(-1))
+		return
+	}
+	debug.SetMemoryLimit(cfg.GoMemoryLimit())
+	log.Info("Go heap soft limit", "limit_bytes", cfg.GoMemoryLimit())
 }

@@ -50,7 +50,10 @@ type Config struct {
 	CommitInterval      time.Duration
 	// CacheMaxBytes bounds the record cache that coalesces updates per key
 	// between commits; 0 sends every update to the changelog at once.
-	CacheMaxBytes     int64
+	CacheMaxBytes int64
+	// MemoryLimit is the Go heap's soft limit; 0 derives it from the
+	// caches (GoMemoryLimit).
+	MemoryLimit       int64
 	PeerURLTemplate   string
 	Namespace         string
 	Service           string
@@ -137,6 +140,17 @@ func (c Config) ChangelogTopic() string {
 }
 
 // DLQTopic receives the records that could not be counted.
+// GoMemoryLimit is the soft limit for the Go heap: MemoryLimit, or room
+// for Badger's memtables and caches (about 100 MiB), the rest of the
+// process, and the record cache and the read cache, which a Go map holds
+// in up to twice their accounted bytes, one batch in flight besides.
+func (c Config) GoMemoryLimit() int64 {
+	if c.MemoryLimit > 0 {
+		return c.MemoryLimit
+	}
+	return 192<<20 + 4*c.CacheMaxBytes
+}
+
 func (c Config) DLQTopic() string { return c.ApplicationID + "-dlq" }
 
 // TransactionalID is this member's producer identity under exactly_once_v2.
@@ -212,6 +226,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommitInterval < 10*time.Millisecond {
 		return bad("commit_interval", c.CommitInterval.String(), "must be at least 10ms")
+	}
+	if c.MemoryLimit < 0 {
+		return bad("memory_limit", strconv.FormatInt(c.MemoryLimit, 10), "must be 0 (derived from the caches) or a positive number of bytes")
 	}
 	if c.CacheMaxBytes < 0 {
 		return bad("cache_max_bytes", strconv.FormatInt(c.CacheMaxBytes, 10), "must be 0 (off) or a positive number of bytes")

@@ -83,6 +83,7 @@ var settings = []setting{
 	str("instance_id", "member name (group.instance.id); defaults to the host name", func(c *Config) *string { return &c.InstanceID }),
 	str("processing_guarantee", "at_least_once or exactly_once_v2", func(c *Config) *string { return &c.ProcessingGuarantee }),
 	duration("commit_interval", "how often offsets and state are committed", func(c *Config) *time.Duration { return &c.CommitInterval }),
+	bytesize("memory_limit", "soft limit of the Go heap (0 = 192MiB + 4 x cache_max_bytes; GOMEMLIMIT in the environment wins over 0)", func(c *Config) *int64 { return &c.MemoryLimit }),
 	bytesize("cache_max_bytes", "record cache that coalesces updates per key between commits (0 = off)", func(c *Config) *int64 { return &c.CacheMaxBytes }),
 	str("peer_url_template", "Go template of a member's URL (.Member .Ordinal .Namespace .Service .Port, add)", func(c *Config) *string { return &c.PeerURLTemplate }),
 	str("namespace", "Kubernetes namespace, for the peer URL template", func(c *Config) *string { return &c.Namespace }),

@@ -67,8 +67,8 @@ func Consumer(cfg config.Config) *kafka.ConfigMap {
 // Producer is the producer of changelog, output and dead-letter records.
 func Producer(cfg config.Config) *kafka.ConfigMap {
 	m := client(cfg, "producer", kafka.ConfigMap{
-		"linger.ms":                    5,
-		"batch.num.messages":           10000,
+		"linger.ms":          5,
+		"batch.num.messages": 10000,
 		// A commit's sends wait here until the broker has them: a bound in
 		// records is a bound in memory (librdkafka keeps ~250 bytes a
 		// record beyond its key and value), and past it the committer
