@@ -253,7 +253,7 @@ func (fakeOps) Config() map[string]any {
 		"bootstrap_servers": "kafka:9092", "embedded_broker": "127.0.0.1:9092", "application_id": "counts-app",
 		"input_topic": "input-topic", "output_topic": "counts-topic", "store": "counts-store", "state_dir": "/data",
 		"http_addr": ":8080", "instance_id": "abacus-0", "processing_guarantee": "exactly_once_v2",
-		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
+		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "memory_limit": 0, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
 		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "on_error": "dlq",
 		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "log_level": "info",
 		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
