@@ -1,6 +1,9 @@
 package store
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // A keep-max restore (at-least-once) keeps the larger of the stored count
 // and the changelog's: a lower count landing late on the changelog does
@@ -70,5 +73,66 @@ func TestRestoreKeepingMax(t *testing.T) {
 	}
 	if n, _, _ := p.Get([]byte("stored-high")); n != 127 {
 		t.Errorf("plain restore: stored-high = %d, want the changelog's 127", n)
+	}
+}
+
+// The exactly-once restorer coalesces a chunk per key with the last record
+// winning, tombstones included, and says when its chunk is full.
+func TestRestoreCoalescesAChunk(t *testing.T) {
+	db := newDB(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(1)
+	if err := p.Commit(Batch{Counts: map[string]int64{"gone": 5, "kept": 9}, Checkpoint: 3}); err != nil {
+		t.Fatal(err)
+	}
+	r := p.NewRestorer()
+	defer r.Cancel()
+	put := func(k string, n int64) {
+		t.Helper()
+		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func(k string) {
+		t.Helper()
+		if err := r.Delete([]byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", 4)
+	put("a", 2) // lower, but the changelog is the truth here: last wins
+	del("gone")
+	put("back", 1)
+	del("back")
+	put("back", 7) // a count after a tombstone
+	put("new", 1)
+	del("new") // ends deleted
+	if r.Full() {
+		t.Fatal("a chunk of five keys says it is full")
+	}
+	if err := r.Checkpoint(11); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int64{"a": 2, "back": 7, "kept": 9} {
+		if n, found, err := p.Get([]byte(key)); err != nil || !found || n != want {
+			t.Errorf("%s = %d (found %v, %v), want %d", key, n, found, err, want)
+		}
+	}
+	for _, key := range []string{"gone", "new"} {
+		if _, found, _ := p.Get([]byte(key)); found {
+			t.Errorf("%s is still there after its tombstone", key)
+		}
+	}
+	if cp, _ := p.Checkpoint(); cp != 11 {
+		t.Errorf("checkpoint %d, want 11", cp)
+	}
+	for i := 0; !r.Full(); i++ {
+		put(fmt.Sprintf("key-%08d", i), 1)
+		if i > RestoreChunkBytes {
+			t.Fatal("the chunk never fills")
+		}
 	}
 }
