@@ -301,7 +301,7 @@ func (s *session) close() {
 	_ = s.abortTxn("session closing")
 	s.producer.Close()
 	s.delivered.close()
-	s.snap.Close()
+	s.snap.Refresh() // ends its view before the store can close
 	empty := map[int32]*taskView{}
 	s.p.tasks.Store(&empty)
 }

@@ -89,16 +89,15 @@ type Snapshot struct {
 // Snapshot starts a snapshot reader; it opens its view at its first read.
 func (d *DB) Snapshot() *Snapshot { return &Snapshot{db: d.db} }
 
-// Refresh makes the next read see every write committed before it.
+// Refresh makes the next read see every write committed before it. It
+// also ends the snapshot's view until then, so a reader done with it
+// calls Refresh before the database closes.
 func (s *Snapshot) Refresh() {
 	if s.txn != nil {
 		s.txn.Discard()
 		s.txn = nil
 	}
 }
-
-// Close ends the snapshot's view; it may be used again (as after Refresh).
-func (s *Snapshot) Close() { s.Refresh() }
 
 // Checkpoint returns the changelog offset the partition is complete up to,
 // or NoCheckpoint.
@@ -159,8 +158,10 @@ func (p *Partition) commit(b Batch) error {
 	)
 	txn := p.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	write := func(op func(*badger.Txn) error) error {
-		err := op(txn)
+	// write sets key to value (deletes it for a nil value), going on in a
+	// new transaction when this one is full.
+	write := func(key, value []byte) error {
+		err := setOrDelete(txn, key, value)
 		if !errors.Is(err, badger.ErrTxnTooBig) {
 			return err
 		}
@@ -174,27 +175,25 @@ func (p *Partition) commit(b Batch) error {
 			background.Done()
 		})
 		txn = p.db.NewTransaction(true)
-		return op(txn)
+		return setOrDelete(txn, key, value)
 	}
 	for k, n := range b.Counts {
 		start := len(keys)
 		keys = append(append(keys, p.keyPrefix...), k...)
 		vstart := len(values)
 		values = strconv.AppendInt(values, n, 10)
-		key, value := keys[start:len(keys):len(keys)], values[vstart:len(values):len(values)]
-		if err := write(func(t *badger.Txn) error { return t.Set(key, value) }); err != nil {
+		if err := write(keys[start:len(keys):len(keys)], values[vstart:len(values):len(values)]); err != nil {
 			return err
 		}
 	}
 	for _, k := range b.Deletes {
 		start := len(keys)
 		keys = append(append(keys, p.keyPrefix...), k...)
-		key := keys[start:len(keys):len(keys)]
-		if err := write(func(t *badger.Txn) error { return t.Delete(key) }); err != nil {
+		if err := write(keys[start:len(keys):len(keys)], nil); err != nil {
 			return err
 		}
 	}
-	if err := write(func(t *badger.Txn) error { return t.Set(p.checkpointKey, encodeCount(b.Checkpoint)) }); err != nil {
+	if err := write(p.checkpointKey, encodeCount(b.Checkpoint)); err != nil {
 		return err
 	}
 	background.Wait()
@@ -202,6 +201,14 @@ func (p *Partition) commit(b Batch) error {
 		return failed
 	}
 	return txn.Commit()
+}
+
+// setOrDelete sets key to value in txn, or deletes it for a nil value.
+func setOrDelete(txn *badger.Txn, key, value []byte) error {
+	if value == nil {
+		return txn.Delete(key)
+	}
+	return txn.Set(key, value)
 }
 
 // Wipe deletes every value and the checkpoint of the partition.

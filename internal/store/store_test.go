@@ -77,7 +77,14 @@ func TestCommitLargerThanOneTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	if err := p.Scan(ScanOptions{}, func(k []byte, v int64) bool { n++; return true }); err != nil {
+	if err := p.Scan(ScanOptions{}, func(k []byte, v int64) bool {
+		if want := counts[string(k)]; v != want {
+			t.Errorf("%s = %d, want %d", k, v, want)
+			return false
+		}
+		n++
+		return true
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if n != 200_000 {
