@@ -20,10 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/subscribe"
 	"github.com/abacus-streams/abacus/internal/testkit"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Live count subscriptions (issue 5), end to end: Server-Sent Events from
@@ -697,8 +698,8 @@ func sseStalledClient(t *testing.T, u string) net.Conn {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		conn := sseStalledDial(t, u)
-		head := sseReadHead(t, conn)
+		conn := testkit.StalledStream(t, u)
+		head := testkit.ReadHead(t, conn, 30*time.Second)
 		switch {
 		case strings.HasPrefix(head, "HTTP/1.1 200 "):
 			return conn
@@ -709,48 +710,6 @@ func sseStalledClient(t *testing.T, u string) net.Conn {
 			t.Fatalf("subscribe %s: %q; want a 200", u, head)
 		}
 	}
-}
-
-func sseStalledDial(t *testing.T, u string) net.Conn {
-	t.Helper()
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			// Before connect, so the advertised window stays small.
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	conn, err := d.Dial("tcp", pu.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", pu.RequestURI(), pu.Host); err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-// sseReadHead reads an answer's status line and headers, a byte at a time
-// so that nothing of the body is taken.
-func sseReadHead(t *testing.T, conn net.Conn) string {
-	t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	defer conn.SetReadDeadline(time.Time{})
-	var head []byte
-	one := make([]byte, 1)
-	for !strings.HasSuffix(string(head), "\r\n\r\n") {
-		if _, err := conn.Read(one); err != nil {
-			t.Fatalf("read the answer's head (%q so far): %v", head, err)
-		}
-		head = append(head, one[0])
-	}
-	return string(head)
 }
 
 // sseReader is one of many subscribers: it keeps only what the checks need.

@@ -15,14 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/abacus-streams/abacus/internal/testkit"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // Knobs, all optional:
@@ -280,23 +280,7 @@ func (s *subscribers) waitFinal(b *testing.B, within time.Duration, want func(i 
 // receive buffer and never reads.
 func stalledSubscriber(b *testing.B, in *testkit.Instance) net.Conn {
 	b.Helper()
-	u, _ := url.Parse(subscribeURL(in, "", true))
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	conn, err := d.Dial("tcp", u.Host)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", u.RequestURI(), u.Host); err != nil {
-		b.Fatal(err)
-	}
-	return conn
+	return testkit.StalledStream(b, subscribeURL(in, "", true))
 }
 
 func metric(b *testing.B, in *testkit.Instance, name string, labels ...string) float64 {

@@ -1,19 +1,17 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // Streams passed through (a key relayed from its owner, a prefix merged
@@ -126,44 +124,12 @@ func newStreamingServer(t *testing.T, a, b *fakeMember) (*httptest.Server, *conn
 // answer's head and then nothing more.
 func stalledClient(t *testing.T, srv *httptest.Server, target string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			// Before connect, so the advertised window stays small.
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	conn, err := d.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: abacus\r\n\r\n", target); err != nil {
-		t.Fatal(err)
-	}
-	head := readHead(t, conn)
+	conn := testkit.StalledStream(t, srv.URL+target)
+	head := testkit.ReadHead(t, conn, 10*time.Second)
 	if !strings.HasPrefix(head, "HTTP/1.1 200 ") || !strings.Contains(head, "\r\nConnection: close\r\n") {
 		t.Fatalf("answer %q; want a 200 stream with Connection: close", head)
 	}
 	return conn
-}
-
-// readHead reads the status line and headers, byte by byte so that none of
-// the body is taken.
-func readHead(t *testing.T, conn net.Conn) string {
-	t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	defer conn.SetReadDeadline(time.Time{})
-	var head []byte
-	one := make([]byte, 1)
-	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
-		if _, err := conn.Read(one); err != nil {
-			t.Fatalf("read the answer's head (%q so far): %v", head, err)
-		}
-		head = append(head, one[0])
-	}
-	return string(head)
 }
 
 // waitReleased waits for the server to close the client's connection,
