@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abacus-streams/abacus/internal/testkit"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // kafkaAdmin is an admin client for the broker: topics, watermarks and the
@@ -110,25 +111,7 @@ func (a *kafkaAdmin) records(topic string) int64 {
 // committed is the sum of group's committed offsets on topic (partitions
 // without a committed offset count 0).
 func (a *kafkaAdmin) committed(group, topic string) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := a.admin.ListConsumerGroupOffsets(ctx,
-		[]kafka.ConsumerGroupTopicPartitions{{Group: group}}, kafka.SetAdminRequireStableOffsets(false))
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, g := range res.ConsumerGroupsTopicPartitions {
-		for _, tp := range g.Partitions {
-			if tp.Error != nil {
-				return 0, tp.Error
-			}
-			if *tp.Topic == topic && tp.Offset >= 0 {
-				n += int64(tp.Offset)
-			}
-		}
-	}
-	return n, nil
+	return testkit.CommittedRecords(a.admin, group, topic)
 }
 
 // uniformKeys makes n records over k keys ("key-0000042"), every key at

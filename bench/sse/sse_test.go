@@ -445,7 +445,7 @@ func BenchmarkSSEThroughput(b *testing.B) {
 					r.cpu = cpu1 - cpu0
 				}
 			}
-			c, err := committed(admin, app, input)
+			c, err := testkit.CommittedRecords(admin, app, input)
 			if err != nil {
 				b.Fatalf("%s: committed offsets: %v", app, err)
 			}
@@ -831,28 +831,4 @@ func (g *gate) open() {
 	default:
 		close(g.ch)
 	}
-}
-
-// committed is the sum of group's committed offsets on topic (partitions
-// without a committed offset count 0), which is the records committed.
-func committed(admin *kafka.AdminClient, group, topic string) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := admin.ListConsumerGroupOffsets(ctx,
-		[]kafka.ConsumerGroupTopicPartitions{{Group: group}}, kafka.SetAdminRequireStableOffsets(false))
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, g := range res.ConsumerGroupsTopicPartitions {
-		for _, tp := range g.Partitions {
-			if tp.Error != nil {
-				return 0, tp.Error
-			}
-			if *tp.Topic == topic && tp.Offset >= 0 {
-				n += int64(tp.Offset)
-			}
-		}
-	}
-	return n, nil
 }
