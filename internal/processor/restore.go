@@ -15,6 +15,12 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
+// restoreChunkRecords bounds the changelog records a restore reads before
+// it writes its chunk and checkpoint, also when a few hot keys never fill
+// the chunk's bytes: progress is reported, and a crash keeps the work, at
+// least this often.
+const restoreChunkRecords = 100_000
+
 // restorer brings one task's store up to the end of its changelog partition.
 // It owns the store partition until done is closed.
 type restorer struct {
@@ -217,7 +223,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 				// waiting for the consumer to report the end of the log.
 				return finish()
 			}
-			if w.Full() {
+			if w.Full() || pending >= restoreChunkRecords {
 				if err := w.Checkpoint(last); err != nil {
 					return storeWrite(err)
 				}
