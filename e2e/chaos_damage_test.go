@@ -181,7 +181,7 @@ func TestChaosDamagedLocalState(t *testing.T) {
 		more := skewed(seed+uint64(i)+1, batch/3, keys)
 		testkit.Produce(t, b.Addr(), input, "murmur2_random", more.records)
 		all = all.add(more)
-		_, changelogRecords := testkit.LastValues(t, b.Addr(), changelog, "read_committed")
+		changelogKeys, changelogRecords := testkit.LastValues(t, b.Addr(), changelog, "read_committed")
 
 		in.Restart()
 		// Until it is ready every answer is a 503 or a count between what
@@ -233,8 +233,11 @@ func TestChaosDamagedLocalState(t *testing.T) {
 			if !noticed || asideErr != nil {
 				t.Errorf("%s: the damage was not noticed (logged %v, moved aside: %v); store files: %s", d.name, noticed, asideErr, listStore(dir))
 			}
-			if restored != float64(changelogRecords) {
-				t.Errorf("%s: restored %v changelog records, want the whole changelog's %d", d.name, restored, changelogRecords)
+			// The broker may compact the changelog between the count before
+			// the restart and the restore: a whole restore applies at most
+			// what it held then and at least one record per key.
+			if restored < float64(len(changelogKeys)) || restored > float64(changelogRecords) {
+				t.Errorf("%s: restored %v changelog records, want the whole changelog's (%d records over %d keys before the restart)", d.name, restored, changelogRecords, len(changelogKeys))
 			}
 		}
 		if t.Failed() {
