@@ -792,6 +792,14 @@ func TestSSEThousandSubscribers(t *testing.T) {
 		}
 		readers[i] = r
 	}
+	// A prefix stream needs the instance's view of the group, which can
+	// come a moment after it is ready (503 starting until then).
+	testkit.Eventually(t, time.Minute, func() error {
+		if v := clusterOf(t, in); len(v.Members) != 1 || len(v.Members[0].Partitions) != 4 {
+			return fmt.Errorf("cluster view %+v, want abacus-0 owning 4 partitions", v)
+		}
+		return nil
+	})
 	// Connect them, 50 at a time.
 	began := time.Now()
 	sem := make(chan struct{}, 50)

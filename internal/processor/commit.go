@@ -146,12 +146,24 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 			return false, err
 		}
 	}
-	if b.send {
-		if err := s.sendAll(b.tasks); err != nil {
+	// At least once with the record cache, each task's counts go to
+	// Badger as soon as its own records are delivered (storeEach);
+	// otherwise all are sent, delivered or committed, then stored.
+	pipelined := b.send && !s.eos && s.outputPartitions > 0
+	var produced, delivered time.Time
+	if pipelined {
+		var err error
+		if produced, delivered, err = s.storeEach(ctx, b.tasks); err != nil {
+			return false, err
+		}
+	} else if b.send {
+		if err := s.sendAll(b.tasks, nil); err != nil {
 			return false, err
 		}
 	}
-	produced := time.Now()
+	if !pipelined {
+		produced = time.Now()
+	}
 	var offsets []kafka.TopicPartition
 	for _, tb := range b.tasks {
 		if tb.nextOffset >= 0 {
@@ -163,12 +175,15 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 			return aborted, err
 		}
 	}
+	// Every send, dead letters too, before the input offsets.
 	if err := s.delivered.wait(ctx, s.p.beat); err != nil {
 		return false, fmt.Errorf("wait for changelog and output deliveries: %w", err)
 	}
-	delivered := time.Now()
-	if err := s.storeAll(b.tasks); err != nil {
-		return false, err
+	if !pipelined {
+		delivered = time.Now()
+		if err := s.storeAll(b.tasks); err != nil {
+			return false, err
+		}
 	}
 	var updates []Update
 	if s.p.cfg.OnCommit != nil {
@@ -213,30 +228,93 @@ const storeWorkers = 4
 // storeAll writes each task's counts with the changelog offset of its
 // last delivered count as the checkpoint, several tasks at once.
 func (s *session) storeAll(tasks []taskBatch) error {
-	work := make(chan taskBatch)
-	errs := make(chan error, storeWorkers)
-	for range min(storeWorkers, len(tasks)) {
+	work, wait := s.startStores(len(tasks))
+	for _, tb := range tasks {
+		work <- tb
+	}
+	close(work)
+	return wait()
+}
+
+// storeEach sends a batch and writes each task's counts and checkpoint
+// to Badger as soon as that task's own changelog and output records are
+// delivered, while the later tasks' are still being sent: the store
+// overlaps the sends instead of following them all (at_least_once; the
+// order within a task is the state protocol's). It returns when the
+// last task is stored, with the times the sends were all handed over and
+// the last task's deliveries came in.
+func (s *session) storeEach(ctx context.Context, tasks []taskBatch) (produced, delivered time.Time, err error) {
+	progress := &sendProgress{
+		marks:     make([]sentMark, len(tasks)),
+		changelog: make(chan int, len(tasks)),
+		output:    make(chan int, len(tasks)),
+	}
+	sent := make(chan error, 1)
+	var sentAt time.Time
+	go func() {
+		err := s.sendAll(tasks, progress)
+		sentAt = time.Now()
+		sent <- err
+	}()
+	sending := sent
+	work, wait := s.startStores(len(tasks))
+	err = func() error {
+		for i := range tasks {
+			// Each goroutine reports task i (tasks in order) before it ends.
+			for _, reports := range []chan int{progress.changelog, progress.output} {
+				select {
+				case <-reports:
+				case err := <-sending:
+					sending = nil
+					if err != nil {
+						return err
+					}
+					<-reports // it ended well: every report is in the buffer
+				}
+			}
+			if err := s.delivered.waitMark(ctx, s.p.beat, progress.marks[i]); err != nil {
+				return fmt.Errorf("wait for changelog and output deliveries: %w", err)
+			}
+			work <- tasks[i]
+		}
+		return nil
+	}()
+	delivered = time.Now()
+	close(work)
+	err = errors.Join(err, wait())
+	if sending != nil {
+		// The senders use the producer: never leave them behind.
+		err = errors.Join(err, <-sending)
+	}
+	return sentAt, delivered, err
+}
+
+// startStores starts up to storeWorkers goroutines that store the tasks
+// put on work (those with counts) until it is closed; wait waits for them
+// and returns their first errors. A worker stores nothing after its
+// first failure.
+func (s *session) startStores(tasks int) (work chan<- taskBatch, wait func() error) {
+	ch := make(chan taskBatch)
+	workers := min(storeWorkers, tasks)
+	errs := make(chan error, workers)
+	for range workers {
 		go func() {
 			var first error
-			for tb := range work {
-				if first == nil {
+			for tb := range ch {
+				if first == nil && len(tb.counts) > 0 {
 					first = s.storeTask(tb)
 				}
 			}
 			errs <- first
 		}()
 	}
-	for _, tb := range tasks {
-		if len(tb.counts) > 0 {
-			work <- tb
+	return ch, func() error {
+		var err error
+		for range workers {
+			err = errors.Join(err, <-errs)
 		}
+		return err
 	}
-	close(work)
-	var err error
-	for range min(storeWorkers, len(tasks)) {
-		err = errors.Join(err, <-errs)
-	}
-	return err
 }
 
 // storeTask writes one task's counts and checkpoint to Badger.
@@ -355,7 +433,7 @@ func (s *session) rewind(aborted *commitBatch) {
 		if !ok || !t.active.Load() || s.err != nil {
 			continue
 		}
-		if err := s.consumer.Seek(kafka.TopicPartition{Topic: &s.input, Partition: p, Offset: kafka.Offset(off)}, 0); err != nil {
+		if err := s.seek(p, kafka.Offset(off), nil); err != nil {
 			s.err = fmt.Errorf("rewind task %d after abort: %w", p, err)
 		}
 	}

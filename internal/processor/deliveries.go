@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -12,35 +13,55 @@ import (
 // deliveries reads the producer's events (its delivery reports among
 // them) in its own goroutine, so the producer never waits on them, and
 // keeps what a commit needs: how many sends are outstanding, the first
-// failure, and the offset of the last changelog record delivered per
-// partition. Reports come on the producer's own channel rather than one
+// failure, the offset of the last changelog record delivered per
+// partition, and how many reports came per changelog and output
+// partition (so a commit can tell when one task's sends are all in). Reports come on the producer's own channel rather than one
 // passed with each send: confluent-kafka-go keeps a per-send channel in a
 // locked map until its report, a cost on every record.
 type deliveries struct {
 	events    <-chan kafka.Event
 	onError   func(kafka.Error)
 	changelog string
+	output    string
 	done      chan struct{}
 
 	// changed is signalled (without blocking) after every report.
 	changed chan struct{}
 
+	// pending is an atomic, not under mu: every send adds to it, from
+	// two goroutines at once.
+	pending atomic.Int64
+
 	mu           sync.Mutex
-	pending      int
 	err          error
 	changelogEnd map[int32]int64
+	// Reports (delivered or failed) per partition in this session.
+	changelogReported map[int32]int64
+	outputReported    map[int32]int64
+}
+
+// sentMark is how far the sends of one task's part of a batch went: the
+// reports its changelog partition and each output partition must reach
+// (counted over the session) for all of them to be in.
+type sentMark struct {
+	partition int32
+	changelog int64
+	output    []int64
 }
 
 // newDeliveries reads events until the channel closes (the producer's
 // Close closes it); onError sees the client's error events.
-func newDeliveries(changelog string, events <-chan kafka.Event, onError func(kafka.Error)) *deliveries {
+func newDeliveries(changelog, output string, events <-chan kafka.Event, onError func(kafka.Error)) *deliveries {
 	d := &deliveries{
-		events:       events,
-		onError:      onError,
-		changelog:    changelog,
-		done:         make(chan struct{}),
-		changed:      make(chan struct{}, 1),
-		changelogEnd: map[int32]int64{},
+		events:            events,
+		onError:           onError,
+		changelog:         changelog,
+		output:            output,
+		done:              make(chan struct{}),
+		changed:           make(chan struct{}, 1),
+		changelogEnd:      map[int32]int64{},
+		changelogReported: map[int32]int64{},
+		outputReported:    map[int32]int64{},
 	}
 	go d.run()
 	return d
@@ -58,7 +79,12 @@ func (d *deliveries) run() {
 		}
 		tp := m.TopicPartition
 		d.mu.Lock()
-		d.pending--
+		switch *tp.Topic {
+		case d.changelog:
+			d.changelogReported[tp.Partition]++
+		case d.output:
+			d.outputReported[tp.Partition]++
+		}
 		if tp.Error != nil {
 			if d.err == nil {
 				d.err = fmt.Errorf("deliver to %s[%d]: %w", *tp.Topic, tp.Partition, tp.Error)
@@ -69,6 +95,7 @@ func (d *deliveries) run() {
 			}
 		}
 		d.mu.Unlock()
+		d.pending.Add(-1)
 		select {
 		case d.changed <- struct{}{}:
 		default:
@@ -77,31 +104,53 @@ func (d *deliveries) run() {
 }
 
 // add counts a send about to be made; undo it if the send fails.
-func (d *deliveries) add(n int) {
-	d.mu.Lock()
-	d.pending += n
-	d.mu.Unlock()
-}
+func (d *deliveries) add(n int) { d.pending.Add(int64(n)) }
 
 // wait waits until every send is reported or ctx ends, and returns the
 // first delivery failure. The producer sends on its own (linger.ms); each
 // report wakes the wait.
 func (d *deliveries) wait(ctx context.Context, beat func()) error {
+	return d.waitUntil(ctx, beat,
+		func() bool { return d.pending.Load() == 0 },
+		func() string { return fmt.Sprintf("%d deliveries", d.pending.Load()) })
+}
+
+// waitMark waits until every send up to mark is reported or ctx ends, and
+// returns the first delivery failure (of any send).
+func (d *deliveries) waitMark(ctx context.Context, beat func(), mark sentMark) error {
+	return d.waitUntil(ctx, beat,
+		func() bool {
+			if d.changelogReported[mark.partition] < mark.changelog {
+				return false
+			}
+			for q, n := range mark.output {
+				if d.outputReported[int32(q)] < n {
+					return false
+				}
+			}
+			return true
+		},
+		func() string { return fmt.Sprintf("the deliveries of task %d", mark.partition) })
+}
+
+// waitUntil waits until done (called under the lock) holds, a delivery
+// fails or ctx ends; what names what was awaited.
+func (d *deliveries) waitUntil(ctx context.Context, beat func(), done func() bool, what func() string) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		d.mu.Lock()
-		pending, err := d.pending, d.err
+		ok, err := done(), d.err
 		d.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if pending == 0 {
+		if ok {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d deliveries: %w", pending, ctx.Err())
+			return fmt.Errorf("wait for %s: %w", what(), ctx.Err())
 		case <-d.changed:
 		case <-tick.C:
 			beat()

@@ -4,18 +4,22 @@
 // and commits state and offsets together by the state protocol of DESIGN.md.
 //
 // Ownership. One goroutine, the session loop, owns the consumer, the
-// producer and every task: it polls, processes records, runs the rebalance
-// callback (librdkafka calls it from inside Poll) and commits. The only
-// other goroutines are a task's restorer, which writes to that task's store
-// partition alone until it reports back to the loop, and the delivery
-// tracker, which reads the producer's delivery reports. HTTP handlers read
+// producer and every task: it processes records, runs the rebalance
+// callback and commits. The poller calls Poll for it on a goroutine of its
+// own and hands over records and the rebalance callback (librdkafka calls
+// it from inside Poll) in order, so the client's cost per record overlaps
+// the counting; records polled before a seek are dropped by generation
+// (poller.go). The committer runs one batch at a time; a task's restorer
+// writes to that task's store partition alone until it reports back to the
+// loop; the delivery tracker reads the producer's delivery reports. HTTP handlers read
 // committed values straight from the store and the task table through an
 // atomically swapped snapshot; they never touch the loop's state.
 //
 // Commit. At every commit interval, when the record cache is full, before a
 // revocation and at shutdown the loop commits: under at_least_once it waits
-// for every changelog and output delivery, writes each task's dirty values
-// with its new checkpoint to Badger, then commits the input offsets; under
+// for each task's changelog and output deliveries and writes that task's
+// dirty values with its new checkpoint to Badger (while later tasks' are
+// still on their way), then commits the input offsets once all are; under
 // exactly_once_v2 the changelog and output records and the input offsets
 // go in one Kafka transaction and Badger is written only after it commits.
 // Badger thus only ever holds committed state and the changelog offset it

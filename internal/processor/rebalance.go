@@ -10,7 +10,7 @@ import (
 )
 
 // rebalance is the consumer's rebalance callback (cooperative-sticky). It
-// runs on the session loop inside Poll. A revocation commits what it must
+// runs on the session loop (handed over by the poller, or inside Close). A revocation commits what it must
 // before it returns, so the next owner starts exactly where this one ended.
 func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 	switch e := ev.(type) {
@@ -274,6 +274,11 @@ func (s *session) purge(reason string) {
 // consumer does not leave the group, so a member back within
 // session.timeout.ms gets its partitions again without a rebalance.
 func (s *session) close() {
+	if s.poll != nil {
+		// First: it uses the consumer, and its callback hands over to a
+		// loop that is no longer there.
+		s.poll.close()
+	}
 	// A graceful shutdown has sent everything by now; a failed session
 	// must send nothing more.
 	s.purge("session closing")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -14,9 +15,6 @@ import (
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
-
-// pollTimeout bounds one turn of the session loop when no record arrives.
-const pollTimeout = 100 * time.Millisecond
 
 // bookkeepEvery: the loop does its bookkeeping once per this many records
 // (and whenever a poll brings no record).
@@ -30,7 +28,8 @@ const processSampleEvery = 64
 const cacheEntryOverhead = 64
 
 // session is one life of the consumer and producer. Its loop goroutine owns
-// every field; the rebalance callback runs on that goroutine inside Poll.
+// every field; the poller polls for it and hands the rebalance callback
+// over to it (poller.go).
 type session struct {
 	p         *Processor
 	ctx       context.Context
@@ -56,6 +55,8 @@ type session struct {
 	sampled        uint64 // records seen, for sampling the process latency
 	idle           bool   // the last poll brought nothing
 	err            error  // set by the rebalance callback to end the session
+	poll           *poller
+	inRebalance    bool // the loop runs a rebalance the poller handed over
 
 	// The committer goroutine and the batch in flight.
 	batches       chan *commitBatch
@@ -67,6 +68,15 @@ type session struct {
 	cancelBatches context.CancelFunc
 	// pendingDLQ holds dead letters for the next batch (record cache on).
 	pendingDLQ []*kafka.Message
+	// outputPartitions is the output topic's partition count when the
+	// session places output records itself (at_least_once with the record
+	// cache: see storeEach), else 0 and the producer's partitioner places
+	// them. sentChangelog and sentOutput count the records handed to the
+	// producer per partition, by the committer's two sending goroutines
+	// (one each).
+	outputPartitions int32
+	sentChangelog    map[int32]int64
+	sentOutput       []int64
 	// snap is the loop's view of the store for counts in none of a task's
 	// maps, refreshed whenever the store gains what the maps no longer
 	// hold: a finished batch, a finished restore.
@@ -91,10 +101,13 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	if err != nil {
 		return fatalf("create producer: %w", err)
 	}
-	s.delivered = newDeliveries(s.changelog, s.producer.Events(), func(e kafka.Error) {
+	s.delivered = newDeliveries(s.changelog, s.output, s.producer.Events(), func(e kafka.Error) {
 		p.metrics.kafkaErrors.Inc()
 		s.log.Debug("producer error", "error", e)
 	})
+	if !s.eos && p.cfg.CacheMaxBytes > 0 {
+		s.placeOutput()
+	}
 	s.batchCtx, s.cancelBatches = context.WithCancel(context.WithoutCancel(ctx))
 	s.batches, s.committerDone = make(chan *commitBatch, 1), make(chan struct{})
 	go s.committer(s.batches)
@@ -111,15 +124,18 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	if err != nil {
 		return fatalf("create consumer: %w", err)
 	}
-	if err := s.consumer.SubscribeTopics([]string{s.input}, s.rebalance); err != nil {
+	if err := s.consumer.SubscribeTopics([]string{s.input}, s.onRebalance); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", s.input, err)
 	}
+	s.poll = newPoller(s.consumer)
+	s.poll.start()
 	p.setState(StateRebalancing)
 	s.lastCommit = time.Now()
-	for turn := uint(0); ; turn++ {
+	for turn := bookkeepEvery; ; {
 		// Bookkeeping (clock reads, task scans) runs every few records
 		// and whenever the consumer has nothing, not for every record.
-		if turn%bookkeepEvery == 0 {
+		if turn >= bookkeepEvery {
+			turn = 0
 			p.beat()
 			if ctx.Err() != nil {
 				return s.shutdown()
@@ -133,17 +149,39 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		if s.err != nil {
 			return s.err
 		}
-		switch e := s.consumer.Poll(int(pollTimeout / time.Millisecond)).(type) {
-		case *kafka.Message:
-			if err := s.process(e); err != nil {
+		var it pollItem
+		select {
+		case it = <-s.poll.items:
+		case <-ctx.Done():
+			turn = bookkeepEvery
+			continue
+		}
+		for _, r := range it.records {
+			if s.poll.stale(r) {
+				continue // polled before its partition was sought back
+			}
+			if err := s.process(r.msg); err != nil {
 				return err
 			}
+		}
+		turn += len(it.records)
+		if len(it.records) > 0 {
 			continue
+		}
+		if it.rebalance != nil {
+			s.inRebalance = true
+			err := s.rebalance(s.consumer, it.rebalance)
+			s.inRebalance = false
+			it.reply <- err
+		}
+		switch e := it.event.(type) {
 		case nil:
-			// The input is drained for now: commit what is counted without
-			// waiting out the interval, so counts become durable (and
-			// readable) as soon as a burst ends.
-			s.idle = true
+			if it.rebalance == nil {
+				// The input is drained for now: commit what is counted
+				// without waiting out the interval, so counts become durable
+				// (and readable) as soon as a burst ends.
+				s.idle = true
+			}
 		case kafka.Error:
 			p.metrics.kafkaErrors.Inc()
 			if e.IsFatal() {
@@ -153,8 +191,32 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		case *kafka.Stats:
 			p.metrics.observeStats(e.String())
 		}
-		turn = bookkeepEvery - 1 // anything but a record: bookkeeping next
+		turn = bookkeepEvery // anything but records: bookkeeping next
 	}
+}
+
+// onRebalance is the consumer's rebalance callback. Inside Poll it runs on
+// the poller's goroutine and hands the event to the loop; inside Close,
+// after the poller ended, it runs on the loop itself.
+func (s *session) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
+	if s.poll == nil || s.poll.exited {
+		return s.rebalance(c, ev)
+	}
+	return s.poll.handOver(ev)
+}
+
+// seek moves an input partition's position; records polled before it are
+// dropped as stale.
+func (s *session) seek(p int32, off kafka.Offset, also func() error) error {
+	return s.poll.reposition(s.inRebalance, p, func() error {
+		if err := s.consumer.Seek(kafka.TopicPartition{Topic: &s.input, Partition: p, Offset: off}, 0); err != nil {
+			return err
+		}
+		if also != nil {
+			return also()
+		}
+		return nil
+	})
 }
 
 // process counts one input record.
@@ -168,10 +230,12 @@ func (s *session) process(m *kafka.Message) error {
 	}
 	if !t.active.Load() {
 		// Fetched before the pause took hold: give it back for later.
-		if err := s.consumer.Seek(kafka.TopicPartition{Topic: tp.Topic, Partition: tp.Partition, Offset: tp.Offset}, 0); err != nil {
+		if err := s.seek(tp.Partition, tp.Offset, func() error {
+			return s.consumer.Pause([]kafka.TopicPartition{{Topic: tp.Topic, Partition: tp.Partition}})
+		}); err != nil {
 			return fmt.Errorf("rewind restoring task %d: %w", tp.Partition, err)
 		}
-		return s.consumer.Pause([]kafka.TopicPartition{{Topic: tp.Topic, Partition: tp.Partition}})
+		return nil
 	}
 	s.p.metrics.consumed.Inc()
 	if t.nextOffset < 0 {
@@ -269,11 +333,24 @@ func (s *session) send(partition int32, key []byte, n int64) error {
 	return nil
 }
 
+// sendProgress tells, while a batch is sent, how far the sends went:
+// each sending goroutine puts a task's index on its channel (in the
+// batch's order) once it handed over that task's records, after it filled
+// in its part of the task's mark.
+type sendProgress struct {
+	marks     []sentMark
+	changelog chan int
+	output    chan int
+}
+
 // sendAll produces a batch's counts, the changelog's records and the
 // output's from two goroutines: the producer takes sends from several
 // at once, and a commit's sends are most of its time. The transaction,
-// if any, is open before either starts.
-func (s *session) sendAll(tasks []taskBatch) error {
+// if any, is open before either starts. progress, if not nil, hears how
+// far the sends went; it needs the session to place output records itself
+// (outputPartitions > 0), so that each task's records have known
+// partitions.
+func (s *session) sendAll(tasks []taskBatch, progress *sendProgress) error {
 	if err := s.beginTxn(); err != nil {
 		return err
 	}
@@ -282,16 +359,34 @@ func (s *session) sendAll(tasks []taskBatch) error {
 		// buffer serve every send.
 		m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: topic, Partition: kafka.PartitionAny}}
 		var value []byte
-		for _, tb := range tasks {
+		for i, tb := range tasks {
 			if own {
 				m.TopicPartition.Partition = tb.partition
 			}
 			for key, n := range tb.counts {
 				value = strconv.AppendInt(value[:0], n, 10)
 				m.Key, m.Value = unsafe.Slice(unsafe.StringData(key), len(key)), value
+				if !own && s.outputPartitions > 0 {
+					m.TopicPartition.Partition = s.p.part(m.Key, s.outputPartitions)
+				}
 				if err := s.produce(m); err != nil {
 					return err
 				}
+				if progress != nil && !own {
+					s.sentOutput[m.TopicPartition.Partition]++
+				}
+			}
+			if progress == nil {
+				continue
+			}
+			if own {
+				s.sentChangelog[tb.partition] += int64(len(tb.counts))
+				progress.marks[i].partition = tb.partition
+				progress.marks[i].changelog = s.sentChangelog[tb.partition]
+				progress.changelog <- i
+			} else {
+				progress.marks[i].output = slices.Clone(s.sentOutput)
+				progress.output <- i
 			}
 		}
 		return nil
@@ -312,6 +407,26 @@ func (s *session) sendAll(tasks []taskBatch) error {
 	s.p.metrics.producedChangelog.Add(float64(n))
 	s.p.metrics.producedOutput.Add(float64(n))
 	return nil
+}
+
+// placeOutput makes the session place output records itself, with the
+// configured partitioner over the output topic's partitions (what the
+// producer's partitioner would do), if it can read their number; else
+// the producer places them and commits wait for all deliveries at once.
+func (s *session) placeOutput() {
+	md, err := s.producer.GetMetadata(&s.output, false, 5000)
+	if err != nil {
+		s.log.Debug("output partitions not known: commits wait for all deliveries at once", "topic", s.output, "error", err)
+		return
+	}
+	t, ok := md.Topics[s.output]
+	if !ok || t.Error.Code() != kafka.ErrNoError || len(t.Partitions) == 0 {
+		s.log.Debug("output partitions not known: commits wait for all deliveries at once", "topic", s.output)
+		return
+	}
+	s.outputPartitions = int32(len(t.Partitions))
+	s.sentChangelog = map[int32]int64{}
+	s.sentOutput = make([]int64, len(t.Partitions))
 }
 
 // produce hands one record to the producer, opening the transaction first
