@@ -29,8 +29,9 @@ type Config struct {
 
 // Broker is a running embedded broker.
 type Broker struct {
-	cluster *kfake.Cluster
-	addr    string
+	cluster   *kfake.Cluster
+	addr      string
+	stopGuard func()
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -69,7 +70,12 @@ func Start(cfg Config) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("start embedded broker: %w", err)
 	}
-	return &Broker{cluster: c, addr: ln.Addr().String()}, nil
+	stopGuard, err := guardGroups(c, ln.Addr().String())
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start embedded broker: consumer group guard: %w", err)
+	}
+	return &Broker{cluster: c, addr: ln.Addr().String(), stopGuard: stopGuard}, nil
 }
 
 // Addr is the address clients bootstrap from.
@@ -79,7 +85,10 @@ func (b *Broker) Addr() string { return b.addr }
 func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
 // Close stops the broker and, with a data dir, flushes its log to disk.
-func (b *Broker) Close() { b.cluster.Close() }
+func (b *Broker) Close() {
+	b.stopGuard()
+	b.cluster.Close()
+}
 
 // advertised reports another address than the one it listens on; kfake
 // advertises its listener's address to clients.
