@@ -213,3 +213,26 @@ func TestRelayEndsCleanlyAfterQuietSpell(t *testing.T) {
 		t.Errorf("got %q, Connection: close %v; want the owner's event and the connection closed", body, resp.Close)
 	}
 }
+
+// A relayed stream passes on the owner's whole events and nothing of one
+// the owner's stream ended in, as a merged stream does.
+func TestRelayPassesWholeEvents(t *testing.T) {
+	cut := func(_ context.Context, w http.ResponseWriter, flush func() error) {
+		_, _ = io.WriteString(w, "retry: 1000\n\nevent: count\ndata: {}\n\n: ping\n\nid: 0-1\nevent: count\ndata: {\"ke")
+		_ = flush()
+	}
+	a, b := newFakeMember(t, cut), newFakeMember(t, idle)
+	srv, _ := newStreamingServer(t, a, b)
+	resp, err := http.Get(srv.URL + "/api/v1/stores/counts-store/subscribe?key=k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the stream: %v (got %q)", err, body)
+	}
+	if want := "retry: 1000\n\nevent: count\ndata: {}\n\n: ping\n\n"; string(body) != want {
+		t.Errorf("got %q; want %q", body, want)
+	}
+}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/r3labs/sse/v2"
 )
 
 // Subscriptions serves live count streams from this instance's own tasks.
@@ -163,14 +163,28 @@ func (s *Server) relay(c echo.Context, m Member) error {
 	if !out.open(resp.StatusCode) {
 		return nil
 	}
-	buf := make([]byte, 32<<10)
+	if resp.StatusCode != http.StatusOK {
+		copyAnswer(resp.Body, out.write) // the owner's refusal, as it gave it
+		return nil
+	}
+	// Until the owner ends the stream (moved, shutdown) or dies, or the
+	// client leaves or stalls.
+	copyEvents(resp.Body, out.write)
+	return nil
+}
+
+// copyAnswer passes a short non-stream answer (a JSON error) through.
+func copyAnswer(r io.Reader, write func([]byte) bool) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	r = io.LimitReader(r, 1<<20)
 	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 && !out.write(buf[:n]) {
-			return nil // the client left or stalled
+		n, err := r.Read(*buf)
+		if n > 0 && !write((*buf)[:n]) {
+			return
 		}
 		if err != nil {
-			return nil // the owner ended the stream (moved, shutdown) or died
+			return
 		}
 	}
 }
@@ -253,22 +267,64 @@ func closeBodies(resps []*http.Response) {
 	}
 }
 
-// copyEvents reads SSE blocks (lines up to a blank line) and hands each
-// whole block to write, until the stream ends or write refuses.
+// maxEventBytes bounds one event read from a member. A count event carries
+// a stored key, which only Kafka's record size bounds (1 MiB by default),
+// and JSON may spell each of its bytes in six ("\ufffd" for invalid
+// UTF-8); a member never sends more than that in one event.
+const maxEventBytes = 8 << 20
+
+// cutMark marks, in the bytes r3labs/sse's EventStreamReader reads, the
+// point where a member's stream ended. Our events never hold a NUL byte
+// (JSON escapes it), so an "event" that ends in one is the end of the
+// stream, with whatever incomplete event the connection was cut in.
+const cutMark = 0
+
+// copyEvents reads a member's event stream one event at a time with
+// r3labs/sse's EventStreamReader and hands each whole event (blank line
+// included) to write, until the stream ends or write refuses. An event the
+// stream ended in the middle of (a member that died, a connection cut) is
+// not passed on: the EventStreamReader returns such a tail as one more
+// event, which the cut mark tells apart.
 func copyEvents(r io.Reader, write func([]byte) bool) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	events := sse.NewEventStreamReader(&markEnd{r: r}, maxEventBytes)
 	var block []byte
 	for {
-		line, err := br.ReadString('\n')
-		block = append(block, line...)
-		if line == "\n" || line == "\r\n" {
-			if !write(block) {
-				return
-			}
-			block = block[:0]
+		ev, err := events.ReadEvent()
+		switch {
+		case err != nil:
+			return // an event over maxEventBytes: the client reconnects
+		case len(ev) == 0:
+			continue // an extra blank line
+		case ev[len(ev)-1] == cutMark:
+			return
 		}
-		if err != nil {
+		block = append(append(block[:0], ev...), "\n\n"...)
+		if !write(block) {
 			return
 		}
 	}
+}
+
+// markEnd reads r and, when r ends (cleanly or not), first yields the cut
+// mark and then r's error.
+type markEnd struct {
+	r      io.Reader
+	err    error
+	marked bool
+}
+
+func (m *markEnd) Read(p []byte) (int, error) {
+	if m.err == nil {
+		var n int
+		n, m.err = m.r.Read(p)
+		if n > 0 || m.err == nil {
+			return n, nil // the error, if any, comes at the next call
+		}
+	}
+	if !m.marked && len(p) > 0 {
+		m.marked = true
+		p[0] = cutMark
+		return 1, nil
+	}
+	return 0, m.err
 }

@@ -98,12 +98,54 @@
 // to return, and refuses new subscriptions with 503 shutting_down, so an
 // HTTP server's graceful shutdown is not held up by open streams.
 //
-// # Why not r3labs/sse
+// # Server-Sent Events: r3labs/sse/v2 and our own framing
 //
-// The SSE framing is written here on net/http. github.com/r3labs/sse/v2
-// broadcasts one event log per stream: its stream goroutine sends every
-// event to each subscriber's channel and blocks while one subscriber's
-// channel is full, so one stalled client would stall the fan-out; it has
-// no per-subscriber coalescing, initial value, write deadlines or
-// heartbeats, and it insists on numeric Last-Event-IDs.
+// github.com/r3labs/sse/v2 is the project's SSE library, and it reads
+// streams: internal/api relays a key's stream from the member that owns
+// it, and merges a prefix's streams from every member, by reading each
+// member's stream one event at a time with its EventStreamReader
+// (internal/api copyEvents), so that only whole events reach the client.
+//
+// It does not write them. The streams served here are framed by this
+// package on net/http (event.go, writer.go), because sse.Server (v2.10.0:
+// http.go, stream.go, subscriber.go) cannot serve them without giving up
+// a guarantee above, even as one sse.Stream per subscriber, AutoReplay
+// off, with our pending set in front of Publish so the loop never blocks:
+//
+//   - The format. It writes an "id:" line before every data line, an
+//     empty one for an event without id (which resets a client's last
+//     event id), where snapshot values and moved events have none; it
+//     writes retry only inside an event with data, and takes an event
+//     with neither data nor a comment for the end of the stream, so a
+//     stream cannot open with the retry field alone.
+//   - Reconnection. It answers 400 to a Last-Event-ID that is not an
+//     integer. Ours are "<partition>-<offset>", and an EventSource does
+//     not reconnect after a non-200 answer, so every subscription that
+//     had been sent an update would end at its first reconnection.
+//   - Coalescing. Between Publish and the client are two FIFOs, the
+//     stream's event channel (BufferSize) and each subscriber's channel
+//     (64, fixed): values waiting there cannot be replaced by newer ones,
+//     so a slow reader would be sent superseded values, and a prefix
+//     stream's overflow would show only once they were full.
+//   - Slow clients. It ignores the error of every write and goes on
+//     until its subscriber channel is closed (or it is sent an empty
+//     event), and it flushes after every event (writer.go sends a drained batch in writes of up to 32 KiB).
+//     The deadline before each write, the write cut short at shutdown and
+//     the drop counting would all live in a wrapper of the response: in
+//     our code still.
+//   - Ending streams. A moved partition, an overflow and shutdown end
+//     streams from the server's side. Removing an sse.Stream while a
+//     request on it is open leaves that request's goroutine blocked for
+//     ever in Subscriber.close (a send to the stream's deregister channel,
+//     which nothing reads once the stream stopped).
+//   - Cost. Three more goroutines per subscriber (the stream's loop,
+//     ServeHTTP's context watcher, a feeder from our pending set into
+//     Publish) and an allocated Event per update, where one handler
+//     goroutine now writes into a reused buffer.
+//
+// A single sse.Stream shared by subscribers would be worse: its loop
+// blocks while any one subscriber's channel is full, so one stalled
+// client would stall the fan-out. r3labs_test.go pins the format and
+// Last-Event-ID behaviours above; if an upgrade changes them it fails,
+// and this choice is made again.
 package subscribe
