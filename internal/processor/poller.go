@@ -24,6 +24,9 @@ import (
 // hands the event to the loop behind every record polled before it and
 // waits for the loop to run the real callback, so the loop still owns every
 // task and the callback still returns only once a revocation is committed.
+// It lets go of the lock while it waits: the loop may still be on records
+// before the rebalance that seek (a record of a task still restoring), and
+// a commit that fails in the callback rewinds (TestPollerSeekWhileRebalanceWaits).
 
 // pollerTimeout bounds one Poll; it is also how long a seek may wait.
 const pollerTimeoutMs = 10
@@ -55,9 +58,10 @@ type poller struct {
 	// only after done.
 	exited bool
 
-	// mu is held across each Poll and each reposition.
+	// mu is held across each Poll (but not while a rebalance waits for the
+	// loop) and each reposition.
 	mu   sync.Mutex
-	gens map[int32]uint32 // written by the loop only
+	gens map[int32]uint32 // written by the loop only, under mu
 	held []polled         // records not handed over yet
 }
 
@@ -134,6 +138,9 @@ func (p *poller) send(it pollItem) bool {
 // the rebalance behind the records polled before it and waits for the
 // loop's answer.
 func (p *poller) handOver(ev kafka.Event) error {
+	// run holds the lock across Poll; nothing is polled while we wait.
+	p.mu.Unlock()
+	defer p.mu.Lock()
 	if !p.flush() {
 		return errSessionClosing
 	}
@@ -150,14 +157,10 @@ func (p *poller) handOver(ev kafka.Event) error {
 }
 
 // reposition runs fn, which moves partition part's position, and makes the
-// records polled before it stale. inRebalance: the caller is the loop
-// running a handed-over rebalance, while the poller waits inside Poll
-// holding the lock, so nothing is polled meanwhile.
-func (p *poller) reposition(inRebalance bool, part int32, fn func() error) error {
-	if !inRebalance {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-	}
+// records polled before it stale (loop only).
+func (p *poller) reposition(part int32, fn func() error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.gens[part]++
 	return fn()
 }

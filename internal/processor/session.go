@@ -56,7 +56,6 @@ type session struct {
 	idle           bool   // the last poll brought nothing
 	err            error  // set by the rebalance callback to end the session
 	poll           *poller
-	inRebalance    bool // the loop runs a rebalance the poller handed over
 
 	// The committer goroutine and the batch in flight.
 	batches       chan *commitBatch
@@ -169,10 +168,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			continue
 		}
 		if it.rebalance != nil {
-			s.inRebalance = true
-			err := s.rebalance(s.consumer, it.rebalance)
-			s.inRebalance = false
-			it.reply <- err
+			it.reply <- s.rebalance(s.consumer, it.rebalance)
 		}
 		switch e := it.event.(type) {
 		case nil:
@@ -208,7 +204,7 @@ func (s *session) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 // seek moves an input partition's position; records polled before it are
 // dropped as stale.
 func (s *session) seek(p int32, off kafka.Offset, also func() error) error {
-	return s.poll.reposition(s.inRebalance, p, func() error {
+	return s.poll.reposition(p, func() error {
 		if err := s.consumer.Seek(kafka.TopicPartition{Topic: &s.input, Partition: p, Offset: off}, 0); err != nil {
 			return err
 		}
