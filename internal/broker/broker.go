@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -26,6 +27,10 @@ type Config struct {
 	Advertise string
 	Logger    *slog.Logger
 }
+
+// maxRebalanceTimeout bounds how long a consumer group rebalance of the
+// embedded broker waits for members to rejoin (see guardGroups).
+const maxRebalanceTimeout = 30 * time.Second
 
 // Broker is a running embedded broker.
 type Broker struct {
@@ -70,7 +75,7 @@ func Start(cfg Config) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("start embedded broker: %w", err)
 	}
-	stopGuard, err := guardGroups(c, ln.Addr().String())
+	stopGuard, err := guardGroups(c, ln.Addr().String(), maxRebalanceTimeout)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("start embedded broker: consumer group guard: %w", err)

@@ -63,6 +63,13 @@ func useGuard() bool { return os.Getenv("KFAKE_GROUP_GUARD") != "0" }
 // tests run in seconds.
 func newGroupCluster(t *testing.T) (*kfake.Cluster, string) {
 	t.Helper()
+	return newGroupClusterCapped(t, maxRebalanceTimeout)
+}
+
+// newGroupClusterCapped is newGroupCluster with the guard's cap on the
+// rebalance timeout at maxRebalance.
+func newGroupClusterCapped(t *testing.T, maxRebalance time.Duration) (*kfake.Cluster, string) {
+	t.Helper()
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond),
@@ -73,7 +80,7 @@ func newGroupCluster(t *testing.T) (*kfake.Cluster, string) {
 	addr := c.ListenAddrs()[0]
 	testStart = time.Now()
 	if useGuard() {
-		stop, err := guardGroups(c, addr)
+		stop, err := guardGroups(c, addr, maxRebalance)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -497,4 +504,25 @@ func TestKfakeGroupJoinWaitersExpire(t *testing.T) {
 	c.mu.Unlock()
 	leader.rejoin()
 	expectRebalance(t, addr, 2*session+3*time.Second, "slow member rejoins after the session timeout", leader, b, c)
+}
+
+// The guard caps the rebalance timeout, so a rebalance ends when the cap
+// runs out whatever keeps it from completing: here a member that never
+// rejoins (its revocation callback runs for a minute, heartbeating
+// meanwhile), as a stand-in for any wedge of kfake's groups. Kafka would
+// wait for the member's own rebalance timeout (librdkafka's
+// max.poll.interval.ms, 5 min); the embedded broker waits for the cap.
+func TestKfakeGroupRebalanceTimeoutCapped(t *testing.T) {
+	if !useGuard() {
+		t.Skip("tests the guard's cap (KFAKE_GROUP_GUARD=0)")
+	}
+	const capped = 3 * time.Second
+	_, addr := newGroupClusterCapped(t, capped)
+	ms := formGroup(t, addr, 2*time.Second, "abacus-0", "abacus-1", "abacus-2")
+	leader, b, c := ms[0], ms[1], ms[2]
+	c.mu.Lock()
+	c.rejoinDelay = time.Minute
+	c.mu.Unlock()
+	leader.rejoin()
+	expectRebalance(t, addr, capped+3*time.Second, "a member that does not rejoin", leader, b)
 }

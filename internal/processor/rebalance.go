@@ -299,9 +299,7 @@ func (s *session) close() {
 		// Close runs the final revocation through our callback; nothing is
 		// left to commit by then, and a failed session must not commit.
 		s.err = errSessionClosing
-		if err := s.consumer.Close(); err != nil {
-			s.log.Warn("close consumer", "error", err)
-		}
+		s.closeConsumer()
 	}
 	_ = s.abortTxn("session closing")
 	s.producer.Close()
@@ -312,6 +310,34 @@ func (s *session) close() {
 }
 
 var errSessionClosing = fmt.Errorf("session closing")
+
+// consumerCloseTimeout bounds the wait for the consumer's Close.
+const consumerCloseTimeout = 10 * time.Second
+
+// closeConsumer closes the consumer, but waits at most
+// consumerCloseTimeout. librdkafka's Close waits for the group requests in
+// flight, and a JoinGroup can be parked at the coordinator for as long as
+// a rebalance lasts (seen for minutes with kfake: the member's session
+// never ended, it held its task and the group never rebalanced). Past the
+// wait the session goes on without it: the next session's consumer joins
+// with the same group.instance.id, which fences the old one, and the old
+// Close ends by itself; its callbacks then touch nothing.
+func (s *session) closeConsumer() {
+	done := make(chan error, 1)
+	go func() { done <- s.consumer.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.log.Warn("close consumer", "error", err)
+		}
+	case <-time.After(consumerCloseTimeout):
+		s.closing.Lock()
+		s.abandoned = true
+		s.closing.Unlock()
+		s.log.Warn("the consumer did not close in time: leaving it behind; the next session's consumer takes its place in the group",
+			"waited", consumerCloseTimeout)
+	}
+}
 
 func partitionsOf(tps []kafka.TopicPartition) []int32 {
 	out := make([]int32, len(tps))

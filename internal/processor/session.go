@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -56,6 +57,10 @@ type session struct {
 	idle           bool   // the last poll brought nothing
 	err            error  // set by the rebalance callback to end the session
 	poll           *poller
+	// closing guards the session against a consumer Close that outlives
+	// closeConsumer's wait: its callback then does nothing (abandoned).
+	closing   sync.Mutex
+	abandoned bool
 
 	// The committer goroutine and the batch in flight.
 	batches       chan *commitBatch
@@ -196,6 +201,12 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 // after the poller ended, it runs on the loop itself.
 func (s *session) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 	if s.poll == nil || s.poll.exited {
+		// Inside Close, on the goroutine closeConsumer waits for.
+		s.closing.Lock()
+		defer s.closing.Unlock()
+		if s.abandoned {
+			return nil // the session went on without this consumer
+		}
 		return s.rebalance(c, ev)
 	}
 	return s.poll.handOver(ev)
