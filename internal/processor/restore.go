@@ -21,6 +21,12 @@ import (
 // least this often.
 const restoreChunkRecords = 100_000
 
+// openTxnWait bounds how long a restore waits for a transaction open on
+// its changelog partition to end (a producer's transaction times out well
+// before: transaction.timeout.ms is 10 s); past it the restore fails and is
+// retried, rather than end without the transaction's counts.
+const openTxnWait = 2 * time.Minute
+
 // restorer brings one task's store up to the end of its changelog partition.
 // It owns the store partition until done is closed.
 type restorer struct {
@@ -136,6 +142,13 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 		return err
 	}
 	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
+	if err == nil && p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		// Read committed, the high watermark above is the last stable
+		// offset: a transaction still open (a previous owner's, committing
+		// late) lies beyond it. The restore must reach past it (see the
+		// end of the log below), so it runs to the log's real end.
+		high, err = logEnd(ctx, insp, topic, v.partition)
+	}
 	if err != nil {
 		return fmt.Errorf("query changelog watermarks: %w", err)
 	}
@@ -181,6 +194,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	}
 	defer w.Cancel() // after a successful Flush there is nothing left to cancel
 	last, pending := cp, 0
+	var openSince time.Time // first end of the log short of high
 	report := func() {
 		v.checkpoint.Store(last)
 		v.restoreDone.Add(int64(pending))
@@ -231,7 +245,23 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 			}
 		case kafka.PartitionEOF:
 			// Under read_committed the last offsets may be transaction
-			// markers, never delivered as records: the end of the log says it.
+			// markers, never delivered as records: the end of the log says
+			// it. But that end is the last stable offset: a transaction
+			// still open (a previous owner's, cut off from the broker, whose
+			// commit lands late) hides its records behind it. Stopping there
+			// would leave its counts out while the input offsets it
+			// committed (fetched stable, after it ends) skip its input:
+			// counts lost. So only an end at or past the end offset read at
+			// the start ends the restore; the transaction ends by then
+			// (committed, its records delivered, or aborted).
+			if int64(e.Offset) < high {
+				if openSince.IsZero() {
+					openSince = time.Now()
+				} else if time.Since(openSince) > openTxnWait {
+					return fmt.Errorf("changelog partition %d stays stable only up to offset %d of %d: a transaction open for over %s", v.partition, int64(e.Offset), high, openTxnWait)
+				}
+				continue
+			}
 			return finish()
 		case kafka.Error:
 			if e.IsFatal() {
@@ -242,4 +272,33 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	}
 	// Cancelled: what was written stays, with the checkpoint it reached.
 	return errors.Join(ctx.Err(), storeWrite(w.Flush()))
+}
+
+// logEnd is the high watermark of a partition whatever the client's
+// isolation level: under read_committed the consumer's watermark query
+// answers the last stable offset instead.
+func logEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int32) (int64, error) {
+	admin, err := kafka.NewAdminClientFromConsumer(c)
+	if err != nil {
+		return 0, err
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tp := kafka.TopicPartition{Topic: &topic, Partition: partition}
+	res, err := admin.ListOffsets(ctx, map[kafka.TopicPartition]kafka.OffsetSpec{tp: kafka.LatestOffsetSpec},
+		kafka.SetAdminIsolationLevel(kafka.IsolationLevelReadUncommitted))
+	if err != nil {
+		return 0, err
+	}
+	for got, info := range res.ResultInfos {
+		if got.Partition != partition {
+			continue
+		}
+		if info.Error.Code() != kafka.ErrNoError {
+			return 0, info.Error
+		}
+		return int64(info.Offset), nil
+	}
+	return 0, fmt.Errorf("no end offset of %s[%d] in the answer", topic, partition)
 }
