@@ -28,7 +28,7 @@ import (
 // before the rebalance that seek (a record of a task still restoring), and
 // a commit that fails in the callback rewinds (TestPollerSeekWhileRebalanceWaits).
 
-// pollerTimeout bounds one Poll; it is also how long a seek may wait.
+// pollerTimeoutMs bounds one Poll; it is also how long a seek may wait.
 const pollerTimeoutMs = 10
 
 // pollerBatch is the most records handed to the loop at once.
