@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -28,15 +27,10 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// maxRebalanceTimeout bounds how long a consumer group rebalance of the
-// embedded broker waits for members to rejoin (see guardGroups).
-const maxRebalanceTimeout = 30 * time.Second
-
 // Broker is a running embedded broker.
 type Broker struct {
-	cluster   *kfake.Cluster
-	addr      string
-	stopGuard func()
+	cluster *kfake.Cluster
+	addr    string
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -75,12 +69,7 @@ func Start(cfg Config) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("start embedded broker: %w", err)
 	}
-	stopGuard, err := guardGroups(c, ln.Addr().String(), maxRebalanceTimeout)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("start embedded broker: consumer group guard: %w", err)
-	}
-	return &Broker{cluster: c, addr: ln.Addr().String(), stopGuard: stopGuard}, nil
+	return &Broker{cluster: c, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the address clients bootstrap from.
@@ -91,7 +80,6 @@ func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
 // Close stops the broker and, with a data dir, flushes its log to disk.
 func (b *Broker) Close() {
-	b.stopGuard()
 	b.cluster.Close()
 }
 

@@ -12,6 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// maxRebalanceTimeout is the guard's cap on the rebalance timeout.
+const maxRebalanceTimeout = 30 * time.Second
+
 // guardGroups works around a kfake classic-group bug (docs/reliability.md,
 // bug 2) from outside kfake, with control functions only.
 //
