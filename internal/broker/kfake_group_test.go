@@ -9,8 +9,11 @@ package broker
 // an empty member id again after UNKNOWN_MEMBER_ID.
 //
 // Each test asserts what Apache Kafka does. They run with the workaround
-// of groupguard.go, as the embedded broker does; KFAKE_GROUP_GUARD=0 runs
-// them on bare kfake, where they fail (that is the bug). Knobs:
+// of groupguard_test.go, which describes what kfake would have to do; the
+// embedded broker does not install it (it let exactly-once lose counts in
+// long chaos runs, docs/reliability.md bug 12). KFAKE_GROUP_GUARD=0 runs
+// them on bare kfake, as the embedded broker is, where they fail (that is
+// the bug). Knobs:
 //
 //	KFAKE_GROUP_REBALANCE_MS  the members' rebalance timeout (librdkafka's
 //	                          max.poll.interval.ms), 300000 by default
