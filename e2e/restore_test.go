@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +155,99 @@ func TestRestoreWaitsForAnOpenTransactionExactlyOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A previous owner whose transaction committed input offsets (a
+// TxnOffsetCommit the broker accepted while it still owned the partition)
+// but whose changelog records were still on their way when the next owner
+// began its restore: the partition moved without a revocation (a member
+// cut off from the broker and expired). The next owner's consumer fetches
+// the committed offset stable, after that transaction ends, so it starts
+// past the transaction's input; a restore that read the changelog's end
+// before the records landed ends without them: counts lost. The restore
+// must first wait for the partition's committed offset to be stable, as
+// Kafka Streams reads it before restoring.
+func TestRestoreWaitsForAStableCommittedOffsetExactlyOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 4)
+	const key = "moved-key"
+	part := partitioner.Murmur2([]byte(key), 4)
+	createTopic(t, b.Addr(), input, 4)
+	createTopic(t, b.Addr(), changelog, 4)
+	five := make([]testkit.Record, 5)
+	for i := range five {
+		five[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", five)
+
+	// The previous owner: its transaction has committed the input offset 5
+	// for the group, and not yet sent its changelog record (the count 5).
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "transactional.id": "previous-owner",
+		"log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.InitTransactions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	group, err := kafka.NewTestConsumerGroupMetadata("counts-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputTopic := input
+	if err := p.SendOffsetsToTransaction(ctx, []kafka.TopicPartition{{Topic: &inputTopic, Partition: part, Offset: 5}}, group); err != nil {
+		t.Fatalf("send the input offset to the transaction: %v", err)
+	}
+
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: steady(map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2"})})
+	// The member is assigned the partition and its restore starts while the
+	// transaction is open; give it the time to end, were it to end early.
+	testkit.Eventually(t, time.Minute, func() error {
+		n, err := in.Metric("abacus_rebalances_total")
+		if err != nil || n < 1 {
+			return fmt.Errorf("no assignment yet (%v %v)", n, err)
+		}
+		return nil
+	})
+	// Longer than one committed-offset query (5 s), so that the wait is
+	// logged.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if kc, code, err := in.Count(storeName, key); err == nil && code == 200 {
+			t.Fatalf("answered %d for %q while the transaction that committed its input offset was open: the restore ended before it", kc.Value, key)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	topic := changelog
+	done := make(chan kafka.Event, 1)
+	if err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: part}, Key: []byte(key), Value: []byte("5")}, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := (<-done).(*kafka.Message).TopicPartition.Error; err != nil {
+		t.Fatalf("deliver %s=5 to the changelog: %v", key, err)
+	}
+	if err := p.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", five[:1])
+	testkit.Eventually(t, time.Minute, func() error {
+		kc, code, err := in.Count(storeName, key)
+		if err != nil || code != 200 {
+			return fmt.Errorf("GET %s: %d %v", key, code, err)
+		}
+		if kc.Value != 6 {
+			return fmt.Errorf("%q = %d, want 6 (5 from the previous owner, 1 since)", key, kc.Value)
+		}
+		return nil
+	})
+	if !strings.Contains(in.Log(), "waiting for a transaction that commits the task's input offset") {
+		t.Errorf("the member did not log why its restore waited")
+	}
 }

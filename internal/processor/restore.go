@@ -141,6 +141,18 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
+	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		// The end of the changelog is read only once the input offset
+		// committed for the task is stable: a previous owner's transaction
+		// may have committed that offset (a TxnOffsetCommit the broker took
+		// while the partition was still its own) while its changelog
+		// records are still on their way. The consumer fetches that
+		// offset stable and starts past the transaction's input; an end
+		// read before its records landed would leave their counts out.
+		if err := p.waitStableOffset(ctx, insp, v.partition, log); err != nil {
+			return err
+		}
+	}
 	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
 	if err == nil && p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
 		// Read committed, the high watermark above is the last stable
@@ -301,4 +313,40 @@ func logEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int3
 		return int64(info.Offset), nil
 	}
 	return 0, fmt.Errorf("no end offset of %s[%d] in the answer", topic, partition)
+}
+
+// waitStableOffset returns once the group's committed offset of an input
+// partition is stable, i.e. no open transaction holds an offset for it
+// (read_committed, librdkafka fetches committed offsets with KIP-447's
+// require_stable and the broker answers UNSTABLE_OFFSET_COMMIT meanwhile).
+// A transaction open for over openTxnWait fails the restore, which is
+// retried.
+func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, partition int32, log *slog.Logger) error {
+	input := p.cfg.InputTopic
+	began := time.Now()
+	logged := false
+	for {
+		tps, err := c.Committed([]kafka.TopicPartition{{Topic: &input, Partition: partition}}, 5000)
+		if err == nil && len(tps) == 1 {
+			err = tps[0].Error
+		}
+		if err == nil {
+			if logged {
+				log.Info("input offset stable: restoring", "waited", time.Since(began).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if time.Since(began) > openTxnWait {
+			return fmt.Errorf("input partition %d: committed offset not stable after %s: %w", partition, openTxnWait, err)
+		}
+		if !logged {
+			log.Info("waiting for a transaction that commits the task's input offset", "reason", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
