@@ -212,6 +212,8 @@ func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 		err = api.ErrNotOwned
 	case errors.Is(err, processor.ErrRestoring):
 		err = api.ErrRestoring
+	case errors.Is(err, processor.ErrUnconfirmed):
+		err = api.ErrUnconfirmed
 	}
 	return count, found, err
 }

@@ -21,6 +21,9 @@ var (
 	ErrUnknownStore = errors.New("unknown store")
 	ErrNotOwned     = errors.New("partition owned by another instance")
 	ErrRestoring    = errors.New("partition is restoring")
+	// ErrUnconfirmed: the owner has lost touch with the consumer group
+	// long enough that the partition may be moving to another member.
+	ErrUnconfirmed = errors.New("partition ownership unconfirmed")
 )
 
 // Count is one key's committed count.

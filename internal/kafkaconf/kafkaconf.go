@@ -44,8 +44,10 @@ func Consumer(cfg config.Config) *kafka.ConfigMap {
 		// keeps the processor fed and the memory bounded.
 		"queued.max.messages.kbytes": 16384,
 		"queued.min.messages":        20000,
-		// Broker round-trip times and errors for the metrics.
-		"statistics.interval.ms": 15000,
+		// Broker round-trip times and errors for the metrics, and the
+		// group coordinator's reachability for the membership watch
+		// (processor/membership.go), which must notice within a second.
+		"statistics.interval.ms": 1000,
 	})
 	isolation := "read_uncommitted"
 	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {

@@ -26,6 +26,7 @@ type metrics struct {
 	wipes                                          *prometheus.CounterVec // reason
 	e2eSeconds                                     prometheus.Histogram
 	kafkaErrors                                    prometheus.Counter
+	unconfirmed                                    prometheus.Gauge
 	processSeconds                                 prometheus.Histogram
 	broker                                         brokerMetrics
 }
@@ -68,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_end_to_end_latency_seconds", Help: "From an input record's timestamp to its count being durable.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		kafkaErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_kafka_client_errors_total", Help: "Errors reported by the Kafka clients (most are transient)."}),
+		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abacus_group_membership_unconfirmed", Help: "1 while this member, out of reach of the group coordinator, does not answer for its tasks (the group may have given them away)."}),
 	}
 	m.processSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "abacus_process_duration_seconds", Help: "Time to count one input record (one record in 64 is timed).",
@@ -79,6 +82,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
-		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors)
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed)
 	return m
 }

@@ -39,6 +39,10 @@ var (
 	ErrNotOwned = errors.New("partition not owned by this instance")
 	// ErrRestoring: the key's task is here but still restoring.
 	ErrRestoring = errors.New("partition is restoring")
+	// ErrUnconfirmed: the key's task is here, but this member has been out
+	// of reach of the group coordinator long enough that the group may
+	// have given the partition to another member.
+	ErrUnconfirmed = errors.New("partition ownership unconfirmed: out of reach of the group coordinator")
 	// ErrUnknownStore: no store by that name.
 	ErrUnknownStore = errors.New("unknown store")
 )
@@ -100,6 +104,7 @@ type Processor struct {
 	heartbeat     atomic.Int64 // unix nanos of the loop's last turn
 	tasks         atomic.Pointer[map[int32]*taskView]
 	lastErr       atomic.Value // string
+	unconfirmed   atomic.Bool  // see membershipWatch
 
 	mismatchOnce sync.Once
 	insp         inspector
@@ -233,6 +238,9 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	}
 	if !t.active.Load() {
 		return 0, partition, false, ErrRestoring
+	}
+	if p.unconfirmed.Load() {
+		return 0, partition, false, ErrUnconfirmed
 	}
 	value, found, err = t.store.Get(key)
 	return value, partition, found, err
@@ -391,3 +399,12 @@ func fatalf(format string, a ...any) error { return &fatalError{fmt.Errorf(forma
 // beat records that the session loop is alive (also while it waits on the
 // broker, which is not being stuck).
 func (p *Processor) beat() { p.heartbeat.Store(time.Now().UnixNano()) }
+
+func (p *Processor) setUnconfirmed(v bool) {
+	p.unconfirmed.Store(v)
+	if v {
+		p.metrics.unconfirmed.Set(1)
+	} else {
+		p.metrics.unconfirmed.Set(0)
+	}
+}

@@ -21,8 +21,9 @@ func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []It
 	if storeName != p.cfg.Store {
 		return nil, nil, ErrUnknownStore
 	}
+	unconfirmed := p.unconfirmed.Load()
 	for id, t := range *p.tasks.Load() {
-		if !t.active.Load() {
+		if !t.active.Load() || unconfirmed {
 			continue
 		}
 		covered = append(covered, id)

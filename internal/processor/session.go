@@ -56,6 +56,7 @@ type session struct {
 	sampled        uint64 // records seen, for sampling the process latency
 	idle           bool   // the last poll brought nothing
 	err            error  // set by the rebalance callback to end the session
+	membership     membershipWatch
 	poll           *poller
 	// closing guards the session against a consumer Close that outlives
 	// closeConsumer's wait: its callback then does nothing (abandoned).
@@ -124,7 +125,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			return fmt.Errorf("init transactions as %s: %w", p.cfg.TransactionalID(), err)
 		}
 	}
-	s.consumer, err = kafka.NewConsumer(kafkaconf.Consumer(p.cfg.Config))
+	consumerConf := kafkaconf.Consumer(p.cfg.Config)
+	s.membership = newMembershipWatch(consumerConf)
+	p.setUnconfirmed(false)
+	s.consumer, err = kafka.NewConsumer(consumerConf)
 	if err != nil {
 		return fatalf("create consumer: %w", err)
 	}
@@ -190,7 +194,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			}
 			s.log.Debug("consumer error", "error", e)
 		case *kafka.Stats:
-			p.metrics.observeStats(e.String())
+			g := p.metrics.observeStats(e.String())
+			if s.membership.observe(g) {
+				s.membershipChanged("coordinator_state", g.State, "for", time.Duration(g.StateAge)*time.Millisecond)
+			}
 		}
 		turn = bookkeepEvery // anything but records: bookkeeping next
 	}
@@ -509,4 +516,16 @@ func (s *session) commitIfDue() error {
 		return s.awaitInflight()
 	}
 	return nil
+}
+
+// membershipChanged publishes the membership watch's verdict: while
+// unconfirmed, the member answers no lookup or scan for its tasks.
+func (s *session) membershipChanged(args ...any) {
+	s.p.setUnconfirmed(s.membership.unconfirmed)
+	if s.membership.unconfirmed {
+		s.log.Warn("out of reach of the group coordinator: not answering for this member's tasks until the group confirms them",
+			append(args, "session_timeout", s.membership.sessionTimeout)...)
+		return
+	}
+	s.log.Info("group membership confirmed: answering for the tasks again", args...)
 }

@@ -19,6 +19,7 @@ type librdkafkaStats struct {
 			P99 int64 `json:"p99"`
 		} `json:"rtt"`
 	} `json:"brokers"`
+	Cgrp groupStats `json:"cgrp"`
 }
 
 type brokerMetrics struct {
@@ -39,12 +40,13 @@ func newBrokerMetrics(reg prometheus.Registerer) brokerMetrics {
 	return m
 }
 
-// observeStats exports one librdkafka statistics report. Only real brokers
-// are kept (nodeid >= 0), so the label values stay bounded.
-func (m *metrics) observeStats(raw string) {
+// observeStats exports one librdkafka statistics report and returns its
+// consumer group part. Only real brokers are kept (nodeid >= 0), so the
+// label values stay bounded.
+func (m *metrics) observeStats(raw string) groupStats {
 	var st librdkafkaStats
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		return
+		return groupStats{}
 	}
 	for _, b := range st.Brokers {
 		if b.NodeID < 0 {
@@ -56,4 +58,5 @@ func (m *metrics) observeStats(raw string) {
 		m.broker.errors.WithLabelValues(b.Name, "rx").Set(float64(b.RxErrs))
 		m.broker.errors.WithLabelValues(b.Name, "timeout").Set(float64(b.Timeouts))
 	}
+	return st.Cgrp
 }
