@@ -55,7 +55,7 @@ image:
 # guarantees, damaged and full disks, HTTP abuse; then fuzzes the HTTP
 # input parsers for 20 s each. ABACUS_CHAOS_SEED=<n> replays a schedule;
 # `make test` runs the short versions.
-.PHONY: chaos
+.PHONY: chaos chaos-open-bugs
 chaos:
 	@status=0; \
 	ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ || status=1; \
@@ -63,6 +63,10 @@ chaos:
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./internal/api/ || status=1; \
 	done; \
 	exit $$status
+
+# The tests that show bugs still open (docs/reliability.md); they fail.
+chaos-open-bugs:
+	ABACUS_CHAOS_OPEN_BUGS=1 ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 30m -v -run 'TestChaosDamageUnderRunningInstance' ./e2e/
 
 clean:
 	rm -rf bin

@@ -27,13 +27,14 @@ import (
 // chaosLong reports whether the long versions run (ABACUS_CHAOS=long).
 func chaosLong() bool { return os.Getenv("ABACUS_CHAOS") == "long" }
 
-// knownFailure skips a chaos test that shows an open bug outside `make
-// chaos` (any ABACUS_CHAOS value runs it), so `make test` stays a gate
-// while the bug is open; docs/reliability.md lists the bugs.
-func knownFailure(t *testing.T, bug string) {
+// openBug skips a test that shows a bug still open unless
+// ABACUS_CHAOS_OPEN_BUGS=1 (`make chaos-open-bugs`), so that `make test`
+// and `make chaos` stay gates of what abacus promises; docs/reliability.md
+// lists the bugs.
+func openBug(t *testing.T, bug string) {
 	t.Helper()
-	if os.Getenv("ABACUS_CHAOS") == "" {
-		t.Skipf("shows an open bug (%s, docs/reliability.md): runs with ABACUS_CHAOS=short or long, and in make chaos", bug)
+	if os.Getenv("ABACUS_CHAOS_OPEN_BUGS") != "1" {
+		t.Skipf("shows an open bug (%s, docs/reliability.md): runs with ABACUS_CHAOS_OPEN_BUGS=1 (make chaos-open-bugs)", bug)
 	}
 }
 
@@ -411,7 +412,13 @@ func rollingChaos(t *testing.T, guarantee string, seed uint64) *chaosRun {
 	plan := rollingPlan()
 	_, proxy := testkit.StartBrokerBehindProxy(t, 6)
 	brokers := proxy.Addr()
-	pods := trio(t, brokers, map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee, "ABACUS_PARTITIONS": "6"})
+	pods := trio(t, brokers, map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee, "ABACUS_PARTITIONS": "6",
+		// kfake can leave a rebalance waiting for a member that already
+		// rejoined (bug 2) until the rebalance timeout, which librdkafka
+		// takes from max.poll.interval.ms (5 min by default). 30 s bounds
+		// such a wedge as a real deployment's setting would; the members
+		// poll continuously, so it never expires them otherwise.
+		"ABACUS_KAFKA_MAX_POLL_INTERVAL_MS": "30000"})
 	w := skewed(seed, plan.records, plan.keys)
 	l := &faultLog{t: t, began: time.Now()}
 	l.logf("%s: %d records over %d keys at %d/s into 6 partitions, three members", guarantee, plan.records, plan.keys, plan.perSecond)
@@ -679,7 +686,6 @@ func TestChaosRollingExactlyOnce(t *testing.T) {
 // TestChaosRollingAtLeastOnce: the same faults under at_least_once: no
 // count below the truth; the over-count is measured and logged.
 func TestChaosRollingAtLeastOnce(t *testing.T) {
-	knownFailure(t, "bug 2: kfake leaves a rejoining member's JoinGroup unanswered and the group stalls; 2 of 11 short runs")
 	seed := chaosSeed(t, 7002)
 	run := rollingChaos(t, "at_least_once", seed)
 	pods, w, l := run.pods, run.w, run.log

@@ -343,6 +343,9 @@ func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPa
 		if err := s.beginTxn(); err != nil {
 			return false, err
 		}
+		if s.consumer.AssignmentLost() {
+			return s.abortLost("send offsets to transaction")
+		}
 		md, err := s.consumer.GetConsumerGroupMetadata()
 		if err != nil {
 			return false, fmt.Errorf("read consumer group metadata: %w", err)
@@ -354,11 +357,37 @@ func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPa
 	if !s.inTxn {
 		return false, nil
 	}
+	// CommitTransaction would first wait for the transaction's records,
+	// which can take long (a broker cut): the assignment can be lost
+	// meanwhile. So wait here, and look at the assignment once they are in.
+	if err := s.delivered.wait(ctx, s.p.beat); err != nil {
+		_ = s.abortTxn("delivery failed")
+		return false, fmt.Errorf("wait for changelog and output deliveries: %w", err)
+	}
+	if len(offsets) > 0 && s.consumer.AssignmentLost() {
+		return s.abortLost("commit transaction")
+	}
 	if err := retryTxn(ctx, s.p.beat, func() error { return s.producer.CommitTransaction(ctx) }); err != nil {
 		return s.txnFailed("commit transaction", err)
 	}
 	s.inTxn = false
 	return false, nil
+}
+
+// abortLost aborts a transaction whose member lost its assignment while
+// the transaction was open (the group expired it: a broker cut, a stall).
+// Its partitions may have a new owner already, and the offsets must not
+// commit: once librdkafka has reset the member's id and generation, the
+// group metadata it gives for the offsets carries generation -1, which the
+// broker accepts without fencing (the pre-KIP-447 form), so nothing else
+// would stop this zombie's counts from landing among the new owner's. The
+// work is redone by whoever owns the partitions next.
+func (s *session) abortLost(during string) (bool, error) {
+	s.log.Warn("assignment lost with a transaction open: aborting it, its records are redone by the partitions' next owner", "during", during)
+	if err := s.abortTxn("assignment lost"); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // retryTxn retries a transactional call while librdkafka says it may.

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A member whose assignment is lost while its transaction is open must not
+// commit that transaction: the partition may have a new owner already, and
+// once librdkafka has reset the member's id and generation the offsets go
+// to the broker with generation -1, which it accepts without fencing. A
+// zombie commit then puts a stale count after the new owner's and moves
+// the group's offsets under it: counts lost or counted twice, for good.
+//
+// The broker holds the member's changelog records of one commit while the
+// group tells it (by its heartbeats) that it is no longer a member; a
+// stand-in for the next owner then counts the same input and one more
+// record and commits; then the held records go through, the member's
+// transaction ends, and the next owner commits once more. The member must
+// abort, so the next owner's counts stand: k = 9 and j = 1. Had it
+// committed, its k = 8 would be the changelog's last value for k under
+// the next owner's offsets: one count lost for good.
+func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 1)
+	createTopic(t, b.Addr(), input, 1)
+	createTopic(t, b.Addr(), changelog, 1)
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "1"}})
+	in.WaitReady(time.Minute)
+	records := func(key string, n int) []testkit.Record {
+		out := make([]testkit.Record, n)
+		for i := range out {
+			out[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
+		}
+		return out
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 5))
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 5}, false)
+
+	// Hold the member's next changelog records at the broker.
+	c := b.Cluster()
+	held, release := make(chan struct{}), make(chan struct{})
+	var holdOnce sync.Once
+	memberTxn := "counts-app-abacus-0"
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if pr.TransactionID == nil || *pr.TransactionID != memberTxn {
+			return nil, nil, false
+		}
+		for _, tp := range pr.Topics {
+			if tp.Topic != changelog {
+				continue
+			}
+			holdOnce.Do(func() {
+				close(held)
+				c.SleepControl(func() { <-release })
+			})
+		}
+		return nil, nil, false
+	})
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 3)) // offsets 5-7: the member counts k = 8
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("the member sent no changelog records for the three new records in 30 s")
+	}
+
+	// The group drops the member: every heartbeat answers UNKNOWN_MEMBER_ID.
+	var dropping atomic.Bool
+	dropping.Store(true)
+	c.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !dropping.Load() {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.UnknownMemberID.Code
+		return resp, nil, true
+	})
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(in.Log(), "partitions lost") {
+			return fmt.Errorf("the member has not noticed it lost its partitions")
+		}
+		return nil
+	})
+	dropping.Store(false)
+
+	// The next owner counts the same three records and two more (k at 8, j
+	// at 9), in three transactions, as a member would.
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 1))
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("j", 1))
+	next, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "transactional.id": "next-owner",
+		"log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer next.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := next.InitTransactions(ctx); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	group, err := kafka.NewTestConsumerGroupMetadata("counts-app")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	commit := func(key, count string, offset int64) {
+		t.Helper()
+		topic, in := changelog, input
+		if err := next.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan kafka.Event, 1)
+		if err := next.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0}, Key: []byte(key), Value: []byte(count)}, done); err != nil {
+			t.Fatal(err)
+		}
+		if err := (<-done).(*kafka.Message).TopicPartition.Error; err != nil {
+			t.Fatalf("next owner: deliver %s=%s: %v", key, count, err)
+		}
+		if err := next.SendOffsetsToTransaction(ctx, []kafka.TopicPartition{{Topic: &in, Partition: 0, Offset: kafka.Offset(offset)}}, group); err != nil {
+			t.Fatalf("next owner: send offset %d: %v", offset, err)
+		}
+		if err := next.CommitTransaction(ctx); err != nil {
+			t.Fatalf("next owner: commit %s=%s: %v", key, count, err)
+		}
+	}
+	// See how the member's transaction ends.
+	ended := make(chan bool, 1)
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if et := req.(*kmsg.EndTxnRequest); et.TransactionalID == memberTxn {
+			select {
+			case ended <- et.Commit:
+			default:
+			}
+			return nil, nil, false
+		}
+		c.KeepControl()
+		return nil, nil, false
+	})
+	func() {
+		defer close(release) // whatever happens, let the member's records go
+		commit("k", "8", 8)
+		commit("k", "9", 9)
+	}()
+	select {
+	case committed := <-ended:
+		if committed {
+			t.Errorf("the member committed the transaction it had open when it lost its partitions")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member's transaction did not end within 30 s of its records going through")
+	}
+	commit("j", "1", 10)
+
+	want := map[string]int64{"k": 9, "j": 1}
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, want, false)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("j", 1))
+	want["j"] = 2
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, want, false)
+	last, _ := testkit.LastValues(t, b.Addr(), changelog, "read_committed")
+	if last["k"] != "9" || last["j"] != "2" {
+		t.Errorf("changelog (read_committed) last values k=%q j=%q, want 9 and 2", last["k"], last["j"])
+	}
+}
