@@ -25,9 +25,9 @@ func TestMemberOutOfReachStopsAnsweringUntilConfirmed(t *testing.T) {
 	_, proxy := testkit.StartBrokerBehindProxy(t, 4)
 	brokers := proxy.Addr()
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: brokers, Env: map[string]string{
-		"ABACUS_KAFKA_SESSION_TIMEOUT_MS":      "16000",
-		"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS":   "1000",
-		"ABACUS_KAFKA_RECONNECT_BACKOFF_MS":    "100",
+		"ABACUS_KAFKA_SESSION_TIMEOUT_MS":       "16000",
+		"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS":    "1000",
+		"ABACUS_KAFKA_RECONNECT_BACKOFF_MS":     "100",
 		"ABACUS_KAFKA_RECONNECT_BACKOFF_MAX_MS": "500",
 	}})
 	in.WaitReady(time.Minute)

@@ -12,7 +12,9 @@ func TestMembershipWatch(t *testing.T) {
 		g    groupStats
 		want bool // unconfirmed after it
 	}
-	up := func(age int64, join string) groupStats { return groupStats{State: "up", StateAge: age, JoinState: join} }
+	up := func(age int64, join string) groupStats {
+		return groupStats{State: "up", StateAge: age, JoinState: join}
+	}
 	away := func(state string, age int64, join string) groupStats {
 		return groupStats{State: state, StateAge: age, JoinState: join}
 	}
