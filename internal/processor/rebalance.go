@@ -13,7 +13,9 @@ import (
 // runs on the session loop (handed over by the poller, or inside Close). A revocation commits what it must
 // before it returns, so the next owner starts exactly where this one ended.
 func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
-	if s.membership.rebalanced() {
+	// An assignment or a revocation the group asked for confirms the
+	// membership; a lost assignment does not (its tasks go anyway).
+	if _, revoked := ev.(kafka.RevokedPartitions); (!revoked || !c.AssignmentLost()) && s.membership.rebalanced() {
 		s.membershipChanged("by", "rebalance")
 	}
 	switch e := ev.(type) {
