@@ -23,7 +23,7 @@ type librdkafkaStats struct {
 }
 
 type brokerMetrics struct {
-	rtt    *prometheus.GaugeVec // broker, quantile
+	rtt    *prometheus.GaugeVec // broker, stat (avg, p99: not a summary, so not "quantile")
 	errors *prometheus.GaugeVec // broker, kind
 }
 
@@ -31,7 +31,7 @@ func newBrokerMetrics(reg prometheus.Registerer) brokerMetrics {
 	m := brokerMetrics{
 		rtt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "abacus_kafka_broker_rtt_seconds", Help: "Round-trip time to each broker seen by the input consumer over the last statistics window (librdkafka)."},
-			[]string{"broker", "quantile"}),
+			[]string{"broker", "stat"}),
 		errors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "abacus_kafka_broker_errors", Help: "Errors on the connection to each broker since the consumer started, by kind (tx, rx, timeout; librdkafka)."},
 			[]string{"broker", "kind"}),
