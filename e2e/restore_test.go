@@ -135,13 +135,7 @@ func TestRestoreWaitsForAnOpenTransactionExactlyOnce(t *testing.T) {
 	})
 	// While the transaction is open the task must not become ready with
 	// the count 1.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if kc, code, err := in.Count(storeName, key); err == nil && code == 200 {
-			t.Fatalf("answered %d for %q while a transaction on its changelog partition was open: the restore ended without it", kc.Value, key)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	answersNothing(t, in, key, 3*time.Second, "while a transaction on its changelog partition was open: the restore ended without it")
 	if err := p.CommitTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -217,13 +211,7 @@ func TestRestoreWaitsForAStableCommittedOffsetExactlyOnce(t *testing.T) {
 	})
 	// Longer than one committed-offset query (5 s), so that the wait is
 	// logged.
-	deadline := time.Now().Add(6 * time.Second)
-	for time.Now().Before(deadline) {
-		if kc, code, err := in.Count(storeName, key); err == nil && code == 200 {
-			t.Fatalf("answered %d for %q while the transaction that committed its input offset was open: the restore ended before it", kc.Value, key)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	answersNothing(t, in, key, 6*time.Second, "while the transaction that committed its input offset was open: the restore ended before it")
 
 	topic := changelog
 	done := make(chan kafka.Event, 1)
@@ -249,5 +237,18 @@ func TestRestoreWaitsForAStableCommittedOffsetExactlyOnce(t *testing.T) {
 	})
 	if !strings.Contains(in.Log(), "waiting for a transaction that commits the task's input offset") {
 		t.Errorf("the member did not log why its restore waited")
+	}
+}
+
+// answersNothing asserts that key gets no count from in for the whole of
+// within (sampled every 100 ms): its task must still be restoring.
+func answersNothing(t *testing.T, in *testkit.Instance, key string, within time.Duration, why string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if kc, code, err := in.Count(storeName, key); err == nil && code == 200 {
+			t.Fatalf("answered %d for %q %s", kc.Value, key, why)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -120,7 +120,15 @@ func (s *session) checkRestores() {
 			s.err = fmt.Errorf("restore task %d: %w", t.partition, err)
 			return
 		}
+		start := t.restore.start
 		t.restore = nil
+		if start >= 0 {
+			// Exactly where the restored state ends (see restore).
+			if err := s.seek(t.partition, kafka.Offset(start), nil); err != nil {
+				s.err = fmt.Errorf("start task %d at offset %d: %w", t.partition, start, err)
+				return
+			}
+		}
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
 			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)
 			return

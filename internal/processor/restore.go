@@ -38,6 +38,10 @@ type restorer struct {
 	// failing is the error of the last attempt while the restore retries
 	// (a *restoreFailure), nil after an attempt that did not fail.
 	failing atomic.Pointer[restoreFailure]
+	// start is, under exactly-once, the committed input offset the
+	// restored state belongs to, where the task must start (-1: none, or
+	// at least once); set before done closes.
+	start int64
 }
 
 // restoreFailure is a restore that keeps failing.
@@ -70,13 +74,16 @@ func storeWrite(err error) error {
 // once (r.err). The session loop waits on done.
 func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &restorer{cancel: cancel, done: make(chan struct{})}
+	r := &restorer{cancel: cancel, done: make(chan struct{}), start: -1}
 	log := p.log.With("task", v.partition)
 	go func() {
 		defer close(r.done)
 		backoff := 500 * time.Millisecond
 		for attempt := 1; ; attempt++ {
-			err := p.restore(ctx, v, log)
+			start, err := p.restore(ctx, v, log)
+			if err == nil {
+				r.start = start
+			}
 			if err == nil || ctx.Err() != nil {
 				r.failing.Store(nil)
 				return
@@ -124,9 +131,54 @@ func (r *restorer) finished() bool {
 	}
 }
 
+// maxRestoreRounds bounds how often a restore goes on because the task's
+// input offset moved meanwhile; then it fails, and is retried.
+const maxRestoreRounds = 5
+
 // restore is step 3 of the state protocol: from the checkpoint (or from the
-// start, after a wipe) up to the end of the changelog partition.
-func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) error {
+// start, after a wipe) up to the end of the changelog partition. Under
+// exactly-once it returns the committed input offset the restored state
+// belongs to, read stable before and after the changelog (-1: none): the
+// end of the changelog is read only once that offset is stable (a previous
+// owner's transaction may have committed it while its changelog records
+// are still on their way), and if it moved by the end (another member
+// committed the partition meanwhile: a zombie) the restore goes on to the
+// new end. The task then starts exactly there, whatever offset the
+// consumer fetched on its own at the assignment.
+func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) (int64, error) {
+	if p.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
+		return -1, p.restoreChangelog(ctx, v, log)
+	}
+	insp, err := p.inspectorClient()
+	if err != nil {
+		return -1, err
+	}
+	before, err := p.waitStableOffset(ctx, insp, v.partition, log)
+	if err != nil {
+		return -1, err
+	}
+	for round := 1; ; round++ {
+		if err := p.restoreChangelog(ctx, v, log); err != nil {
+			return -1, err
+		}
+		after, err := p.waitStableOffset(ctx, insp, v.partition, log)
+		if err != nil {
+			return -1, err
+		}
+		if after == before {
+			return after, nil
+		}
+		if round == maxRestoreRounds {
+			return -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", v.partition, before, after)
+		}
+		log.Warn("another member committed the task's input while it restored: restoring on to the new end", "offset_before", before, "offset_after", after)
+		before = after
+	}
+}
+
+// restoreChangelog reads the changelog partition from the checkpoint (or
+// the start) to its end into the store.
+func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) error {
 	topic := p.cfg.ChangelogTopic()
 	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
 	if err != nil {
@@ -140,18 +192,6 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	insp, err := p.inspectorClient()
 	if err != nil {
 		return err
-	}
-	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
-		// The end of the changelog is read only once the input offset
-		// committed for the task is stable: a previous owner's transaction
-		// may have committed that offset (a TxnOffsetCommit the broker took
-		// while the partition was still its own) while its changelog
-		// records are still on their way. The consumer fetches that
-		// offset stable and starts past the transaction's input; an end
-		// read before its records landed would leave their counts out.
-		if err := p.waitStableOffset(ctx, insp, v.partition, log); err != nil {
-			return err
-		}
 	}
 	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
 	if err == nil && p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
@@ -321,7 +361,7 @@ func logEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int3
 // require_stable and the broker answers UNSTABLE_OFFSET_COMMIT meanwhile).
 // A transaction open for over openTxnWait fails the restore, which is
 // retried.
-func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, partition int32, log *slog.Logger) error {
+func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, partition int32, log *slog.Logger) (int64, error) {
 	input := p.cfg.InputTopic
 	began := time.Now()
 	logged := false
@@ -334,10 +374,10 @@ func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, par
 			if logged {
 				log.Info("input offset stable: restoring", "waited", time.Since(began).Round(time.Millisecond))
 			}
-			return nil
+			return max(int64(tps[0].Offset), -1), nil
 		}
 		if time.Since(began) > openTxnWait {
-			return fmt.Errorf("input partition %d: committed offset not stable after %s: %w", partition, openTxnWait, err)
+			return -1, fmt.Errorf("input partition %d: committed offset not stable after %s: %w", partition, openTxnWait, err)
 		}
 		if !logged {
 			log.Info("waiting for a transaction that commits the task's input offset", "reason", err)
@@ -345,7 +385,7 @@ func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, par
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return -1, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
