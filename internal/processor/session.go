@@ -194,9 +194,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			}
 			s.log.Debug("consumer error", "error", e)
 		case *kafka.Stats:
-			g := p.metrics.observeStats(e.String())
-			if s.membership.observe(g) {
-				s.membershipChanged("coordinator_state", g.State, "for", time.Duration(g.StateAge)*time.Millisecond)
+			st := parseStats(e.String())
+			p.metrics.observeBrokers(st)
+			if s.membership.observe(st.Cgrp) {
+				s.membershipChanged("coordinator_state", st.Cgrp.State, "for", time.Duration(st.Cgrp.StateAge)*time.Millisecond)
 			}
 		}
 		turn = bookkeepEvery // anything but records: bookkeeping next

@@ -6,7 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// librdkafkaStats is the part of librdkafka's statistics JSON we export.
+// librdkafkaStats is the part of librdkafka's statistics JSON abacus uses:
+// broker figures for the metrics, the group's state for the membership
+// watch.
 type librdkafkaStats struct {
 	Brokers map[string]struct {
 		Name     string `json:"name"`
@@ -40,14 +42,19 @@ func newBrokerMetrics(reg prometheus.Registerer) brokerMetrics {
 	return m
 }
 
-// observeStats exports one librdkafka statistics report and returns its
-// consumer group part. Only real brokers are kept (nodeid >= 0), so the
-// label values stay bounded.
-func (m *metrics) observeStats(raw string) groupStats {
+// parseStats reads the parts of a librdkafka statistics report abacus
+// uses; a report it cannot read counts as empty.
+func parseStats(raw string) librdkafkaStats {
 	var st librdkafkaStats
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		return groupStats{}
+		return librdkafkaStats{}
 	}
+	return st
+}
+
+// observeBrokers exports a statistics report's broker figures. Only real
+// brokers are kept (nodeid >= 0), so the label values stay bounded.
+func (m *metrics) observeBrokers(st librdkafkaStats) {
 	for _, b := range st.Brokers {
 		if b.NodeID < 0 {
 			continue
@@ -58,5 +65,4 @@ func (m *metrics) observeStats(raw string) groupStats {
 		m.broker.errors.WithLabelValues(b.Name, "rx").Set(float64(b.RxErrs))
 		m.broker.errors.WithLabelValues(b.Name, "timeout").Set(float64(b.Timeouts))
 	}
-	return st.Cgrp
 }
