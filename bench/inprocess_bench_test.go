@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,6 +27,9 @@ import (
 // the broker's heap is in it too: focus on the processor's stacks).
 const profileEnv = "ABACUS_BENCH_PROFILE_DIR"
 
+// logEnv, set, sends BenchmarkInProcess's processor log to stderr.
+const logEnv = "ABACUS_BENCH_LOG"
+
 // BenchmarkInProcess runs the processor inside the test process, on the
 // same workload as BenchmarkCore, so that its hot path can be profiled
 // with Go's tools (the abacus binary serves no pprof). The broker shares
@@ -41,6 +45,8 @@ func BenchmarkInProcess(b *testing.B) {
 	}
 	// The memory case: 12 partitions, every key distinct.
 	b.Run("rss12", func(b *testing.B) { inProcess(b, "rss12", config.AtLeastOnce, rssPartitions, rssRecords) })
+	// A full restore of the at-least-once run's changelog.
+	b.Run("restore", inProcessRestore)
 }
 
 func inProcess(b *testing.B, name, guarantee string, partitions, keys int) {
@@ -50,45 +56,10 @@ func inProcess(b *testing.B, name, guarantee string, partitions, keys int) {
 	testkit.Produce(b, br.Addr(), inputTopic, "murmur2_random", uniformKeys(1, numRecords, keys))
 
 	app := "inproc"
-	cfg, err := config.Load(nil, []string{
-		"ABACUS_BOOTSTRAP_SERVERS=" + br.Addr(),
-		"ABACUS_APPLICATION_ID=" + app,
-		"ABACUS_INPUT_TOPIC=" + inputTopic,
-		"ABACUS_INSTANCE_ID=abacus-0",
-		"ABACUS_STATE_DIR=" + b.TempDir(),
-		"ABACUS_PROCESSING_GUARANTEE=" + guarantee,
-		"ABACUS_PARTITIONS=" + strconv.Itoa(partitions),
-	}, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := store.Open(store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	proc, err := processor.New(processor.Config{Config: cfg}, db)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- proc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-
+	stop := startInProcess(b, br.Addr(), app, guarantee, partitions)
+	defer stop()
 	// The measured stretch: the processor turns RUNNING (restored, empty)
 	// to every input offset committed; the profile covers that alone.
-	testkit.Eventually(b, 2*time.Minute, func() error {
-		if !proc.Ready() {
-			return testkit.Errorf("processor not ready: %s", proc.State())
-		}
-		return nil
-	})
 	stopProfile := startProfile(b, name)
 	b.ResetTimer()
 	began := time.Now()
@@ -103,6 +74,85 @@ func inProcess(b *testing.B, name, guarantee string, partitions, keys int) {
 	b.StopTimer()
 	stopProfile()
 	b.ReportMetric(numRecords/elapsed.Seconds(), "rec/s")
+}
+
+// inProcessRestore counts the workload at least once, stops, and profiles
+// a member of the same application starting on an empty state dir: a
+// full restore of the changelog, from the start of Run to ready.
+func inProcessRestore(b *testing.B) {
+	br := testkit.StartBroker(b, numPartitions)
+	admin := newAdmin(b, br.Addr())
+	admin.createTopic(inputTopic, numPartitions)
+	testkit.Produce(b, br.Addr(), inputTopic, "murmur2_random", uniformKeys(1, numRecords, numKeys))
+	app := "inproc-restore"
+	stop := startInProcess(b, br.Addr(), app, config.AtLeastOnce, numPartitions)
+	testkit.Eventually(b, 5*time.Minute, func() error {
+		n, err := admin.committed(app, inputTopic)
+		if err == nil && n < numRecords {
+			err = testkit.Errorf("%d of %d input offsets committed", n, numRecords)
+		}
+		return err
+	})
+	stop()
+	records := admin.records(changelogOf(app))
+
+	stopProfile := startProfile(b, "restore")
+	b.ResetTimer()
+	began := time.Now()
+	stop = startInProcess(b, br.Addr(), app, config.AtLeastOnce, numPartitions)
+	defer stop()
+	elapsed := time.Since(began)
+	b.StopTimer()
+	stopProfile()
+	b.ReportMetric(float64(records)/elapsed.Seconds(), "rec/s")
+}
+
+// startInProcess runs a processor (member abacus-0, an empty state dir)
+// until it is ready; stop cancels it and closes its store.
+func startInProcess(b *testing.B, brokers, app, guarantee string, partitions int) (stop func()) {
+	b.Helper()
+	cfg, err := config.Load(nil, []string{
+		"ABACUS_BOOTSTRAP_SERVERS=" + brokers,
+		"ABACUS_APPLICATION_ID=" + app,
+		"ABACUS_INPUT_TOPIC=" + inputTopic,
+		"ABACUS_INSTANCE_ID=abacus-0",
+		"ABACUS_STATE_DIR=" + b.TempDir(),
+		"ABACUS_PROCESSING_GUARANTEE=" + guarantee,
+		"ABACUS_PARTITIONS=" + strconv.Itoa(partitions),
+	}, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := store.Open(store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if os.Getenv(logEnv) != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	proc, err := processor.New(processor.Config{Config: cfg, Logger: logger}, db)
+	if err != nil {
+		db.Close()
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proc.Run(ctx) }()
+	stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+		db.Close()
+	}
+	testkit.Eventually(b, 2*time.Minute, func() error {
+		if !proc.Ready() {
+			return testkit.Errorf("processor not ready: %s", proc.State())
+		}
+		return nil
+	})
+	return stop
 }
 
 // startProfile starts the CPU profile and the execution trace if

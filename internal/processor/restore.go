@@ -242,11 +242,14 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 	} else {
 		// A changelog record can land after a newer one (sends of a member
 		// that lost its partitions): counts only grow, keep the larger.
-		w = v.store.NewRestorerKeepingMax()
+		if w, err = v.store.NewRestorerKeepingMax(); err != nil {
+			return err
+		}
 	}
 	defer w.Cancel() // after a successful Flush there is nothing left to cancel
 	last, pending := cp, 0
-	var openSince time.Time // first end of the log short of high
+	var firstRecord time.Duration // from the assignment to the first record
+	var openSince time.Time       // first end of the log short of high
 	report := func() {
 		v.checkpoint.Store(last)
 		v.restoreDone.Add(int64(pending))
@@ -265,12 +268,19 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 		}
 		report()
 		p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
-		log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(), "took", time.Since(began).Round(time.Millisecond))
+		log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(),
+			"took", time.Since(began).Round(time.Millisecond), "first_record_after", firstRecord.Round(time.Millisecond))
 		return nil
 	}
 	for ctx.Err() == nil {
+		if !openSince.IsZero() && time.Since(openSince) > openTxnWait {
+			return fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", v.partition, high, openTxnWait)
+		}
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
+			if firstRecord == 0 {
+				firstRecord = time.Since(began)
+			}
 			var err error
 			if e.Value == nil {
 				err = w.Delete(e.Key)
@@ -309,8 +319,7 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 			if int64(e.Offset) < high {
 				if openSince.IsZero() {
 					openSince = time.Now()
-				} else if time.Since(openSince) > openTxnWait {
-					return fmt.Errorf("changelog partition %d stays stable only up to offset %d of %d: a transaction open for over %s", v.partition, int64(e.Offset), high, openTxnWait)
+					log.Info("waiting for a transaction open on the changelog to end", "stable_to", int64(e.Offset), "end", high)
 				}
 				continue
 			}

@@ -17,7 +17,10 @@ func TestRestoreKeepingMax(t *testing.T) {
 	if err := p.Commit(Batch{Counts: map[string]int64{"stored-high": 151, "stored-low": 3, "deleted": 40}, Checkpoint: 9}); err != nil {
 		t.Fatal(err)
 	}
-	r := p.NewRestorerKeepingMax()
+	r, err := p.NewRestorerKeepingMax()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Cancel()
 	steps := []struct {
 		op, key string
@@ -134,5 +137,60 @@ func TestRestoreCoalescesAChunk(t *testing.T) {
 		if i > RestoreChunkBytes {
 			t.Fatal("the chunk never fills")
 		}
+	}
+}
+
+// A keep-max restore from the changelog's start (no checkpoint) takes its
+// first chunk without reading Badger, but still keeps the larger count
+// across chunks, each written while the next is read: a late lower record
+// in a later chunk takes no count back, many chunks commit in order, and
+// the checkpoint is the last chunk's.
+func TestRestoreKeepingMaxFromTheStartAcrossChunks(t *testing.T) {
+	db := newDB(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(3)
+	r, err := p.NewRestorerKeepingMax()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Cancel()
+	put := func(k string, n int64) {
+		t.Helper()
+		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func(offset int64) {
+		t.Helper()
+		if err := r.Checkpoint(offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("hot", 20)
+	put("hot", 12) // lower, same chunk
+	put("cold", 1)
+	checkpoint(2)
+	put("hot", 13) // lower than the first chunk's 20
+	put("cold", 2)
+	checkpoint(4)
+	for c := range 20 { // chunks committing one after the other
+		put("hot", int64(21+c))
+		put("hot", 5)
+		checkpoint(int64(5 + c))
+	}
+	put("cold", 1)
+	if err := r.Checkpoint(30); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int64{"hot": 40, "cold": 2} {
+		if n, found, err := p.Get([]byte(key)); err != nil || !found || n != want {
+			t.Errorf("%s = %d (found %v, %v), want %d", key, n, found, err, want)
+		}
+	}
+	if cp, _ := p.Checkpoint(); cp != 30 {
+		t.Errorf("checkpoint %d, want 30", cp)
 	}
 }
