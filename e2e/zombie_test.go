@@ -176,3 +176,113 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 		t.Errorf("changelog (read_committed) last values k=%q j=%q, want 9 and 2", last["k"], last["j"])
 	}
 }
+
+// Under at-least-once a member's store checkpoint is the offset of its own
+// last changelog record. If another writer's record lands among the
+// member's own (a next owner's count while the member, cut off from the
+// broker, was expelled without knowing it; a previous owner's late send),
+// a checkpoint at the member's last record claims a record the store never
+// saw: the next restore from that checkpoint skips it for good, and the
+// other writer's higher count is lost (bug 16: keys left below the truth
+// after a broker cut). The member must not store past it: it ends the
+// session and restores from its checkpoint, the other record included.
+//
+// The broker holds the member's changelog records of one commit while a
+// stand-in for another owner writes a higher count of the same key; then
+// the held records land after it. The member's answer must then be what a
+// restore of the changelog from scratch gives, and never below the other
+// writer's count.
+func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 1)
+	createTopic(t, b.Addr(), input, 1)
+	createTopic(t, b.Addr(), changelog, 1)
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PARTITIONS": "1"}})
+	in.WaitReady(time.Minute)
+	records := func(key string, n int) []testkit.Record {
+		out := make([]testkit.Record, n)
+		for i := range out {
+			out[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
+		}
+		return out
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 5))
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 5}, false)
+
+	// Hold the member's next changelog records at the broker.
+	c := b.Cluster()
+	held, release := make(chan struct{}), make(chan struct{})
+	var holdOnce sync.Once
+	var armed atomic.Bool
+	armed.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !armed.Load() {
+			return nil, nil, false
+		}
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			if tp.Topic == changelog {
+				armed.Store(false)
+				holdOnce.Do(func() {
+					close(held)
+					c.SleepControl(func() { <-release })
+				})
+			}
+		}
+		return nil, nil, false
+	})
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 3)) // the member counts k = 8
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("the member sent no changelog records for the three new records in 30 s")
+	}
+
+	// Another writer's count lands first.
+	other, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "acks": "all",
+		"log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer other.Close()
+	topic := changelog
+	done := make(chan kafka.Event, 1)
+	err = other.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0}, Key: []byte("k"), Value: []byte("50")}, done)
+	if err == nil {
+		err = (<-done).(*kafka.Message).TopicPartition.Error
+	}
+	close(release) // the member's records land after it
+	if err != nil {
+		t.Fatalf("another writer: deliver k=50: %v", err)
+	}
+
+	// Once the member has settled, its answer is at least the other
+	// writer's count and what a restore from scratch answers.
+	var settled int64
+	testkit.Eventually(t, time.Minute, func() error {
+		kc, code, err := in.Count(storeName, "k")
+		if err != nil || code != 200 {
+			return fmt.Errorf("k: status %d, %v", code, err)
+		}
+		if kc.Value < 50 {
+			return fmt.Errorf("k = %d: below the other writer's 50 on the changelog", kc.Value)
+		}
+		settled = kc.Value
+		return nil
+	})
+	in.Stop(30 * time.Second)
+	if strings.Contains(in.Log(), "not storing a task whose changelog another member wrote to") == false {
+		t.Errorf("the member did not say why it restores the task")
+	}
+	fresh := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PARTITIONS": "1"}})
+	fresh.WaitReady(time.Minute)
+	kc, code, err := fresh.Count(storeName, "k")
+	if err != nil || code != 200 {
+		t.Fatalf("k from a fresh restore: status %d, %v", code, err)
+	}
+	if kc.Value != settled {
+		t.Errorf("k = %d after a restore from scratch, %d on the member's own store", kc.Value, settled)
+	}
+}

@@ -27,6 +27,9 @@ type taskBatch struct {
 	counts     map[string]int64
 	nextOffset int64 // -1: no input processed since the previous batch
 	rewindTo   int64
+	// changelogBase is where the task's own changelog records begin
+	// (at_least_once; -1: not checked): see foreignChangelogRecords.
+	changelogBase int64
 }
 
 // commitBatch is the work of one commit.
@@ -322,6 +325,15 @@ func (s *session) storeTask(tb taskBatch) error {
 	cp, ok := s.delivered.lastChangelogOffset(tb.partition)
 	if !ok {
 		return fmt.Errorf("task %d has %d counts to commit but no changelog delivery", tb.partition, len(tb.counts))
+	}
+	if tb.changelogBase >= 0 {
+		// The store and its checkpoint stay as they were: the session
+		// ends, nothing of the batch is committed, and the task restores
+		// from its checkpoint, the other writer's records included.
+		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
+			s.log.Warn("not storing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
+			return err
+		}
 	}
 	if err := s.p.db.Partition(tb.partition).Commit(store.Batch{Counts: tb.counts, Checkpoint: cp}); err != nil {
 		return err

@@ -35,6 +35,10 @@ type deliveries struct {
 	mu           sync.Mutex
 	err          error
 	changelogEnd map[int32]int64
+	// The first offset and the number of this member's changelog records
+	// delivered per partition since its task started (resetChangelog).
+	changelogFirst map[int32]int64
+	changelogOK    map[int32]int64
 	// Reports (delivered or failed) per partition in this session.
 	changelogReported map[int32]int64
 	outputReported    map[int32]int64
@@ -60,6 +64,8 @@ func newDeliveries(changelog, output string, events <-chan kafka.Event, onError 
 		done:              make(chan struct{}),
 		changed:           make(chan struct{}, 1),
 		changelogEnd:      map[int32]int64{},
+		changelogFirst:    map[int32]int64{},
+		changelogOK:       map[int32]int64{},
 		changelogReported: map[int32]int64{},
 		outputReported:    map[int32]int64{},
 	}
@@ -90,9 +96,14 @@ func (d *deliveries) run() {
 				d.err = fmt.Errorf("deliver to %s[%d]: %w", *tp.Topic, tp.Partition, tp.Error)
 			}
 		} else if *tp.Topic == d.changelog {
-			if end, ok := d.changelogEnd[tp.Partition]; !ok || int64(tp.Offset) > end {
-				d.changelogEnd[tp.Partition] = int64(tp.Offset)
+			off := int64(tp.Offset)
+			if end, ok := d.changelogEnd[tp.Partition]; !ok || off > end {
+				d.changelogEnd[tp.Partition] = off
 			}
+			if first, ok := d.changelogFirst[tp.Partition]; !ok || off < first {
+				d.changelogFirst[tp.Partition] = off
+			}
+			d.changelogOK[tp.Partition]++
 		}
 		d.mu.Unlock()
 		d.pending.Add(-1)
@@ -165,6 +176,39 @@ func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
 	defer d.mu.Unlock()
 	off, ok := d.changelogEnd[p]
 	return off, ok
+}
+
+// resetChangelog starts the account of a changelog partition over, for a
+// task that starts (again) in this session; none of its sends may be in
+// flight.
+func (d *deliveries) resetChangelog(p int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.changelogEnd, p)
+	delete(d.changelogFirst, p)
+	delete(d.changelogOK, p)
+}
+
+// foreignChangelogRecords is an error unless the changelog records this
+// member delivered to partition p since its task started lie one after
+// the other from base, the end of the changelog its restore reached: then
+// no one else wrote to the partition meanwhile, and a checkpoint at the
+// last of them is true (the store holds every record up to it). Another
+// writer's records among them (a previous owner's late sends landing
+// after the task restored, or a next owner's counts while this member,
+// cut off, was expelled without knowing it) are in no store of this
+// member's: a checkpoint past them would have the next restore skip them
+// for good, and a next owner's higher counts would be lost.
+func (d *deliveries) foreignChangelogRecords(p int32, base int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first, last, n := d.changelogFirst[p], d.changelogEnd[p], d.changelogOK[p]
+	if n == 0 || (first == base && last-first+1 == n) {
+		return nil
+	}
+	return fmt.Errorf("changelog partition %d holds records of another writer among this member's: "+
+		"its %d records since offset %d lie between offsets %d and %d; the task restores them",
+		p, n, base, first, last)
 }
 
 // close waits for the reader to end; call it after the producer is

@@ -121,6 +121,10 @@ func (s *session) checkRestores() {
 			return
 		}
 		start := t.restore.start
+		if !s.eos {
+			t.changelogBase = t.restore.end
+			s.delivered.resetChangelog(t.partition)
+		}
 		t.restore = nil
 		if start >= 0 {
 			// Exactly where the restored state ends (see restore).

@@ -42,6 +42,10 @@ type restorer struct {
 	// restored state belongs to, where the task must start (-1: none, or
 	// at least once); set before done closes.
 	start int64
+	// end is the changelog's end offset the restore reached: where the
+	// task's own first changelog record must land if no one else writes
+	// to the partition (see deliveries.contiguous); set before done closes.
+	end int64
 }
 
 // restoreFailure is a restore that keeps failing.
@@ -80,9 +84,9 @@ func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
 		defer close(r.done)
 		backoff := 500 * time.Millisecond
 		for attempt := 1; ; attempt++ {
-			start, err := p.restore(ctx, v, log)
+			start, end, err := p.restore(ctx, v, log)
 			if err == nil {
-				r.start = start
+				r.start, r.end = start, end
 			}
 			if err == nil || ctx.Err() != nil {
 				r.failing.Store(nil)
@@ -145,31 +149,33 @@ const maxRestoreRounds = 5
 // committed the partition meanwhile: a zombie) the restore goes on to the
 // new end. The task then starts exactly there, whatever offset the
 // consumer fetched on its own at the assignment.
-func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) (int64, error) {
+func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) (start, end int64, err error) {
 	if p.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
-		return -1, p.restoreChangelog(ctx, v, log)
+		end, err := p.restoreChangelog(ctx, v, log)
+		return -1, end, err
 	}
 	insp, err := p.inspectorClient()
 	if err != nil {
-		return -1, err
+		return -1, -1, err
 	}
 	before, err := p.waitStableOffset(ctx, insp, v.partition, log)
 	if err != nil {
-		return -1, err
+		return -1, -1, err
 	}
 	for round := 1; ; round++ {
-		if err := p.restoreChangelog(ctx, v, log); err != nil {
-			return -1, err
+		end, err := p.restoreChangelog(ctx, v, log)
+		if err != nil {
+			return -1, -1, err
 		}
 		after, err := p.waitStableOffset(ctx, insp, v.partition, log)
 		if err != nil {
-			return -1, err
+			return -1, -1, err
 		}
 		if after == before {
-			return after, nil
+			return after, end, nil
 		}
 		if round == maxRestoreRounds {
-			return -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", v.partition, before, after)
+			return -1, -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", v.partition, before, after)
 		}
 		log.Warn("another member committed the task's input while it restored: restoring on to the new end", "offset_before", before, "offset_after", after)
 		before = after
@@ -178,11 +184,11 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 
 // restoreChangelog reads the changelog partition from the checkpoint (or
 // the start) to its end into the store.
-func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) error {
+func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) (end int64, err error) {
 	topic := p.cfg.ChangelogTopic()
 	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
 	if err != nil {
-		return fmt.Errorf("create restore consumer: %w", err)
+		return -1, fmt.Errorf("create restore consumer: %w", err)
 	}
 	defer c.Close()
 	// The changelog's bounds come from the inspector: a client that is
@@ -191,7 +197,7 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 	// client's first query can take most of a second.
 	insp, err := p.inspectorClient()
 	if err != nil {
-		return err
+		return -1, err
 	}
 	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
 	if err == nil && p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
@@ -202,11 +208,11 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 		high, err = logEnd(ctx, insp, topic, v.partition)
 	}
 	if err != nil {
-		return fmt.Errorf("query changelog watermarks: %w", err)
+		return -1, fmt.Errorf("query changelog watermarks: %w", err)
 	}
 	cp, err := v.store.Checkpoint()
 	if err != nil {
-		return err
+		return -1, err
 	}
 	if cp != store.NoCheckpoint && (cp >= high || cp+1 < low) {
 		reason := "checkpoint beyond changelog end"
@@ -216,7 +222,7 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 		log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
 			"reason", reason, "checkpoint", cp, "changelog_low", low, "changelog_high", high)
 		if err := v.store.Wipe(); err != nil {
-			return storeWrite(err)
+			return -1, storeWrite(err)
 		}
 		p.metrics.wipes.WithLabelValues(reason).Inc()
 		cp = store.NoCheckpoint
@@ -228,12 +234,12 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 	v.restoreTotal.Store(max(high-start, 0))
 	p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-start, 0)))
 	if start >= high {
-		return nil
+		return high, nil
 	}
 	log.Info("restoring task from changelog", "from", start, "to", high, "records_at_most", high-start)
 	began := time.Now()
 	if err := c.Assign([]kafka.TopicPartition{{Topic: &topic, Partition: v.partition, Offset: kafka.Offset(start)}}); err != nil {
-		return fmt.Errorf("assign changelog partition: %w", err)
+		return -1, fmt.Errorf("assign changelog partition: %w", err)
 	}
 
 	var w *store.Restorer
@@ -243,7 +249,7 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 		// A changelog record can land after a newer one (sends of a member
 		// that lost its partitions): counts only grow, keep the larger.
 		if w, err = v.store.NewRestorerKeepingMax(); err != nil {
-			return err
+			return -1, err
 		}
 	}
 	defer w.Cancel() // after a successful Flush there is nothing left to cancel
@@ -274,7 +280,7 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 	}
 	for ctx.Err() == nil {
 		if !openSince.IsZero() && time.Since(openSince) > openTxnWait {
-			return fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", v.partition, high, openTxnWait)
+			return -1, fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", v.partition, high, openTxnWait)
 		}
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
@@ -290,18 +296,18 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 				err = w.Put(e.Key, e.Value)
 			}
 			if err != nil {
-				return storeWrite(err)
+				return -1, storeWrite(err)
 			}
 			last = int64(e.TopicPartition.Offset)
 			pending++
 			if last >= high-1 {
 				// The end as it was when the restore began: done without
 				// waiting for the consumer to report the end of the log.
-				return finish()
+				return high, finish()
 			}
 			if w.Full() || pending >= restoreChunkRecords {
 				if err := w.Checkpoint(last); err != nil {
-					return storeWrite(err)
+					return -1, storeWrite(err)
 				}
 				report()
 			}
@@ -323,16 +329,16 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 				}
 				continue
 			}
-			return finish()
+			return int64(e.Offset), finish()
 		case kafka.Error:
 			if e.IsFatal() {
-				return fmt.Errorf("restore consumer: %w", e)
+				return -1, fmt.Errorf("restore consumer: %w", e)
 			}
 			log.Debug("restore consumer error", "error", e)
 		}
 	}
 	// Cancelled: what was written stays, with the checkpoint it reached.
-	return errors.Join(ctx.Err(), storeWrite(w.Flush()))
+	return -1, errors.Join(ctx.Err(), storeWrite(w.Flush()))
 }
 
 // logEnd is the high watermark of a partition whatever the client's

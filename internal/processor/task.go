@@ -50,15 +50,21 @@ type task struct {
 	committed int64
 	// restore is the running restorer, nil once restored.
 	restore *restorer
+	// changelogBase is where the task's own changelog records begin: the
+	// end of the changelog its restore reached (at_least_once; -1 under
+	// exactly_once_v2, whose transaction markers take offsets too and
+	// whose broker fences other writers).
+	changelogBase int64
 }
 
 func newTask(p int32, sp *store.Partition) *task {
 	t := &task{
-		taskView:   &taskView{partition: p, store: sp},
-		dirty:      map[string]int64{},
-		clean:      map[string]int64{},
-		nextOffset: -1,
-		committed:  -1,
+		taskView:      &taskView{partition: p, store: sp},
+		dirty:         map[string]int64{},
+		clean:         map[string]int64{},
+		nextOffset:    -1,
+		committed:     -1,
+		changelogBase: -1,
 	}
 	t.checkpoint.Store(store.NoCheckpoint)
 	return t
@@ -90,7 +96,7 @@ func (t *task) count(key []byte, snap *store.Snapshot) (int64, bool, error) {
 
 // handOff moves the write buffer into a batch for the committer.
 func (t *task) handOff() taskBatch {
-	b := taskBatch{partition: t.partition, counts: t.dirty, nextOffset: t.nextOffset, rewindTo: t.rewindTo}
+	b := taskBatch{partition: t.partition, counts: t.dirty, nextOffset: t.nextOffset, rewindTo: t.rewindTo, changelogBase: t.changelogBase}
 	if len(t.dirty) > 0 {
 		t.inflight = t.dirty
 		t.dirty = map[string]int64{}
