@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/testkit"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -31,21 +32,7 @@ import (
 // committed, its k = 8 would be the changelog's last value for k under
 // the next owner's offsets: one count lost for good.
 func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
-	b := testkit.StartBroker(t, 1)
-	createTopic(t, b.Addr(), input, 1)
-	createTopic(t, b.Addr(), changelog, 1)
-	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
-		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "1"}})
-	in.WaitReady(time.Minute)
-	records := func(key string, n int) []testkit.Record {
-		out := make([]testkit.Record, n)
-		for i := range out {
-			out[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
-		}
-		return out
-	}
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 5))
-	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 5}, false)
+	b, in := soleMemberCountingK(t, "exactly_once_v2")
 
 	// Hold the member's next changelog records at the broker.
 	c := b.Cluster()
@@ -68,7 +55,7 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 3)) // offsets 5-7: the member counts k = 8
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // offsets 5-7: the member counts k = 8
 	select {
 	case <-held:
 	case <-time.After(30 * time.Second):
@@ -98,8 +85,8 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 
 	// The next owner counts the same three records and two more (k at 8, j
 	// at 9), in three transactions, as a member would.
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 1))
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("j", 1))
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 1))
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("j", 1))
 	next, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "transactional.id": "next-owner",
 		"log_level": 3, "enable.metrics.push": false})
 	if err != nil {
@@ -168,7 +155,7 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 
 	want := map[string]int64{"k": 9, "j": 1}
 	waitCounts(t, time.Minute, []*testkit.Instance{in}, want, false)
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("j", 1))
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("j", 1))
 	want["j"] = 2
 	waitCounts(t, time.Minute, []*testkit.Instance{in}, want, false)
 	last, _ := testkit.LastValues(t, b.Addr(), changelog, "read_committed")
@@ -193,21 +180,7 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 // restore of the changelog from scratch gives, and never below the other
 // writer's count.
 func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing.T) {
-	b := testkit.StartBroker(t, 1)
-	createTopic(t, b.Addr(), input, 1)
-	createTopic(t, b.Addr(), changelog, 1)
-	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
-		Env: map[string]string{"ABACUS_PARTITIONS": "1"}})
-	in.WaitReady(time.Minute)
-	records := func(key string, n int) []testkit.Record {
-		out := make([]testkit.Record, n)
-		for i := range out {
-			out[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
-		}
-		return out
-	}
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 5))
-	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 5}, false)
+	b, in := soleMemberCountingK(t, "at_least_once")
 
 	// Hold the member's next changelog records at the broker.
 	c := b.Cluster()
@@ -230,7 +203,7 @@ func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing
 		}
 		return nil, nil, false
 	})
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", records("k", 3)) // the member counts k = 8
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // the member counts k = 8
 	select {
 	case <-held:
 	case <-time.After(30 * time.Second):
@@ -285,4 +258,29 @@ func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing
 	if kc.Value != settled {
 		t.Errorf("k = %d after a restore from scratch, %d on the member's own store", kc.Value, settled)
 	}
+}
+
+// soleMemberCountingK starts a broker with a one-partition input and
+// changelog and one member counting them under guarantee, and waits until
+// it has counted five records of key k.
+func soleMemberCountingK(t *testing.T, guarantee string) (*broker.Broker, *testkit.Instance) {
+	t.Helper()
+	b := testkit.StartBroker(t, 1)
+	createTopic(t, b.Addr(), input, 1)
+	createTopic(t, b.Addr(), changelog, 1)
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee, "ABACUS_PARTITIONS": "1"}})
+	in.WaitReady(time.Minute)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 5))
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 5}, false)
+	return b, in
+}
+
+// sameKey is n records of key.
+func sameKey(key string, n int) []testkit.Record {
+	out := make([]testkit.Record, n)
+	for i := range out {
+		out[i] = testkit.Record{Key: []byte(key), Value: []byte("v")}
+	}
+	return out
 }
