@@ -44,7 +44,8 @@ type restorer struct {
 	start int64
 	// end is the changelog's end offset the restore reached: where the
 	// task's own first changelog record must land if no one else writes
-	// to the partition (see deliveries.contiguous); set before done closes.
+	// to the partition (see deliveries.foreignChangelogRecords); set before
+	// done closes.
 	end int64
 }
 
@@ -148,7 +149,8 @@ const maxRestoreRounds = 5
 // are still on their way), and if it moved by the end (another member
 // committed the partition meanwhile: a zombie) the restore goes on to the
 // new end. The task then starts exactly there, whatever offset the
-// consumer fetched on its own at the assignment.
+// consumer fetched on its own at the assignment. It also returns the
+// changelog's end offset it reached (restorer.end).
 func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) (start, end int64, err error) {
 	if p.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
 		end, err := p.restoreChangelog(ctx, v, log)
@@ -183,7 +185,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 }
 
 // restoreChangelog reads the changelog partition from the checkpoint (or
-// the start) to its end into the store.
+// the start) to its end into the store, and returns that end offset.
 func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) (end int64, err error) {
 	topic := p.cfg.ChangelogTopic()
 	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
