@@ -4,16 +4,28 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/abacus
 
-.PHONY: build test unit chart-test bench image clean
+.PHONY: build test unit chart-test fuzz-brief bench image clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
 
-# test runs every test with the race detector, then the chart and image checks.
+# test runs every test with the race detector, then fuzzes the HTTP parsing
+# briefly, then the chart and image checks.
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
+
+# fuzz-brief runs each HTTP fuzz target for FUZZTIME (the plain test run
+# above only replays their seeds); make chaos fuzzes them for 20 s each. A
+# failure leaves its input in internal/api/testdata/fuzz to replay.
+FUZZ_TARGETS := FuzzKeyPath FuzzKeyRoundTrip FuzzScanQuery FuzzDecodeCursor FuzzCopyEvents
+FUZZTIME ?= 5s
+fuzz-brief:
+	@for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./internal/api/ || exit 1; \
+	done
 
 chart-test:
 # The chart, Dockerfile and image checks live in the nested module test/chart
@@ -59,7 +71,7 @@ image:
 chaos:
 	@status=0; \
 	ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ || status=1; \
-	for f in FuzzKeyPath FuzzKeyRoundTrip FuzzScanQuery FuzzDecodeCursor; do \
+	for f in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./internal/api/ || status=1; \
 	done; \
 	exit $$status
