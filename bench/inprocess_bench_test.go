@@ -63,13 +63,7 @@ func inProcess(b *testing.B, name, guarantee string, partitions, keys int) {
 	stopProfile := startProfile(b, name)
 	b.ResetTimer()
 	began := time.Now()
-	testkit.Eventually(b, 5*time.Minute, func() error {
-		n, err := admin.committed(app, inputTopic)
-		if err == nil && n < numRecords {
-			err = testkit.Errorf("%d of %d input offsets committed", n, numRecords)
-		}
-		return err
-	})
+	waitAllCommitted(b, admin, app)
 	elapsed := time.Since(began)
 	b.StopTimer()
 	stopProfile()
@@ -86,13 +80,7 @@ func inProcessRestore(b *testing.B) {
 	testkit.Produce(b, br.Addr(), inputTopic, "murmur2_random", uniformKeys(1, numRecords, numKeys))
 	app := "inproc-restore"
 	stop := startInProcess(b, br.Addr(), app, config.AtLeastOnce, numPartitions)
-	testkit.Eventually(b, 5*time.Minute, func() error {
-		n, err := admin.committed(app, inputTopic)
-		if err == nil && n < numRecords {
-			err = testkit.Errorf("%d of %d input offsets committed", n, numRecords)
-		}
-		return err
-	})
+	waitAllCommitted(b, admin, app)
 	stop()
 	records := admin.records(changelogOf(app))
 
@@ -105,6 +93,19 @@ func inProcessRestore(b *testing.B) {
 	b.StopTimer()
 	stopProfile()
 	b.ReportMetric(float64(records)/elapsed.Seconds(), "rec/s")
+}
+
+// waitAllCommitted waits until app's group has committed every input
+// offset.
+func waitAllCommitted(b *testing.B, admin *kafkaAdmin, app string) {
+	b.Helper()
+	testkit.Eventually(b, 5*time.Minute, func() error {
+		n, err := admin.committed(app, inputTopic)
+		if err == nil && n < numRecords {
+			err = testkit.Errorf("%d of %d input offsets committed", n, numRecords)
+		}
+		return err
+	})
 }
 
 // startInProcess runs a processor (member abacus-0, an empty state dir)

@@ -245,7 +245,7 @@ func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing
 		return nil
 	})
 	in.Stop(30 * time.Second)
-	if strings.Contains(in.Log(), "not storing a task whose changelog another member wrote to") == false {
+	if !strings.Contains(in.Log(), "not storing a task whose changelog another member wrote to") {
 		t.Errorf("the member did not say why it restores the task")
 	}
 	fresh := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),

@@ -32,17 +32,19 @@ type deliveries struct {
 	// two goroutines at once.
 	pending atomic.Int64
 
-	mu           sync.Mutex
-	err          error
-	changelogEnd map[int32]int64
-	// The first offset and the number of this member's changelog records
-	// delivered per partition since its task started (resetChangelog).
-	changelogFirst map[int32]int64
-	changelogOK    map[int32]int64
+	mu  sync.Mutex
+	err error
+	// delivered holds, per changelog partition, this member's records
+	// delivered since its task started (resetChangelog).
+	delivered map[int32]*changelogSpan
 	// Reports (delivered or failed) per partition in this session.
 	changelogReported map[int32]int64
 	outputReported    map[int32]int64
 }
+
+// changelogSpan is the first and last offset and the number of the
+// changelog records delivered to a partition.
+type changelogSpan struct{ first, last, n int64 }
 
 // sentMark is how far the sends of one task's part of a batch went: the
 // reports its changelog partition and each output partition must reach
@@ -63,9 +65,7 @@ func newDeliveries(changelog, output string, events <-chan kafka.Event, onError 
 		output:            output,
 		done:              make(chan struct{}),
 		changed:           make(chan struct{}, 1),
-		changelogEnd:      map[int32]int64{},
-		changelogFirst:    map[int32]int64{},
-		changelogOK:       map[int32]int64{},
+		delivered:         map[int32]*changelogSpan{},
 		changelogReported: map[int32]int64{},
 		outputReported:    map[int32]int64{},
 	}
@@ -97,13 +97,11 @@ func (d *deliveries) run() {
 			}
 		} else if *tp.Topic == d.changelog {
 			off := int64(tp.Offset)
-			if end, ok := d.changelogEnd[tp.Partition]; !ok || off > end {
-				d.changelogEnd[tp.Partition] = off
+			if sp := d.delivered[tp.Partition]; sp == nil {
+				d.delivered[tp.Partition] = &changelogSpan{first: off, last: off, n: 1}
+			} else {
+				sp.first, sp.last, sp.n = min(sp.first, off), max(sp.last, off), sp.n+1
 			}
-			if first, ok := d.changelogFirst[tp.Partition]; !ok || off < first {
-				d.changelogFirst[tp.Partition] = off
-			}
-			d.changelogOK[tp.Partition]++
 		}
 		d.mu.Unlock()
 		d.pending.Add(-1)
@@ -174,8 +172,10 @@ func (d *deliveries) waitUntil(ctx context.Context, beat func(), done func() boo
 func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	off, ok := d.changelogEnd[p]
-	return off, ok
+	if sp := d.delivered[p]; sp != nil {
+		return sp.last, true
+	}
+	return 0, false
 }
 
 // resetChangelog starts the account of a changelog partition over, for a
@@ -184,9 +184,7 @@ func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
 func (d *deliveries) resetChangelog(p int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.changelogEnd, p)
-	delete(d.changelogFirst, p)
-	delete(d.changelogOK, p)
+	delete(d.delivered, p)
 }
 
 // foreignChangelogRecords is an error unless the changelog records this
@@ -202,13 +200,13 @@ func (d *deliveries) resetChangelog(p int32) {
 func (d *deliveries) foreignChangelogRecords(p int32, base int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	first, last, n := d.changelogFirst[p], d.changelogEnd[p], d.changelogOK[p]
-	if n == 0 || (first == base && last-first+1 == n) {
+	sp := d.delivered[p]
+	if sp == nil || (sp.first == base && sp.last-sp.first+1 == sp.n) {
 		return nil
 	}
 	return fmt.Errorf("changelog partition %d holds records of another writer among this member's: "+
 		"its %d records since offset %d lie between offsets %d and %d; the task restores them",
-		p, n, base, first, last)
+		p, sp.n, base, sp.first, sp.last)
 }
 
 // close waits for the reader to end; call it after the producer is
