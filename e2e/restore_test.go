@@ -7,12 +7,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/testkit"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Under at_least_once a restore keeps the larger of the stored and the
@@ -251,4 +254,112 @@ func answersNothing(t *testing.T, in *testkit.Instance, key string, within time.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// A restored task starts where its state ends by seeking there, and
+// librdkafka refuses the seek (ERR__STATE) until the consumer has started
+// fetching the partition, which waits for the consumer's own query of the
+// committed offsets. When that query is slower than the restore (it waits
+// behind an open transaction, another partition's query, or a coordinator
+// being found), the task must wait for it rather than end the session:
+// a session restart rebalances the whole group. The broker answers the
+// consumer's query (both partitions) with UNSTABLE_OFFSET_COMMIT while the
+// restore's own query (one partition) goes through.
+func TestRestoredTaskWaitsForTheConsumerToStartFetchingExactlyOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 1)
+	createTopic(t, b.Addr(), input, 2)
+	createTopic(t, b.Addr(), changelog, 2)
+	env := steady(map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "2"})
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: env})
+	in.WaitReady(time.Minute)
+	w := skewed(31, 2_000, 200)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
+	waitCounts(t, 2*time.Minute, []*testkit.Instance{in}, w.truth, false)
+	in.Stop(30 * time.Second)
+
+	// Like a broker with a transaction open on the group: each partition
+	// of the answer is UNSTABLE_OFFSET_COMMIT, and librdkafka asks again.
+	c := b.Cluster()
+	var unstable atomic.Bool
+	unstable.Store(true)
+	c.ControlKey(int16(kmsg.OffsetFetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !unstable.Load() {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		of := req.(*kmsg.OffsetFetchRequest)
+		if offsetFetchPartitions(of) < 2 {
+			return nil, nil, false
+		}
+		return unstableOffsets(of), nil, true
+	})
+	defer unstable.Store(false)
+	in.Restart()
+	testkit.Eventually(t, time.Minute, func() error {
+		if n := strings.Count(in.Log(), "waiting for the consumer to start fetching its input"); n < 2 {
+			return fmt.Errorf("%d of 2 restored tasks wait for the consumer to start fetching", n)
+		}
+		return nil
+	})
+	if code, _, err := in.Get("/readyz"); err != nil || code != 503 {
+		t.Fatalf("ready while its tasks wait to start: %d, %v (want 503)", code, err)
+	}
+	unstable.Store(false)
+
+	more := skewed(32, 500, 200)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", more.records)
+	want := maps.Clone(w.truth)
+	for k, n := range more.truth {
+		want[k] += n
+	}
+	waitCounts(t, 2*time.Minute, []*testkit.Instance{in}, want, false)
+	if n, err := in.Metric("abacus_session_restarts_total"); err != nil || n != 0 {
+		t.Fatalf("abacus_session_restarts_total = %v, %v; want 0 (the session ended instead of waiting)", n, err)
+	}
+}
+
+// unstableOffsets answers every partition of an OffsetFetch with
+// UNSTABLE_OFFSET_COMMIT.
+func unstableOffsets(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	for _, g := range req.Groups {
+		rg := kmsg.NewOffsetFetchResponseGroup()
+		rg.Group = g.Group
+		for _, tp := range g.Topics {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.ErrorCode = p, -1, -1, kerr.UnstableOffsetCommit.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			rg.Topics = append(rg.Topics, rt)
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	for _, tp := range req.Topics {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = tp.Topic
+		for _, p := range tp.Partitions {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch, rp.ErrorCode = p, -1, -1, kerr.UnstableOffsetCommit.Code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// offsetFetchPartitions counts the partitions an OffsetFetch asks for.
+func offsetFetchPartitions(req *kmsg.OffsetFetchRequest) int {
+	n := 0
+	for _, tp := range req.Topics {
+		n += len(tp.Partitions)
+	}
+	for _, g := range req.Groups {
+		for _, tp := range g.Topics {
+			n += len(tp.Partitions)
+		}
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -120,19 +121,22 @@ func (s *session) checkRestores() {
 			s.err = fmt.Errorf("restore task %d: %w", t.partition, err)
 			return
 		}
-		start := t.restore.start
-		if !s.eos {
-			t.changelogBase = t.restore.end
-			s.delivered.resetChangelog(t.partition)
-		}
-		t.restore = nil
+		start, end := t.restore.start, t.restore.end
 		if start >= 0 {
 			// Exactly where the restored state ends (see restore).
 			if err := s.seek(t.partition, kafka.Offset(start), nil); err != nil {
+				if s.fetchNotStarted(t, err) {
+					continue // the next turn tries again
+				}
 				s.err = fmt.Errorf("start task %d at offset %d: %w", t.partition, start, err)
 				return
 			}
 		}
+		if !s.eos {
+			t.changelogBase = end
+			s.delivered.resetChangelog(t.partition)
+		}
+		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
 			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)
 			return
@@ -140,12 +144,42 @@ func (s *session) checkRestores() {
 		s.snap.Refresh() // the restore wrote the task's counts
 		t.active.Store(true)
 		t.committed = s.committedOffset(t.partition)
+		// Where the task's counting starts against where its state ends:
+		// the line to read first when a count comes out wrong.
+		s.log.Info("task active", "task", t.partition, "input_offset", start, "committed", t.committed,
+			"checkpoint", t.checkpoint.Load(), "changelog_end", end)
 		changed = true
 	}
 	if changed {
 		s.publishTasks()
 	}
 	s.updateState()
+}
+
+// startWait bounds how long a restored task waits for the consumer to
+// start fetching its partition before the session gives up on it.
+const startWait = 30 * time.Second
+
+// fetchNotStarted reports whether a restored task's start failed only
+// because the consumer has not started fetching the partition yet: it
+// does once its own query of the committed offset is answered, which can
+// come after the restore (the query waits behind an open transaction,
+// behind another partition's query, or for the coordinator). A seek
+// before that is refused (ERR__STATE); the task stays paused and tries
+// again, instead of ending the session and rebalancing the whole group.
+// Past startWait the session ends as for any other failure: librdkafka
+// starts no fetch for a partition whose query failed until it is
+// assigned again.
+func (s *session) fetchNotStarted(t *task, err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrState {
+		return false
+	}
+	if t.startBlocked.IsZero() {
+		t.startBlocked = time.Now()
+		s.log.Info("task restored; waiting for the consumer to start fetching its input", "task", t.partition)
+	}
+	return time.Since(t.startBlocked) < startWait
 }
 
 // committedOffset asks the group for a partition's committed offset; -1

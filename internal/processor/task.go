@@ -2,6 +2,7 @@ package processor
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/abacus-streams/abacus/internal/store"
 )
@@ -55,6 +56,9 @@ type task struct {
 	// exactly_once_v2, whose transaction markers take offsets too and
 	// whose broker fences other writers).
 	changelogBase int64
+	// startBlocked is when the restored task first found the consumer not
+	// fetching its partition yet (zero: not waiting); see fetchNotStarted.
+	startBlocked time.Time
 }
 
 func newTask(p int32, sp *store.Partition) *task {
