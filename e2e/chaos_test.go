@@ -404,6 +404,74 @@ func (c *chaosRun) finish(t *testing.T) {
 	}
 }
 
+// keepEvidence, when the test failed and ABACUS_CHAOS_LOGS names a
+// directory, keeps what it takes to follow a wrong count to its cause: every
+// member's current life's log (a failed wait ends the test before finish),
+// the input, the changelog (committed records and all of them) and the
+// output topic record by record, the group's committed offsets and the
+// truth.
+func (c *chaosRun) keepEvidence(t *testing.T) {
+	dir := os.Getenv("ABACUS_CHAOS_LOGS")
+	if dir == "" || !t.Failed() {
+		return
+	}
+	for _, in := range c.pods {
+		saveLog(t, in, c.lives[in])
+	}
+	prefix := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+	brokers := c.proxy.Addr()
+	dump := func(name, topic, isolation string, withValue bool) {
+		var b strings.Builder
+		b.WriteString("partition\toffset\tkey\tvalue\n")
+		testkit.ReadTopic(t, brokers, topic, isolation, func(m *kafka.Message) {
+			v := ""
+			if withValue {
+				v = string(m.Value)
+			}
+			fmt.Fprintf(&b, "%d\t%d\t%q\t%s\n", m.TopicPartition.Partition, m.TopicPartition.Offset, m.Key, v)
+		})
+		if err := os.WriteFile(prefix+"-"+name+".tsv", []byte(b.String()), 0o644); err != nil {
+			t.Logf("keep %s: %v", name, err)
+		}
+	}
+	dump("input", input, "read_uncommitted", false)
+	dump("changelog-committed", changelog, "read_committed", true)
+	dump("changelog-all", changelog, "read_uncommitted", true)
+	dump("output-committed", output, "read_committed", true)
+	var b strings.Builder
+	for k, n := range c.w.truth {
+		fmt.Fprintf(&b, "%q\t%d\n", k, n)
+	}
+	if err := os.WriteFile(prefix+"-truth.tsv", []byte(b.String()), 0o644); err != nil {
+		t.Logf("keep truth: %v", err)
+	}
+	g, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "counts-app",
+		"log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		t.Logf("keep group offsets: %v", err)
+		return
+	}
+	defer g.Close()
+	topic := input
+	tps := make([]kafka.TopicPartition, 6)
+	for i := range tps {
+		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: int32(i)}
+	}
+	committed, err := g.Committed(tps, 10000)
+	if err != nil {
+		t.Logf("keep group offsets: %v", err)
+		return
+	}
+	b.Reset()
+	for _, tp := range committed {
+		fmt.Fprintf(&b, "%d\t%d\n", tp.Partition, tp.Offset)
+	}
+	if err := os.WriteFile(prefix+"-committed.tsv", []byte(b.String()), 0o644); err != nil {
+		t.Logf("keep group offsets: %v", err)
+	}
+	t.Logf("evidence kept in %s-*", prefix)
+}
+
 // rollingChaos runs three members behind a proxy in front of the broker,
 // feeds them a skewed workload and meanwhile kills a random member every
 // few seconds and restarts it (on its disk or an empty one), scales to one
@@ -425,6 +493,7 @@ func rollingChaos(t *testing.T, guarantee string, seed uint64) *chaosRun {
 	f := startFeeder(t, brokers, w, plan.perSecond)
 	run := &chaosRun{pods: pods, proxy: proxy, w: w, log: l, lives: map[*testkit.Instance]int{},
 		sampler: startSampler(t, pods, f, seed, guarantee == "exactly_once_v2"), owners: watchOwnership(pods, l.began)}
+	t.Cleanup(func() { run.keepEvidence(t) })
 	down := func(in *testkit.Instance) {
 		l.scrape(in)
 		saveLog(t, in, run.lives[in])

@@ -99,6 +99,19 @@ func Produce(t testing.TB, brokers, topic, partitioner string, records []Record)
 // "read_committed" or "read_uncommitted".
 func LastValues(t testing.TB, brokers, topic, isolation string) (map[string]string, int) {
 	t.Helper()
+	last := map[string]string{}
+	n := 0
+	ReadTopic(t, brokers, topic, isolation, func(m *kafka.Message) {
+		last[string(m.Key)] = string(m.Value)
+		n++
+	})
+	return last, n
+}
+
+// ReadTopic hands every record of topic, partition by partition in offset
+// order, to fn, up to the partitions' ends when it starts.
+func ReadTopic(t testing.TB, brokers, topic, isolation string, fn func(*kafka.Message)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
@@ -124,10 +137,8 @@ func LastValues(t testing.TB, brokers, topic, isolation string) (map[string]stri
 			tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
 		}
 	}
-	last := map[string]string{}
-	n := 0
 	if len(tps) == 0 {
-		return last, 0
+		return
 	}
 	if err := c.Assign(tps); err != nil {
 		t.Fatal(err)
@@ -139,8 +150,7 @@ func LastValues(t testing.TB, brokers, topic, isolation string) (map[string]stri
 		}
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
-			last[string(e.Key)] = string(e.Value)
-			n++
+			fn(e)
 		case kafka.PartitionEOF:
 			open--
 		case kafka.Error:
@@ -149,7 +159,6 @@ func LastValues(t testing.TB, brokers, topic, isolation string) (map[string]stri
 			}
 		}
 	}
-	return last, n
 }
 
 // Headers reads every record of topic with its headers.
