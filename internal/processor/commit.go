@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/store"
@@ -112,9 +113,11 @@ func (s *session) finish() error {
 	b := s.inflight
 	s.inflight = nil
 	if b.err != nil {
+		s.log.Info("batch failed: nothing of it is stored", "batch", s.describe(b), "error", b.err)
 		return b.err
 	}
 	if b.aborted {
+		s.log.Info("batch aborted: rewinding", "batch", s.describe(b))
 		s.rewind(b)
 		return nil
 	}
@@ -128,6 +131,21 @@ func (s *session) finish() error {
 		}
 	}
 	return nil
+}
+
+// describe sums a batch up for the log, task by task: partition, input
+// offset to commit, counts, and the last changelog offset delivered, the
+// trail to follow when a count comes out wrong.
+func (s *session) describe(b *commitBatch) string {
+	var sb strings.Builder
+	for i, tb := range b.tasks {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		cp, _ := s.delivered.lastChangelogOffset(tb.partition)
+		fmt.Fprintf(&sb, "%d:offset=%d,counts=%d,changelog=%d", tb.partition, tb.nextOffset, len(tb.counts), cp)
+	}
+	return sb.String()
 }
 
 // commitSync commits everything counted so far and waits for it: before a
@@ -215,7 +233,7 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 		}
 		s.log.Debug("committed", "tasks", len(b.tasks), "keys", keys,
 			"produce", produced.Sub(began), "deliver", delivered.Sub(produced),
-			"store", stored.Sub(delivered), "offsets", time.Since(stored))
+			"store", stored.Sub(delivered), "offsets", time.Since(stored), "batch", s.describe(b))
 	}
 	if len(updates) > 0 {
 		s.p.cfg.OnCommit(updates)
