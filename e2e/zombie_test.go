@@ -284,3 +284,104 @@ func sameKey(key string, n int) []testkit.Record {
 	}
 	return out
 }
+
+// A batch that fails while a revocation waits for it (its input offsets
+// refused: the group moved on) ends the session, and nothing may commit
+// after it: the tasks' buffers count on top of the failed batch, so a
+// later commit would carry its counts for the keys counted again since,
+// and commit input offsets past the keys counted only in it, which are
+// then lost for good (found by the rolling chaos: 64 keys one short after
+// a broker cut, every one of them counted only in the failed batch).
+//
+// The broker holds the member's input offsets of one transaction while
+// the member counts more (some keys again, some new) and a second member
+// joins; once the member is committing before its revocation, the broker
+// refuses the offsets with ILLEGAL_GENERATION. Every key must then end
+// exact, the ones counted only in the failed batch included.
+func TestFailedCommitBeforeRevocationCommitsNothingAfterItExactlyOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 1)
+	createTopic(t, b.Addr(), input, 2)
+	createTopic(t, b.Addr(), changelog, 2)
+	port := testkit.FreePort(t)
+	env := steady(map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "2",
+		"ABACUS_LOG_LEVEL": "debug", "ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port)})
+	member := func(i int) *testkit.Instance {
+		return testkit.StartInstance(t, testkit.InstanceConfig{Name: fmt.Sprintf("abacus-%d", i), Brokers: b.Addr(),
+			Host: fmt.Sprintf("127.0.0.%d", i+1), Port: port, Env: env})
+	}
+	first := member(0)
+	first.WaitReady(time.Minute)
+	truth := map[string]int64{}
+	produced := 0
+	produce := func(prefixes ...string) {
+		t.Helper()
+		var recs []testkit.Record
+		for _, prefix := range prefixes {
+			for i := range 20 {
+				k := fmt.Sprintf("%s-%d", prefix, i)
+				recs = append(recs, testkit.Record{Key: []byte(k), Value: []byte("v")})
+				truth[k]++
+			}
+		}
+		produced += len(recs)
+		testkit.Produce(t, b.Addr(), input, "murmur2_random", recs)
+	}
+	produce("before")
+	waitCounts(t, time.Minute, []*testkit.Instance{first}, truth, false)
+
+	// Hold the offsets of the member's next transaction, and refuse them
+	// with ILLEGAL_GENERATION once released.
+	c := b.Cluster()
+	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo()
+	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		close(held)
+		c.SleepControl(func() { <-release })
+		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range req.(*kmsg.TxnOffsetCommitRequest).Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.IllegalGeneration.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	produce("again", "only") // the batch whose offsets are held
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member committed no offsets within 30 s")
+	}
+	// Counted on top of the held batch: "again" once more, and new keys.
+	produce("again", "later")
+	testkit.Eventually(t, time.Minute, func() error {
+		return atLeastMetric(first, "abacus_records_processed_total", float64(produced))
+	})
+	second := member(1)
+	testkit.Eventually(t, time.Minute, func() error {
+		if !strings.Contains(first.Log(), "committing before revocation") {
+			return fmt.Errorf("%s is not committing before a revocation yet", first.Name)
+		}
+		return nil
+	})
+	letGo()
+
+	waitCounts(t, 2*time.Minute, []*testkit.Instance{first, second}, truth, false)
+	// Exact counts need the next batch to lose the race against the
+	// session's end; the member's log shows whether it started one.
+	log := first.Log()
+	failed := strings.Index(log, "batch failed: nothing of it is stored")
+	ended := strings.Index(log, "session failed; restarting")
+	if failed < 0 || ended < failed {
+		t.Fatalf("no failed batch, then the session's end, in the member's log (at %d and %d)", failed, ended)
+	}
+	if strings.Contains(log[failed:ended], "batch handed off") {
+		t.Errorf("the failing session handed off another batch after the failed one: %s", log[failed:ended])
+	}
+}

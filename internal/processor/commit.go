@@ -61,6 +61,11 @@ func (s *session) committer(batches <-chan *commitBatch) {
 // handOff starts a commit of everything counted since the previous one, if
 // anything was. The caller must have no batch in flight.
 func (s *session) handOff(ctx context.Context) {
+	if s.err != nil {
+		// The session is failing: the buffers may hold counts of a batch
+		// that failed, and must not commit (see runSession).
+		return
+	}
 	s.lastCommit = time.Now()
 	b := &commitBatch{ctx: ctx, send: s.p.cfg.CacheMaxBytes > 0, oldestTS: s.oldestTS, dlq: s.pendingDLQ, done: make(chan struct{})}
 	for _, t := range s.tasks {
@@ -73,6 +78,9 @@ func (s *session) handOff(ctx context.Context) {
 	}
 	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
 	s.inflight = b
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("batch handed off", "batch", s.describe(b))
+	}
 	s.batches <- b
 }
 

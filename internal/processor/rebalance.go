@@ -63,10 +63,13 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		} else if s.err != nil {
 			// A failing or closing session commits nothing more.
 			s.dropWork("session ending")
-		} else if err := s.commitSync(s.batchCtx); err != nil {
-			s.err = fmt.Errorf("commit before revocation: %w", err)
 		} else {
-			s.log.Info("partitions revoked", "partitions", partitionsOf(e.Partitions))
+			s.log.Debug("committing before revocation", "partitions", partitionsOf(e.Partitions))
+			if err := s.commitSync(s.batchCtx); err != nil {
+				s.err = fmt.Errorf("commit before revocation: %w", err)
+			} else {
+				s.log.Info("partitions revoked", "partitions", partitionsOf(e.Partitions))
+			}
 		}
 		for _, tp := range e.Partitions {
 			s.removeTask(tp.Partition)

@@ -142,6 +142,12 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	for turn := bookkeepEvery; ; {
 		// Bookkeeping (clock reads, task scans) runs every few records
 		// and whenever the consumer has nothing, not for every record.
+		// A failed session ends before anything else: a commit handed off
+		// now would carry counts of the batch that failed (still in the
+		// tasks' buffers) past their offsets, and lose them for good.
+		if s.err != nil {
+			return s.err
+		}
 		if turn >= bookkeepEvery {
 			turn = 0
 			p.beat()
@@ -153,9 +159,9 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 				return err
 			}
 			s.housekeeping()
-		}
-		if s.err != nil {
-			return s.err
+			if s.err != nil {
+				return s.err
+			}
 		}
 		var it pollItem
 		select {
