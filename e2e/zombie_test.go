@@ -385,3 +385,114 @@ func TestFailedCommitBeforeRevocationCommitsNothingAfterItExactlyOnce(t *testing
 		t.Errorf("the failing session handed off another batch after the failed one: %s", log[failed:ended])
 	}
 }
+
+// Under exactly_once_v2 the broker fences a previous owner by the group's
+// generation; should that fail (a broker's bug, a member that never
+// learned it was replaced), two members' transactions would both commit
+// records to one changelog partition, and counts would be lost or counted
+// twice (the signature of bug 15). So a member commits a transaction only
+// if its changelog records follow its own since its restore, the markers
+// of its transactions between them, and aborts otherwise: the session
+// ends and restores the other writer's records.
+//
+// The broker holds the member's changelog records of one transaction
+// while another transactional writer commits k = 50; then the member's
+// records land after it. The member must not commit that transaction,
+// and must end with what a restore from scratch answers.
+func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
+	b, in := soleMemberCountingK(t, "exactly_once_v2")
+
+	c := b.Cluster()
+	held, release := make(chan struct{}), make(chan struct{})
+	var holdOnce sync.Once
+	var armed atomic.Bool
+	armed.Store(true)
+	memberTxn := "counts-app-abacus-0"
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if !armed.Load() || pr.TransactionID == nil || *pr.TransactionID != memberTxn {
+			return nil, nil, false
+		}
+		for _, tp := range pr.Topics {
+			if tp.Topic == changelog {
+				armed.Store(false)
+				holdOnce.Do(func() {
+					close(held)
+					c.SleepControl(func() { <-release })
+				})
+			}
+		}
+		return nil, nil, false
+	})
+	// How the transaction of the held records ends: the member's first
+	// EndTxn after the hold.
+	ended := make(chan bool, 1)
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if et := req.(*kmsg.EndTxnRequest); et.TransactionalID == memberTxn && !armed.Load() {
+			select {
+			case ended <- et.Commit:
+			default:
+			}
+		}
+		return nil, nil, false
+	})
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // the member counts k = 8
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("the member sent no changelog records for the three new records in 30 s")
+	}
+
+	// Another writer commits its count first.
+	other, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "transactional.id": "other-writer",
+		"log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer other.Close()
+	err = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := other.InitTransactions(ctx); err != nil {
+			return err
+		}
+		if err := other.BeginTransaction(); err != nil {
+			return err
+		}
+		topic, done := changelog, make(chan kafka.Event, 1)
+		if err := other.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0}, Key: []byte("k"), Value: []byte("50")}, done); err != nil {
+			return err
+		}
+		if err := (<-done).(*kafka.Message).TopicPartition.Error; err != nil {
+			return err
+		}
+		return other.CommitTransaction(ctx)
+	}()
+	close(release) // the member's records land after it
+	if err != nil {
+		t.Fatalf("another writer: commit k=50: %v", err)
+	}
+
+	select {
+	case committed := <-ended:
+		if committed {
+			t.Errorf("the member committed its transaction over the other writer's record")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the member's transaction did not end within a minute of its records going through")
+	}
+	if !strings.Contains(in.Log(), "not committing a task whose changelog another member wrote to") {
+		t.Errorf("the member did not say why it restores the task")
+	}
+	// The member restores the other writer's count and counts the three
+	// records again on top of it.
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 53}, false)
+	in.Stop(30 * time.Second)
+	fresh := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "1"}})
+	fresh.WaitReady(time.Minute)
+	waitCounts(t, time.Minute, []*testkit.Instance{fresh}, map[string]int64{"k": 53}, false)
+}

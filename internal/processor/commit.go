@@ -200,7 +200,7 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 		}
 	}
 	if s.eos {
-		if aborted, err := s.commitTransaction(ctx, offsets); err != nil || aborted {
+		if aborted, err := s.commitTransaction(ctx, b.tasks, offsets); err != nil || aborted {
 			return aborted, err
 		}
 	}
@@ -352,7 +352,7 @@ func (s *session) storeTask(tb taskBatch) error {
 	if !ok {
 		return fmt.Errorf("task %d has %d counts to commit but no changelog delivery", tb.partition, len(tb.counts))
 	}
-	if tb.changelogBase >= 0 {
+	if tb.changelogBase >= 0 && !s.eos { // exactly_once_v2 checked before the commit
 		// The store and its checkpoint stay as they were: the session
 		// ends, nothing of the batch is committed, and the task restores
 		// from its checkpoint, the other writer's records included.
@@ -376,7 +376,7 @@ func (s *session) views() map[int32]*taskView { return *s.p.tasks.Load() }
 // commitTransaction puts the input offsets in the open transaction and
 // commits it. A transaction that must be aborted is aborted (aborted =
 // true); an error ends the session.
-func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPartition) (aborted bool, err error) {
+func (s *session) commitTransaction(ctx context.Context, tasks []taskBatch, offsets []kafka.TopicPartition) (aborted bool, err error) {
 	if len(offsets) > 0 {
 		if err := s.beginTxn(); err != nil {
 			return false, err
@@ -405,10 +405,26 @@ func (s *session) commitTransaction(ctx context.Context, offsets []kafka.TopicPa
 	if len(offsets) > 0 && s.consumer.AssignmentLost() {
 		return s.abortLost("commit transaction")
 	}
+	// The broker fences a previous owner by the group's generation; should
+	// that ever fail (a member that does not know it was replaced, a
+	// broker's bug), its records would land among this transaction's and
+	// both would commit. So each task's changelog records must follow its
+	// own since its restore: else abort, and the session ends and restores.
+	for _, tb := range tasks {
+		if tb.changelogBase < 0 || len(tb.counts) == 0 {
+			continue
+		}
+		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
+			s.log.Warn("not committing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
+			_ = s.abortTxn("another writer on the changelog")
+			return false, err
+		}
+	}
 	if err := retryTxn(ctx, s.p.beat, func() error { return s.producer.CommitTransaction(ctx) }); err != nil {
 		return s.txnFailed("commit transaction", err)
 	}
 	s.inTxn = false
+	s.delivered.txnEnded()
 	return false, nil
 }
 
@@ -474,6 +490,7 @@ func (s *session) abortTxn(reason string) error {
 	if err := s.producer.AbortTransaction(ctx); err != nil {
 		return fmt.Errorf("abort transaction (%s): %w", reason, err)
 	}
+	s.delivered.txnEnded()
 	return nil
 }
 

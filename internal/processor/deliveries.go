@@ -37,6 +37,13 @@ type deliveries struct {
 	// delivered holds, per changelog partition, this member's records
 	// delivered since its task started (resetChangelog).
 	delivered map[int32]*changelogSpan
+	// markers counts, per changelog partition, the transactions of this
+	// member that wrote to it and ended since its task started: each
+	// wrote one marker, which takes an offset among the member's records
+	// (exactly_once_v2). inTxn holds the partitions written to in the
+	// transaction open now.
+	markers map[int32]int64
+	inTxn   map[int32]bool
 	// Reports (delivered or failed) per partition in this session.
 	changelogReported map[int32]int64
 	outputReported    map[int32]int64
@@ -66,6 +73,8 @@ func newDeliveries(changelog, output string, events <-chan kafka.Event, onError 
 		done:              make(chan struct{}),
 		changed:           make(chan struct{}, 1),
 		delivered:         map[int32]*changelogSpan{},
+		markers:           map[int32]int64{},
+		inTxn:             map[int32]bool{},
 		changelogReported: map[int32]int64{},
 		outputReported:    map[int32]int64{},
 	}
@@ -114,6 +123,25 @@ func (d *deliveries) run() {
 
 // add counts a send about to be made; undo it if the send fails.
 func (d *deliveries) add(n int) { d.pending.Add(int64(n)) }
+
+// sentInTxn notes a changelog record sent to partition p inside the open
+// transaction, whose end will write a marker to p.
+func (d *deliveries) sentInTxn(p int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inTxn[p] = true
+}
+
+// txnEnded notes that the open transaction ended (committed or aborted):
+// each changelog partition it wrote to got its marker.
+func (d *deliveries) txnEnded() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p := range d.inTxn {
+		d.markers[p]++
+	}
+	clear(d.inTxn)
+}
 
 // wait waits until every send is reported or ctx ends, and returns the
 // first delivery failure. The producer sends on its own (linger.ms); each
@@ -185,28 +213,32 @@ func (d *deliveries) resetChangelog(p int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.delivered, p)
+	delete(d.markers, p)
 }
 
 // foreignChangelogRecords is an error unless the changelog records this
 // member delivered to partition p since its task started lie one after
-// the other from base, the end of the changelog its restore reached: then
+// the other from base, the end of the changelog its restore reached,
+// with only the markers of its own ended transactions among them: then
 // no one else wrote to the partition meanwhile, and a checkpoint at the
 // last of them is true (the store holds every record up to it). Another
 // writer's records among them (a previous owner's late sends landing
 // after the task restored, or a next owner's counts while this member,
-// cut off, was expelled without knowing it) are in no store of this
-// member's: a checkpoint past them would have the next restore skip them
-// for good, and a next owner's higher counts would be lost.
+// cut off, was expelled without knowing it, or under exactly_once_v2 a
+// member the broker failed to fence) are in no store of this member's:
+// a checkpoint past them would have the next restore skip them for good,
+// and the other writer's counts would be lost or counted twice. The
+// check runs before the transaction's own marker is written.
 func (d *deliveries) foreignChangelogRecords(p int32, base int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp := d.delivered[p]
-	if sp == nil || (sp.first == base && sp.last-sp.first+1 == sp.n) {
+	if sp == nil || (sp.first == base && sp.last-sp.first+1 == sp.n+d.markers[p]) {
 		return nil
 	}
 	return fmt.Errorf("changelog partition %d holds records of another writer among this member's: "+
-		"its %d records since offset %d lie between offsets %d and %d; the task restores them",
-		p, sp.n, base, sp.first, sp.last)
+		"its %d records and %d transaction markers since offset %d lie between offsets %d and %d; the task restores them",
+		p, sp.n, d.markers[p], base, sp.first, sp.last)
 }
 
 // close waits for the reader to end; call it after the producer is

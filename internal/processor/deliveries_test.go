@@ -41,3 +41,46 @@ func TestForeignChangelogRecords(t *testing.T) {
 	deliver(1, 23, 24)
 	check(1, 23, false)
 }
+
+// Under exactly_once_v2 each of the member's transactions that wrote to a
+// changelog partition leaves a marker after its records: those offsets
+// are the member's own, anything more is another writer's.
+func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
+	events := make(chan kafka.Event)
+	d := newDeliveries("cl", "out", events, func(kafka.Error) {})
+	defer func() { close(events); d.close() }()
+	topic := "cl"
+	deliver := func(p int32, offsets ...int64) {
+		for _, off := range offsets {
+			d.add(1)
+			d.sentInTxn(p)
+			events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(off)}}
+		}
+		if err := d.wait(context.Background(), func() {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(p int32, base int64, wantErr bool) {
+		t.Helper()
+		if err := d.foreignChangelogRecords(p, base); (err != nil) != wantErr {
+			t.Errorf("partition %d from %d: error %v, want an error: %v", p, base, err, wantErr)
+		}
+	}
+	deliver(0, 10, 11)
+	deliver(1, 30)
+	check(0, 10, false)
+	d.txnEnded()       // markers at 12 and 31
+	deliver(0, 13, 14) // the next transaction
+	check(0, 10, false)
+	d.txnEnded()   // marker at 15 (and none on 1: not written to)
+	deliver(1, 32) // right after its one marker
+	check(1, 30, false)
+	d.txnEnded()       // marker at 33
+	deliver(0, 17)     // 16 is another writer's
+	check(0, 10, true) // (the check runs before the marker of 17's transaction)
+	deliver(1, 35)     // 34 is another writer's
+	check(1, 30, true)
+	d.resetChangelog(0) // the task starts again, restored to 20
+	deliver(0, 20)
+	check(0, 20, false)
+}

@@ -135,10 +135,8 @@ func (s *session) checkRestores() {
 				return
 			}
 		}
-		if !s.eos {
-			t.changelogBase = end
-			s.delivered.resetChangelog(t.partition)
-		}
+		t.changelogBase = end
+		s.delivered.resetChangelog(t.partition)
 		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
 			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)

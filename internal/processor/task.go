@@ -52,9 +52,7 @@ type task struct {
 	// restore is the running restorer, nil once restored.
 	restore *restorer
 	// changelogBase is where the task's own changelog records begin: the
-	// end of the changelog its restore reached (at_least_once; -1 under
-	// exactly_once_v2, whose transaction markers take offsets too and
-	// whose broker fences other writers).
+	// end of the changelog its restore reached (-1 until it is restored).
 	changelogBase int64
 	// startBlocked is when the restored task first found the consumer not
 	// fetching its partition yet (zero: not waiting); see fetchNotStarted.
