@@ -174,7 +174,22 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 			return -1, -1, err
 		}
 		if after == before {
-			return after, end, nil
+			// The task's own records are checked to start at end (see
+			// foreignChangelogRecords): a marker written since (a previous
+			// owner's transaction that ended as the restore read its last
+			// record) must be restored past, not taken for another writer.
+			logged, err := logEnd(ctx, insp, p.cfg.ChangelogTopic(), v.partition)
+			if err != nil {
+				return -1, -1, fmt.Errorf("query changelog end: %w", err)
+			}
+			if logged <= end {
+				return after, end, nil
+			}
+			if round == maxRestoreRounds {
+				return -1, -1, fmt.Errorf("changelog partition %d kept growing while the task restored (to %d, then %d)", v.partition, end, logged)
+			}
+			log.Debug("the changelog grew while the task restored: restoring on to its end", "restored_to", end, "end", logged)
+			continue
 		}
 		if round == maxRestoreRounds {
 			return -1, -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", v.partition, before, after)
