@@ -18,10 +18,11 @@ test:
 	$(MAKE) chart-test
 
 # fuzz-brief runs each HTTP fuzz target for FUZZTIME (the plain test run
-# above only replays their seeds); make chaos fuzzes them for 20 s each. A
-# failure leaves its input in internal/api/testdata/fuzz to replay.
+# above only replays their seeds); make chaos fuzzes them for CHAOS_FUZZTIME
+# each. A failure leaves its input in internal/api/testdata/fuzz to replay.
 FUZZ_TARGETS := FuzzKeyPath FuzzKeyRoundTrip FuzzScanQuery FuzzDecodeCursor FuzzCopyEvents
 FUZZTIME ?= 5s
+CHAOS_FUZZTIME ?= 12s
 fuzz-brief:
 	@for f in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./internal/api/ || exit 1; \
@@ -72,7 +73,7 @@ chaos:
 	@status=0; \
 	ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ || status=1; \
 	for f in $(FUZZ_TARGETS); do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./internal/api/ || status=1; \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(CHAOS_FUZZTIME) ./internal/api/ || status=1; \
 	done; \
 	exit $$status
 
