@@ -181,41 +181,12 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 // writer's count.
 func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing.T) {
 	b, in := soleMemberCountingK(t, "at_least_once")
-
-	// Hold the member's next changelog records at the broker.
-	c := b.Cluster()
-	held, release := make(chan struct{}), make(chan struct{})
-	var holdOnce sync.Once
-	var armed atomic.Bool
-	armed.Store(true)
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if !armed.Load() {
-			return nil, nil, false
-		}
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			if tp.Topic == changelog {
-				armed.Store(false)
-				holdOnce.Do(func() {
-					close(held)
-					c.SleepControl(func() { <-release })
-				})
-			}
-		}
-		return nil, nil, false
-	})
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // the member counts k = 8
-	select {
-	case <-held:
-	case <-time.After(30 * time.Second):
-		close(release)
-		t.Fatal("the member sent no changelog records for the three new records in 30 s")
-	}
+	release := countThreeMoreKHeld(t, b, "")
 
 	// Another writer's count lands first.
 	other, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "acks": "all",
 		"log_level": 3, "enable.metrics.push": false})
 	if err != nil {
-		close(release)
 		t.Fatal(err)
 	}
 	defer other.Close()
@@ -225,7 +196,7 @@ func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing
 	if err == nil {
 		err = (<-done).(*kafka.Message).TopicPartition.Error
 	}
-	close(release) // the member's records land after it
+	release() // the member's records land after it
 	if err != nil {
 		t.Fatalf("another writer: deliver k=50: %v", err)
 	}
@@ -401,35 +372,15 @@ func TestFailedCommitBeforeRevocationCommitsNothingAfterItExactlyOnce(t *testing
 // and must end with what a restore from scratch answers.
 func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
 	b, in := soleMemberCountingK(t, "exactly_once_v2")
-
-	c := b.Cluster()
-	held, release := make(chan struct{}), make(chan struct{})
-	var holdOnce sync.Once
-	var armed atomic.Bool
-	armed.Store(true)
 	memberTxn := "counts-app-abacus-0"
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		if !armed.Load() || pr.TransactionID == nil || *pr.TransactionID != memberTxn {
-			return nil, nil, false
-		}
-		for _, tp := range pr.Topics {
-			if tp.Topic == changelog {
-				armed.Store(false)
-				holdOnce.Do(func() {
-					close(held)
-					c.SleepControl(func() { <-release })
-				})
-			}
-		}
-		return nil, nil, false
-	})
+	release := countThreeMoreKHeld(t, b, memberTxn)
 	// How the transaction of the held records ends: the member's first
-	// EndTxn after the hold.
+	// EndTxn from now on (it cannot end while its records are held).
+	c := b.Cluster()
 	ended := make(chan bool, 1)
 	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		if et := req.(*kmsg.EndTxnRequest); et.TransactionalID == memberTxn && !armed.Load() {
+		if et := req.(*kmsg.EndTxnRequest); et.TransactionalID == memberTxn {
 			select {
 			case ended <- et.Commit:
 			default:
@@ -437,19 +388,11 @@ func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // the member counts k = 8
-	select {
-	case <-held:
-	case <-time.After(30 * time.Second):
-		close(release)
-		t.Fatal("the member sent no changelog records for the three new records in 30 s")
-	}
 
 	// Another writer commits its count first.
 	other, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "transactional.id": "other-writer",
 		"log_level": 3, "enable.metrics.push": false})
 	if err != nil {
-		close(release)
 		t.Fatal(err)
 	}
 	defer other.Close()
@@ -471,7 +414,7 @@ func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
 		}
 		return other.CommitTransaction(ctx)
 	}()
-	close(release) // the member's records land after it
+	release() // the member's records land after it
 	if err != nil {
 		t.Fatalf("another writer: commit k=50: %v", err)
 	}
@@ -495,4 +438,43 @@ func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
 		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "1"}})
 	fresh.WaitReady(time.Minute)
 	waitCounts(t, time.Minute, []*testkit.Instance{fresh}, map[string]int64{"k": 53}, false)
+}
+
+// countThreeMoreKHeld has the member count three more records of k while
+// the broker holds its next changelog records (those of transactional id
+// txn, or of any producer if txn is empty). It returns once they are
+// held, with the function that lets them through (safe to call more than
+// once; the test's end calls it too).
+func countThreeMoreKHeld(t *testing.T, b *broker.Broker, txn string) (release func()) {
+	t.Helper()
+	c := b.Cluster()
+	held, let := make(chan struct{}), make(chan struct{})
+	var holdOnce, releaseOnce sync.Once
+	release = func() { releaseOnce.Do(func() { close(let) }) }
+	t.Cleanup(release)
+	var armed atomic.Bool
+	armed.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if !armed.Load() || (txn != "" && (pr.TransactionID == nil || *pr.TransactionID != txn)) {
+			return nil, nil, false
+		}
+		for _, tp := range pr.Topics {
+			if tp.Topic == changelog {
+				armed.Store(false)
+				holdOnce.Do(func() {
+					close(held)
+					c.SleepControl(func() { <-let })
+				})
+			}
+		}
+		return nil, nil, false
+	})
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3)) // the member counts k = 8
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member sent no changelog records for the three new records in 30 s")
+	}
+	return release
 }

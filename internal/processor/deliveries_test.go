@@ -11,25 +11,7 @@ import (
 // other from the end its restore reached; another writer's record before,
 // among or after them (up to the last) says the store would miss it.
 func TestForeignChangelogRecords(t *testing.T) {
-	events := make(chan kafka.Event)
-	d := newDeliveries("cl", "out", events, func(kafka.Error) {})
-	defer func() { close(events); d.close() }()
-	topic := "cl"
-	deliver := func(p int32, offsets ...int64) {
-		for _, off := range offsets {
-			d.add(1)
-			events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(off)}}
-		}
-		if err := d.wait(context.Background(), func() {}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check := func(p int32, base int64, wantErr bool) {
-		t.Helper()
-		if err := d.foreignChangelogRecords(p, base); (err != nil) != wantErr {
-			t.Errorf("partition %d from %d: error %v, want an error: %v", p, base, err, wantErr)
-		}
-	}
+	d, deliver, check := deliveryScript(t, false)
 	check(0, 10, false) // nothing delivered yet
 	deliver(0, 10, 11, 12)
 	check(0, 10, false)
@@ -46,26 +28,7 @@ func TestForeignChangelogRecords(t *testing.T) {
 // changelog partition leaves a marker after its records: those offsets
 // are the member's own, anything more is another writer's.
 func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
-	events := make(chan kafka.Event)
-	d := newDeliveries("cl", "out", events, func(kafka.Error) {})
-	defer func() { close(events); d.close() }()
-	topic := "cl"
-	deliver := func(p int32, offsets ...int64) {
-		for _, off := range offsets {
-			d.add(1)
-			d.sentInTxn(p)
-			events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(off)}}
-		}
-		if err := d.wait(context.Background(), func() {}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check := func(p int32, base int64, wantErr bool) {
-		t.Helper()
-		if err := d.foreignChangelogRecords(p, base); (err != nil) != wantErr {
-			t.Errorf("partition %d from %d: error %v, want an error: %v", p, base, err, wantErr)
-		}
-	}
+	d, deliver, check := deliveryScript(t, true)
 	deliver(0, 10, 11)
 	deliver(1, 30)
 	check(0, 10, false)
@@ -83,4 +46,34 @@ func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
 	d.resetChangelog(0) // the task starts again, restored to 20
 	deliver(0, 20)
 	check(0, 20, false)
+}
+
+// deliveryScript runs a deliveries reader on changelog "cl", with deliver
+// (records sent, in a transaction if inTxn, and reported delivered at
+// these offsets) and check (foreignChangelogRecords is an error or not).
+func deliveryScript(t *testing.T, inTxn bool) (d *deliveries, deliver func(p int32, offsets ...int64), check func(p int32, base int64, wantErr bool)) {
+	events := make(chan kafka.Event)
+	d = newDeliveries("cl", "out", events, func(kafka.Error) {})
+	t.Cleanup(func() { close(events); d.close() })
+	topic := "cl"
+	deliver = func(p int32, offsets ...int64) {
+		t.Helper()
+		for _, off := range offsets {
+			d.add(1)
+			if inTxn {
+				d.sentInTxn(p)
+			}
+			events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(off)}}
+		}
+		if err := d.wait(context.Background(), func() {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check = func(p int32, base int64, wantErr bool) {
+		t.Helper()
+		if err := d.foreignChangelogRecords(p, base); (err != nil) != wantErr {
+			t.Errorf("partition %d from %d: error %v, want an error: %v", p, base, err, wantErr)
+		}
+	}
+	return d, deliver, check
 }
