@@ -520,6 +520,7 @@ func (s *session) rewind(aborted *commitBatch) {
 		if err := s.seek(p, kafka.Offset(off), nil); err != nil {
 			s.err = fmt.Errorf("rewind task %d after abort: %w", p, err)
 		}
+		t.position = off
 	}
 	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
 }

@@ -7,6 +7,9 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	consumed  prometheus.Counter
 	processed prometheus.Counter
+	// redelivered counts records the consumer delivered again (they were
+	// counted already) and were dropped.
+	redelivered prometheus.Counter
 	produced  *prometheus.CounterVec // topic role: changelog, output, dlq
 	// The produced counters resolved once: send runs for every key of
 	// every commit, and a label lookup there is a hash per record.
@@ -69,6 +72,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_end_to_end_latency_seconds", Help: "From an input record's timestamp to its count being durable.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		kafkaErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_kafka_client_errors_total", Help: "Errors reported by the Kafka clients (most are transient)."}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_records_redelivered_total", Help: "Input records the consumer delivered again after they were counted (librdkafka, around a rebalance), dropped."}),
 		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "abacus_group_membership_unconfirmed", Help: "1 while this member, out of reach of the group coordinator, does not answer for its tasks (the group may have given them away)."}),
 	}
@@ -82,6 +87,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
-		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed)
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.redelivered)
 	return m
 }

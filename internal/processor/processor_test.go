@@ -12,6 +12,8 @@ import (
 
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/store"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func newTestProcessor(t *testing.T) *Processor {
@@ -154,5 +156,35 @@ func TestAwaitStoreOpensOnceTheDiskHasRoom(t *testing.T) {
 	}
 	if p.db == nil || p.db != opened || attempts.Load() != 2 {
 		t.Errorf("store not opened on the second attempt (attempts %d)", attempts.Load())
+	}
+}
+
+// A record the consumer hands over again after it was counted is dropped
+// (librdkafka can, around the pause of a rebalance); one past it counts.
+func TestRedeliveredRecordIsNotCountedTwice(t *testing.T) {
+	p := newTestProcessor(t)
+	p.numPartitions.Store(1)
+	s := &session{p: p, log: p.log, ctx: context.Background(), tasks: map[int32]*task{}, assigned: true,
+		input: "in", snap: p.db.Snapshot()}
+	tk := newTask(0, p.db.Partition(0))
+	tk.active.Store(true)
+	s.tasks[0] = tk
+	topic := "in"
+	record := func(offset int64) *kafka.Message {
+		return &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: kafka.Offset(offset)}, Key: []byte("k")}
+	}
+	for _, off := range []int64{10, 11, 11, 10, 12} {
+		if err := s.process(record(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tk.dirty["k"]; got != 3 {
+		t.Errorf("k counted %d for records 10, 11 and 12 delivered with 11 and 10 again, want 3", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.redelivered); got != 2 {
+		t.Errorf("abacus_records_redelivered_total = %v, want 2", got)
+	}
+	if tk.nextOffset != 13 || tk.rewindTo != 10 {
+		t.Errorf("offset to commit %d from %d, want 13 from 10", tk.nextOffset, tk.rewindTo)
 	}
 }

@@ -137,6 +137,7 @@ func (s *session) checkRestores() {
 		}
 		t.changelogBase = end
 		s.delivered.resetChangelog(t.partition)
+		t.position = start
 		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
 			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)

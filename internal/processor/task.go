@@ -49,6 +49,10 @@ type task struct {
 	rewindTo int64
 	// committed is the input offset last committed, -1 if not known.
 	committed int64
+	// position is the next input offset the task expects: one past the
+	// last record it counted, or where it was last sought (-1: not known
+	// yet). A record below it was counted already (see process).
+	position int64
 	// restore is the running restorer, nil once restored.
 	restore *restorer
 	// changelogBase is where the task's own changelog records begin: the
@@ -66,6 +70,7 @@ func newTask(p int32, sp *store.Partition) *task {
 		clean:         map[string]int64{},
 		nextOffset:    -1,
 		committed:     -1,
+		position:      -1,
 		changelogBase: -1,
 	}
 	t.checkpoint.Store(store.NoCheckpoint)
