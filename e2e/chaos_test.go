@@ -345,7 +345,7 @@ type faultLog struct {
 	began                                     time.Time
 	kills, emptyDisks, stops, cuts, scales    int
 	processed, sessionRestarts, aborts, wipes float64
-	restored                                  float64
+	restored, redelivered                     float64
 }
 
 func (l *faultLog) logf(format string, a ...any) {
@@ -365,6 +365,7 @@ func (l *faultLog) scrape(in *testkit.Instance) {
 	l.aborts += testkit.SumMetric(body, "abacus_transactions_aborted_total")
 	l.wipes += testkit.SumMetric(body, "abacus_store_wipes_total")
 	l.restored += testkit.SumMetric(body, "abacus_restored_records_total")
+	l.redelivered += testkit.SumMetric(body, "abacus_records_redelivered_total")
 }
 
 // chaosPlan sizes the rolling chaos.
@@ -724,8 +725,8 @@ func (l *faultLog) endOfChaos(pods []*testkit.Instance, records int) {
 	for _, in := range pods {
 		l.scrape(in)
 	}
-	l.logf("records processed %.0f (%.1f%% more than the %d produced: work redone after crashes and aborts), session restarts %.0f, transactions aborted %.0f, task stores wiped %.0f, changelog records restored %.0f",
-		l.processed, 100*(l.processed-float64(records))/float64(records), records, l.sessionRestarts, l.aborts, l.wipes, l.restored)
+	l.logf("records processed %.0f (%.1f%% more than the %d produced: work redone after crashes and aborts), session restarts %.0f, transactions aborted %.0f, task stores wiped %.0f, changelog records restored %.0f, records the consumer delivered again (dropped) %.0f",
+		l.processed, 100*(l.processed-float64(records))/float64(records), records, l.sessionRestarts, l.aborts, l.wipes, l.restored, l.redelivered)
 }
 
 // TestChaosRollingExactlyOnce: under exactly_once_v2 every key's count over
