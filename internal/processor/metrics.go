@@ -10,7 +10,7 @@ type metrics struct {
 	// redelivered counts records the consumer delivered again (they were
 	// counted already) and were dropped.
 	redelivered prometheus.Counter
-	produced  *prometheus.CounterVec // topic role: changelog, output, dlq
+	produced    *prometheus.CounterVec // topic role: changelog, output, dlq
 	// The produced counters resolved once: send runs for every key of
 	// every commit, and a label lookup there is a hash per record.
 	producedChangelog, producedOutput, producedDLQ prometheus.Counter
