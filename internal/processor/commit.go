@@ -170,6 +170,16 @@ func (s *session) commitSync(ctx context.Context) error {
 func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 	ctx := b.ctx
 	began := time.Now()
+	if s.eos {
+		// Each task with counts writes its changelog partition in this
+		// transaction (sent now, or as counted with the cache off), so
+		// the transaction's end puts a marker there.
+		for _, tb := range b.tasks {
+			if len(tb.counts) > 0 {
+				s.delivered.sentInTxn(tb.partition)
+			}
+		}
+	}
 	for _, m := range b.dlq {
 		if err := s.produce(m); err != nil {
 			return false, err

@@ -357,9 +357,6 @@ func (s *session) send(partition int32, key []byte, n int64) error {
 	}); err != nil {
 		return err
 	}
-	if s.eos {
-		s.delivered.sentInTxn(partition)
-	}
 	if err := s.produce(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &s.output, Partition: kafka.PartitionAny},
 		Key:            key, Value: value,
@@ -413,9 +410,6 @@ func (s *session) sendAll(tasks []taskBatch, progress *sendProgress) error {
 				if progress != nil && !own {
 					s.sentOutput[m.TopicPartition.Partition]++
 				}
-			}
-			if own && s.eos && len(tb.counts) > 0 {
-				s.delivered.sentInTxn(tb.partition)
 			}
 			if progress == nil {
 				continue
