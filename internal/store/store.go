@@ -5,12 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -310,136 +307,6 @@ func firstLine(v any) string {
 		s = s[:i]
 	}
 	return s
-}
-
-// walHeaderBytes is the header of a Badger log file (key id and IV).
-const walHeaderBytes = 20
-
-// checkWAL walks a memtable's write-ahead log as Badger's replay does (an
-// entry: meta, user meta, uvarint key length, value length and expiry, key,
-// value, CRC-32C of all that) to the first entry that does not check out;
-// Badger replays the entries before it and drops the rest. Every prefix of
-// the log is a committed state (transactions are atomic in it), so that is
-// safe when nothing valid follows: a crash's torn last write, or damage at
-// the log's end, only takes the store back to an older checkpoint, which
-// the restore from the changelog makes up. It is not safe when valid
-// entries follow the bad one (a hole in the middle of the history), nor in
-// an older log, which newer logs follow.
-func checkWAL(path string, newest bool) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%w: write-ahead log %s: %v", errDamaged, filepath.Base(path), err)
-	}
-	if fi.Size() < walHeaderBytes {
-		return nil // Badger rewrites a log this short
-	}
-	data, err := readWritten(path, fi.Size())
-	if err != nil {
-		return fmt.Errorf("%w: read write-ahead log %s: %v", errDamaged, filepath.Base(path), err)
-	}
-	if len(data) < walHeaderBytes {
-		return nil
-	}
-	if binary.BigEndian.Uint64(data[:8]) != 0 {
-		// The header's key id: abacus never encrypts, so Badger would look
-		// for a key it does not have.
-		return fmt.Errorf("%w: write-ahead log %s has a damaged header", errDamaged, filepath.Base(path))
-	}
-	off := walHeaderBytes
-	for off < len(data) {
-		n, ok := walEntry(data[off:])
-		if !ok {
-			break
-		}
-		off += n
-	}
-	last := len(data) - 1
-	for last >= off+8 && binary.LittleEndian.Uint64(data[last-7:last+1]) == 0 {
-		last -= 8
-	}
-	for last >= off && data[last] == 0 {
-		last--
-	}
-	if last < off {
-		return nil // the log ends in zeros after its last entry
-	}
-	if !newest {
-		return fmt.Errorf("%w: write-ahead log %s, followed by newer ones, has a corrupt entry at byte %d with %d bytes of data after it",
-			errDamaged, filepath.Base(path), off, last+1-off)
-	}
-	for p := off + 1; p <= last; p++ {
-		if _, ok := walEntry(data[p : last+1]); ok {
-			return fmt.Errorf("%w: write-ahead log %s has a corrupt entry at byte %d followed by valid ones (at byte %d)",
-				errDamaged, filepath.Base(path), off, p)
-		}
-	}
-	return nil
-}
-
-// seekHole is lseek's SEEK_HOLE on Linux: the first hole at or after the
-// offset (the file's size where holes are not reported).
-const seekHole = 4
-
-// readWritten reads a preallocated file up to its first hole, where the
-// written part of a write-ahead log ends (the rest was never written), with
-// read(2): a memory map of a sparse file on a full tmpfs faults on read.
-func readWritten(path string, size int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	end := size
-	if runtime.GOOS == "linux" {
-		if hole, err := f.Seek(0, seekHole); err == nil && hole < end {
-			end = hole
-		}
-	}
-	data := make([]byte, end)
-	_, err = f.ReadAt(data, 0)
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return data, err
-}
-
-// walEntryExtent decodes the header of the entry at the start of b and
-// returns the length the whole entry claims, if the header is sound.
-func walEntryExtent(b []byte) (int, bool) {
-	if len(b) < 2 {
-		return 0, false
-	}
-	pos := 2
-	var lens [3]uint64
-	for i := range lens {
-		v, k := binary.Uvarint(b[pos:])
-		if k <= 0 {
-			return 0, false
-		}
-		lens[i] = v
-		pos += k
-	}
-	klen, vlen := lens[0], lens[1]
-	if klen == 0 || klen > 1<<16 || vlen > 1<<20 {
-		return 0, false
-	}
-	return pos + int(klen+vlen) + 4, true
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// walEntry checks the entry at the start of b and returns its length; ok
-// is false at a zero (end) entry or one that is short or fails its checksum.
-func walEntry(b []byte) (n int, ok bool) {
-	n, ok = walEntryExtent(b)
-	if !ok || n > len(b) {
-		return 0, false
-	}
-	end := n - 4
-	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:n]) {
-		return 0, false
-	}
-	return n, true
 }
 
 // Close flushes and closes the database.
