@@ -345,7 +345,7 @@ type faultLog struct {
 	began                                     time.Time
 	kills, emptyDisks, stops, cuts, scales    int
 	processed, sessionRestarts, aborts, wipes float64
-	restored, redelivered                     float64
+	restored, redelivered, otherWriter        float64
 }
 
 func (l *faultLog) logf(format string, a ...any) {
@@ -366,6 +366,7 @@ func (l *faultLog) scrape(in *testkit.Instance) {
 	l.wipes += testkit.SumMetric(body, "abacus_store_wipes_total")
 	l.restored += testkit.SumMetric(body, "abacus_restored_records_total")
 	l.redelivered += testkit.SumMetric(body, "abacus_records_redelivered_total")
+	l.otherWriter += testkit.SumMetric(body, "abacus_changelog_other_writer_total")
 }
 
 // chaosPlan sizes the rolling chaos.
@@ -743,8 +744,8 @@ func (l *faultLog) endOfChaos(pods []*testkit.Instance, records int) {
 	for _, in := range pods {
 		l.scrape(in)
 	}
-	l.logf("records processed %.0f (%.1f%% more than the %d produced: work redone after crashes and aborts), session restarts %.0f, transactions aborted %.0f, task stores wiped %.0f, changelog records restored %.0f, records the consumer delivered again (dropped) %.0f",
-		l.processed, 100*(l.processed-float64(records))/float64(records), records, l.sessionRestarts, l.aborts, l.wipes, l.restored, l.redelivered)
+	l.logf("records processed %.0f (%.1f%% more than the %d produced: work redone after crashes and aborts), session restarts %.0f, transactions aborted %.0f, task stores wiped %.0f, changelog records restored %.0f, records the consumer delivered again (dropped) %.0f, task batches refused over another member's changelog records %.0f",
+		l.processed, 100*(l.processed-float64(records))/float64(records), records, l.sessionRestarts, l.aborts, l.wipes, l.restored, l.redelivered, l.otherWriter)
 }
 
 // TestChaosRollingExactlyOnce: under exactly_once_v2 every key's count over

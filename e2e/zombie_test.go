@@ -206,6 +206,9 @@ func TestCheckpointNeverSkipsAnotherWritersChangelogRecordAtLeastOnce(t *testing
 	// answers. (Waiting only for an answer of at least 50 read the member
 	// between its restore and its recount: 50, against 53 from scratch.)
 	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 53}, false)
+	if n := metric(t, in, "abacus_changelog_other_writer_total"); n != 1 {
+		t.Errorf("abacus_changelog_other_writer_total = %v, want 1", n)
+	}
 	in.Stop(30 * time.Second)
 	if !strings.Contains(in.Log(), "not storing a task whose changelog another member wrote to") {
 		t.Errorf("the member did not say why it restores the task")
@@ -414,6 +417,9 @@ func TestNoCommitOverAnotherWritersChangelogRecordExactlyOnce(t *testing.T) {
 	}
 	if !strings.Contains(in.Log(), "not committing a task whose changelog another member wrote to") {
 		t.Errorf("the member did not say why it restores the task")
+	}
+	if n := metric(t, in, "abacus_changelog_other_writer_total"); n != 1 {
+		t.Errorf("abacus_changelog_other_writer_total = %v, want 1", n)
 	}
 	// The member restores the other writer's count and counts the three
 	// records again on top of it.

@@ -368,6 +368,7 @@ func (s *session) storeTask(tb taskBatch) error {
 		// from its checkpoint, the other writer's records included.
 		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
 			s.log.Warn("not storing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
+			s.p.metrics.otherWriter.Inc()
 			return err
 		}
 	}
@@ -426,6 +427,7 @@ func (s *session) commitTransaction(ctx context.Context, tasks []taskBatch, offs
 		}
 		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
 			s.log.Warn("not committing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
+			s.p.metrics.otherWriter.Inc()
 			_ = s.abortTxn("another writer on the changelog")
 			return false, err
 		}
