@@ -66,15 +66,23 @@ image:
 # chaos runs the long chaos tests of docs/reliability.md (about 20 minutes):
 # rolling kill -9, scale-down and broker cuts over 1M records under both
 # guarantees, damaged and full disks, HTTP abuse; then fuzzes the HTTP
-# input parsers for 20 s each. ABACUS_CHAOS_SEED=<n> replays a schedule;
-# `make test` runs the short versions.
+# input parsers for CHAOS_FUZZTIME each. ABACUS_CHAOS_SEED=<n> replays a
+# schedule; `make test` runs the short versions. Everything it prints also
+# goes to CHAOS_REPORT, which ends with a summary: every test's verdict and
+# what each scenario measured (the lines the tests log with their clock).
+CHAOS_REPORT ?= chaos-report.txt
 .PHONY: chaos chaos-open-bugs
 chaos:
-	@status=0; \
-	ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ || status=1; \
+	@status=0; : > $(CHAOS_REPORT); \
+	{ ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v -run 'Chaos' ./e2e/ 2>&1 || echo "chaos tests: FAILED" ; } | tee -a $(CHAOS_REPORT); \
 	for f in $(FUZZ_TARGETS); do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(CHAOS_FUZZTIME) ./internal/api/ || status=1; \
+		{ $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(CHAOS_FUZZTIME) ./internal/api/ 2>&1 && echo "fuzz $$f: passed" || echo "fuzz $$f: FAILED" ; } | tee -a $(CHAOS_REPORT); \
 	done; \
+	grep -q ': FAILED$$' $(CHAOS_REPORT) && status=1; \
+	{ echo; echo "== summary ($$(date -u +%FT%TZ), $$(git describe --always --dirty 2>/dev/null)) =="; \
+	  grep -E '^(--- |ok |FAIL|chaos tests: |fuzz [A-Za-z]+: )|^ +[a-z_]+_test.go:[0-9]+: \[ *[0-9.]+s\]' $(CHAOS_REPORT) | grep -v -e '^    --- PASS: .*/' -e '/internal/api' ; } > $(CHAOS_REPORT).summary; \
+	cat $(CHAOS_REPORT).summary >> $(CHAOS_REPORT); rm -f $(CHAOS_REPORT).summary; \
+	echo "make chaos: report in $(CHAOS_REPORT)"; \
 	exit $$status
 
 # The tests that show bugs still open (docs/reliability.md); they fail.
