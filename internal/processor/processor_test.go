@@ -188,3 +188,65 @@ func TestRedeliveredRecordIsNotCountedTwice(t *testing.T) {
 		t.Errorf("offset to commit %d from %d, want 13 from 10", tk.nextOffset, tk.rewindTo)
 	}
 }
+
+// A member out of reach of the group coordinator for long enough that the
+// group may have given its tasks away starts no commit: its changelog
+// records would land among the new owner's. The counts wait; once the
+// membership is confirmed they go in the next batch. Buffers at twice the
+// cache's budget go regardless.
+func TestUnconfirmedMemberStartsNoBatch(t *testing.T) {
+	p := newTestProcessor(t)
+	p.numPartitions.Store(1)
+	batches := make(chan *commitBatch, 1)
+	s := &session{p: p, log: p.log, ctx: context.Background(), batchCtx: context.Background(),
+		tasks: map[int32]*task{}, assigned: true, input: "in", snap: p.db.Snapshot(), batches: batches}
+	tk := newTask(0, p.db.Partition(0))
+	tk.active.Store(true)
+	s.tasks[0] = tk
+	topic := "in"
+	count := func(offset int64) {
+		t.Helper()
+		msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: kafka.Offset(offset)}, Key: []byte("k")}
+		if err := s.process(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitDue := func() *commitBatch {
+		t.Helper()
+		s.lastCommit = time.Now().Add(-time.Hour)
+		if err := s.commitIfDue(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-batches:
+			s.inflight = nil // as if committed
+			return b
+		default:
+			return nil
+		}
+	}
+	countsOf := func(b *commitBatch) map[string]int64 {
+		if b == nil || len(b.tasks) != 1 {
+			return nil
+		}
+		return b.tasks[0].counts
+	}
+
+	count(10)
+	s.membership.unconfirmed = true
+	if b := commitDue(); b != nil {
+		t.Fatalf("unconfirmed: a batch started with counts %v, want none", countsOf(b))
+	}
+	count(11)
+	s.membership.unconfirmed = false
+	if got := countsOf(commitDue()); got["k"] != 2 {
+		t.Errorf("confirmed: the batch holds %v, want k=2 (both records counted while it waited)", got)
+	}
+
+	count(12)
+	s.membership.unconfirmed = true
+	s.cacheBytes = 2 * p.cfg.CacheMaxBytes
+	if got := countsOf(commitDue()); got["k"] != 3 {
+		t.Errorf("unconfirmed with the buffers at twice the cache's budget: the batch holds %v, want k=3", got)
+	}
+}

@@ -516,6 +516,15 @@ func (s *session) due() bool {
 // a batch still in flight the loop goes on counting, unless the buffers
 // have grown to twice the cache's budget; with the cache off it waits for
 // every commit.
+//
+// While the membership is unconfirmed (the coordinator out of reach for
+// half the session timeout or more) it starts no batch: the group may have
+// given the tasks to another member, and this member's changelog records
+// would land among the new owner's, which then refuses to commit over them
+// and restores (abacus_changelog_other_writer_total). The counts wait in
+// the buffers for the group's word: confirmed, they commit; lost, they are
+// dropped. Only buffers grown to twice the cache's budget are handed off
+// regardless (the broker still fences a member it expired).
 func (s *session) commitIfDue() error {
 	if _, err := s.checkInflight(); err != nil {
 		return err
@@ -530,6 +539,9 @@ func (s *session) commitIfDue() error {
 		}
 	}
 	if s.inflight != nil {
+		return nil
+	}
+	if s.membership.unconfirmed && !cacheOff && s.cacheBytes < 2*s.p.cfg.CacheMaxBytes {
 		return nil
 	}
 	s.handOff(s.batchCtx)
