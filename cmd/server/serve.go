@@ -214,6 +214,8 @@ func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 		err = api.ErrRestoring
 	case errors.Is(err, processor.ErrUnconfirmed):
 		err = api.ErrUnconfirmed
+	case errors.Is(err, processor.ErrHandingOver):
+		err = api.ErrHandingOver
 	}
 	return count, found, err
 }

@@ -24,6 +24,8 @@ var (
 	// ErrUnconfirmed: the owner has lost touch with the consumer group
 	// long enough that the partition may be moving to another member.
 	ErrUnconfirmed = errors.New("partition ownership unconfirmed")
+	// ErrHandingOver: the owner is giving the partition to another member.
+	ErrHandingOver = errors.New("partition being handed over")
 )
 
 // Count is one key's committed count.

@@ -439,6 +439,8 @@ var answerCases = []answerCase{
 		setup: func(c *cluster) { c.self.restoring = map[int32]bool{0: true} }},
 	{name: "key of a partition nobody owns", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "moving",
 		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
+	{name: "key being handed over", path: "/api/v1/stores/counts-store/keys/apple", status: 503, code: "moving",
+		setup: func(c *cluster) { c.self.broken = api.ErrHandingOver }},
 	{name: "key whose owner is down", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "owner_unreachable",
 		setup: func(c *cluster) { c.peerDown = true }},
 	{name: "key from a broken store", path: "/api/v1/stores/counts-store/keys/apple", status: 500, code: "internal",

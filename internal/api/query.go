@@ -83,6 +83,8 @@ func (s *Server) getKey(c echo.Context) error {
 		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", count.Partition, key, s.cfg.Instance)
 	case errors.Is(err, ErrUnconfirmed):
 		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, count.Partition, key)
+	case errors.Is(err, ErrHandingOver):
+		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, count.Partition, key)
 	case errors.Is(err, ErrNotOwned):
 		if local || forwarded(c) {
 			s.refresh()

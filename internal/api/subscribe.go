@@ -89,6 +89,8 @@ func (s *Server) subscribe(c echo.Context) error {
 		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
 	case errors.Is(err, ErrUnconfirmed):
 		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: the partition of key %q may be moving to another member; retry shortly", s.cfg.Instance, sub.key)
+	case errors.Is(err, ErrHandingOver):
+		return unavailable("moving", "%s is handing the partition of key %q over to another member; retry shortly", s.cfg.Instance, sub.key)
 	case errors.Is(err, ErrNotOwned) && (local || forwarded(c)):
 		s.refresh()
 		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)

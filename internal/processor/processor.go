@@ -43,6 +43,9 @@ var (
 	// of reach of the group coordinator long enough that the group may
 	// have given the partition to another member.
 	ErrUnconfirmed = errors.New("partition ownership unconfirmed: out of reach of the group coordinator")
+	// ErrHandingOver: the group has asked this member to give the key's
+	// task up, and it is committing its last work for the next owner.
+	ErrHandingOver = errors.New("partition being handed over to another member")
 	// ErrUnknownStore: no store by that name.
 	ErrUnknownStore = errors.New("unknown store")
 )
@@ -238,6 +241,9 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	}
 	if !t.active.Load() {
 		return 0, partition, false, ErrRestoring
+	}
+	if t.handingOver.Load() {
+		return 0, partition, false, ErrHandingOver
 	}
 	if p.unconfirmed.Load() {
 		return 0, partition, false, ErrUnconfirmed

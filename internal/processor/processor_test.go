@@ -250,3 +250,28 @@ func TestUnconfirmedMemberStartsNoBatch(t *testing.T) {
 		t.Errorf("unconfirmed with the buffers at twice the cache's budget: the batch holds %v, want k=3", got)
 	}
 }
+
+// A task the group has revoked answers no lookup and drops out of scans
+// while its member commits its last work: the group may have another
+// member counting it already, past this store's last commit.
+func TestTaskHandingOverAnswersNoLookup(t *testing.T) {
+	p := newTestProcessor(t)
+	p.numPartitions.Store(1)
+	if err := p.db.Partition(0).Commit(store.Batch{Counts: map[string]int64{"k": 7}, Checkpoint: 3}); err != nil {
+		t.Fatal(err)
+	}
+	v := &taskView{partition: 0, store: p.db.Partition(0)}
+	v.active.Store(true)
+	p.tasks.Store(&map[int32]*taskView{0: v})
+	if n, _, found, err := p.Get(p.cfg.Store, []byte("k")); err != nil || !found || n != 7 {
+		t.Fatalf("Get(k) of an active task = %d %v %v, want 7", n, found, err)
+	}
+	v.handingOver.Store(true)
+	if n, _, _, err := p.Get(p.cfg.Store, []byte("k")); !errors.Is(err, ErrHandingOver) {
+		t.Errorf("Get(k) while handing over = %d, %v; want ErrHandingOver", n, err)
+	}
+	items, covered, err := p.ScanLocal(p.cfg.Store, store.ScanOptions{})
+	if err != nil || len(items) != 0 || len(covered) != 0 {
+		t.Errorf("ScanLocal while handing over = %v covering %v (%v), want nothing", items, covered, err)
+	}
+}

@@ -23,7 +23,7 @@ func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []It
 	}
 	unconfirmed := p.unconfirmed.Load()
 	for id, t := range *p.tasks.Load() {
-		if !t.active.Load() || unconfirmed {
+		if !t.active.Load() || t.handingOver.Load() || unconfirmed {
 			continue
 		}
 		covered = append(covered, id)

@@ -40,9 +40,19 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		}
 	case kafka.RevokedPartitions:
 		s.p.metrics.rebalances.Inc()
+		// Another member may own them already, or will once this returns:
+		// stop answering for them before anything else (the commit or
+		// abort below can wait on the broker). This member's store holds
+		// only its own last commit; a group that handed the partitions out
+		// twice has another member counting past it (seen with kfake after
+		// a broker cut: a member confirmed by this very revocation served
+		// its older counts during the commit).
+		for _, tp := range e.Partitions {
+			if t, ok := s.tasks[tp.Partition]; ok {
+				t.handingOver.Store(true)
+			}
+		}
 		if c.AssignmentLost() {
-			// Another member may own them already: stop answering for them
-			// before anything else (the abort below can wait on the broker).
 			for _, tp := range e.Partitions {
 				if t, ok := s.tasks[tp.Partition]; ok {
 					t.active.Store(false)

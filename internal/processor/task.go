@@ -9,9 +9,13 @@ import (
 
 // taskView is the part of a task that readers outside the loop may see.
 type taskView struct {
-	partition    int32
-	store        *store.Partition
-	active       atomic.Bool  // restored and processing
+	partition int32
+	store     *store.Partition
+	active    atomic.Bool // restored and processing
+	// handingOver is set when the group revokes the task: it answers no
+	// more lookups, since another member may count it already (a group
+	// that gave it out twice) while this one commits its last work.
+	handingOver  atomic.Bool
 	checkpoint   atomic.Int64 // last committed changelog offset
 	restoreDone  atomic.Int64
 	restoreTotal atomic.Int64
