@@ -428,7 +428,11 @@ func (s *session) commitTransaction(ctx context.Context, tasks []taskBatch, offs
 		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
 			s.log.Warn("not committing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
 			s.p.metrics.otherWriter.Inc()
-			_ = s.abortTxn("another writer on the changelog")
+			if aerr := s.abortTxn("another writer on the changelog"); aerr != nil {
+				// The session ends either way; its next producer's
+				// initialisation fences and aborts what is left open.
+				s.log.Warn("abort failed", "error", aerr)
+			}
 			return false, err
 		}
 	}
