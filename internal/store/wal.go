@@ -145,44 +145,34 @@ type walRecord struct {
 	key, value []byte
 }
 
-// walEntryExtent decodes the header of the entry at the start of b and
-// returns the length the whole entry claims and where its key starts, if
-// the header is sound.
-func walEntryExtent(b []byte) (n, keyAt int, klen, vlen uint64, ok bool) {
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// walEntry checks the entry at the start of b and returns it and its
+// length; ok is false at a zero (end) entry or one that is short, has an
+// unsound header or fails its checksum.
+func walEntry(b []byte) (e walRecord, n int, ok bool) {
 	if len(b) < 2 {
-		return 0, 0, 0, 0, false
+		return walRecord{}, 0, false
 	}
-	pos := 2
-	var lens [3]uint64
+	pos := 2           // meta and user meta
+	var lens [3]uint64 // key, value, expiry
 	for i := range lens {
 		v, k := binary.Uvarint(b[pos:])
 		if k <= 0 {
-			return 0, 0, 0, 0, false
+			return walRecord{}, 0, false
 		}
 		lens[i] = v
 		pos += k
 	}
-	klen, vlen = lens[0], lens[1]
+	klen, vlen := lens[0], lens[1]
 	if klen == 0 || klen > 1<<16 || vlen > 1<<20 {
-		return 0, 0, 0, 0, false
-	}
-	return pos + int(klen+vlen) + 4, pos, klen, vlen, true
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// walEntry checks the entry at the start of b and returns it and its
-// length; ok is false at a zero (end) entry or one that is short or fails
-// its checksum.
-func walEntry(b []byte) (e walRecord, n int, ok bool) {
-	n, keyAt, klen, vlen, ok := walEntryExtent(b)
-	if !ok || n > len(b) {
 		return walRecord{}, 0, false
 	}
-	end := n - 4
-	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:n]) {
+	valueAt := pos + int(klen)
+	end := valueAt + int(vlen)
+	n = end + 4
+	if n > len(b) || crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:n]) {
 		return walRecord{}, 0, false
 	}
-	valueAt := keyAt + int(klen)
-	return walRecord{meta: b[0], key: b[keyAt:valueAt], value: b[valueAt : valueAt+int(vlen)]}, n, true
+	return walRecord{meta: b[0], key: b[pos:valueAt], value: b[valueAt:end]}, n, true
 }
