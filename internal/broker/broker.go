@@ -13,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+// neverMs is a compaction interval of ten years, in milliseconds.
+const neverMs = "315360000000"
+
 // Config describes the embedded broker.
 type Config struct {
 	// Addr is the host:port to listen on.
@@ -57,9 +60,13 @@ func Start(cfg Config) (*Broker, error) {
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.ListenFn(func(string, string) (net.Listener, error) { return listener, nil }),
 		kfake.ClusterID("abacus-embedded"),
-		// Compact changelogs every 30 s rather than kfake's hourly default,
-		// so a development broker keeps restores short too.
-		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+		// Never compact (kfake compacts on this timer only): kfake's
+		// compaction loses committed records of transactional producers
+		// (docs/reliability.md, bug 21; compaction_test.go shows how), and
+		// under exactly-once a restore reads the changelog read_committed.
+		// Changelogs grow with every count instead; a restore from an
+		// empty disk reads all of it.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": neverMs}),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -75,7 +82,7 @@ func Start(cfg Config) (*Broker, error) {
 // Addr is the address clients bootstrap from.
 func (b *Broker) Addr() string { return b.addr }
 
-// Cluster exposes the fake cluster for tests (fault injection, compaction).
+// Cluster exposes the fake cluster for tests (fault injection).
 func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
 // Close stops the broker and, with a data dir, flushes its log to disk.
