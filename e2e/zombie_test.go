@@ -13,7 +13,9 @@ import (
 	"github.com/abacus-streams/abacus/internal/testkit"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // A member whose assignment is lost while its transaction is open must not
@@ -468,4 +470,90 @@ func countThreeMoreKHeld(t *testing.T, b *broker.Broker, txn string) (release fu
 		t.Fatal("the member sent no changelog records for the three new records in 30 s")
 	}
 	return release
+}
+
+// A member killed after its transaction registered a changelog partition
+// but before its records went out leaves no record there, only a marker
+// once the transaction is aborted (by its next life or by the transaction
+// timeout), written wherever the log has come to: among the records of
+// the partition's next owner. A marker is no one's count, so the owner
+// must go on committing, not take it for another writer and restart
+// (it did: the rolling chaos, seed 7001, refused two tasks at once when a
+// killed member's next life aborted such a transaction).
+func TestAnotherProducersMarkerAloneIsNoOtherWriterExactlyOnce(t *testing.T) {
+	b, in := soleMemberCountingK(t, "exactly_once_v2")
+	abort := killedMembersTransaction(t, b.Addr())
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3))
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 8}, false)
+	abort() // its marker lands after the member's records
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sameKey("k", 3))
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"k": 11}, false)
+	if n := metric(t, in, "abacus_changelog_other_writer_total"); n != 0 {
+		t.Errorf("abacus_changelog_other_writer_total = %v, want 0", n)
+	}
+	if n := metric(t, in, "abacus_session_restarts_total"); n != 0 {
+		t.Errorf("abacus_session_restarts_total = %v, want 0", n)
+	}
+	in.Stop(30 * time.Second)
+	if !strings.Contains(in.Log(), "another producer's transaction markers lie among the task's changelog records, but none of its records") {
+		t.Errorf("the member did not say it committed over another producer's marker")
+	}
+	fresh := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),
+		Env: map[string]string{"ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_PARTITIONS": "1"}})
+	fresh.WaitReady(time.Minute)
+	waitCounts(t, time.Minute, []*testkit.Instance{fresh}, map[string]int64{"k": 11}, false)
+}
+
+// killedMembersTransaction opens a transaction that registers changelog
+// partition 0 and writes nothing to it, as a member killed right after
+// registering it leaves one; abort ends it as the member's next life does.
+func killedMembersTransaction(t *testing.T, brokers string) (abort func()) {
+	t.Helper()
+	// AddPartitionsToTxn v4 and later are for brokers; a producer sends v3.
+	versions := kversion.Stable()
+	versions.SetMaxKeyVersion(int16(kmsg.AddPartitionsToTxn), 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.MaxVersions(versions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	txn := "counts-app-abacus-9"
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID = &txn
+	init.TransactionTimeoutMillis = 60000
+	ir, err := init.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(ir.ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("init producer id: %v", err)
+	}
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = txn, ir.ProducerID, ir.ProducerEpoch
+	at := kmsg.NewAddPartitionsToTxnRequestTopic()
+	at.Topic, at.Partitions = changelog, []int32{0}
+	add.Topics = append(add.Topics, at)
+	ar, err := add.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(ar.Topics[0].Partitions[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("add changelog partition 0 to the transaction: %v", err)
+	}
+	return func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		end := kmsg.NewPtrEndTxnRequest()
+		end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txn, ir.ProducerID, ir.ProducerEpoch, false
+		er, err := end.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(er.ErrorCode)
+		}
+		if err != nil {
+			t.Fatalf("abort the transaction: %v", err)
+		}
+	}
 }

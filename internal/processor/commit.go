@@ -420,12 +420,13 @@ func (s *session) commitTransaction(ctx context.Context, tasks []taskBatch, offs
 	// that ever fail (a member that does not know it was replaced, a
 	// broker's bug), its records would land among this transaction's and
 	// both would commit. So each task's changelog records must follow its
-	// own since its restore: else abort, and the session ends and restores.
+	// own since its restore (another producer's markers alone do no harm:
+	// foreignMarkersOnly): else abort, and the session ends and restores.
 	for _, tb := range tasks {
 		if tb.changelogBase < 0 || len(tb.counts) == 0 {
 			continue
 		}
-		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil {
+		if err := s.delivered.foreignChangelogRecords(tb.partition, tb.changelogBase); err != nil && !s.foreignMarkersOnly(ctx, err) {
 			s.log.Warn("not committing a task whose changelog another member wrote to meanwhile", "task", tb.partition, "error", err)
 			s.p.metrics.otherWriter.Inc()
 			if aerr := s.abortTxn("another writer on the changelog"); aerr != nil {

@@ -236,10 +236,34 @@ func (d *deliveries) foreignChangelogRecords(p int32, base int64) error {
 	if sp == nil || (sp.first == base && sp.last-sp.first+1 == sp.n+d.markers[p]) {
 		return nil
 	}
-	return fmt.Errorf("changelog partition %d holds records of another writer among this member's: "+
-		"its %d records and %d transaction markers since offset %d lie between offsets %d and %d; the task restores them",
-		p, sp.n, d.markers[p], base, sp.first, sp.last)
+	return &foreignWrite{partition: p, records: sp.n, markers: d.markers[p], base: base, first: sp.first, last: sp.last}
 }
+
+// acceptMarkers counts n markers another producer wrote among this
+// member's records in changelog partition p as the member's own: they
+// hold no count (see session.foreignMarkersOnly).
+func (d *deliveries) acceptMarkers(p int32, n int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.markers[p] += n
+}
+
+// foreignWrite is what foreignChangelogRecords found: offsets in a task's
+// changelog span that are neither this member's records nor its markers.
+type foreignWrite struct {
+	partition         int32
+	records, markers  int64 // this member's
+	base, first, last int64
+}
+
+func (e *foreignWrite) Error() string {
+	return fmt.Sprintf("changelog partition %d holds records of another writer among this member's: "+
+		"its %d records and %d transaction markers since offset %d lie between offsets %d and %d; the task restores them",
+		e.partition, e.records, e.markers, e.base, e.first, e.last)
+}
+
+// foreign is how many offsets from base to last are not this member's.
+func (e *foreignWrite) foreign() int64 { return e.last - e.base + 1 - e.records - e.markers }
 
 // close waits for the reader to end; call it after the producer is
 // closed.
