@@ -22,7 +22,7 @@ test:
 # each. A failure leaves its input in internal/api/testdata/fuzz to replay.
 FUZZ_TARGETS := FuzzKeyPath FuzzKeyRoundTrip FuzzScanQuery FuzzDecodeCursor FuzzCopyEvents
 FUZZTIME ?= 5s
-CHAOS_FUZZTIME ?= 12s
+CHAOS_FUZZTIME ?= 10s
 fuzz-brief:
 	@for f in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./internal/api/ || exit 1; \

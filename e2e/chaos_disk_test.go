@@ -272,7 +272,7 @@ func TestChaosDiskFull(t *testing.T) {
 	// the full disk for a few seconds; the long one watches it all along.
 	observe, settled := 30*time.Second, 5*time.Second
 	if chaosLong() {
-		observe, settled = 60*time.Second, 0
+		observe, settled = 40*time.Second, 0
 	}
 
 	for round := 1; round <= 2; round++ {
