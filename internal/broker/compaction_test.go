@@ -66,15 +66,11 @@ func write(t *testing.T, p *kafka.Producer, key, value string) {
 	}
 }
 
-func plainProducer(t *testing.T, brokers string) *kafka.Producer {
+// writePlain writes one record outside any transaction, as an idempotent
+// producer, and waits for the broker to take it.
+func writePlain(t *testing.T, brokers, key, value string) {
 	t.Helper()
-	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": brokers, "log_level": 3,
-		"enable.metrics.push": false, "linger.ms": 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
+	testkit.Produce(t, brokers, changelogTopic, "murmur2_random", []testkit.Record{{Key: []byte(key), Value: []byte(value)}})
 }
 
 func committedView(t *testing.T, brokers string) map[string]string {
@@ -125,7 +121,7 @@ func TestKfakeCompactionLosesTransactionalRecords(t *testing.T) {
 	}{{
 		name: "open transaction of a re-initialised producer after an aborted one",
 		run: func(t *testing.T, b *broker.Broker) {
-			write(t, plainProducer(t, b.Addr()), "other", "1") // keeps the log start below the abort
+			writePlain(t, b.Addr(), "other", "1") // keeps the log start below the abort
 			old := txnProducer(t, b.Addr(), "member-0")
 			write(t, old, "user 1", "52")
 			next := txnProducer(t, b.Addr(), "member-0") // fences old, aborts its transaction
@@ -138,12 +134,11 @@ func TestKfakeCompactionLosesTransactionalRecords(t *testing.T) {
 	}, {
 		name: "no transaction open, producer commits after the compaction",
 		run: func(t *testing.T, b *broker.Broker) {
-			plain := plainProducer(t, b.Addr())
-			write(t, plain, "other", "1")
+			writePlain(t, b.Addr(), "other", "1")
 			old := txnProducer(t, b.Addr(), "member-0")
 			write(t, old, "user 1", "52")
 			next := txnProducer(t, b.Addr(), "member-0")
-			write(t, plain, "other", "2")
+			writePlain(t, b.Addr(), "other", "2")
 			b.Cluster().Compact()
 			write(t, next, "user 1", "65")
 			endTxn(t, next, true)
@@ -153,11 +148,10 @@ func TestKfakeCompactionLosesTransactionalRecords(t *testing.T) {
 	}, {
 		name: "open transaction that aborts after the compaction",
 		run: func(t *testing.T, b *broker.Broker) {
-			plain := plainProducer(t, b.Addr())
-			write(t, plain, "user 1", "52")
+			writePlain(t, b.Addr(), "user 1", "52")
 			open := txnProducer(t, b.Addr(), "member-0")
 			write(t, open, "user 1", "65")
-			write(t, plain, "other", "1") // the open batch is not the log's last
+			writePlain(t, b.Addr(), "other", "1") // the open batch is not the log's last
 			b.Cluster().Compact()
 			endTxn(t, open, false)
 		},
