@@ -154,7 +154,7 @@ func TestChaosDamagedLocalState(t *testing.T) {
 	keys := 3_000
 	batch := 15_000
 	if chaosLong() {
-		keys, batch = 20_000, 60_000
+		keys, batch = 15_000, 30_000
 	}
 	all := skewed(seed, batch, keys)
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", all.records)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -32,8 +33,10 @@ type Config struct {
 
 // Broker is a running embedded broker.
 type Broker struct {
-	cluster *kfake.Cluster
-	addr    string
+	cluster  *kfake.Cluster
+	sessions *sessionExpiry
+	joins    *joinHold
+	addr     string
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -76,7 +79,21 @@ func Start(cfg Config) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("start embedded broker: %w", err)
 	}
-	return &Broker{cluster: c, addr: ln.Addr().String()}, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "broker")
+	// Two workarounds of kfake's group coordinator (docs/reliability.md,
+	// bugs 2 and 23). The session expiry first: its JoinGroup observer
+	// must run before the join holds may hold the request.
+	sessions, err := expireSessions(c, ln.Addr().String(), log, time.Second)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	joins := holdJoins(c, log, allJoinRules)
+	return &Broker{cluster: c, sessions: sessions, joins: joins, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the address clients bootstrap from.
@@ -85,8 +102,18 @@ func (b *Broker) Addr() string { return b.addr }
 // Cluster exposes the fake cluster for tests (fault injection).
 func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
+// JoinsHeld is how many JoinGroups the broker held back so that kfake's
+// group coordinator does not miscount them (joinhold.go).
+func (b *Broker) JoinsHeld() int64 { return b.joins.heldJoins() }
+
+// MembersExpired is how many group members the broker made to leave
+// because kfake never timed their sessions (sessions.go).
+func (b *Broker) MembersExpired() int64 { return b.sessions.expiredMembers() }
+
 // Close stops the broker and, with a data dir, flushes its log to disk.
 func (b *Broker) Close() {
+	b.sessions.stop()
+	b.joins.stop()
 	b.cluster.Close()
 }
 

@@ -3,7 +3,9 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +26,24 @@ func StartBrokerAt(t testing.TB, addr string, partitions int, dataDir string) *b
 	var err error
 	// A port just freed by a previous broker may take a moment to be free.
 	Eventually(t, 10*time.Second, func() error {
-		b, err = broker.Start(broker.Config{Addr: addr, Partitions: partitions, DataDir: dataDir})
+		b, err = broker.Start(broker.Config{Addr: addr, Partitions: partitions, DataDir: dataDir, Logger: brokerLogger(t)})
 		return err
 	})
 	t.Cleanup(b.Close)
 	return b
+}
+
+// brokerLogger logs what the broker says (its workarounds of kfake's
+// group bugs acting) into the test's output.
+func brokerLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLog{t}, nil))
+}
+
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log("broker: " + strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // FreePort returns a loopback port nobody listens on right now.

@@ -27,7 +27,7 @@ type Proxy struct {
 func StartBrokerBehindProxy(t testing.TB, partitions int) (*broker.Broker, *Proxy) {
 	t.Helper()
 	p := StartProxy(t, "127.0.0.1:0", "")
-	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Advertise: p.Addr()})
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Advertise: p.Addr(), Logger: brokerLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
