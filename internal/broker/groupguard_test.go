@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"net"
 	"sync"
 	"time"
 
@@ -46,15 +45,7 @@ const maxRebalanceTimeout = 30 * time.Second
 // addr is an address the broker listens on (not an advertised proxy's).
 func guardGroups(c *kfake.Cluster, addr string, maxRebalance time.Duration) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var d net.Dialer
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(addr),
-		kgo.ClientID("abacus-group-guard"),
-		// Always the listener itself, whatever the broker advertises.
-		kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		}),
-	)
+	cl, err := listenerClient(addr, "abacus-group-guard")
 	if err != nil {
 		cancel()
 		return nil, err

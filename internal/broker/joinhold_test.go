@@ -54,6 +54,36 @@ type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
+// slowLeaderRebalance makes the leader rejoin and sync 1 s after its
+// JoinGroup is answered, and returns once both followers' SyncGroups have
+// reached the broker, where they wait for the leader's.
+func slowLeaderRebalance(t *testing.T, c *kfake.Cluster, leader *member) {
+	t.Helper()
+	followerSyncs := make(chan struct{}, 8)
+	c.ControlKey(int16(kmsg.SyncGroup), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		if len(kreq.(*kmsg.SyncGroupRequest).GroupAssignment) == 0 {
+			followerSyncs <- struct{}{}
+		}
+		c.KeepControl()
+		return nil, nil, false
+	})
+	leader.mu.Lock()
+	leader.afterJoin = func(m *member, _ *kmsg.JoinGroupResponse) bool {
+		m.logf("slow leader: syncs in 1s")
+		time.Sleep(time.Second)
+		return true
+	}
+	leader.mu.Unlock()
+	leader.rejoin()
+	for range 2 {
+		select {
+		case <-followerSyncs:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the followers did not send SyncGroup")
+		}
+	}
+}
+
 // formGroupWith is formGroup with the members' rebalance timeout set.
 func formGroupWith(t *testing.T, addr string, rebal time.Duration, names ...string) []*member {
 	var ms []*member
@@ -86,33 +116,7 @@ func TestJoinDeadlineEndsRebalanceThatCountsOneShort(t *testing.T) {
 	ms := formGroupWith(t, addr, rebal, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c0 := ms[0], ms[1], ms[2]
 
-	// The followers' SyncGroups reach the broker while the leader is slow.
-	followerSyncs := make(chan struct{}, 8)
-	c.ControlKey(int16(kmsg.SyncGroup), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		if len(kreq.(*kmsg.SyncGroupRequest).GroupAssignment) == 0 {
-			followerSyncs <- struct{}{}
-		}
-		c.KeepControl()
-		return nil, nil, false
-	})
-	joined := make(chan struct{})
-	leader.mu.Lock()
-	leader.afterJoin = func(m *member, _ *kmsg.JoinGroupResponse) bool {
-		close(joined)
-		m.logf("slow leader: syncs in 1s")
-		time.Sleep(time.Second)
-		return true
-	}
-	leader.mu.Unlock()
-	leader.rejoin()
-	<-joined
-	for range 2 {
-		select {
-		case <-followerSyncs:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the followers did not send SyncGroup")
-		}
-	}
+	slowLeaderRebalance(t, c, leader)
 
 	// abacus-2's new consumer joins while the old one waits in sync: the
 	// count is one short. Then abacus-1 and abacus-0 are replaced too, 2 s
@@ -168,32 +172,7 @@ func TestJoinHoldStaticRejoinWhileOldWaitsInSync(t *testing.T) {
 	ms := formGroupWith(t, addr, 20*time.Second, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c0 := ms[0], ms[1], ms[2]
 
-	followerSyncs := make(chan struct{}, 8)
-	c.ControlKey(int16(kmsg.SyncGroup), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		if len(kreq.(*kmsg.SyncGroupRequest).GroupAssignment) == 0 {
-			followerSyncs <- struct{}{}
-		}
-		c.KeepControl()
-		return nil, nil, false
-	})
-	joined := make(chan struct{})
-	leader.mu.Lock()
-	leader.afterJoin = func(m *member, _ *kmsg.JoinGroupResponse) bool {
-		close(joined)
-		m.logf("slow leader: syncs in 1s")
-		time.Sleep(time.Second)
-		return true
-	}
-	leader.mu.Unlock()
-	leader.rejoin()
-	<-joined
-	for range 2 {
-		select {
-		case <-followerSyncs:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the followers did not send SyncGroup")
-		}
-	}
+	slowLeaderRebalance(t, c, leader)
 	c0.logf("session ends: consumer closed, a new one joins")
 	c0.kill()
 	c2 := newMember(t, addr, "abacus-2", time.Minute)

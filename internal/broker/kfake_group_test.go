@@ -434,22 +434,10 @@ func expectRebalance(t *testing.T, addr string, want time.Duration, what string,
 // (librdkafka's max.poll.interval.ms), re-armed by every later join.
 // Kafka completes as soon as the three members have rejoined.
 func TestKfakeGroupStaticRejoinWhileOldWaitsInSync(t *testing.T) {
-	_, addr := newGroupCluster(t)
+	cluster, addr := newGroupCluster(t)
 	ms := formGroup(t, addr, time.Minute, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c := ms[0], ms[1], ms[2]
-
-	joined := make(chan struct{})
-	leader.mu.Lock()
-	leader.afterJoin = func(m *member, _ *kmsg.JoinGroupResponse) bool {
-		close(joined)
-		m.logf("slow leader: syncs in 1s")
-		time.Sleep(time.Second)
-		return true
-	}
-	leader.mu.Unlock()
-	leader.rejoin()
-	<-joined
-	time.Sleep(300 * time.Millisecond) // the followers' SyncGroups are parked now
+	slowLeaderRebalance(t, cluster, leader)
 
 	// abacus-2's session ends (a commit failed with ILLEGAL_GENERATION):
 	// its consumer is closed (static: no LeaveGroup) and a new one joins.

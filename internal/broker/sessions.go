@@ -50,15 +50,7 @@ type sessionExpiry struct {
 // expireSessions starts watching c's groups. addr is an address c listens
 // on (not an advertised proxy's).
 func expireSessions(c *kfake.Cluster, addr string, log *slog.Logger, every time.Duration) (*sessionExpiry, error) {
-	var d net.Dialer
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(addr),
-		kgo.ClientID("abacus-broker-sessions"),
-		// The listener itself, whatever the broker advertises.
-		kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		}),
-	)
+	cl, err := listenerClient(addr, "abacus-broker-sessions")
 	if err != nil {
 		return nil, fmt.Errorf("client for the broker's session expiry: %w", err)
 	}
@@ -87,6 +79,19 @@ func expireSessions(c *kfake.Cluster, addr string, log *slog.Logger, every time.
 	observe(kmsg.TxnOffsetCommit, func(r kmsg.Request) string { return r.(*kmsg.TxnOffsetCommitRequest).MemberID })
 	go s.run(ctx)
 	return s, nil
+}
+
+// listenerClient is a client of the broker that always dials addr, the
+// listener itself, whatever address the broker advertises.
+func listenerClient(addr, clientID string) (*kgo.Client, error) {
+	var d net.Dialer
+	return kgo.NewClient(
+		kgo.SeedBrokers(addr),
+		kgo.ClientID(clientID),
+		kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}),
+	)
 }
 
 func (s *sessionExpiry) alive(member string) {
