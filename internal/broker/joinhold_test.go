@@ -10,22 +10,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// newDeadlineCluster starts a one-broker kfake with the group workarounds
+// newFixedCluster starts a one-broker kfake with the group workarounds
 // broker.Start installs, in its order: the session expiry (unless
 // KFAKE_SESSION_EXPIRY=0) and the join holds with the rules given
 // (KFAKE_JOIN_HOLD=0: none, to show kfake alone); without the test guard
-// of groupguard_test.go.
-// Its minimum session timeout is lowered so the tests run in seconds.
-func newDeadlineCluster(t *testing.T) (*kfake.Cluster, *joinHold, string) {
-	c, d, _, addr := newFixedClusterWith(t, joinRules{deadline: true})
-	return c, d, addr
-}
-
-func newFixedCluster(t *testing.T) (*kfake.Cluster, *joinHold, *sessionExpiry, string) {
-	return newFixedClusterWith(t, allJoinRules)
-}
-
-func newFixedClusterWith(t *testing.T, rules joinRules) (*kfake.Cluster, *joinHold, *sessionExpiry, string) {
+// of groupguard_test.go. Its minimum session timeout is lowered so the
+// tests run in seconds; the workarounds log into the test's output.
+func newFixedCluster(t *testing.T, rules joinRules) (*kfake.Cluster, *joinHold, *sessionExpiry, string) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	if err != nil {
@@ -34,7 +25,7 @@ func newFixedClusterWith(t *testing.T, rules joinRules) (*kfake.Cluster, *joinHo
 	t.Cleanup(c.Close) // runs last
 	testStart = time.Now()
 	addr := c.ListenAddrs()[0]
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	var s *sessionExpiry
 	if os.Getenv("KFAKE_SESSION_EXPIRY") != "0" {
 		if s, err = expireSessions(c, addr, log, 100*time.Millisecond); err != nil {
@@ -42,17 +33,13 @@ func newFixedClusterWith(t *testing.T, rules joinRules) (*kfake.Cluster, *joinHo
 		}
 		t.Cleanup(s.stop)
 	}
-	var d *joinHold
+	var h *joinHold
 	if os.Getenv("KFAKE_JOIN_HOLD") != "0" {
-		d = holdJoins(c, log, rules)
-		t.Cleanup(d.stop)
+		h = holdJoins(c, log, rules)
+		t.Cleanup(h.stop)
 	}
-	return c, d, s, addr
+	return c, h, s, addr
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // slowLeaderRebalance makes the leader rejoin and sync 1 s after its
 // JoinGroup is answered, and returns once both followers' SyncGroups have
@@ -112,7 +99,7 @@ func formGroupWith(t *testing.T, addr string, rebal time.Duration, names ...stri
 // not close (a follower parked in SyncGroup outliving its session).
 func TestJoinDeadlineEndsRebalanceThatCountsOneShort(t *testing.T) {
 	const rebal = 4 * time.Second
-	c, d, addr := newDeadlineCluster(t)
+	c, d, _, addr := newFixedCluster(t, joinRules{deadline: true})
 	ms := formGroupWith(t, addr, rebal, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c0 := ms[0], ms[1], ms[2]
 
@@ -151,7 +138,7 @@ func TestJoinDeadlineEndsRebalanceThatCountsOneShort(t *testing.T) {
 // A rebalance that completes within its deadline holds no JoinGroup and
 // takes no longer than Kafka's.
 func TestJoinDeadlineLeavesTimelyRebalancesAlone(t *testing.T) {
-	_, d, addr := newDeadlineCluster(t)
+	_, d, _, addr := newFixedCluster(t, joinRules{deadline: true})
 	ms := formGroupWith(t, addr, 4*time.Second, "abacus-0", "abacus-1", "abacus-2")
 	ms[0].rejoin()
 	expectRebalance(t, addr, 3*time.Second, "the leader rejoins", ms...)
@@ -168,7 +155,7 @@ func TestJoinDeadlineLeavesTimelyRebalancesAlone(t *testing.T) {
 // kfake (KFAKE_JOIN_HOLD=0) the count goes one short and the rebalance
 // waits for the 20 s rebalance timeout.
 func TestJoinHoldStaticRejoinWhileOldWaitsInSync(t *testing.T) {
-	c, h, _, addr := newFixedClusterWith(t, joinRules{afterSync: true})
+	c, h, _, addr := newFixedCluster(t, joinRules{afterSync: true})
 	ms := formGroupWith(t, addr, 20*time.Second, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c0 := ms[0], ms[1], ms[2]
 

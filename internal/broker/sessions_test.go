@@ -20,7 +20,7 @@ import (
 // Five rounds, so that without the expiry (KFAKE_SESSION_EXPIRY=0) about
 // 31 runs in 32 fail.
 func TestSessionExpiryRemovesMemberStoppedWhileJoining(t *testing.T) {
-	c, _, s, addr := newFixedCluster(t)
+	c, _, s, addr := newFixedCluster(t, allJoinRules)
 	const session = 2 * time.Second
 	var ms []*member
 	for _, n := range []string{"abacus-0", "abacus-1"} {
@@ -57,7 +57,7 @@ func TestSessionExpiryRemovesMemberStoppedWhileJoining(t *testing.T) {
 
 // Live members are never expired, however long the group stays stable.
 func TestSessionExpiryLeavesLiveMembersAlone(t *testing.T) {
-	_, _, s, addr := newFixedCluster(t)
+	_, _, s, addr := newFixedCluster(t, allJoinRules)
 	const session = time.Second
 	var ms []*member
 	for _, n := range []string{"abacus-0", "abacus-1", "abacus-2"} {

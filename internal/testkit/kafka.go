@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,14 +35,7 @@ func StartBrokerAt(t testing.TB, addr string, partitions int, dataDir string) *b
 // brokerLogger logs what the broker says (its workarounds of kfake's
 // group bugs acting) into the test's output.
 func brokerLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLog{t}, nil))
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log("broker: " + strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
 
 // FreePort returns a loopback port nobody listens on right now.
