@@ -28,6 +28,14 @@ func client(cfg config.Config, role string, defaults kafka.ConfigMap) *kafka.Con
 	for k, v := range cfg.Kafka {
 		m[k] = v
 	}
+	// Topics are created only by CreateTopics, with ABACUS_PARTITIONS
+	// partitions. A metadata request that names a missing topic would
+	// otherwise let a broker with auto.create.topics.enable create it
+	// with the broker's own partition count (librdkafka's producer and
+	// admin client ask for that by default), and a first start of several
+	// members at once would race that against CreateTopics
+	// (e2e TestParallelFirstStartCreatesEveryTopicWithItsPartitions).
+	m["allow.auto.create.topics"] = false
 	return &m
 }
 
