@@ -45,13 +45,143 @@ func noSessionFailures(t *testing.T, pods []*testkit.Instance) {
 	}
 }
 
-func TestThreeMembersStartThenCountExactlyAtLeastOnce(t *testing.T) {
+// A scale-out is routine: three members started together (the first one
+// counts while the others join, a cooperative rebalance) count a burst
+// exactly under at_least_once, with no failed session; then input flows
+// while a fourth member joins and later leaves on SIGTERM, and every key
+// is still exact. The group refuses offsets committed while it
+// rebalances; the member commits them again in the new generation
+// instead of starting over from the last committed offsets.
+func TestRoutineRebalancesCountExactlyAtLeastOnce(t *testing.T) {
 	b := testkit.StartBroker(t, 6)
-	pods := startMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_PARTITIONS": "6"}))
+	env := scaling(map[string]string{"ABACUS_PARTITIONS": "6"})
+	pods := startMembers(t, b.Addr(), 4, env)
+	fourth := pods[3]
+	fourth.Stop(time.Minute) // started with the others for its address; joins later
+	pods = pods[:3]
 	w := skewed(7, 30_000, 2_500)
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
 	waitCounts(t, 2*time.Minute, pods, w.truth, false)
 	noSessionFailures(t, pods)
+
+	more := skewed(8, 40_000, 2_500)
+	f := startFeeder(t, b.Addr(), more, 2_000)
+	waitProgress(t, f, 0.2)
+	fourth.Restart()
+	fourth.WaitReady(2 * time.Minute)
+	testkit.Eventually(t, time.Minute, func() error { return atLeastMetric(fourth, "abacus_records_processed_total", 1) })
+	waitProgress(t, f, 0.7)
+	fourth.Stop(time.Minute)
+	<-f.done
+	f.check(t)
+	waitCounts(t, 2*time.Minute, pods, w.add(more).truth, false)
+	noSessionFailures(t, append(pods, fourth))
+}
+
+// scaling are settings for tests where members leave for good: a static
+// member's partitions move when its session times out, 15 s here, long
+// enough for a loaded machine's heartbeats (see steady).
+func scaling(env map[string]string) map[string]string {
+	out := map[string]string{"ABACUS_KAFKA_SESSION_TIMEOUT_MS": "15000", "ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+// waitProgress waits until the feeder has handed share of its records over.
+func waitProgress(t *testing.T, f *feeder, share float64) {
+	t.Helper()
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		if p := f.progress(); p < share {
+			return fmt.Errorf("feeder at %.0f%%, waiting for %.0f%%", 100*p, 100*share)
+		}
+		return nil
+	})
+}
+
+// Scaling 1 -> 3 -> 1 while input flows: members join and leave on
+// SIGTERM, and every key is exact under at_least_once. A static member
+// does not leave the group on SIGTERM: its partitions move when its
+// session times out (15 s here).
+func TestScaleOutAndInAtLeastOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	env := scaling(map[string]string{"ABACUS_PARTITIONS": "6"})
+	pods := startMembers(t, b.Addr(), 3, env)
+	for _, in := range pods[1:] {
+		in.Stop(time.Minute)
+	}
+	w := skewed(9, 60_000, 2_500)
+	f := startFeeder(t, b.Addr(), w, 2_000)
+	waitProgress(t, f, 0.15)
+	for _, in := range pods[1:] {
+		in.Restart()
+	}
+	for _, in := range pods[1:] {
+		in.WaitReady(2 * time.Minute)
+		testkit.Eventually(t, time.Minute, func() error { return atLeastMetric(in, "abacus_records_processed_total", 1) })
+	}
+	waitProgress(t, f, 0.6)
+	for _, in := range pods[1:] {
+		in.Stop(time.Minute)
+	}
+	<-f.done
+	f.check(t)
+	waitCounts(t, 2*time.Minute, pods[:1], w.truth, false)
+	noSessionFailures(t, pods)
+}
+
+// changelogEnd is the sum of the changelog's end offsets.
+func changelogEnd(t *testing.T, brokers string) int64 {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "e2e-watermarks", "allow.auto.create.topics": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sum int64
+	for p := range 6 {
+		_, high, err := c.QueryWatermarkOffsets(changelog, int32(p), 10_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += high
+	}
+	return sum
+}
+
+// A rolling restart of three members while input flows (SIGTERM, restart
+// on the same disk, ready, then the next), under both guarantees: every
+// key is exact afterwards, no session fails, and each member restores no
+// more than the changelog records written while it was down.
+func TestRollingRestart(t *testing.T) {
+	for _, guarantee := range []string{"at_least_once", "exactly_once_v2"} {
+		t.Run(guarantee, func(t *testing.T) {
+			b := testkit.StartBroker(t, 6)
+			pods := startMembers(t, b.Addr(), 3, steady(map[string]string{
+				"ABACUS_PARTITIONS": "6", "ABACUS_PROCESSING_GUARANTEE": guarantee}))
+			base := skewed(10, 40_000, 2_500)
+			testkit.Produce(t, b.Addr(), input, "murmur2_random", base.records)
+			waitCounts(t, 2*time.Minute, pods, base.truth, false)
+			w := skewed(11, 60_000, 2_500)
+			f := startFeeder(t, b.Addr(), w, 2_000)
+			waitProgress(t, f, 0.1)
+			for _, in := range pods {
+				before := changelogEnd(t, b.Addr())
+				in.Stop(time.Minute)
+				in.Restart()
+				in.WaitReady(2 * time.Minute)
+				written := changelogEnd(t, b.Addr()) - before
+				if got := metric(t, in, "abacus_restored_records_total"); got > float64(written) {
+					t.Errorf("%s restored %v changelog records after its restart, more than the %d written while it was down", in.Name, got, written)
+				}
+			}
+			<-f.done
+			f.check(t)
+			waitCounts(t, 2*time.Minute, pods, base.add(w).truth, false)
+			noSessionFailures(t, pods)
+		})
+	}
 }
 
 // topicPartitions reads every topic's partition count from the broker.

@@ -33,6 +33,17 @@ import (
 // per session timeout) is made to leave, as Kafka would have expired it.
 // The LeaveGroup names the member id only, never the instance id, which
 // would name the instance's current member instead.
+//
+// The other way round, kfake times a member whose JoinGroup waits as any
+// other: at its session timeout it removes the member and never answers
+// the JoinGroup. The rebalance completes without it, while the member,
+// still waiting, goes on processing the partitions it kept in the
+// cooperative protocol, which the group has just given to others. Kafka
+// never expires a member that awaits its JoinGroup's answer; the join
+// deadline (the rebalance timeout) bounds the wait instead. So while a
+// group prepares a rebalance, the broker heartbeats for each member whose
+// JoinGroup it saw, for at most that JoinGroup's rebalance timeout
+// (TestSessionExpiryKeepsMemberWaitingInJoinGroup).
 type sessionExpiry struct {
 	cluster *kfake.Cluster
 	client  *kgo.Client
@@ -43,6 +54,7 @@ type sessionExpiry struct {
 	mu       sync.Mutex
 	sessions map[string]time.Duration // by group: the longest session timeout asked for
 	seen     map[string]time.Time     // by member id: the last request naming it
+	joins    map[string]pendingJoin   // by group and member: JoinGroups of known members, maybe waiting
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -57,7 +69,7 @@ func expireSessions(c *kfake.Cluster, addr string, log *slog.Logger, every time.
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &sessionExpiry{
 		cluster: c, client: cl, log: log, every: every,
-		sessions: make(map[string]time.Duration), seen: make(map[string]time.Time),
+		sessions: make(map[string]time.Duration), seen: make(map[string]time.Time), joins: make(map[string]pendingJoin),
 		cancel: cancel, done: make(chan struct{}),
 	}
 	observe := func(key kmsg.Key, member func(kmsg.Request) string) {
@@ -71,6 +83,7 @@ func expireSessions(c *kfake.Cluster, addr string, log *slog.Logger, every time.
 	c.ControlKey(int16(kmsg.JoinGroup), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		req := kreq.(*kmsg.JoinGroupRequest)
 		s.joined(req.Group, req.MemberID, time.Duration(req.SessionTimeoutMillis)*time.Millisecond)
+		s.joining(req)
 		return nil, nil, false
 	})
 	observe(kmsg.Heartbeat, func(r kmsg.Request) string { return r.(*kmsg.HeartbeatRequest).MemberID })
@@ -111,6 +124,63 @@ func (s *sessionExpiry) joined(group, member string, session time.Duration) {
 	}
 }
 
+// pendingJoin is a JoinGroup the broker may keep waiting.
+type pendingJoin struct {
+	group, member string
+	instance      *string
+	until         time.Time // the JoinGroup's rebalance timeout
+}
+
+// joining records a JoinGroup of a member the group knows (a new
+// consumer's is known once the group names its instance).
+func (s *sessionExpiry) joining(req *kmsg.JoinGroupRequest) {
+	if req.MemberID == "" && req.InstanceID == nil {
+		return
+	}
+	j := pendingJoin{group: req.Group, member: req.MemberID, instance: req.InstanceID,
+		until: time.Now().Add(time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond)}
+	key := req.Group + "\x00" + req.MemberID
+	if req.InstanceID != nil {
+		key = req.Group + "\x00\x00" + *req.InstanceID
+	}
+	s.mu.Lock()
+	s.joins[key] = j
+	s.mu.Unlock()
+}
+
+// keepJoinersAlive heartbeats, while info's group prepares a rebalance,
+// for each member whose JoinGroup waits within its rebalance timeout; in
+// any other state the group has answered them, and they are forgotten.
+func (s *sessionExpiry) keepJoinersAlive(ctx context.Context, info *kfake.GroupInfo) {
+	now := time.Now()
+	var beat []kfake.GroupMember
+	s.mu.Lock()
+	for key, j := range s.joins {
+		if j.group != info.Group {
+			continue
+		}
+		if info.State != preparingRebalance || now.After(j.until) {
+			delete(s.joins, key)
+			continue
+		}
+		for _, m := range info.Members {
+			if (j.instance != nil && m.InstanceID != nil && *m.InstanceID == *j.instance) || (j.instance == nil && m.MemberID == j.member) {
+				beat = append(beat, m)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, m := range beat {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Group, req.MemberID, req.InstanceID, req.Generation = info.Group, m.MemberID, m.InstanceID, info.Epoch
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := req.RequestWith(rctx, s.client); err != nil {
+			s.log.Debug("heartbeat for a member waiting in JoinGroup", "group", info.Group, "member_id", m.MemberID, "error", err)
+		}
+		cancel()
+	}
+}
+
 func (s *sessionExpiry) run(ctx context.Context) {
 	defer close(s.done)
 	tick := time.NewTicker(s.every)
@@ -139,6 +209,7 @@ func (s *sessionExpiry) run(ctx context.Context) {
 			if info.State == "Stable" {
 				s.expireSilent(ctx, info, session)
 			}
+			s.keepJoinersAlive(ctx, info)
 		}
 		s.forgetGone(members)
 	}

@@ -47,6 +47,9 @@ type commitBatch struct {
 	// Set by the committer before done closes.
 	aborted bool
 	err     error
+	// owed: the batch is stored but the group refused its input offsets
+	// while it rebalanced (at_least_once); the tasks owe them.
+	owed bool
 }
 
 // committer runs batches in order until its channel closes.
@@ -69,7 +72,7 @@ func (s *session) handOff(ctx context.Context) {
 	s.lastCommit = time.Now()
 	b := &commitBatch{ctx: ctx, send: s.p.cfg.CacheMaxBytes > 0, oldestTS: s.oldestTS, dlq: s.pendingDLQ, done: make(chan struct{})}
 	for _, t := range s.tasks {
-		if t.nextOffset >= 0 || len(t.dirty) > 0 {
+		if t.nextOffset >= 0 || len(t.dirty) > 0 || t.owed >= 0 {
 			b.tasks = append(b.tasks, t.handOff())
 		}
 	}
@@ -135,7 +138,7 @@ func (s *session) finish() error {
 	budget := s.p.cfg.CacheMaxBytes / int64(max(1, len(s.tasks)))
 	for _, tb := range b.tasks {
 		if t, ok := s.tasks[tb.partition]; ok {
-			t.durable(tb, budget)
+			t.durable(tb, budget, b.owed)
 		}
 	}
 	return nil
@@ -235,8 +238,17 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 	}
 	stored := time.Now()
 	if !s.eos && len(offsets) > 0 {
-		if _, err := s.consumer.CommitOffsets(offsets); err != nil {
-			return false, fmt.Errorf("commit input offsets: %w", err)
+		if err := s.commitOffsets(offsets); err != nil {
+			if !rebalancing(err) {
+				return false, fmt.Errorf("commit input offsets: %w", err)
+			}
+			// The counts are stored, the consumer is past their records:
+			// only the group's record of the offsets is behind. They go
+			// again with the next batch, in the new generation.
+			b.owed = true
+			s.p.metrics.commitsDeferred.Inc()
+			s.log.Info("input offsets not committed while the group rebalances: committing them in the new generation",
+				"batch", s.describe(b), "error", err)
 		}
 	}
 	if !b.oldestTS.IsZero() {
@@ -440,6 +452,7 @@ func (s *session) commitTransaction(ctx context.Context, tasks []taskBatch, offs
 	if err := retryTxn(ctx, s.p.beat, func() error { return s.producer.CommitTransaction(ctx) }); err != nil {
 		return s.txnFailed("commit transaction", err)
 	}
+	s.refusedSince = time.Time{}
 	s.inTxn = false
 	s.delivered.txnEnded()
 	return false, nil
@@ -475,12 +488,31 @@ func retryTxn(ctx context.Context, beat func(), call func() error) error {
 }
 
 // txnFailed aborts when the error allows it, otherwise ends the session.
-// A member the group no longer knows (its tasks migrated, as Kafka Streams
-// says) must not abort and redo: that loops forever on tasks another
-// member now owns. It aborts and ends the session, and the next session
-// rejoins.
+// Offsets the group refused while it rebalances abort the transaction
+// and the work is redone in place: the member keeps the partitions it
+// keeps, and commits them in the new generation. A member the group no
+// longer knows (its tasks migrated, as Kafka Streams says) must not abort
+// and redo: that loops forever on tasks another member now owns. It
+// aborts and ends the session, and the next session rejoins; so does a
+// member whose offsets the group keeps refusing for a whole session
+// timeout.
 func (s *session) txnFailed(what string, err error) (bool, error) {
 	var kerr kafka.Error
+	if rebalancing(err) {
+		if s.refusedSince.IsZero() {
+			s.refusedSince = time.Now()
+		}
+		if time.Since(s.refusedSince) < s.membership.sessionTimeout {
+			s.p.metrics.commitsDeferred.Inc()
+			s.log.Info("transaction aborted: the group refused its offsets while rebalancing; its records are redone", "during", what, "error", err)
+			if err := s.abortTxn(what); err != nil {
+				return false, err
+			}
+			return true, nil
+		}
+		_ = s.abortTxn(what)
+		return false, fmt.Errorf("%s: the group refused the offsets for %s: %w", what, s.membership.sessionTimeout, err)
+	}
 	if errors.As(err, &kerr) && taskMigrated(kerr.Code()) {
 		_ = s.abortTxn(what)
 		return false, fmt.Errorf("%s: tasks migrated to another member: %w", what, err)
@@ -542,11 +574,46 @@ func (s *session) rewind(aborted *commitBatch) {
 	s.pendingDLQ, s.cacheBytes, s.oldestTS = nil, 0, time.Time{}
 }
 
+// commitOffsets commits input offsets to the group and returns the first
+// error, of the request or of a partition.
+func (s *session) commitOffsets(offsets []kafka.TopicPartition) error {
+	tps, err := s.consumer.CommitOffsets(offsets)
+	if err != nil {
+		return err
+	}
+	for _, tp := range tps {
+		if tp.Error != nil {
+			return fmt.Errorf("partition %d: %w", tp.Partition, tp.Error)
+		}
+	}
+	return nil
+}
+
+// rebalancing reports the errors of a commit that the group refused
+// because it is rebalancing: a generation this member has not joined yet
+// (ILLEGAL_GENERATION; librdkafka ignores it while it rejoins, and
+// declares the assignment lost through the rebalance callback otherwise)
+// or a rebalance waiting for its assignment (REBALANCE_IN_PROGRESS). A
+// cooperative rebalance lets the member keep processing the partitions it
+// keeps, and their offsets commit in the new generation, as Kafka's own
+// consumer does (KIP-429).
+func rebalancing(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrIllegalGeneration, kafka.ErrRebalanceInProgress:
+		return true
+	}
+	return false
+}
+
 // taskMigrated reports the errors that mean this member lost its place in
 // the group: its transaction's offsets cannot commit until it rejoins.
 func taskMigrated(code kafka.ErrorCode) bool {
 	switch code {
-	case kafka.ErrUnknownMemberID, kafka.ErrIllegalGeneration, kafka.ErrFencedInstanceID:
+	case kafka.ErrUnknownMemberID, kafka.ErrFencedInstanceID:
 		return true
 	}
 	return false

@@ -13,7 +13,10 @@ type metrics struct {
 	// otherWriter counts tasks whose batch was not stored or committed
 	// because another member wrote to their changelog partition meanwhile.
 	otherWriter prometheus.Counter
-	produced    *prometheus.CounterVec // topic role: changelog, output, dlq
+	// commitsDeferred counts offset commits refused because the group was
+	// rebalancing; their offsets are committed in the new generation.
+	commitsDeferred prometheus.Counter
+	produced        *prometheus.CounterVec // topic role: changelog, output, dlq
 	// The produced counters resolved once: send runs for every key of
 	// every commit, and a label lookup there is a hash per record.
 	producedChangelog, producedOutput, producedDLQ prometheus.Counter
@@ -79,6 +82,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_records_redelivered_total", Help: "Input records the consumer delivered again after they were counted (librdkafka, around a rebalance), dropped."}),
 		otherWriter: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_changelog_other_writer_total", Help: "Task batches not stored or committed because another member wrote to the task's changelog partition meanwhile (a member the group no longer counts on, still writing); each task restores, the other writer's committed records included."}),
+		commitsDeferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_offset_commits_deferred_total", Help: "Input offset commits the group refused while it was rebalancing (its state was stored); the offsets are committed again in the new generation."}),
 		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "abacus_group_membership_unconfirmed", Help: "1 while this member, out of reach of the group coordinator, does not answer for its tasks (the group may have given them away)."}),
 	}
@@ -92,6 +97,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
-		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.redelivered, m.otherWriter)
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m
 }

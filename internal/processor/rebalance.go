@@ -75,7 +75,7 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			s.dropWork("session ending")
 		} else {
 			s.log.Debug("committing before revocation", "partitions", partitionsOf(e.Partitions))
-			if err := s.commitSync(s.batchCtx); err != nil {
+			if err := s.commitRevoked(e.Partitions); err != nil {
 				s.err = fmt.Errorf("commit before revocation: %w", err)
 			} else {
 				s.log.Info("partitions revoked", "partitions", partitionsOf(e.Partitions))
@@ -97,6 +97,44 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		s.p.cfg.OnAssignment(owned)
 	}
 	return nil
+}
+
+// revokeCommitWait bounds how long a revocation tries to commit offsets
+// the group refuses (a rebalance that began meanwhile).
+const revokeCommitWait = 10 * time.Second
+
+// commitRevoked commits everything counted before the group takes
+// partitions away, so their next owner starts exactly where this member
+// ended. In a cooperative rebalance the member commits in the generation
+// it has just joined; should the group refuse the offsets all the same
+// (another rebalance under way), it tries again until revokeCommitWait,
+// then gives the partitions up with a warning: their next owner counts
+// again from the offsets committed before (at_least_once).
+func (s *session) commitRevoked(tps []kafka.TopicPartition) error {
+	deadline := time.Now().Add(revokeCommitWait)
+	for {
+		if err := s.commitSync(s.batchCtx); err != nil {
+			return err
+		}
+		var owing []int32
+		for _, tp := range tps {
+			if t, ok := s.tasks[tp.Partition]; ok && t.owed >= 0 {
+				owing = append(owing, tp.Partition)
+			}
+		}
+		if len(owing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("giving up partitions whose input offsets the group refused: their next owner counts again from the last committed offsets",
+				"partitions", owing, "tried_for", revokeCommitWait)
+			return nil
+		}
+		for range 2 {
+			s.p.beat()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 func (s *session) addTask(p int32) {

@@ -48,6 +48,7 @@ type session struct {
 	lingering      map[int32]time.Time // revoked tasks whose state waits for cleanup
 	assigned       bool                // the first assignment arrived
 	inTxn          bool                // owned by whoever produces: the committer, or the loop with the cache off
+	refusedSince   time.Time           // committer: first of the transactions aborted in a row because the group rebalanced
 	cacheBytes     int64
 	lastCommit     time.Time
 	oldestTS       time.Time // oldest input timestamp since the last commit
@@ -508,8 +509,23 @@ func (s *session) due() bool {
 	idle := s.idle
 	s.idle = false
 	return since >= s.p.cfg.CommitInterval ||
+		(since >= owedRetry && s.owesOffsets()) ||
 		(idle && since >= s.p.cfg.CommitInterval/10) ||
 		(s.p.cfg.CacheMaxBytes > 0 && s.cacheBytes >= s.p.cfg.CacheMaxBytes)
+}
+
+// owedRetry is how soon offsets the group refused while rebalancing are
+// committed again.
+const owedRetry = 250 * time.Millisecond
+
+// owesOffsets reports whether a task owes the group its input offset.
+func (s *session) owesOffsets() bool {
+	for _, t := range s.tasks {
+		if t.owed >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // commitIfDue hands the buffers to the committer when a commit is due. With

@@ -53,6 +53,11 @@ type task struct {
 	rewindTo int64
 	// committed is the input offset last committed, -1 if not known.
 	committed int64
+	// owed is an input offset whose counts are stored (Badger, changelog,
+	// output) but whose commit the group refused while it rebalanced; -1
+	// if none. The next batch commits it in the new generation, and a
+	// revocation before giving the task up (commitRevoked).
+	owed int64
 	// position is the next input offset the task expects: one past the
 	// last record it counted, or where it was last sought (-1: not known
 	// yet). A record below it was counted already (see process).
@@ -74,6 +79,7 @@ func newTask(p int32, sp *store.Partition) *task {
 		clean:         map[string]int64{},
 		nextOffset:    -1,
 		committed:     -1,
+		owed:          -1,
 		position:      -1,
 		changelogBase: -1,
 	}
@@ -105,9 +111,13 @@ func (t *task) count(key []byte, snap *store.Snapshot) (int64, bool, error) {
 	return n + 1, true, nil
 }
 
-// handOff moves the write buffer into a batch for the committer.
+// handOff moves the write buffer into a batch for the committer. A task
+// with nothing new but an owed offset hands that over again.
 func (t *task) handOff() taskBatch {
 	b := taskBatch{partition: t.partition, counts: t.dirty, nextOffset: t.nextOffset, rewindTo: t.rewindTo, changelogBase: t.changelogBase}
+	if b.nextOffset < 0 && t.owed >= 0 {
+		b.nextOffset, b.rewindTo = t.owed, t.owed
+	}
 	if len(t.dirty) > 0 {
 		t.inflight = t.dirty
 		t.dirty = map[string]int64{}
@@ -117,10 +127,15 @@ func (t *task) handOff() taskBatch {
 }
 
 // durable makes a batch's counts durable in the task's view: they join
-// the read cache, which is emptied when it outgrows its budget.
-func (t *task) durable(b taskBatch, budget int64) {
-	if b.nextOffset >= 0 {
-		t.committed = b.nextOffset
+// the read cache, which is emptied when it outgrows its budget. owed: the
+// batch's offset was stored but not committed (the group rebalanced).
+func (t *task) durable(b taskBatch, budget int64, owed bool) {
+	switch {
+	case b.nextOffset < 0:
+	case owed:
+		t.owed = b.nextOffset
+	default:
+		t.committed, t.owed = b.nextOffset, -1
 	}
 	for k, v := range t.inflight {
 		if _, ok := t.clean[k]; !ok {
