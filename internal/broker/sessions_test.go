@@ -83,3 +83,22 @@ func TestSessionExpiryLeavesLiveMembersAlone(t *testing.T) {
 		t.Errorf("members expired: %d, want 0", s.expiredMembers())
 	}
 }
+
+// kfake expires a member whose JoinGroup waits at its session timeout and
+// never answers the JoinGroup (TestKfakeGroupJoinWaitersExpire). Here one
+// member rejoins two session timeouts after the others (a slow revocation,
+// heartbeating meanwhile): the broker heartbeats for the two waiting in
+// JoinGroup, so the rebalance completes with all three, as on Kafka.
+// Without it (KFAKE_SESSION_EXPIRY=0) the two waiting are expired and
+// hang until their request times out.
+func TestSessionExpiryKeepsMemberWaitingInJoinGroup(t *testing.T) {
+	_, _, _, addr := newFixedCluster(t, allJoinRules)
+	const session = 2 * time.Second
+	ms := formGroup(t, addr, session, "abacus-0", "abacus-1", "abacus-2")
+	leader, b, c := ms[0], ms[1], ms[2]
+	c.mu.Lock()
+	c.rejoinDelay = 2 * session
+	c.mu.Unlock()
+	leader.rejoin()
+	expectRebalance(t, addr, 2*session+3*time.Second, "slow member rejoins after the session timeout", leader, b, c)
+}
