@@ -225,3 +225,68 @@ func TestParallelFirstStartCreatesEveryTopicWithItsPartitions(t *testing.T) {
 		})
 	}
 }
+
+// A subscriber is never refused for a reason that passes by itself: a key
+// subscription on a member that does not own the key answers 200 at once
+// and follows the key while its owner and then the third member restart
+// (SIGTERM, same disk), input flowing all along. A subscription opened
+// while the owner is down answers 200 too, with a comment saying what it
+// waits for. Both end on the key's exact count, with values that only
+// ever rose, on a stream that never ended.
+func TestSubscriptionFollowsItsKeyThroughARollingRestart(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	pods := startMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_PARTITIONS": "6"}))
+	w := skewed(12, 40_000, 2_000)
+	key, most := "", int64(0)
+	for k, n := range w.truth {
+		if n > most {
+			key, most = k, n
+		}
+	}
+	ownerName, _ := sseOwnerOf(t, pods[0], key)
+	owner, others := ssePodNamed(t, pods, ownerName)
+	entry, third := others[0], others[1]
+
+	first, a, err := sseOpen(sseClient, sseURL(entry, key, false), nil)
+	if err != nil || first == nil {
+		t.Fatalf("subscribe at %s: %s %v; want 200", entry.Name, a, err)
+	}
+	t.Cleanup(first.close)
+	f := startFeeder(t, b.Addr(), w, 2_500)
+	waitProgress(t, f, 0.1)
+	owner.Stop(time.Minute)
+	second, a, err := sseOpen(sseClient, sseURL(entry, key, false), nil)
+	if err != nil || second == nil {
+		t.Fatalf("subscribe at %s while the owner %s is down: %s %v; want 200", entry.Name, owner.Name, a, err)
+	}
+	t.Cleanup(second.close)
+	owner.Restart()
+	owner.WaitReady(2 * time.Minute)
+	third.Stop(time.Minute)
+	third.Restart()
+	third.WaitReady(2 * time.Minute)
+	<-f.done
+	f.check(t)
+	for _, s := range []*sseStream{first, second} {
+		s.waitValues(t, 2*time.Minute, map[string]int64{key: w.truth[key]})
+		prev := int64(-1)
+		for _, e := range s.counts(t) {
+			if e.Value <= prev {
+				t.Errorf("%s: %q went from %d to %d", s.url, key, prev, e.Value)
+			}
+			prev = e.Value
+		}
+		if _, done, err := s.snapshot(); done {
+			t.Errorf("%s ended: %v", s.url, err)
+		}
+	}
+	waiting := false
+	blocks, _, _ := second.snapshot()
+	for _, bl := range blocks {
+		waiting = waiting || strings.HasPrefix(bl.Comment, "waiting: ")
+	}
+	if !waiting {
+		t.Errorf("the subscription opened while the owner was down said nothing of waiting: %+v", blocks[:min(5, len(blocks))])
+	}
+	noSessionFailures(t, pods)
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -147,10 +148,14 @@ type Config struct {
 
 // Server serves the HTTP surface.
 type Server struct {
-	cfg     Config
-	echo    *echo.Echo
-	client  *http.Client
-	metrics *httpMetrics
+	cfg Config
+	// stopping closes when Serve begins its shutdown: streams that wait
+	// for an owner end then (follow.go).
+	stopping     chan struct{}
+	stoppingOnce sync.Once
+	echo         *echo.Echo
+	client       *http.Client
+	metrics      *httpMetrics
 }
 
 // Paths of the routes, shared with the chart's tests.
@@ -211,7 +216,7 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
-	s := &Server{cfg: cfg, echo: e, metrics: newHTTPMetrics(cfg.Registerer),
+	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
 		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: forwardTransport()}}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
@@ -265,6 +270,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 		return err
 	case <-ctx.Done():
 	}
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +85,17 @@ func (s *Server) subscribe(c echo.Context) error {
 		return s.fanIn(c)
 	}
 	_, _, err = s.cfg.Counts.Get(s.storeName(), []byte(sub.key))
+	if !local && !forwarded(c) {
+		if err == nil {
+			if err := s.serveLocal(c, sub); !isTransient(err) {
+				return err
+			}
+			// Moved away meanwhile: follow it.
+		} else if !errors.Is(err, ErrRestoring) && !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, ErrHandingOver) && !errors.Is(err, ErrNotOwned) {
+			return fmt.Errorf("read key: %w", err)
+		}
+		return s.follow(c, sub)
+	}
 	switch {
 	case errors.Is(err, ErrRestoring):
 		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
@@ -199,34 +211,58 @@ func copyAnswer(r io.Reader, write func([]byte) bool) {
 // snapshot. A client that leaves or stops reading ends every part at once:
 // their requests are cancelled, which closes the connections to the
 // members, so each member drops its part too.
+//
+// Until every part can open, the stream is open and waits (follow.go): a
+// refusal that passes by itself is no answer for a subscriber.
 func (s *Server) fanIn(c echo.Context) error {
-	members, _, n := s.cfg.Router.Members()
-	if len(members) == 0 {
-		s.refresh()
-		return unavailable("starting", "no members known yet; retry shortly")
-	}
-	for p := range n {
-		if _, ok := s.owner(p); !ok {
-			s.refresh()
-			return unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
-		}
-	}
-	if len(members) == 1 && members[0].Name == s.cfg.Instance {
-		return s.serveLocal(c, subscription{key: c.QueryParam("prefix"), prefix: true})
-	}
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	c.SetRequest(c.Request().WithContext(ctx))
-	resps, err := s.openParts(c, members)
-	if err != nil || resps == nil {
-		return err // a refusal, answered
+	var w *waitingStream
+	var resps []*http.Response
+	for {
+		var err error
+		resps, err = s.prefixParts(c, w == nil)
+		if err == nil {
+			break
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) || !transient(ae.status, ae.code) {
+			if w == nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": errorCode(err), "message": err.Error()}})
+			w.refuse(body)
+			w.out.end()
+			return nil
+		}
+		if w == nil {
+			var ok bool
+			if w, ok = s.openWaiting(c); !ok {
+				return nil
+			}
+		}
+		if !w.note(ae.message) || !s.pause(c, followRetry) {
+			w.out.end()
+			return nil
+		}
 	}
-	out := newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
+	if resps == nil {
+		// This member owns every partition, and no answer has begun.
+		return s.serveLocal(c, subscription{key: c.QueryParam("prefix"), prefix: true})
+	}
+	var out *downstream
+	if w != nil {
+		out = w.out
+	} else {
+		out = newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
+		if !out.open(http.StatusOK) {
+			closeBodies(resps)
+			out.end()
+			return nil
+		}
+	}
 	defer out.end()
-	if !out.open(http.StatusOK) {
-		closeBodies(resps)
-		return nil
-	}
 	var wg sync.WaitGroup
 	for _, resp := range resps {
 		wg.Add(1)
@@ -241,10 +277,25 @@ func (s *Server) fanIn(c echo.Context) error {
 	return nil
 }
 
-// openParts opens every member's part of a prefix stream. On a refusal it
-// answers the client itself (the member's own answer, or 503) and returns
-// no parts.
-func (s *Server) openParts(c echo.Context, members []Member) ([]*http.Response, error) {
+// prefixParts opens every member's part of a prefix stream, or returns
+// why it cannot (a member's own refusal, as it gave it); nil parts and no
+// error when this member owns every partition and local allows serving
+// it here directly. It writes nothing.
+func (s *Server) prefixParts(c echo.Context, local bool) ([]*http.Response, error) {
+	members, _, n := s.cfg.Router.Members()
+	if len(members) == 0 {
+		s.refresh()
+		return nil, unavailable("starting", "no members known yet; retry shortly")
+	}
+	for p := range n {
+		if _, ok := s.owner(p); !ok {
+			s.refresh()
+			return nil, unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
+		}
+	}
+	if local && len(members) == 1 && members[0].Name == s.cfg.Instance {
+		return nil, nil
+	}
 	var resps []*http.Response
 	for _, m := range members {
 		resp, err := s.upstream(c, m)
@@ -254,15 +305,45 @@ func (s *Server) openParts(c echo.Context, members []Member) ([]*http.Response, 
 			return nil, unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
 		}
 		if resp.StatusCode != http.StatusOK {
-			// The member's own refusal (restoring, too many subscribers)
-			// is the answer, as it gave it.
 			closeBodies(resps)
-			defer resp.Body.Close()
-			return nil, s.relayAnswer(c, resp)
+			return nil, s.memberRefusal(resp)
 		}
 		resps = append(resps, resp)
 	}
 	return resps, nil
+}
+
+// memberRefusal turns a member's error answer into ours, and closes it.
+func (s *Server) memberRefusal(resp *http.Response) error {
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		s.refresh()
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		e.Error.Code, e.Error.Message = "upstream_error", string(body)
+	}
+	ae := fail(resp.StatusCode, e.Error.Code, "%s", e.Error.Message)
+	ae.retryAfter = resp.Header.Get("Retry-After")
+	return ae
+}
+
+// isTransient reports an error answer that passes by itself.
+func isTransient(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && transient(ae.status, ae.code)
+}
+
+// errorCode is an error answer's code.
+func errorCode(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.code
+	}
+	return "internal"
 }
 
 func closeBodies(resps []*http.Response) {
