@@ -4,18 +4,25 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/abacus
 
-.PHONY: build test unit chart-test fuzz-brief bench image clean
+.PHONY: build test test-deps unit chart-test fuzz-brief bench image clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
 
-# test runs every test with the race detector, then fuzzes the HTTP parsing
-# briefly, then the chart and image checks.
-test:
+# test installs what its tests need when it is missing (test-deps), runs
+# every test with the race detector, then fuzzes the HTTP parsing briefly,
+# then the chart and image checks.
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
+
+# test-deps installs kcat, gcc, npm, Chromium (Debian packages) and the
+# chart tools when they are missing; on a machine that has them it only
+# checks (scripts/install-test-deps.sh).
+test-deps:
+	@bash scripts/install-test-deps.sh
 
 # fuzz-brief runs each HTTP fuzz target for FUZZTIME (the plain test run
 # above only replays their seeds); make chaos fuzzes them for CHAOS_FUZZTIME
