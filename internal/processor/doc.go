@@ -25,6 +25,16 @@
 // Badger thus only ever holds committed state and the changelog offset it
 // reflects, so a restart restores only the changelog past the checkpoint.
 //
+// Rebalances. A cooperative rebalance is routine: the member keeps
+// counting the partitions it keeps, commits the partitions it gives up in
+// the revocation (rebalance.go commitRevoked), and never ends its session
+// for it. An offset commit the group refuses while it rebalances
+// (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) leaves its batch stored and
+// its offsets owed by the tasks, committed again in the new generation
+// (at_least_once); under exactly_once_v2 the transaction aborts and its
+// records are redone in place (e2e TestRoutineRebalancesCountExactlyAtLeastOnce,
+// TestRollingRestart).
+//
 // Sessions. Errors the loop cannot recover from in place (a fenced
 // producer, a broker gone past the delivery timeout) end the session: its
 // uncommitted work is dropped, the clients are closed, and a new session

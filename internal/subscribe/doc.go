@@ -75,7 +75,9 @@
 //	data: {"partition":3,"reason":"revoked"}
 //
 // and closes the stream, so the client's EventSource reconnects, through
-// any pod, to the partition's new owner. A prefix stream spans partitions;
+// any pod, to the partition's new owner. A member that relays a key's
+// stream from its owner (internal/api follow.go) does not pass the moved
+// event on: it follows the key to the new owner itself. A prefix stream spans partitions;
 // it is ended the same way when any partition leaves, rather than kept
 // streaming without the partition that left, because a client that reads
 // on would silently miss that partition's updates: reconnecting gets a
