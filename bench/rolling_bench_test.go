@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -48,24 +47,13 @@ func BenchmarkRollingRestart(b *testing.B) {
 func rollingRestart(b *testing.B) {
 	br := testkit.StartBroker(b, rollPartitions)
 	brokers := br.Addr()
-	port := testkit.FreePort(b)
-	env := map[string]string{
-		"ABACUS_PARTITIONS":        fmt.Sprint(rollPartitions),
-		"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port),
+	pods := testkit.StartMembers(b, brokers, 3, map[string]string{
+		"ABACUS_PARTITIONS": fmt.Sprint(rollPartitions),
 		// The chart's session timeout: a member back within it gets its
 		// partitions again without a rebalance.
 		"ABACUS_KAFKA_SESSION_TIMEOUT_MS":    "60000",
 		"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS": "3000",
-	}
-	var pods []*testkit.Instance
-	for i := range 3 {
-		pods = append(pods, testkit.StartInstance(b, testkit.InstanceConfig{
-			Name: fmt.Sprintf("abacus-%d", i), Brokers: brokers, Host: fmt.Sprintf("127.0.0.%d", i+1), Port: port, Env: env,
-		}))
-	}
-	for _, in := range pods {
-		in.WaitReady(2 * time.Minute)
-	}
+	})
 	admin := newAdmin(b, brokers)
 	probeKeys := keyPerPartition(rollPartitions)
 	var seed []testkit.Record
@@ -238,10 +226,9 @@ func (o *outageProbe) longest() (time.Duration, string) {
 
 // lagSeries samples the group's lag on the input topic.
 type lagSeries struct {
-	mu      sync.Mutex
-	at      []time.Time
-	lag     []int64
-	samples atomic.Int64
+	mu  sync.Mutex
+	at  []time.Time
+	lag []int64
 }
 
 func (l *lagSeries) run(ctx context.Context, admin *kafka.AdminClient) {
@@ -252,7 +239,6 @@ func (l *lagSeries) run(ctx context.Context, admin *kafka.AdminClient) {
 			l.mu.Lock()
 			l.at, l.lag = append(l.at, time.Now()), append(l.lag, lag)
 			l.mu.Unlock()
-			l.samples.Add(1)
 		}
 		select {
 		case <-ctx.Done():

@@ -20,20 +20,7 @@ import (
 // three pods of a StatefulSet are reached by their DNS names.
 func trio(t *testing.T, brokers string, env map[string]string) []*testkit.Instance {
 	t.Helper()
-	port := testkit.FreePort(t)
-	all := map[string]string{"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port)}
-	for k, v := range env {
-		all[k] = v
-	}
-	var out []*testkit.Instance
-	for i := range 3 {
-		out = append(out, testkit.StartInstance(t, testkit.InstanceConfig{
-			Name: fmt.Sprintf("abacus-%d", i), Brokers: brokers, Host: fmt.Sprintf("127.0.0.%d", i+1), Port: port, Env: all,
-		}))
-	}
-	for _, in := range out {
-		in.WaitReady(2 * time.Minute)
-	}
+	out := testkit.StartMembers(t, brokers, 3, env)
 	// Every member's view names three members owning all partitions.
 	for _, in := range out {
 		testkit.Eventually(t, time.Minute, func() error {

@@ -10,27 +10,6 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// startMembers starts n members (abacus-0..) bound to 127.0.0.1.. on one
-// port, all at once, and waits until every one is ready.
-func startMembers(t *testing.T, brokers string, n int, env map[string]string) []*testkit.Instance {
-	t.Helper()
-	port := testkit.FreePort(t)
-	all := map[string]string{"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port)}
-	for k, v := range env {
-		all[k] = v
-	}
-	var out []*testkit.Instance
-	for i := range n {
-		out = append(out, testkit.StartInstance(t, testkit.InstanceConfig{
-			Name: fmt.Sprintf("abacus-%d", i), Brokers: brokers, Host: fmt.Sprintf("127.0.0.%d", i+1), Port: port, Env: all,
-		}))
-	}
-	for _, in := range out {
-		in.WaitReady(2 * time.Minute)
-	}
-	return out
-}
-
 // noSessionFailures fails the test if a member's log shows a failed session
 // or the ERROR state.
 func noSessionFailures(t *testing.T, pods []*testkit.Instance) {
@@ -55,7 +34,7 @@ func noSessionFailures(t *testing.T, pods []*testkit.Instance) {
 func TestRoutineRebalancesCountExactlyAtLeastOnce(t *testing.T) {
 	b := testkit.StartBroker(t, 6)
 	env := scaling(map[string]string{"ABACUS_PARTITIONS": "6"})
-	pods := startMembers(t, b.Addr(), 4, env)
+	pods := testkit.StartMembers(t, b.Addr(), 4, env)
 	fourth := pods[3]
 	fourth.Stop(time.Minute) // started with the others for its address; joins later
 	pods = pods[:3]
@@ -107,7 +86,7 @@ func waitProgress(t *testing.T, f *feeder, share float64) {
 func TestScaleOutAndInAtLeastOnce(t *testing.T) {
 	b := testkit.StartBroker(t, 6)
 	env := scaling(map[string]string{"ABACUS_PARTITIONS": "6"})
-	pods := startMembers(t, b.Addr(), 3, env)
+	pods := testkit.StartMembers(t, b.Addr(), 3, env)
 	for _, in := range pods[1:] {
 		in.Stop(time.Minute)
 	}
@@ -158,7 +137,7 @@ func TestRollingRestart(t *testing.T) {
 	for _, guarantee := range []string{"at_least_once", "exactly_once_v2"} {
 		t.Run(guarantee, func(t *testing.T) {
 			b := testkit.StartBroker(t, 6)
-			pods := startMembers(t, b.Addr(), 3, steady(map[string]string{
+			pods := testkit.StartMembers(t, b.Addr(), 3, steady(map[string]string{
 				"ABACUS_PARTITIONS": "6", "ABACUS_PROCESSING_GUARANTEE": guarantee}))
 			base := skewed(10, 40_000, 2_500)
 			testkit.Produce(t, b.Addr(), input, "murmur2_random", base.records)
@@ -211,7 +190,7 @@ func TestParallelFirstStartCreatesEveryTopicWithItsPartitions(t *testing.T) {
 	for round := range 10 {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
 			b := testkit.StartBroker(t, 3)
-			pods := startMembers(t, b.Addr(), 5, map[string]string{"ABACUS_PARTITIONS": "6"})
+			pods := testkit.StartMembers(t, b.Addr(), 5, map[string]string{"ABACUS_PARTITIONS": "6"})
 			got := topicPartitions(t, b.Addr())
 			for _, topic := range []string{input, output, changelog, dlq} {
 				if got[topic] != 6 {
@@ -235,7 +214,7 @@ func TestParallelFirstStartCreatesEveryTopicWithItsPartitions(t *testing.T) {
 // ever rose, on a stream that never ended.
 func TestSubscriptionFollowsItsKeyThroughARollingRestart(t *testing.T) {
 	b := testkit.StartBroker(t, 6)
-	pods := startMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_PARTITIONS": "6"}))
+	pods := testkit.StartMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_PARTITIONS": "6"}))
 	w := skewed(12, 40_000, 2_000)
 	key, most := "", int64(0)
 	for k, n := range w.truth {

@@ -967,6 +967,9 @@ func TestSSERefusals(t *testing.T) {
 	}
 	two := sseMustSubscribe(t, sseURL(in, "", true), nil)
 	one.waitValues(t, 30*time.Second, map[string]int64{"a": 0})
+	// A 200 may still wait for the member's view of its cluster: the
+	// places are taken once both streams are served.
+	testkit.Eventually(t, 30*time.Second, func() error { return atLeastMetric(in, "abacus_sse_subscribers", 2) })
 	_, a, err := sseOpen(sseClient, sseURL(in, "b", false), nil)
 	if err != nil || a.Status != 503 || a.Code != "too_many_subscribers" || a.RetryAfter == "" {
 		t.Errorf("a third subscription: %s %v; want 503 too_many_subscribers with Retry-After", a, err)

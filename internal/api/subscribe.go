@@ -222,7 +222,11 @@ func (s *Server) fanIn(c echo.Context) error {
 	var resps []*http.Response
 	for {
 		var err error
-		resps, err = s.prefixParts(c, w == nil)
+		resps, err = s.prefixParts(c)
+		if err == nil && resps == nil {
+			// This member owns every partition.
+			err = s.servePrefixHere(c, w)
+		}
 		if err == nil {
 			break
 		}
@@ -248,8 +252,7 @@ func (s *Server) fanIn(c echo.Context) error {
 		}
 	}
 	if resps == nil {
-		// This member owns every partition, and no answer has begun.
-		return s.serveLocal(c, subscription{key: c.QueryParam("prefix"), prefix: true})
+		return nil // served here
 	}
 	var out *downstream
 	if w != nil {
@@ -279,9 +282,8 @@ func (s *Server) fanIn(c echo.Context) error {
 
 // prefixParts opens every member's part of a prefix stream, or returns
 // why it cannot (a member's own refusal, as it gave it); nil parts and no
-// error when this member owns every partition and local allows serving
-// it here directly. It writes nothing.
-func (s *Server) prefixParts(c echo.Context, local bool) ([]*http.Response, error) {
+// error when this member owns every partition. It writes nothing.
+func (s *Server) prefixParts(c echo.Context) ([]*http.Response, error) {
 	members, _, n := s.cfg.Router.Members()
 	if len(members) == 0 {
 		s.refresh()
@@ -293,7 +295,7 @@ func (s *Server) prefixParts(c echo.Context, local bool) ([]*http.Response, erro
 			return nil, unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
 		}
 	}
-	if local && len(members) == 1 && members[0].Name == s.cfg.Instance {
+	if len(members) == 1 && members[0].Name == s.cfg.Instance {
 		return nil, nil
 	}
 	var resps []*http.Response
@@ -312,6 +314,52 @@ func (s *Server) prefixParts(c echo.Context, local bool) ([]*http.Response, erro
 	}
 	return resps, nil
 }
+
+// servePrefixHere serves a prefix stream from this member alone, into the
+// waiting stream w if one is open. It returns a refusal only when it has
+// written nothing.
+func (s *Server) servePrefixHere(c echo.Context, w *waitingStream) error {
+	sub := subscription{key: c.QueryParam("prefix"), prefix: true}
+	if w == nil {
+		return s.serveLocal(c, sub)
+	}
+	if s.cfg.Subscriptions == nil {
+		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
+	}
+	err := s.cfg.Subscriptions.Serve(&afterWait{ResponseWriter: c.Response()}, c.Request(), sub.key, true)
+	if errors.Is(err, ErrRestoring) {
+		return unavailable("restoring", "a partition of prefix %q is restoring", sub.key)
+	}
+	if err != nil {
+		return err
+	}
+	w.out.end()
+	return nil
+}
+
+// afterWait lets Subscriptions.Serve write into a stream already open
+// (200 sent, waiting comments written): the status it sets is not sent
+// again, and an error answer it writes (too_many_subscribers,
+// shutting_down) becomes an error event.
+type afterWait struct {
+	http.ResponseWriter
+	refused bool
+}
+
+func (a *afterWait) WriteHeader(code int) { a.refused = code != http.StatusOK }
+
+func (a *afterWait) Write(p []byte) (int, error) {
+	if a.refused {
+		if _, err := a.ResponseWriter.Write([]byte("event: error\ndata: " + oneLine(string(p)) + "\n\n")); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return a.ResponseWriter.Write(p)
+}
+
+// Unwrap gives http.ResponseController the response (flushes, deadlines).
+func (a *afterWait) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 // memberRefusal turns a member's error answer into ours, and closes it.
 func (s *Server) memberRefusal(resp *http.Response) error {

@@ -487,6 +487,15 @@ func TestKfakeGroupSyncWaitersExpireBeforeDeadLeader(t *testing.T) {
 // Kafka keeps members awaiting join alive until the rebalance timeout.
 func TestKfakeGroupJoinWaitersExpire(t *testing.T) {
 	_, addr := newGroupCluster(t)
+	rejoinSlowly(t, addr)
+}
+
+// rejoinSlowly forms a group of three with a 2 s session timeout, makes
+// the leader rejoin and the third member rejoin two session timeouts
+// later (heartbeating meanwhile), and expects the rebalance to complete
+// with all three.
+func rejoinSlowly(t *testing.T, addr string) {
+	t.Helper()
 	const session = 2 * time.Second
 	ms := formGroup(t, addr, session, "abacus-0", "abacus-1", "abacus-2")
 	leader, b, c := ms[0], ms[1], ms[2]

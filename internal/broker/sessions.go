@@ -128,6 +128,7 @@ func (s *sessionExpiry) joined(group, member string, session time.Duration) {
 type pendingJoin struct {
 	group, member string
 	instance      *string
+	generation    int32     // the group's when the JoinGroup came; the rebalance's end moves it on
 	until         time.Time // the JoinGroup's rebalance timeout
 }
 
@@ -137,7 +138,13 @@ func (s *sessionExpiry) joining(req *kmsg.JoinGroupRequest) {
 	if req.MemberID == "" && req.InstanceID == nil {
 		return
 	}
-	j := pendingJoin{group: req.Group, member: req.MemberID, instance: req.InstanceID,
+	// A group kfake does not know yet is created by this JoinGroup, and
+	// its first generation is 1.
+	var generation int32
+	if info := s.cluster.GroupInfo(req.Group); info != nil {
+		generation = info.Epoch
+	}
+	j := pendingJoin{group: req.Group, member: req.MemberID, instance: req.InstanceID, generation: generation,
 		until: time.Now().Add(time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond)}
 	key := req.Group + "\x00" + req.MemberID
 	if req.InstanceID != nil {
@@ -149,8 +156,11 @@ func (s *sessionExpiry) joining(req *kmsg.JoinGroupRequest) {
 }
 
 // keepJoinersAlive heartbeats, while info's group prepares a rebalance,
-// for each member whose JoinGroup waits within its rebalance timeout; in
-// any other state the group has answered them, and they are forgotten.
+// for each member whose JoinGroup waits within its rebalance timeout. A
+// JoinGroup is answered when the rebalance it joined ends, which moves the
+// generation on: then, or in any state but preparing, it is forgotten (a
+// member that joined, then stopped, is not kept alive by a later
+// rebalance).
 func (s *sessionExpiry) keepJoinersAlive(ctx context.Context, info *kfake.GroupInfo) {
 	now := time.Now()
 	var beat []kfake.GroupMember
@@ -159,7 +169,7 @@ func (s *sessionExpiry) keepJoinersAlive(ctx context.Context, info *kfake.GroupI
 		if j.group != info.Group {
 			continue
 		}
-		if info.State != preparingRebalance || now.After(j.until) {
+		if info.State != preparingRebalance || info.Epoch != j.generation || now.After(j.until) {
 			delete(s.joins, key)
 			continue
 		}

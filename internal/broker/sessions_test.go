@@ -93,12 +93,18 @@ func TestSessionExpiryLeavesLiveMembersAlone(t *testing.T) {
 // hang until their request times out.
 func TestSessionExpiryKeepsMemberWaitingInJoinGroup(t *testing.T) {
 	_, _, _, addr := newFixedCluster(t, allJoinRules)
+	rejoinSlowly(t, addr)
+}
+
+// The heartbeats for members waiting in JoinGroup last only as long as
+// the rebalance that member joined: a member that joined, then stopped
+// (a pod stopped right after it started) is expired at its session
+// timeout when the next rebalance waits for it, as on Kafka.
+func TestSessionExpiryKeepsNoStoppedMemberAlive(t *testing.T) {
+	_, _, _, addr := newFixedCluster(t, allJoinRules)
 	const session = 2 * time.Second
 	ms := formGroup(t, addr, session, "abacus-0", "abacus-1", "abacus-2")
-	leader, b, c := ms[0], ms[1], ms[2]
-	c.mu.Lock()
-	c.rejoinDelay = 2 * session
-	c.mu.Unlock()
-	leader.rejoin()
-	expectRebalance(t, addr, 2*session+3*time.Second, "slow member rejoins after the session timeout", leader, b, c)
+	ms[2].kill()
+	ms[0].rejoin()
+	expectRebalance(t, addr, 2*session+3*time.Second, "a stopped member is expired", ms[0], ms[1])
 }

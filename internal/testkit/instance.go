@@ -306,3 +306,26 @@ func (b *LogBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// StartMembers starts n members abacus-0.. at once, member i bound to
+// 127.0.0.(i+1) on one port and reaching its peers by the local peer URL
+// template, as the pods of a StatefulSet reach each other by their DNS
+// names, and waits until every one is ready.
+func StartMembers(t testing.TB, brokers string, n int, env map[string]string) []*Instance {
+	t.Helper()
+	port := FreePort(t)
+	all := map[string]string{"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port)}
+	for k, v := range env {
+		all[k] = v
+	}
+	var out []*Instance
+	for i := range n {
+		out = append(out, StartInstance(t, InstanceConfig{
+			Name: fmt.Sprintf("abacus-%d", i), Brokers: brokers, Host: fmt.Sprintf("127.0.0.%d", i+1), Port: port, Env: all,
+		}))
+	}
+	for _, in := range out {
+		in.WaitReady(2 * time.Minute)
+	}
+	return out
+}
