@@ -35,6 +35,7 @@ type Config struct {
 type Broker struct {
 	cluster  *kfake.Cluster
 	sessions *sessionExpiry
+	rejoins  *staticRejoin
 	joins    *joinHold
 	addr     string
 }
@@ -84,16 +85,19 @@ func Start(cfg Config) (*Broker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "broker")
-	// Two workarounds of kfake's group coordinator (docs/reliability.md,
-	// bugs 2 and 23). The session expiry first: its JoinGroup observer
+	// Workarounds of kfake's group coordinator (docs/reliability.md,
+	// bugs 2 and 23; staticrejoin.go). The session expiry first: its JoinGroup observer
 	// must run before the join holds may hold the request.
 	sessions, err := expireSessions(c, ln.Addr().String(), log, time.Second)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
+	// Before the holds: it rewrites only JoinGroups of Stable groups,
+	// which the holds never keep.
+	rejoins := rejoinStatically(c, log)
 	joins := holdJoins(c, log, allJoinRules)
-	return &Broker{cluster: c, sessions: sessions, joins: joins, addr: ln.Addr().String()}, nil
+	return &Broker{cluster: c, sessions: sessions, rejoins: rejoins, joins: joins, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the address clients bootstrap from.
@@ -105,6 +109,10 @@ func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 // JoinsHeld is how many JoinGroups the broker held back so that kfake's
 // group coordinator does not miscount them (joinhold.go).
 func (b *Broker) JoinsHeld() int64 { return b.joins.heldJoins() }
+
+// StaticRejoinsKept is how many restarted static members took their
+// place in a Stable group without a rebalance (staticrejoin.go).
+func (b *Broker) StaticRejoinsKept() int64 { return b.rejoins.rejoinsKept() }
 
 // MembersExpired is how many group members the broker made to leave
 // because kfake never timed their sessions (sessions.go).

@@ -33,6 +33,9 @@ func newFixedCluster(t *testing.T, rules joinRules) (*kfake.Cluster, *joinHold, 
 		}
 		t.Cleanup(s.stop)
 	}
+	if os.Getenv("KFAKE_STATIC_REJOIN") != "0" {
+		rejoinStatically(c, log)
+	}
 	var h *joinHold
 	if os.Getenv("KFAKE_JOIN_HOLD") != "0" {
 		h = holdJoins(c, log, rules)

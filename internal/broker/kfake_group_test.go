@@ -119,6 +119,8 @@ type member struct {
 	// learned of a rebalance before it rejoins (a slow revocation
 	// callback: librdkafka heartbeats in WAIT_*_CALL states).
 	rejoinDelay time.Duration
+	// meta, if set, is the member's protocol metadata (set before start).
+	meta []byte
 }
 
 func newMember(t *testing.T, addr, name string, session time.Duration) *member {
@@ -208,7 +210,11 @@ func (m *member) run() {
 		jreq.MemberID = m.id
 		jreq.InstanceID = kmsg.StringPtr(m.name)
 		jreq.ProtocolType = "consumer"
-		jreq.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "cooperative-sticky", Metadata: metadata()}}
+		md := m.meta
+		if md == nil {
+			md = metadata()
+		}
+		jreq.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "cooperative-sticky", Metadata: md}}
 		m.logf("JoinGroup member=%q", m.id)
 		sent := time.Now()
 		kresp, err := m.request(m.rebal+3*time.Second, jreq)
