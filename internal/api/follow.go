@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -88,9 +89,26 @@ func (s *Server) pause(c echo.Context, d time.Duration) bool {
 	return false
 }
 
+// untilStopping makes the request's context, which the streams from
+// other members follow, end when the server stops too: a graceful
+// shutdown does not wait for open streams. Call the result when done.
+func (s *Server) untilStopping(c echo.Context) (cancel func()) {
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c.SetRequest(c.Request().WithContext(ctx))
+	return cancel
+}
+
 // follow streams a key's counts from whichever member owns it, for as
 // long as the client stays.
 func (s *Server) follow(c echo.Context, sub subscription) error {
+	defer s.untilStopping(c)()
 	w, ok := s.openWaiting(c)
 	if !ok {
 		return nil

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -215,9 +214,8 @@ func copyAnswer(r io.Reader, write func([]byte) bool) {
 // Until every part can open, the stream is open and waits (follow.go): a
 // refusal that passes by itself is no answer for a subscriber.
 func (s *Server) fanIn(c echo.Context) error {
-	ctx, cancel := context.WithCancel(c.Request().Context())
+	cancel := s.untilStopping(c)
 	defer cancel()
-	c.SetRequest(c.Request().WithContext(ctx))
 	var w *waitingStream
 	var resps []*http.Response
 	for {
