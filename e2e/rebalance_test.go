@@ -41,6 +41,7 @@ func TestRoutineRebalancesCountExactlyAtLeastOnce(t *testing.T) {
 	w := skewed(7, 30_000, 2_500)
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
 	waitCounts(t, 2*time.Minute, pods, w.truth, false)
+	exactOnEveryMember(t, pods, w.truth)
 	noSessionFailures(t, pods)
 
 	more := skewed(8, 40_000, 2_500)
@@ -54,7 +55,28 @@ func TestRoutineRebalancesCountExactlyAtLeastOnce(t *testing.T) {
 	<-f.done
 	f.check(t)
 	waitCounts(t, 2*time.Minute, pods, w.add(more).truth, false)
+	exactOnEveryMember(t, pods, w.add(more).truth)
 	noSessionFailures(t, append(pods, fourth))
+}
+
+// exactOnEveryMember asks every member for every key (a member that does
+// not own a key asks its owner) and wants the exact count from each.
+func exactOnEveryMember(t *testing.T, pods []*testkit.Instance, truth map[string]int64) {
+	t.Helper()
+	for _, in := range pods {
+		wrong := 0
+		for k, want := range truth {
+			kc, code, err := in.Count(storeName, k)
+			if err != nil || code != 200 || kc.Value != want {
+				if wrong++; wrong <= 3 {
+					t.Errorf("%s answers %q with %d %d (%v), want %d", in.Name, k, code, kc.Value, err, want)
+				}
+			}
+		}
+		if wrong > 3 {
+			t.Errorf("%s answers %d keys of %d wrongly", in.Name, wrong, len(truth))
+		}
+	}
 }
 
 // scaling are settings for tests where members leave for good: a static
