@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/r3labs/sse/v2"
 )
 
 // A subscription is never refused for a reason that passes by itself: no
@@ -66,9 +65,11 @@ func (w *waitingStream) note(reason string) bool {
 	return w.out.write([]byte(": waiting: " + oneLine(reason) + "\n\n"))
 }
 
-// refuse ends the stream with an error event carrying the refusal's body.
-func (w *waitingStream) refuse(body []byte) {
-	w.out.write([]byte("event: error\ndata: " + oneLine(string(body)) + "\n\n"))
+// refuse ends the stream with an error event whose data is the refusal
+// as an error answer's body.
+func (w *waitingStream) refuse(err error) {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": errorCode(err), "message": err.Error()}})
+	w.out.write([]byte("event: error\ndata: " + string(body) + "\n\n"))
 }
 
 func oneLine(s string) string {
@@ -146,90 +147,62 @@ func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, 
 	m, ok := s.owner(p)
 	if !ok {
 		s.refresh()
-		return "partition " + itoa32(p) + " has no known owner yet", false, false
+		return "partition " + strconv.Itoa(int(p)) + " has no known owner yet", false, false
 	}
 	resp, err := s.upstream(c, m)
 	if err != nil {
 		s.refresh()
 		return "owner " + m.Name + " does not answer", false, c.Request().Context().Err() != nil
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.Unmarshal(body, &e)
-		if !transient(resp.StatusCode, e.Error.Code) {
-			w.refuse(body)
+		err := s.memberRefusal(resp)
+		if !isTransient(err) {
+			w.refuse(err)
 			return "", false, true
 		}
-		s.refresh()
-		return m.Name + ": " + e.Error.Message, false, false
+		return m.Name + ": " + err.Error(), false, false
 	}
+	defer resp.Body.Close()
 	w.reason = "" // streaming: a later wait is news
-	events := sse.NewEventStreamReader(&markEnd{r: resp.Body}, maxEventBytes)
-	var block []byte
-	for {
-		ev, err := events.ReadEvent()
-		if err != nil || (len(ev) > 0 && ev[len(ev)-1] == cutMark) {
-			// The owner ended the stream (the partition moved, it shuts
-			// down) or died: find the next owner.
-			s.refresh()
-			return "", streamed, c.Request().Context().Err() != nil
-		}
+	gone := false
+	// Until the owner ends the stream (the partition moved, it shuts
+	// down) or dies: then the next owner is found.
+	copyEvents(resp.Body, func(block []byte) bool {
 		streamed = true
-		fields := parseEvent(ev)
-		switch fields.event {
-		case "moved":
-			continue // the stream ends next; this one goes on
-		case "count":
-			if fields.value <= *last {
-				continue // a new owner's first value, sent already
-			}
-			*last = fields.value
-		case "":
-			if fields.data == "" && fields.comment == "" {
-				continue // retry line: ours was sent
-			}
-		}
-		block = append(append(block[:0], ev...), "\n\n"...)
-		if !w.out.write(block) {
-			return "", streamed, true
-		}
-	}
-}
-
-// sseFields are what follow reads of an event.
-type sseFields struct {
-	event, data, comment string
-	value                int64
-}
-
-func parseEvent(ev []byte) sseFields {
-	var f sseFields
-	for _, line := range bytes.Split(ev, []byte("\n")) {
+		event, value := countOf(block)
 		switch {
-		case bytes.HasPrefix(line, []byte("event:")):
-			f.event = string(bytes.TrimSpace(line[len("event:"):]))
-		case bytes.HasPrefix(line, []byte("data:")):
-			f.data = string(bytes.TrimSpace(line[len("data:"):]))
-		case bytes.HasPrefix(line, []byte(":")):
-			f.comment = string(line)
+		case event == "moved":
+			return true // the owner's stream ends next; this one goes on
+		case event == "count" && value <= *last:
+			return true // a new owner's first value, sent already
+		case event == "count":
+			*last = value
+		case bytes.HasPrefix(block, []byte("retry:")):
+			return true // ours was sent
+		}
+		gone = !w.out.write(block)
+		return !gone
+	})
+	s.refresh()
+	return "", streamed, gone || c.Request().Context().Err() != nil
+}
+
+// countOf reads an event's type and, for a count, its value.
+func countOf(block []byte) (event string, value int64) {
+	var data []byte
+	for line := range bytes.SplitSeq(block, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("event:")); ok {
+			event = string(bytes.TrimSpace(v))
+		} else if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			data = bytes.TrimSpace(v)
 		}
 	}
-	if f.event == "count" {
+	if event == "count" {
 		var d struct {
 			Value int64 `json:"value"`
 		}
-		if json.Unmarshal([]byte(f.data), &d) == nil {
-			f.value = d.Value
-		}
+		_ = json.Unmarshal(data, &d)
+		value = d.Value
 	}
-	return f
-}
-
-func itoa32(p int32) string {
-	b, _ := json.Marshal(p)
-	return string(b)
+	return event, value
 }

@@ -84,42 +84,34 @@ func (s *Server) subscribe(c echo.Context) error {
 		return s.fanIn(c)
 	}
 	_, _, err = s.cfg.Counts.Get(s.storeName(), []byte(sub.key))
-	if !local && !forwarded(c) {
-		if err == nil {
-			if err := s.serveLocal(c, sub); !isTransient(err) {
-				return err
-			}
-			// Moved away meanwhile: follow it.
-		} else if !errors.Is(err, ErrRestoring) && !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, ErrHandingOver) && !errors.Is(err, ErrNotOwned) {
+	if local || forwarded(c) {
+		// This member's answer alone: a partition it cannot serve now is
+		// refused, and the asking member waits (follow.go).
+		switch {
+		case errors.Is(err, ErrRestoring):
+			return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
+		case errors.Is(err, ErrUnconfirmed):
+			return unavailable("moving", "%s is out of reach of the consumer group's coordinator: the partition of key %q may be moving to another member; retry shortly", s.cfg.Instance, sub.key)
+		case errors.Is(err, ErrHandingOver):
+			return unavailable("moving", "%s is handing the partition of key %q over to another member; retry shortly", s.cfg.Instance, sub.key)
+		case errors.Is(err, ErrNotOwned):
+			s.refresh()
+			return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
+		case err != nil:
 			return fmt.Errorf("read key: %w", err)
 		}
-		return s.follow(c, sub)
+		return s.serveLocal(c, sub)
 	}
 	switch {
-	case errors.Is(err, ErrRestoring):
-		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
-	case errors.Is(err, ErrUnconfirmed):
-		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: the partition of key %q may be moving to another member; retry shortly", s.cfg.Instance, sub.key)
-	case errors.Is(err, ErrHandingOver):
-		return unavailable("moving", "%s is handing the partition of key %q over to another member; retry shortly", s.cfg.Instance, sub.key)
-	case errors.Is(err, ErrNotOwned) && (local || forwarded(c)):
-		s.refresh()
-		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
-	case errors.Is(err, ErrNotOwned):
-		p, perr := s.cfg.Router.PartitionOf([]byte(sub.key))
-		if perr != nil {
-			return unavailable("starting", "%v; retry shortly", perr)
+	case err == nil:
+		if err := s.serveLocal(c, sub); !isTransient(err) {
+			return err
 		}
-		m, ok := s.owner(p)
-		if !ok || m.Name == s.cfg.Instance {
-			s.refresh()
-			return unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
-		}
-		return s.relay(c, m)
-	case err != nil:
+		// Moved away meanwhile: follow it.
+	case !errors.Is(err, ErrRestoring) && !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, ErrHandingOver) && !errors.Is(err, ErrNotOwned):
 		return fmt.Errorf("read key: %w", err)
 	}
-	return s.serveLocal(c, sub)
+	return s.follow(c, sub)
 }
 
 func (s *Server) serveLocal(c echo.Context, sub subscription) error {
@@ -155,55 +147,6 @@ func (s *Server) upstream(c echo.Context, m Member) (*http.Response, error) {
 	return streamClient.Do(up)
 }
 
-// relay streams the owner's answer through, flushing as it arrives. When
-// the client leaves or stops reading, closing the owner's answer hangs up
-// on the owner, which then drops its stream.
-func (s *Server) relay(c echo.Context, m Member) error {
-	resp, err := s.upstream(c, m)
-	if err != nil {
-		s.refresh()
-		return unavailable("owner_unreachable", "owner %s did not answer: %v; retry shortly", m.Name, err)
-	}
-	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "Cache-Control", "Retry-After", "X-Accel-Buffering"} {
-		if v := resp.Header.Get(h); v != "" {
-			c.Response().Header().Set(h, v)
-		}
-	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		s.refresh()
-	}
-	out := newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
-	defer out.end()
-	if !out.open(resp.StatusCode) {
-		return nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		copyAnswer(resp.Body, out.write) // the owner's refusal, as it gave it
-		return nil
-	}
-	// Until the owner ends the stream (moved, shutdown) or dies, or the
-	// client leaves or stalls.
-	copyEvents(resp.Body, out.write)
-	return nil
-}
-
-// copyAnswer passes a short non-stream answer (a JSON error) through.
-func copyAnswer(r io.Reader, write func([]byte) bool) {
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	r = io.LimitReader(r, 1<<20)
-	for {
-		n, err := r.Read(*buf)
-		if n > 0 && !write((*buf)[:n]) {
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // fanIn merges every member's stream of a prefix into one: events are
 // written whole, in the order they arrive; the stream ends when any member
 // ends its part (a partition moved), so the client reconnects to a fresh
@@ -228,13 +171,11 @@ func (s *Server) fanIn(c echo.Context) error {
 		if err == nil {
 			break
 		}
-		var ae *apiError
-		if !errors.As(err, &ae) || !transient(ae.status, ae.code) {
+		if !isTransient(err) {
 			if w == nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": errorCode(err), "message": err.Error()}})
-			w.refuse(body)
+			w.refuse(err)
 			w.out.end()
 			return nil
 		}
@@ -244,7 +185,7 @@ func (s *Server) fanIn(c echo.Context) error {
 				return nil
 			}
 		}
-		if !w.note(ae.message) || !s.pause(c, followRetry) {
+		if !w.note(err.Error()) || !s.pause(c, followRetry) {
 			w.out.end()
 			return nil
 		}

@@ -35,7 +35,6 @@ type Config struct {
 type Broker struct {
 	cluster  *kfake.Cluster
 	sessions *sessionExpiry
-	rejoins  *staticRejoin
 	joins    *joinHold
 	addr     string
 }
@@ -95,9 +94,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	// Before the holds: it rewrites only JoinGroups of Stable groups,
 	// which the holds never keep.
-	rejoins := rejoinStatically(c, log)
+	rejoinStatically(c, log)
 	joins := holdJoins(c, log, allJoinRules)
-	return &Broker{cluster: c, sessions: sessions, rejoins: rejoins, joins: joins, addr: ln.Addr().String()}, nil
+	return &Broker{cluster: c, sessions: sessions, joins: joins, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the address clients bootstrap from.
@@ -109,10 +108,6 @@ func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 // JoinsHeld is how many JoinGroups the broker held back so that kfake's
 // group coordinator does not miscount them (joinhold.go).
 func (b *Broker) JoinsHeld() int64 { return b.joins.heldJoins() }
-
-// StaticRejoinsKept is how many restarted static members took their
-// place in a Stable group without a rebalance (staticrejoin.go).
-func (b *Broker) StaticRejoinsKept() int64 { return b.rejoins.rejoinsKept() }
 
 // MembersExpired is how many group members the broker made to leave
 // because kfake never timed their sessions (sessions.go).

@@ -3,7 +3,6 @@ package broker
 import (
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,7 +29,6 @@ import (
 type staticRejoin struct {
 	cluster *kfake.Cluster
 	log     *slog.Logger
-	kept    atomic.Int64
 
 	mu    sync.Mutex
 	joins map[string][]kmsg.JoinGroupRequestProtocol // by group and instance: the protocols of its last JoinGroup
@@ -54,7 +52,6 @@ func (r *staticRejoin) control(kreq kmsg.Request) (kmsg.Response, error, bool) {
 	r.mu.Unlock()
 	if req.MemberID == "" && ok && sameProtocolNames(old, req.Protocols) && r.stableWith(req.Group, *req.InstanceID) {
 		req.Protocols = cloneProtocols(old)
-		r.kept.Add(1)
 		r.log.Info("a static member's new consumer takes its place without a rebalance, as on Kafka",
 			"group", req.Group, "instance_id", *req.InstanceID)
 		return nil, nil, false
@@ -78,10 +75,6 @@ func (r *staticRejoin) stableWith(group, instance string) bool {
 	}
 	return false
 }
-
-// rejoinsKept is how many static members took their place without a
-// rebalance thanks to the rule.
-func (r *staticRejoin) rejoinsKept() int64 { return r.kept.Load() }
 
 func sameProtocolNames(a, b []kmsg.JoinGroupRequestProtocol) bool {
 	if len(a) != len(b) {

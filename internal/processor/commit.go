@@ -134,6 +134,9 @@ func (s *session) finish() error {
 	}
 	// The batch's counts are in Badger now, and may leave the read cache.
 	s.snap.Refresh()
+	// Every task owing offsets was in the batch (handOff), so the tasks
+	// owe offsets now exactly when this batch's were refused.
+	s.owing = b.owed
 	// The read caches of all tasks share the record cache's budget.
 	budget := s.p.cfg.CacheMaxBytes / int64(max(1, len(s.tasks)))
 	for _, tb := range b.tasks {

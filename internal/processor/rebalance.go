@@ -130,10 +130,8 @@ func (s *session) commitRevoked(tps []kafka.TopicPartition) error {
 				"partitions", owing, "tried_for", revokeCommitWait)
 			return nil
 		}
-		for range 2 {
-			s.p.beat()
-			time.Sleep(50 * time.Millisecond)
-		}
+		s.p.beat()
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -49,6 +49,7 @@ type session struct {
 	assigned       bool                // the first assignment arrived
 	inTxn          bool                // owned by whoever produces: the committer, or the loop with the cache off
 	refusedSince   time.Time           // committer: first of the transactions aborted in a row because the group rebalanced
+	owing          bool                // the last batch's offsets were refused: tasks owe them (task.owed)
 	cacheBytes     int64
 	lastCommit     time.Time
 	oldestTS       time.Time // oldest input timestamp since the last commit
@@ -509,7 +510,7 @@ func (s *session) due() bool {
 	idle := s.idle
 	s.idle = false
 	return since >= s.p.cfg.CommitInterval ||
-		(since >= owedRetry && s.owesOffsets()) ||
+		(s.owing && since >= owedRetry) ||
 		(idle && since >= s.p.cfg.CommitInterval/10) ||
 		(s.p.cfg.CacheMaxBytes > 0 && s.cacheBytes >= s.p.cfg.CacheMaxBytes)
 }
@@ -517,16 +518,6 @@ func (s *session) due() bool {
 // owedRetry is how soon offsets the group refused while rebalancing are
 // committed again.
 const owedRetry = 250 * time.Millisecond
-
-// owesOffsets reports whether a task owes the group its input offset.
-func (s *session) owesOffsets() bool {
-	for _, t := range s.tasks {
-		if t.owed >= 0 {
-			return true
-		}
-	}
-	return false
-}
 
 // commitIfDue hands the buffers to the committer when a commit is due. With
 // a batch still in flight the loop goes on counting, unless the buffers
