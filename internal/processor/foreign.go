@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
+	"github.com/abacus-streams/abacus/internal/processor/delivery"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
@@ -24,24 +25,24 @@ const foreignReadTimeout = 10 * time.Second
 // A marker carries no count, so the span holds no one's counts but this
 // member's and the commit is safe; the markers are then counted as the
 // member's own. Any doubt (another record, a failed read) is a refusal.
-func (s *session) foreignMarkersOnly(ctx context.Context, err error) bool {
-	var fw *foreignWrite
+func (c *committer) foreignMarkersOnly(ctx context.Context, err error) bool {
+	var fw *delivery.ForeignWrite
 	if !errors.As(err, &fw) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, foreignReadTimeout)
 	defer cancel()
-	n, rerr := s.p.changelogRecordsBetween(ctx, fw.partition, fw.base, fw.last)
+	n, rerr := c.p.changelogRecordsBetween(ctx, fw.Partition, fw.Base, fw.Last)
 	if rerr != nil {
-		s.log.Warn("cannot tell another producer's markers from its records in the changelog", "task", fw.partition, "error", rerr)
+		c.log.Warn("cannot tell another producer's markers from its records in the changelog", "task", fw.Partition, "error", rerr)
 		return false
 	}
-	if n != fw.records {
+	if n != fw.Records {
 		return false
 	}
-	s.delivered.acceptMarkers(fw.partition, fw.foreign())
-	s.log.Info("another producer's transaction markers lie among the task's changelog records, but none of its records: committing",
-		"task", fw.partition, "markers", fw.foreign(), "from", fw.base, "to", fw.last)
+	c.delivered.AcceptMarkers(fw.Partition, fw.Foreign())
+	c.log.Info("another producer's transaction markers lie among the task's changelog records, but none of its records: committing",
+		"task", fw.Partition, "markers", fw.Foreign(), "from", fw.Base, "to", fw.Last)
 	return true
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/processor/topics"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -267,7 +268,7 @@ func (p *Processor) Tasks() []TaskStatus {
 // restarted with backoff; Run returns an error only for a failure that a
 // restart cannot mend (bad configuration, on_error=fail).
 func (p *Processor) Run(ctx context.Context) error {
-	n, err := ensureTopics(ctx, p.cfg, p.log)
+	n, err := topics.Ensure(ctx, p.cfg.Config, p.log)
 	if err != nil {
 		p.setState(StateError)
 		p.lastErr.Store(err.Error())

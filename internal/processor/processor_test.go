@@ -199,7 +199,7 @@ func TestUnconfirmedMemberStartsNoBatch(t *testing.T) {
 	p.numPartitions.Store(1)
 	batches := make(chan *commitBatch, 1)
 	s := &session{p: p, log: p.log, ctx: context.Background(), batchCtx: context.Background(),
-		tasks: map[int32]*task{}, assigned: true, input: "in", snap: p.db.Snapshot(), batches: batches}
+		tasks: map[int32]*task{}, assigned: true, input: "in", snap: p.db.Snapshot(), committer: &committer{batches: batches}}
 	tk := newTask(0, p.db.Partition(0))
 	tk.active.Store(true)
 	s.tasks[0] = tk

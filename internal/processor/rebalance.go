@@ -59,12 +59,12 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 				}
 			}
 			s.log.Warn("partitions lost: dropping their uncommitted work", "partitions", partitionsOf(e.Partitions))
-			if !s.eos {
+			if !s.committer.eos {
 				// Nothing fences this member's sends: purge them before they
 				// land behind the new owner's, and start a new session (a new
 				// producer) once the work is dropped. The batch in flight
 				// fails on its purged sends and commits nothing.
-				s.purge("assignment lost")
+				s.committer.purge("assignment lost")
 				if s.err == nil {
 					s.err = fmt.Errorf("partitions %v lost (the group session timed out): their unsent counts were purged", partitionsOf(e.Partitions))
 				}
@@ -182,7 +182,7 @@ func (s *session) checkRestores() {
 			}
 		}
 		t.changelogBase = end
-		s.delivered.resetChangelog(t.partition)
+		s.committer.delivered.ResetChangelog(t.partition)
 		t.position = start
 		t.restore = nil
 		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
@@ -349,29 +349,17 @@ func (s *session) dropWork(reason string) {
 	if err := s.awaitInflight(); err != nil && s.err == nil {
 		s.err = err
 	}
-	if err := s.abortTxn(reason); err != nil && s.err == nil {
+	if err := s.committer.abortTxn(reason); err != nil && s.err == nil {
 		s.err = err
 	}
 	s.rewind(nil)
 }
 
-// purge drops the producer's queued and in-flight sends under
-// at_least_once, so that nothing a failed session counted lands later,
-// behind a newer owner's counts (under exactly_once_v2 the abort does it,
-// and the broker fences the transaction). The purged sends report
-// failures, which fail any commit waiting on them.
-func (s *session) purge(reason string) {
-	if s.eos {
-		return
-	}
-	if err := s.producer.Purge(kafka.PurgeQueue | kafka.PurgeInFlight); err != nil {
-		s.log.Warn("purge the producer", "reason", reason, "error", err)
-	}
-}
-
-// close stops restorers and closes the clients. With static membership the
-// consumer does not leave the group, so a member back within
-// session.timeout.ms gets its partitions again without a rebalance.
+// close stops the session's goroutines and closes its clients: the
+// poller, the restorers, the committer (once its batch in flight is done)
+// and its producer, then the consumer. With static membership the consumer
+// does not leave the group, so a member back within session.timeout.ms
+// gets its partitions again without a rebalance.
 func (s *session) close() {
 	if s.poll != nil {
 		// First: it uses the consumer, and its callback hands over to a
@@ -380,29 +368,26 @@ func (s *session) close() {
 	}
 	// A graceful shutdown has sent everything by now; a failed session
 	// must send nothing more.
-	s.purge("session closing")
+	s.committer.purge("session closing")
 	for _, t := range s.tasks {
 		if t.restore != nil {
 			t.restore.stop()
 		}
 	}
-	// The committer first: it uses the consumer and the producer.
+	// The committer before the consumer: a commit uses both.
 	s.cancelBatches()
 	if s.inflight != nil {
 		<-s.inflight.done
 		s.inflight = nil
 	}
-	close(s.batches)
-	<-s.committerDone
+	s.committer.stop()
 	if s.consumer != nil {
 		// Close runs the final revocation through our callback; nothing is
 		// left to commit by then, and a failed session must not commit.
 		s.err = errSessionClosing
 		s.closeConsumer()
 	}
-	_ = s.abortTxn("session closing")
-	s.producer.Close()
-	s.delivered.close()
+	s.committer.close()
 	s.snap.Refresh() // ends its view before the store can close
 	empty := map[int32]*taskView{}
 	s.p.tasks.Store(&empty)

@@ -199,134 +199,116 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 	}
 }
 
+// changelogRestore is one pass of a restore over a task's changelog
+// partition: from the checkpoint (or the start) to the end the changelog
+// had when the pass began.
+type changelogRestore struct {
+	p     *Processor
+	v     *taskView
+	log   *slog.Logger
+	topic string
+	label string
+	w     *store.Restorer
+	// cp is the store's checkpoint when the pass began; low and high the
+	// changelog's bounds then; last the offset of the last record read.
+	cp, low, high, last int64
+	pending             int           // records read since the last report
+	began               time.Time     // the assignment
+	firstRecord         time.Duration // from the assignment to the first record
+	openSince           time.Time     // first end of the log short of high
+}
+
 // restoreChangelog reads the changelog partition from the checkpoint (or
 // the start) to its end into the store, and returns that end offset.
 func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) (end int64, err error) {
-	topic := p.cfg.ChangelogTopic()
+	r := &changelogRestore{p: p, v: v, log: log, topic: p.cfg.ChangelogTopic(), label: strconv.Itoa(int(v.partition))}
 	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
 	if err != nil {
 		return -1, fmt.Errorf("create restore consumer: %w", err)
 	}
 	defer c.Close()
+	if err := r.bounds(ctx); err != nil {
+		return -1, err
+	}
+	start := max(r.cp+1, r.low)
+	v.restoreDone.Store(0)
+	v.restoreTotal.Store(max(r.high-start, 0))
+	p.metrics.restoreRemaining.WithLabelValues(r.label).Set(float64(max(r.high-start, 0)))
+	if start >= r.high {
+		return r.high, nil
+	}
+	log.Info("restoring task from changelog", "from", start, "to", r.high, "records_at_most", r.high-start)
+	r.began = time.Now()
+	if err := c.Assign([]kafka.TopicPartition{{Topic: &r.topic, Partition: v.partition, Offset: kafka.Offset(start)}}); err != nil {
+		return -1, fmt.Errorf("assign changelog partition: %w", err)
+	}
+	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		r.w = v.store.NewRestorer() // read_committed: the changelog is the truth
+	} else {
+		// A changelog record can land after a newer one (sends of a member
+		// that lost its partitions): counts only grow, keep the larger.
+		if r.w, err = v.store.NewRestorerKeepingMax(); err != nil {
+			return -1, err
+		}
+	}
+	defer r.w.Cancel() // after a successful Flush there is nothing left to cancel
+	r.last = r.cp
+	return r.read(ctx, c)
+}
+
+// bounds reads the changelog's bounds and the store's checkpoint, and
+// wipes the task when the two do not match.
+func (r *changelogRestore) bounds(ctx context.Context) error {
 	// The changelog's bounds come from the inspector: a client that is
 	// connected already and never fetches (a request waits behind a
 	// fetch the broker holds on the same connection), where a new
 	// client's first query can take most of a second.
-	insp, err := p.inspectorClient()
+	insp, err := r.p.inspectorClient()
 	if err != nil {
-		return -1, err
+		return err
 	}
-	low, high, err := insp.QueryWatermarkOffsets(topic, v.partition, 10000)
-	if err == nil && p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+	r.low, r.high, err = insp.QueryWatermarkOffsets(r.topic, r.v.partition, 10000)
+	if err == nil && r.p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
 		// Read committed, the high watermark above is the last stable
 		// offset: a transaction still open (a previous owner's, committing
-		// late) lies beyond it. The restore must reach past it (see the
-		// end of the log below), so it runs to the log's real end.
-		high, err = logEnd(ctx, insp, topic, v.partition)
+		// late) lies beyond it. The restore must reach past it (see
+		// read), so it runs to the log's real end.
+		r.high, err = logEnd(ctx, insp, r.topic, r.v.partition)
 	}
 	if err != nil {
-		return -1, fmt.Errorf("query changelog watermarks: %w", err)
+		return fmt.Errorf("query changelog watermarks: %w", err)
 	}
-	cp, err := v.store.Checkpoint()
-	if err != nil {
-		return -1, err
+	if r.cp, err = r.v.store.Checkpoint(); err != nil {
+		return err
 	}
-	if cp != store.NoCheckpoint && (cp >= high || cp+1 < low) {
+	if r.cp != store.NoCheckpoint && (r.cp >= r.high || r.cp+1 < r.low) {
 		reason := "checkpoint beyond changelog end"
-		if cp+1 < low {
+		if r.cp+1 < r.low {
 			reason = "checkpoint before changelog start"
 		}
-		log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
-			"reason", reason, "checkpoint", cp, "changelog_low", low, "changelog_high", high)
-		if err := v.store.Wipe(); err != nil {
-			return -1, storeWrite(err)
-		}
-		p.metrics.wipes.WithLabelValues(reason).Inc()
-		cp = store.NoCheckpoint
-	}
-	v.checkpoint.Store(cp)
-	start := max(cp+1, low)
-	label := strconv.Itoa(int(v.partition))
-	v.restoreDone.Store(0)
-	v.restoreTotal.Store(max(high-start, 0))
-	p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-start, 0)))
-	if start >= high {
-		return high, nil
-	}
-	log.Info("restoring task from changelog", "from", start, "to", high, "records_at_most", high-start)
-	began := time.Now()
-	if err := c.Assign([]kafka.TopicPartition{{Topic: &topic, Partition: v.partition, Offset: kafka.Offset(start)}}); err != nil {
-		return -1, fmt.Errorf("assign changelog partition: %w", err)
-	}
-
-	var w *store.Restorer
-	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
-		w = v.store.NewRestorer() // read_committed: the changelog is the truth
-	} else {
-		// A changelog record can land after a newer one (sends of a member
-		// that lost its partitions): counts only grow, keep the larger.
-		if w, err = v.store.NewRestorerKeepingMax(); err != nil {
-			return -1, err
-		}
-	}
-	defer w.Cancel() // after a successful Flush there is nothing left to cancel
-	last, pending := cp, 0
-	var firstRecord time.Duration // from the assignment to the first record
-	var openSince time.Time       // first end of the log short of high
-	report := func() {
-		v.checkpoint.Store(last)
-		v.restoreDone.Add(int64(pending))
-		p.metrics.restored.WithLabelValues(label).Add(float64(pending))
-		p.metrics.restoreRemaining.WithLabelValues(label).Set(float64(max(high-1-last, 0)))
-		pending = 0
-	}
-	finish := func() error {
-		if last != cp {
-			if err := w.Checkpoint(last); err != nil {
-				return storeWrite(err)
-			}
-		}
-		if err := w.Flush(); err != nil {
+		r.log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
+			"reason", reason, "checkpoint", r.cp, "changelog_low", r.low, "changelog_high", r.high)
+		if err := r.v.store.Wipe(); err != nil {
 			return storeWrite(err)
 		}
-		report()
-		p.metrics.restoreRemaining.WithLabelValues(label).Set(0)
-		log.Info("task restored", "records", v.restoreDone.Load(), "checkpoint", v.checkpoint.Load(),
-			"took", time.Since(began).Round(time.Millisecond), "first_record_after", firstRecord.Round(time.Millisecond))
-		return nil
+		r.p.metrics.wipes.WithLabelValues(reason).Inc()
+		r.cp = store.NoCheckpoint
 	}
+	r.v.checkpoint.Store(r.cp)
+	return nil
+}
+
+// read polls the changelog into the store until the end found at the
+// start, and returns the end offset reached.
+func (r *changelogRestore) read(ctx context.Context, c *kafka.Consumer) (int64, error) {
 	for ctx.Err() == nil {
-		if !openSince.IsZero() && time.Since(openSince) > openTxnWait {
-			return -1, fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", v.partition, high, openTxnWait)
+		if !r.openSince.IsZero() && time.Since(r.openSince) > openTxnWait {
+			return -1, fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", r.v.partition, r.high, openTxnWait)
 		}
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
-			if firstRecord == 0 {
-				firstRecord = time.Since(began)
-			}
-			var err error
-			if e.Value == nil {
-				err = w.Delete(e.Key)
-			} else if _, derr := store.DecodeCount(e.Value); derr != nil {
-				log.Warn("skipping undecodable changelog record", "offset", int64(e.TopicPartition.Offset), "error", derr)
-			} else {
-				err = w.Put(e.Key, e.Value)
-			}
-			if err != nil {
-				return -1, storeWrite(err)
-			}
-			last = int64(e.TopicPartition.Offset)
-			pending++
-			if last >= high-1 {
-				// The end as it was when the restore began: done without
-				// waiting for the consumer to report the end of the log.
-				return high, finish()
-			}
-			if w.Full() || pending >= restoreChunkRecords {
-				if err := w.Checkpoint(last); err != nil {
-					return -1, storeWrite(err)
-				}
-				report()
+			if done, err := r.apply(e); err != nil || done {
+				return r.high, err
 			}
 		case kafka.PartitionEOF:
 			// Under read_committed the last offsets may be transaction
@@ -339,23 +321,80 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 			// counts lost. So only an end at or past the end offset read at
 			// the start ends the restore; the transaction ends by then
 			// (committed, its records delivered, or aborted).
-			if int64(e.Offset) < high {
-				if openSince.IsZero() {
-					openSince = time.Now()
-					log.Info("waiting for a transaction open on the changelog to end", "stable_to", int64(e.Offset), "end", high)
+			if int64(e.Offset) < r.high {
+				if r.openSince.IsZero() {
+					r.openSince = time.Now()
+					r.log.Info("waiting for a transaction open on the changelog to end", "stable_to", int64(e.Offset), "end", r.high)
 				}
 				continue
 			}
-			return int64(e.Offset), finish()
+			return int64(e.Offset), r.finish()
 		case kafka.Error:
 			if e.IsFatal() {
 				return -1, fmt.Errorf("restore consumer: %w", e)
 			}
-			log.Debug("restore consumer error", "error", e)
+			r.log.Debug("restore consumer error", "error", e)
 		}
 	}
 	// Cancelled: what was written stays, with the checkpoint it reached.
-	return -1, errors.Join(ctx.Err(), storeWrite(w.Flush()))
+	return -1, errors.Join(ctx.Err(), storeWrite(r.w.Flush()))
+}
+
+// apply writes one changelog record to the store, with a checkpoint at
+// every chunk; done once it reached the end found at the start (without
+// waiting for the consumer to report the end of the log), then finished.
+func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
+	if r.firstRecord == 0 {
+		r.firstRecord = time.Since(r.began)
+	}
+	if e.Value == nil {
+		err = r.w.Delete(e.Key)
+	} else if _, derr := store.DecodeCount(e.Value); derr != nil {
+		r.log.Warn("skipping undecodable changelog record", "offset", int64(e.TopicPartition.Offset), "error", derr)
+	} else {
+		err = r.w.Put(e.Key, e.Value)
+	}
+	if err != nil {
+		return false, storeWrite(err)
+	}
+	r.last = int64(e.TopicPartition.Offset)
+	r.pending++
+	if r.last >= r.high-1 {
+		return true, r.finish()
+	}
+	if r.w.Full() || r.pending >= restoreChunkRecords {
+		if err := r.w.Checkpoint(r.last); err != nil {
+			return false, storeWrite(err)
+		}
+		r.report()
+	}
+	return false, nil
+}
+
+// report publishes the progress since the last report.
+func (r *changelogRestore) report() {
+	r.v.checkpoint.Store(r.last)
+	r.v.restoreDone.Add(int64(r.pending))
+	r.p.metrics.restored.WithLabelValues(r.label).Add(float64(r.pending))
+	r.p.metrics.restoreRemaining.WithLabelValues(r.label).Set(float64(max(r.high-1-r.last, 0)))
+	r.pending = 0
+}
+
+// finish writes the last checkpoint and flushes the store.
+func (r *changelogRestore) finish() error {
+	if r.last != r.cp {
+		if err := r.w.Checkpoint(r.last); err != nil {
+			return storeWrite(err)
+		}
+	}
+	if err := r.w.Flush(); err != nil {
+		return storeWrite(err)
+	}
+	r.report()
+	r.p.metrics.restoreRemaining.WithLabelValues(r.label).Set(0)
+	r.log.Info("task restored", "records", r.v.restoreDone.Load(), "checkpoint", r.v.checkpoint.Load(),
+		"took", time.Since(r.began).Round(time.Millisecond), "first_record_after", r.firstRecord.Round(time.Millisecond))
+	return nil
 }
 
 // logEnd is the high watermark of a partition whatever the client's

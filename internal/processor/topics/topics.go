@@ -1,14 +1,19 @@
-package processor
+// Package topics creates the topics a counting application needs when
+// they are missing (input, output, dead letters, events and the compacted
+// changelog) and checks those that exist: a changelog must have as many
+// partitions as the input.
+package topics
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
@@ -16,14 +21,14 @@ import (
 // only cleans closed segments, leaves restores less to read.
 const ChangelogSegmentBytes = 4 << 20
 
-// ensureTopics waits for the broker, creates the topics that are missing and
+// Ensure waits for the broker, creates the topics that are missing and
 // returns the input topic's partition count. It retries with backoff until
 // the startup timeout; a changelog whose partition count differs from the
 // input's is an error no retry mends.
-func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) (int32, error) {
-	admin, err := kafka.NewAdminClient(kafkaconf.Admin(cfg.Config))
+func Ensure(ctx context.Context, cfg config.Config, log *slog.Logger) (int32, error) {
+	admin, err := kafka.NewAdminClient(kafkaconf.Admin(cfg))
 	if err != nil {
-		return 0, fatalf("create admin client: %w", err)
+		return 0, fmt.Errorf("create admin client: %w", err)
 	}
 	defer admin.Close()
 
@@ -31,16 +36,16 @@ func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) (int32, err
 	defer cancel()
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		n, err := ensureTopicsOnce(ctx, admin, cfg, log, false)
+		n, err := ensureOnce(ctx, admin, cfg, log, false)
 		if err == nil {
 			return n, nil
 		}
-		var fatal *fatalError
-		if errors.As(err, &fatal) {
+		var p *permanentError
+		if errors.As(err, &p) {
 			return 0, err
 		}
 		if ctx.Err() != nil {
-			return 0, fatalf("broker %s or topic %s not available within startup timeout %s (ABACUS_STARTUP_TIMEOUT): %w",
+			return 0, fmt.Errorf("broker %s or topic %s not available within startup timeout %s (ABACUS_STARTUP_TIMEOUT): %w",
 				cfg.Brokers(), cfg.InputTopic, cfg.StartupTimeout, err)
 		}
 		log.Warn("waiting for the broker and the topics", "brokers", cfg.Brokers(), "attempt", attempt, "retry_in", backoff, "error", err)
@@ -52,7 +57,7 @@ func ensureTopics(ctx context.Context, cfg Config, log *slog.Logger) (int32, err
 	}
 }
 
-func ensureTopicsOnce(ctx context.Context, admin *kafka.AdminClient, cfg Config, log *slog.Logger, created bool) (int32, error) {
+func ensureOnce(ctx context.Context, admin *kafka.AdminClient, cfg config.Config, log *slog.Logger, created bool) (int32, error) {
 	md, err := admin.GetMetadata(nil, true, 5000)
 	if err != nil {
 		return 0, fmt.Errorf("read cluster metadata: %w", err)
@@ -78,7 +83,7 @@ func ensureTopicsOnce(ctx context.Context, admin *kafka.AdminClient, cfg Config,
 	}
 	changelog := cfg.ChangelogTopic()
 	if n, ok := partitions(changelog); ok && n != inputN {
-		return 0, fatalf("changelog topic %s has %d partitions but input topic %s has %d: they must match (recreate the changelog, or point ABACUS_APPLICATION_ID at a new application)",
+		return 0, permanentf("changelog topic %s has %d partitions but input topic %s has %d: they must match (recreate the changelog, or point ABACUS_APPLICATION_ID at a new application)",
 			changelog, n, cfg.InputTopic, inputN)
 	} else if !ok {
 		specs = append(specs, kafka.TopicSpecification{
@@ -104,10 +109,18 @@ func ensureTopicsOnce(ctx context.Context, admin *kafka.AdminClient, cfg Config,
 			}
 		}
 		// Read back what exists now: another member may have raced us.
-		return ensureTopicsOnce(ctx, admin, cfg, log, true)
+		return ensureOnce(ctx, admin, cfg, log, true)
 	}
 	if inputN <= 0 {
 		return 0, fmt.Errorf("input topic %s has no partitions yet", cfg.InputTopic)
 	}
 	return int32(inputN), nil
 }
+
+// permanentError is a failure that retrying does not mend.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanentf(format string, a ...any) error { return &permanentError{fmt.Errorf(format, a...)} }

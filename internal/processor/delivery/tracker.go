@@ -1,4 +1,4 @@
-package processor
+package delivery
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// deliveries reads the producer's events (its delivery reports among
+// Tracker reads the producer's events (its delivery reports among
 // them) in its own goroutine, so the producer never waits on them, and
 // keeps what a commit needs: how many sends are outstanding, the first
 // failure, the offset of the last changelog record delivered per
@@ -18,7 +18,7 @@ import (
 // partition (so a commit can tell when one task's sends are all in). Reports come on the producer's own channel rather than one
 // passed with each send: confluent-kafka-go keeps a per-send channel in a
 // locked map until its report, a cost on every record.
-type deliveries struct {
+type Tracker struct {
 	events    <-chan kafka.Event
 	onError   func(kafka.Error)
 	changelog string
@@ -53,19 +53,19 @@ type deliveries struct {
 // changelog records delivered to a partition.
 type changelogSpan struct{ first, last, n int64 }
 
-// sentMark is how far the sends of one task's part of a batch went: the
+// Mark is how far the sends of one task's part of a batch went: the
 // reports its changelog partition and each output partition must reach
 // (counted over the session) for all of them to be in.
-type sentMark struct {
-	partition int32
-	changelog int64
-	output    []int64
+type Mark struct {
+	Partition int32
+	Changelog int64
+	Output    []int64
 }
 
-// newDeliveries reads events until the channel closes (the producer's
+// New starts a tracker that reads events until the channel closes (the producer's
 // Close closes it); onError sees the client's error events.
-func newDeliveries(changelog, output string, events <-chan kafka.Event, onError func(kafka.Error)) *deliveries {
-	d := &deliveries{
+func New(changelog, output string, events <-chan kafka.Event, onError func(kafka.Error)) *Tracker {
+	d := &Tracker{
 		events:            events,
 		onError:           onError,
 		changelog:         changelog,
@@ -82,7 +82,7 @@ func newDeliveries(changelog, output string, events <-chan kafka.Event, onError 
 	return d
 }
 
-func (d *deliveries) run() {
+func (d *Tracker) run() {
 	defer close(d.done)
 	for ev := range d.events {
 		m, ok := ev.(*kafka.Message)
@@ -121,20 +121,20 @@ func (d *deliveries) run() {
 	}
 }
 
-// add counts a send about to be made; undo it if the send fails.
-func (d *deliveries) add(n int) { d.pending.Add(int64(n)) }
+// Add counts a send about to be made; undo it if the send fails.
+func (d *Tracker) Add(n int) { d.pending.Add(int64(n)) }
 
-// sentInTxn notes a changelog record sent to partition p inside the open
+// SentInTxn notes a changelog record sent to partition p inside the open
 // transaction, whose end will write a marker to p.
-func (d *deliveries) sentInTxn(p int32) {
+func (d *Tracker) SentInTxn(p int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.inTxn[p] = true
 }
 
-// txnEnded notes that the open transaction ended (committed or aborted):
+// TxnEnded notes that the open transaction ended (committed or aborted):
 // each changelog partition it wrote to got its marker.
-func (d *deliveries) txnEnded() {
+func (d *Tracker) TxnEnded() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for p := range d.inTxn {
@@ -143,36 +143,36 @@ func (d *deliveries) txnEnded() {
 	clear(d.inTxn)
 }
 
-// wait waits until every send is reported or ctx ends, and returns the
+// Wait waits until every send is reported or ctx ends, and returns the
 // first delivery failure. The producer sends on its own (linger.ms); each
 // report wakes the wait.
-func (d *deliveries) wait(ctx context.Context, beat func()) error {
+func (d *Tracker) Wait(ctx context.Context, beat func()) error {
 	return d.waitUntil(ctx, beat,
 		func() bool { return d.pending.Load() == 0 },
 		func() string { return fmt.Sprintf("%d deliveries", d.pending.Load()) })
 }
 
-// waitMark waits until every send up to mark is reported or ctx ends, and
+// WaitMark waits until every send up to mark is reported or ctx ends, and
 // returns the first delivery failure (of any send).
-func (d *deliveries) waitMark(ctx context.Context, beat func(), mark sentMark) error {
+func (d *Tracker) WaitMark(ctx context.Context, beat func(), mark Mark) error {
 	return d.waitUntil(ctx, beat,
 		func() bool {
-			if d.changelogReported[mark.partition] < mark.changelog {
+			if d.changelogReported[mark.Partition] < mark.Changelog {
 				return false
 			}
-			for q, n := range mark.output {
+			for q, n := range mark.Output {
 				if d.outputReported[int32(q)] < n {
 					return false
 				}
 			}
 			return true
 		},
-		func() string { return fmt.Sprintf("the deliveries of task %d", mark.partition) })
+		func() string { return fmt.Sprintf("the deliveries of task %d", mark.Partition) })
 }
 
 // waitUntil waits until done (called under the lock) holds, a delivery
 // fails or ctx ends; what names what was awaited.
-func (d *deliveries) waitUntil(ctx context.Context, beat func(), done func() bool, what func() string) error {
+func (d *Tracker) waitUntil(ctx context.Context, beat func(), done func() bool, what func() string) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -195,9 +195,9 @@ func (d *deliveries) waitUntil(ctx context.Context, beat func(), done func() boo
 	}
 }
 
-// lastChangelogOffset is the offset of the last changelog record delivered
+// LastChangelogOffset is the offset of the last changelog record delivered
 // to partition p in this session, and whether there was one.
-func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
+func (d *Tracker) LastChangelogOffset(p int32) (int64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if sp := d.delivered[p]; sp != nil {
@@ -206,17 +206,17 @@ func (d *deliveries) lastChangelogOffset(p int32) (int64, bool) {
 	return 0, false
 }
 
-// resetChangelog starts the account of a changelog partition over, for a
+// ResetChangelog starts the account of a changelog partition over, for a
 // task that starts (again) in this session; none of its sends may be in
 // flight.
-func (d *deliveries) resetChangelog(p int32) {
+func (d *Tracker) ResetChangelog(p int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.delivered, p)
 	delete(d.markers, p)
 }
 
-// foreignChangelogRecords is an error unless the changelog records this
+// ForeignChangelogRecords is an error unless the changelog records this
 // member delivered to partition p since its task started lie one after
 // the other from base, the end of the changelog its restore reached,
 // with only the markers of its own ended transactions among them: then
@@ -229,42 +229,42 @@ func (d *deliveries) resetChangelog(p int32) {
 // a checkpoint past them would have the next restore skip them for good,
 // and the other writer's counts would be lost or counted twice. The
 // check runs before the transaction's own marker is written.
-func (d *deliveries) foreignChangelogRecords(p int32, base int64) error {
+func (d *Tracker) ForeignChangelogRecords(p int32, base int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp := d.delivered[p]
 	if sp == nil || (sp.first == base && sp.last-sp.first+1 == sp.n+d.markers[p]) {
 		return nil
 	}
-	return &foreignWrite{partition: p, records: sp.n, markers: d.markers[p], base: base, first: sp.first, last: sp.last}
+	return &ForeignWrite{Partition: p, Records: sp.n, Markers: d.markers[p], Base: base, First: sp.first, Last: sp.last}
 }
 
-// acceptMarkers counts n markers another producer wrote among this
+// AcceptMarkers counts n markers another producer wrote among this
 // member's records in changelog partition p as the member's own: they
-// hold no count (see session.foreignMarkersOnly).
-func (d *deliveries) acceptMarkers(p int32, n int64) {
+// hold no count (the processor's foreignMarkersOnly).
+func (d *Tracker) AcceptMarkers(p int32, n int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.markers[p] += n
 }
 
-// foreignWrite is what foreignChangelogRecords found: offsets in a task's
+// ForeignWrite is what foreignChangelogRecords found: offsets in a task's
 // changelog span that are neither this member's records nor its markers.
-type foreignWrite struct {
-	partition         int32
-	records, markers  int64 // this member's
-	base, first, last int64
+type ForeignWrite struct {
+	Partition         int32
+	Records, Markers  int64 // this member's
+	Base, First, Last int64
 }
 
-func (e *foreignWrite) Error() string {
+func (e *ForeignWrite) Error() string {
 	return fmt.Sprintf("changelog partition %d holds records of another writer among this member's: "+
 		"its %d records and %d transaction markers since offset %d lie between offsets %d and %d; the task restores them",
-		e.partition, e.records, e.markers, e.base, e.first, e.last)
+		e.Partition, e.Records, e.Markers, e.Base, e.First, e.Last)
 }
 
-// foreign is how many offsets from base to last are not this member's.
-func (e *foreignWrite) foreign() int64 { return e.last - e.base + 1 - e.records - e.markers }
+// Foreign is how many offsets from base to last are not this member's.
+func (e *ForeignWrite) Foreign() int64 { return e.Last - e.Base + 1 - e.Records - e.Markers }
 
-// close waits for the reader to end; call it after the producer is
+// Close waits for the reader to end; call it after the producer is
 // closed.
-func (d *deliveries) close() { <-d.done }
+func (d *Tracker) Close() { <-d.done }

@@ -1,4 +1,4 @@
-package processor
+package delivery
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func TestForeignChangelogRecords(t *testing.T) {
 	check(0, 10, true)
 	deliver(1, 21, 22) // 20 is someone else's
 	check(1, 20, true)
-	d.resetChangelog(1) // the task starts again, restored to 23
+	d.ResetChangelog(1) // the task starts again, restored to 23
 	deliver(1, 23, 24)
 	check(1, 23, false)
 }
@@ -32,18 +32,18 @@ func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
 	deliver(0, 10, 11)
 	deliver(1, 30)
 	check(0, 10, false)
-	d.txnEnded()       // markers at 12 and 31
+	d.TxnEnded()       // markers at 12 and 31
 	deliver(0, 13, 14) // the next transaction
 	check(0, 10, false)
-	d.txnEnded()   // marker at 15 (and none on 1: not written to)
+	d.TxnEnded()   // marker at 15 (and none on 1: not written to)
 	deliver(1, 32) // right after its one marker
 	check(1, 30, false)
-	d.txnEnded()       // marker at 33
+	d.TxnEnded()       // marker at 33
 	deliver(0, 17)     // 16 is another writer's
 	check(0, 10, true) // (the check runs before the marker of 17's transaction)
 	deliver(1, 35)     // 34 is another writer's
 	check(1, 30, true)
-	d.resetChangelog(0) // the task starts again, restored to 20
+	d.ResetChangelog(0) // the task starts again, restored to 20
 	deliver(0, 20)
 	check(0, 20, false)
 }
@@ -51,27 +51,27 @@ func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
 // deliveryScript runs a deliveries reader on changelog "cl", with deliver
 // (records sent, in a transaction if inTxn, and reported delivered at
 // these offsets) and check (foreignChangelogRecords is an error or not).
-func deliveryScript(t *testing.T, inTxn bool) (d *deliveries, deliver func(p int32, offsets ...int64), check func(p int32, base int64, wantErr bool)) {
+func deliveryScript(t *testing.T, inTxn bool) (d *Tracker, deliver func(p int32, offsets ...int64), check func(p int32, base int64, wantErr bool)) {
 	events := make(chan kafka.Event)
-	d = newDeliveries("cl", "out", events, func(kafka.Error) {})
-	t.Cleanup(func() { close(events); d.close() })
+	d = New("cl", "out", events, func(kafka.Error) {})
+	t.Cleanup(func() { close(events); d.Close() })
 	topic := "cl"
 	deliver = func(p int32, offsets ...int64) {
 		t.Helper()
 		for _, off := range offsets {
-			d.add(1)
+			d.Add(1)
 			if inTxn {
-				d.sentInTxn(p)
+				d.SentInTxn(p)
 			}
 			events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(off)}}
 		}
-		if err := d.wait(context.Background(), func() {}); err != nil {
+		if err := d.Wait(context.Background(), func() {}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	check = func(p int32, base int64, wantErr bool) {
 		t.Helper()
-		if err := d.foreignChangelogRecords(p, base); (err != nil) != wantErr {
+		if err := d.ForeignChangelogRecords(p, base); (err != nil) != wantErr {
 			t.Errorf("partition %d from %d: error %v, want an error: %v", p, base, err, wantErr)
 		}
 	}
