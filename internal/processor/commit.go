@@ -9,7 +9,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// A commit is step 2 of the state protocol, shared by two goroutines. The
+// A commit (docs/state.md, "Commit") is shared by two goroutines. The
 // loop hands the write buffers of every task over as one batch to the
 // committer (handOff) and goes on counting into fresh buffers; the
 // committer runs the commit function of the session's guarantee

@@ -10,8 +10,8 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// The loop's counting: step 1 of the state protocol, one input record at
-// a time, into the task's write buffer.
+// The loop's counting, one input record at a time into the task's write
+// buffer (docs/state.md, "Processing and the record cache").
 
 // processSampleEvery: one record in this many has its processing timed.
 const processSampleEvery = 64

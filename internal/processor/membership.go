@@ -16,7 +16,8 @@ type groupStats struct {
 
 // membershipWatch decides from the consumer's statistics whether this
 // member can still be sure that the group has not given its partitions to
-// another member (docs/reliability.md, bug 11).
+// another member (e2e TestMemberOutOfReachStopsAnsweringUntilConfirmed,
+// TestMembershipWatch).
 //
 // librdkafka notices a lost session by itself only in the steady state: a
 // member cut off from the coordinator in the middle of a rebalance keeps
@@ -31,7 +32,7 @@ type groupStats struct {
 // heartbeat would have said so and librdkafka would have revoked the
 // partitions by then.
 //
-// Used by the session loop only.
+// Used by the loop only.
 type membershipWatch struct {
 	sessionTimeout time.Duration
 	heartbeat      time.Duration

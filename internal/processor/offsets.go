@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
+	"github.com/abacus-streams/abacus/internal/processor/restore"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
@@ -49,6 +50,16 @@ func (p *Processor) inspectorClient() (*kafka.Consumer, error) {
 	}
 	p.insp.c = c
 	return c, nil
+}
+
+// restoreConfig is what every task's restore shares.
+func (p *Processor) restoreConfig() restore.Config {
+	return restore.Config{
+		Config:    p.cfg.Config,
+		Inspector: p.inspectorClient,
+		Logger:    p.log,
+		Metrics:   restore.Metrics{Restored: p.metrics.restored, Remaining: p.metrics.restoreRemaining, Wipes: p.metrics.wipes},
+	}
 }
 
 func (p *Processor) closeInspector() {

@@ -57,8 +57,9 @@ type Config struct {
 	// Partitions of the input topic; set by Open from the topic's metadata.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// OnCommit, if set, is called by the session loop with every count made
-	// durable by a commit; it must not block (SSE fan-out queues the work).
+	// OnCommit, if set, is called by the committer goroutine with every
+	// count made durable by a commit, one batch at a time and in order; it
+	// must not block (SSE fan-out queues the work).
 	OnCommit func(updates []Update)
 	// OnAssignment, if set, is called by the session loop after every
 	// change of this member's tasks; it must not block.

@@ -75,12 +75,14 @@ func TestReadyNeedsRunningAndRestoredTasks(t *testing.T) {
 
 // A restore that keeps failing shows in the state (ERROR with the reason)
 // while it retries, and a restore that cannot write the store fails the
-// session, naming the full disk.
+// session, naming the full disk. (How many failed attempts make a restore
+// failing: restore.TestFailureAfterFailingAfterAttempts.)
 func TestRestoreFailuresReachTheState(t *testing.T) {
 	p := newTestProcessor(t)
 	s := &session{p: p, tasks: map[int32]*task{}, assigned: true}
 	tk := newTask(4, nil)
-	tk.restore = &restorer{cancel: func() {}, done: make(chan struct{})}
+	restoring := &fakeRestore{}
+	tk.restore = restoring
 	s.tasks[4] = tk
 	s.publishTasks()
 
@@ -88,27 +90,22 @@ func TestRestoreFailuresReachTheState(t *testing.T) {
 	if got := p.State(); got != StateRebalancing {
 		t.Fatalf("state %s with a task restoring, want REBALANCING", got)
 	}
-	tk.restore.failing.Store(&restoreFailure{attempts: failingAfter - 1, err: errors.New("query changelog watermarks: Local: Timed out")})
-	s.checkRestores()
-	if got := p.State(); got != StateRebalancing {
-		t.Fatalf("state %s after %d failed attempts, want REBALANCING", got, failingAfter-1)
-	}
-	tk.restore.failing.Store(&restoreFailure{attempts: failingAfter, err: errors.New("query changelog watermarks: Local: Timed out")})
+	restoring.failure = errors.New("restore failed 3 times in a row, retrying: query changelog watermarks: Local: Timed out")
 	s.checkRestores()
 	if got, why := p.State(), p.LastError(); got != StateError || !strings.Contains(why, "restore task 4") || !strings.Contains(why, "Timed out") {
-		t.Fatalf("state %s (%q) after %d failed attempts, want ERROR naming the task and the error", got, why, failingAfter)
+		t.Fatalf("state %s (%q) while the restore keeps failing, want ERROR naming the task and the error", got, why)
 	}
 	if p.Ready() {
 		t.Error("ready while a restore keeps failing")
 	}
-	tk.restore.failing.Store(nil) // an attempt got through
+	restoring.failure = nil // an attempt got through
 	s.checkRestores()
 	if got := p.State(); got != StateRebalancing {
 		t.Fatalf("state %s once the restore stopped failing, want REBALANCING", got)
 	}
 
-	tk.restore.err = storeWrite(fmt.Errorf("restore partition 4: %w", &store.DiskFullError{Dir: "/data", Need: 40 << 20}))
-	close(tk.restore.done)
+	restoring.err = fmt.Errorf("restore partition 4: %w", &store.DiskFullError{Dir: "/data", Need: 40 << 20})
+	restoring.finished = true
 	s.checkRestores()
 	if !errors.Is(s.err, syscall.ENOSPC) || !strings.Contains(s.err.Error(), "restore task 4: restore partition 4: no space left on device") {
 		t.Fatalf("session error %v after a restore could not write the store, want it to end the session naming the full disk", s.err)
@@ -117,6 +114,17 @@ func TestRestoreFailuresReachTheState(t *testing.T) {
 		t.Error("a task whose restore failed became active")
 	}
 }
+
+// fakeRestore is a restore whose outcome the test sets.
+type fakeRestore struct {
+	finished     bool
+	err, failure error
+}
+
+func (f *fakeRestore) Finished() bool                        { return f.finished }
+func (f *fakeRestore) Result() (start, end int64, err error) { return -1, -1, f.err }
+func (f *fakeRestore) Failure() error                        { return f.failure }
+func (f *fakeRestore) Stop()                                 {}
 
 // Started without a store (it could not open on a full disk), Run waits in
 // state ERROR with the reason, and opens the store once the disk has room.

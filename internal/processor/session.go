@@ -270,3 +270,102 @@ func (s *session) membershipChanged(args ...any) {
 	}
 	s.log.Info("group membership confirmed: answering for the tasks again", args...)
 }
+
+// shutdown stops taking work and commits within the shutdown timeout
+// (docs/state.md, "Revocation and shutdown"); close then closes the
+// clients.
+func (s *session) shutdown() error {
+	s.p.setState(StatePendingShutdown)
+	ctx, cancel := context.WithTimeout(s.batchCtx, s.p.cfg.ShutdownTimeout)
+	defer cancel()
+	// The batch in flight runs under batchCtx: end it too at the timeout.
+	stop := time.AfterFunc(s.p.cfg.ShutdownTimeout, s.cancelBatches)
+	defer stop.Stop()
+	if err := s.commitSync(ctx); err != nil {
+		s.log.Error("final commit failed; uncommitted work will be redone by the next owner", "error", err)
+		s.dropWork("shutdown")
+	}
+	return nil
+}
+
+// dropWork gives up everything not committed: the batch in flight is
+// waited for (it may still commit), then the open transaction is aborted
+// and every task rewound to its first record not committed.
+func (s *session) dropWork(reason string) {
+	if err := s.awaitInflight(); err != nil && s.err == nil {
+		s.err = err
+	}
+	if err := s.committer.abortTxn(reason); err != nil && s.err == nil {
+		s.err = err
+	}
+	s.rewind(nil)
+}
+
+// close stops the session's goroutines and closes its clients: the
+// poller, the restorers, the committer (once its batch in flight is done)
+// and its producer, then the consumer. With static membership the consumer
+// does not leave the group, so a member back within session.timeout.ms
+// gets its partitions again without a rebalance.
+func (s *session) close() {
+	if s.poll != nil {
+		// First: it uses the consumer, and its callback hands over to a
+		// loop that is no longer there.
+		s.poll.close()
+	}
+	// A graceful shutdown has sent everything by now; a failed session
+	// must send nothing more.
+	s.committer.purge("session closing")
+	for _, t := range s.tasks {
+		if t.restore != nil {
+			t.restore.Stop()
+		}
+	}
+	// The committer before the consumer: a commit uses both.
+	s.cancelBatches()
+	if s.inflight != nil {
+		<-s.inflight.done
+		s.inflight = nil
+	}
+	s.committer.stop()
+	if s.consumer != nil {
+		// Close runs the final revocation through our callback; nothing is
+		// left to commit by then, and a failed session must not commit.
+		s.err = errSessionClosing
+		s.closeConsumer()
+	}
+	s.committer.close()
+	s.snap.Refresh() // ends its view before the store can close
+	empty := map[int32]*taskView{}
+	s.p.tasks.Store(&empty)
+}
+
+var errSessionClosing = fmt.Errorf("session closing")
+
+// consumerCloseTimeout bounds the wait for the consumer's Close.
+const consumerCloseTimeout = 10 * time.Second
+
+// closeConsumer closes the consumer, but waits at most
+// consumerCloseTimeout. librdkafka's Close waits for the group requests in
+// flight, and a JoinGroup can be parked at the coordinator for as long as
+// a rebalance lasts (minutes, should the coordinator hold it: the
+// member's session never ends, it holds its task and the group never
+// rebalances). Past the
+// wait the session goes on without it: the next session's consumer joins
+// with the same group.instance.id, which fences the old one, and the old
+// Close ends by itself; its callbacks then touch nothing.
+func (s *session) closeConsumer() {
+	done := make(chan error, 1)
+	go func() { done <- s.consumer.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.log.Warn("close consumer", "error", err)
+		}
+	case <-time.After(consumerCloseTimeout):
+		s.closing.Lock()
+		s.abandoned = true
+		s.closing.Unlock()
+		s.log.Warn("the consumer did not close in time: leaving it behind; the next session's consumer takes its place in the group",
+			"waited", consumerCloseTimeout)
+	}
+}

@@ -32,7 +32,16 @@ func (v *taskView) status() TaskStatus {
 	}
 }
 
-// task is the unit of work for one input partition. Only the session loop
+// restoring is a task's running restore, as the loop sees it
+// (restore.Restorer).
+type restoring interface {
+	Finished() bool
+	Result() (start, end int64, err error)
+	Failure() error
+	Stop()
+}
+
+// task is the unit of work for one input partition. Only the loop
 // touches its fields; the restorer owns the store until it reports done,
 // and the committer only reads a batch's maps once handed over.
 type task struct {
@@ -62,8 +71,8 @@ type task struct {
 	// last record it counted, or where it was last sought (-1: not known
 	// yet). A record below it was counted already (see process).
 	position int64
-	// restore is the running restorer, nil once restored.
-	restore *restorer
+	// restore is the running restore, nil once restored.
+	restore restoring
 	// changelogBase is where the task's own changelog records begin: the
 	// end of the changelog its restore reached (-1 until it is restored).
 	changelogBase int64

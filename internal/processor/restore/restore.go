@@ -1,18 +1,23 @@
-package processor
+// Package restore brings a task's store up to the end of its changelog
+// partition (docs/state.md, "Restore"). A Restorer runs on a goroutine
+// of its own and owns the task's store partition until it has finished;
+// the processor's loop polls Finished and then takes the result.
+package restore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // restoreChunkRecords bounds the changelog records a restore reads before
@@ -27,9 +32,39 @@ const restoreChunkRecords = 100_000
 // retried, rather than end without the transaction's counts.
 const openTxnWait = 2 * time.Minute
 
-// restorer brings one task's store up to the end of its changelog partition.
-// It owns the store partition until done is closed.
-type restorer struct {
+// Config is what a restore needs.
+type Config struct {
+	config.Config
+	// Inspector is the instance's consumer for offset queries: connected
+	// already, never in the group, never fetching.
+	Inspector func() (*kafka.Consumer, error)
+	Metrics   Metrics
+	Logger    *slog.Logger
+}
+
+// Metrics are the restore's instruments, shared by every task's restore.
+type Metrics struct {
+	Restored  *prometheus.CounterVec // {partition}: records applied
+	Remaining *prometheus.GaugeVec   // {partition}: records still to apply
+	Wipes     *prometheus.CounterVec // {reason}: stores wiped and restored from the start
+}
+
+// Task is the task a restore brings up to date. Checkpoint, Done and
+// Total are published for readers on other goroutines: the store's
+// checkpoint as the restore moves it, and the changelog records restored
+// and to restore.
+type Task struct {
+	Partition               int32
+	Store                   *store.Partition
+	Checkpoint, Done, Total *atomic.Int64
+}
+
+// Restorer brings one task's store up to the end of its changelog
+// partition. It owns the store partition until Finished.
+type Restorer struct {
+	cfg    Config
+	task   Task
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 	// err is why the restore gave up (a store write failed), set before
@@ -44,8 +79,8 @@ type restorer struct {
 	start int64
 	// end is the changelog's end offset the restore reached: where the
 	// task's own first changelog record must land if no one else writes
-	// to the partition (see deliveries.foreignChangelogRecords); set before
-	// done closes.
+	// to the partition (see delivery.Tracker.ForeignChangelogRecords); set
+	// before done closes.
 	end int64
 }
 
@@ -74,60 +109,67 @@ func storeWrite(err error) error {
 	return &storeWriteError{err}
 }
 
-// startRestore runs the restore of v in its own goroutine, retrying with
+// Start runs the restore of t in its own goroutine, retrying with
 // backoff until it succeeds or ctx ends; a store write error ends it at
-// once (r.err). The session loop waits on done.
-func (p *Processor) startRestore(ctx context.Context, v *taskView) *restorer {
+// once (Result's err). Stop ends it.
+func Start(ctx context.Context, cfg Config, t Task) *Restorer {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &restorer{cancel: cancel, done: make(chan struct{}), start: -1}
-	log := p.log.With("task", v.partition)
-	go func() {
-		defer close(r.done)
-		backoff := 500 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			start, end, err := p.restore(ctx, v, log)
-			if err == nil {
-				r.start, r.end = start, end
-			}
-			if err == nil || ctx.Err() != nil {
-				r.failing.Store(nil)
-				return
-			}
-			var swe *storeWriteError
-			if errors.As(err, &swe) {
-				r.err = err
-				return
-			}
-			r.failing.Store(&restoreFailure{attempts: attempt, err: err})
-			log.Warn("restore failed; retrying", "error", err, "attempt", attempt, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
-		}
-	}()
+	r := &Restorer{cfg: cfg, task: t, log: cfg.Logger.With("task", t.Partition), cancel: cancel, done: make(chan struct{}), start: -1}
+	go r.run(ctx)
 	return r
 }
 
-// stop cancels the restore and waits for its goroutine.
-func (r *restorer) stop() {
+func (r *Restorer) run(ctx context.Context) {
+	defer close(r.done)
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		start, end, err := r.restore(ctx)
+		if err == nil {
+			r.start, r.end = start, end
+		}
+		if err == nil || ctx.Err() != nil {
+			r.failing.Store(nil)
+			return
+		}
+		var swe *storeWriteError
+		if errors.As(err, &swe) {
+			r.err = err
+			return
+		}
+		r.failing.Store(&restoreFailure{attempts: attempt, err: err})
+		r.log.Warn("restore failed; retrying", "error", err, "attempt", attempt, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// Result is what a finished restore reached: under exactly-once the input
+// offset the task starts at (-1: none, or at least once), the changelog's
+// end offset, and why it gave up (a store write failed; nil when it
+// finished or was cancelled). Call it once Finished.
+func (r *Restorer) Result() (start, end int64, err error) { return r.start, r.end, r.err }
+
+// Stop cancels the restore and waits for its goroutine.
+func (r *Restorer) Stop() {
 	r.cancel()
 	<-r.done
 }
 
-// failure is the error of a restore that failed failingAfter attempts in
+// Failure is the error of a restore that failed failingAfter attempts in
 // a row and retries, nil otherwise.
-func (r *restorer) failure() error {
+func (r *Restorer) Failure() error {
 	if f := r.failing.Load(); f != nil && f.attempts >= failingAfter {
 		return fmt.Errorf("restore failed %d times in a row, retrying: %w", f.attempts, f.err)
 	}
 	return nil
 }
 
-// finished reports whether the restore goroutine has returned.
-func (r *restorer) finished() bool {
+// Finished reports whether the restore goroutine has returned.
+func (r *Restorer) Finished() bool {
 	select {
 	case <-r.done:
 		return true
@@ -140,7 +182,7 @@ func (r *restorer) finished() bool {
 // input offset moved meanwhile; then it fails, and is retried.
 const maxRestoreRounds = 5
 
-// restore is step 3 of the state protocol: from the checkpoint (or from the
+// restore runs the restore of docs/state.md: from the checkpoint (or from the
 // start, after a wipe) up to the end of the changelog partition. Under
 // exactly-once it returns the committed input offset the restored state
 // belongs to, read stable before and after the changelog (-1: none): the
@@ -150,26 +192,26 @@ const maxRestoreRounds = 5
 // committed the partition meanwhile: a zombie) the restore goes on to the
 // new end. The task then starts exactly there, whatever offset the
 // consumer fetched on its own at the assignment. It also returns the
-// changelog's end offset it reached (restorer.end).
-func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) (start, end int64, err error) {
-	if p.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
-		end, err := p.restoreChangelog(ctx, v, log)
+// changelog's end offset it reached (Result).
+func (r *Restorer) restore(ctx context.Context) (start, end int64, err error) {
+	if r.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
+		end, err := r.restoreChangelog(ctx)
 		return -1, end, err
 	}
-	insp, err := p.inspectorClient()
+	insp, err := r.cfg.Inspector()
 	if err != nil {
 		return -1, -1, err
 	}
-	before, err := p.waitStableOffset(ctx, insp, v.partition, log)
+	before, err := r.waitStableOffset(ctx, insp)
 	if err != nil {
 		return -1, -1, err
 	}
 	for round := 1; ; round++ {
-		end, err := p.restoreChangelog(ctx, v, log)
+		end, err := r.restoreChangelog(ctx)
 		if err != nil {
 			return -1, -1, err
 		}
-		after, err := p.waitStableOffset(ctx, insp, v.partition, log)
+		after, err := r.waitStableOffset(ctx, insp)
 		if err != nil {
 			return -1, -1, err
 		}
@@ -178,7 +220,7 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 			// foreignChangelogRecords): a marker written since (a previous
 			// owner's transaction that ended as the restore read its last
 			// record) must be restored past, not taken for another writer.
-			logged, err := logEnd(ctx, insp, p.cfg.ChangelogTopic(), v.partition)
+			logged, err := logEnd(ctx, insp, r.cfg.ChangelogTopic(), r.task.Partition)
 			if err != nil {
 				return -1, -1, fmt.Errorf("query changelog end: %w", err)
 			}
@@ -186,15 +228,15 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 				return after, end, nil
 			}
 			if round == maxRestoreRounds {
-				return -1, -1, fmt.Errorf("changelog partition %d kept growing while the task restored (to %d, then %d)", v.partition, end, logged)
+				return -1, -1, fmt.Errorf("changelog partition %d kept growing while the task restored (to %d, then %d)", r.task.Partition, end, logged)
 			}
-			log.Debug("the changelog grew while the task restored: restoring on to its end", "restored_to", end, "end", logged)
+			r.log.Debug("the changelog grew while the task restored: restoring on to its end", "restored_to", end, "end", logged)
 			continue
 		}
 		if round == maxRestoreRounds {
-			return -1, -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", v.partition, before, after)
+			return -1, -1, fmt.Errorf("input partition %d: its committed offset kept moving while the task restored (%d, then %d)", r.task.Partition, before, after)
 		}
-		log.Warn("another member committed the task's input while it restored: restoring on to the new end", "offset_before", before, "offset_after", after)
+		r.log.Warn("another member committed the task's input while it restored: restoring on to the new end", "offset_before", before, "offset_after", after)
 		before = after
 	}
 }
@@ -203,8 +245,8 @@ func (p *Processor) restore(ctx context.Context, v *taskView, log *slog.Logger) 
 // partition: from the checkpoint (or the start) to the end the changelog
 // had when the pass began.
 type changelogRestore struct {
-	p     *Processor
-	v     *taskView
+	cfg   Config
+	t     Task
 	log   *slog.Logger
 	topic string
 	label string
@@ -220,9 +262,9 @@ type changelogRestore struct {
 
 // restoreChangelog reads the changelog partition from the checkpoint (or
 // the start) to its end into the store, and returns that end offset.
-func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog.Logger) (end int64, err error) {
-	r := &changelogRestore{p: p, v: v, log: log, topic: p.cfg.ChangelogTopic(), label: strconv.Itoa(int(v.partition))}
-	c, err := kafka.NewConsumer(kafkaconf.Restore(p.cfg.Config))
+func (rs *Restorer) restoreChangelog(ctx context.Context) (end int64, err error) {
+	r := &changelogRestore{cfg: rs.cfg, t: rs.task, log: rs.log, topic: rs.cfg.ChangelogTopic(), label: strconv.Itoa(int(rs.task.Partition))}
+	c, err := kafka.NewConsumer(kafkaconf.Restore(r.cfg.Config))
 	if err != nil {
 		return -1, fmt.Errorf("create restore consumer: %w", err)
 	}
@@ -231,23 +273,23 @@ func (p *Processor) restoreChangelog(ctx context.Context, v *taskView, log *slog
 		return -1, err
 	}
 	start := max(r.cp+1, r.low)
-	v.restoreDone.Store(0)
-	v.restoreTotal.Store(max(r.high-start, 0))
-	p.metrics.restoreRemaining.WithLabelValues(r.label).Set(float64(max(r.high-start, 0)))
+	r.t.Done.Store(0)
+	r.t.Total.Store(max(r.high-start, 0))
+	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(float64(max(r.high-start, 0)))
 	if start >= r.high {
 		return r.high, nil
 	}
-	log.Info("restoring task from changelog", "from", start, "to", r.high, "records_at_most", r.high-start)
+	r.log.Info("restoring task from changelog", "from", start, "to", r.high, "records_at_most", r.high-start)
 	r.began = time.Now()
-	if err := c.Assign([]kafka.TopicPartition{{Topic: &r.topic, Partition: v.partition, Offset: kafka.Offset(start)}}); err != nil {
+	if err := c.Assign([]kafka.TopicPartition{{Topic: &r.topic, Partition: r.t.Partition, Offset: kafka.Offset(start)}}); err != nil {
 		return -1, fmt.Errorf("assign changelog partition: %w", err)
 	}
-	if p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
-		r.w = v.store.NewRestorer() // read_committed: the changelog is the truth
+	if r.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+		r.w = r.t.Store.NewRestorer() // read_committed: the changelog is the truth
 	} else {
 		// A changelog record can land after a newer one (sends of a member
 		// that lost its partitions): counts only grow, keep the larger.
-		if r.w, err = v.store.NewRestorerKeepingMax(); err != nil {
+		if r.w, err = r.t.Store.NewRestorerKeepingMax(); err != nil {
 			return -1, err
 		}
 	}
@@ -263,22 +305,22 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 	// connected already and never fetches (a request waits behind a
 	// fetch the broker holds on the same connection), where a new
 	// client's first query can take most of a second.
-	insp, err := r.p.inspectorClient()
+	insp, err := r.cfg.Inspector()
 	if err != nil {
 		return err
 	}
-	r.low, r.high, err = insp.QueryWatermarkOffsets(r.topic, r.v.partition, 10000)
-	if err == nil && r.p.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
+	r.low, r.high, err = insp.QueryWatermarkOffsets(r.topic, r.t.Partition, 10000)
+	if err == nil && r.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
 		// Read committed, the high watermark above is the last stable
 		// offset: a transaction still open (a previous owner's, committing
 		// late) lies beyond it. The restore must reach past it (see
 		// read), so it runs to the log's real end.
-		r.high, err = logEnd(ctx, insp, r.topic, r.v.partition)
+		r.high, err = logEnd(ctx, insp, r.topic, r.t.Partition)
 	}
 	if err != nil {
 		return fmt.Errorf("query changelog watermarks: %w", err)
 	}
-	if r.cp, err = r.v.store.Checkpoint(); err != nil {
+	if r.cp, err = r.t.Store.Checkpoint(); err != nil {
 		return err
 	}
 	if r.cp != store.NoCheckpoint && (r.cp >= r.high || r.cp+1 < r.low) {
@@ -288,13 +330,13 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 		}
 		r.log.Warn("local state does not match the changelog: wiping the task and restoring it from the start",
 			"reason", reason, "checkpoint", r.cp, "changelog_low", r.low, "changelog_high", r.high)
-		if err := r.v.store.Wipe(); err != nil {
+		if err := r.t.Store.Wipe(); err != nil {
 			return storeWrite(err)
 		}
-		r.p.metrics.wipes.WithLabelValues(reason).Inc()
+		r.cfg.Metrics.Wipes.WithLabelValues(reason).Inc()
 		r.cp = store.NoCheckpoint
 	}
-	r.v.checkpoint.Store(r.cp)
+	r.t.Checkpoint.Store(r.cp)
 	return nil
 }
 
@@ -303,7 +345,7 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 func (r *changelogRestore) read(ctx context.Context, c *kafka.Consumer) (int64, error) {
 	for ctx.Err() == nil {
 		if !r.openSince.IsZero() && time.Since(r.openSince) > openTxnWait {
-			return -1, fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", r.v.partition, r.high, openTxnWait)
+			return -1, fmt.Errorf("changelog partition %d stays stable short of offset %d: a transaction open for over %s", r.t.Partition, r.high, openTxnWait)
 		}
 		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
@@ -373,10 +415,10 @@ func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
 
 // report publishes the progress since the last report.
 func (r *changelogRestore) report() {
-	r.v.checkpoint.Store(r.last)
-	r.v.restoreDone.Add(int64(r.pending))
-	r.p.metrics.restored.WithLabelValues(r.label).Add(float64(r.pending))
-	r.p.metrics.restoreRemaining.WithLabelValues(r.label).Set(float64(max(r.high-1-r.last, 0)))
+	r.t.Checkpoint.Store(r.last)
+	r.t.Done.Add(int64(r.pending))
+	r.cfg.Metrics.Restored.WithLabelValues(r.label).Add(float64(r.pending))
+	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(float64(max(r.high-1-r.last, 0)))
 	r.pending = 0
 }
 
@@ -391,8 +433,8 @@ func (r *changelogRestore) finish() error {
 		return storeWrite(err)
 	}
 	r.report()
-	r.p.metrics.restoreRemaining.WithLabelValues(r.label).Set(0)
-	r.log.Info("task restored", "records", r.v.restoreDone.Load(), "checkpoint", r.v.checkpoint.Load(),
+	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(0)
+	r.log.Info("task restored", "records", r.t.Done.Load(), "checkpoint", r.t.Checkpoint.Load(),
 		"took", time.Since(r.began).Round(time.Millisecond), "first_record_after", r.firstRecord.Round(time.Millisecond))
 	return nil
 }
@@ -432,8 +474,8 @@ func logEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int3
 // require_stable and the broker answers UNSTABLE_OFFSET_COMMIT meanwhile).
 // A transaction open for over openTxnWait fails the restore, which is
 // retried.
-func (p *Processor) waitStableOffset(ctx context.Context, c *kafka.Consumer, partition int32, log *slog.Logger) (int64, error) {
-	input := p.cfg.InputTopic
+func (r *Restorer) waitStableOffset(ctx context.Context, c *kafka.Consumer) (int64, error) {
+	input, partition, log := r.cfg.InputTopic, r.task.Partition, r.log
 	began := time.Now()
 	logged := false
 	for {

@@ -1,0 +1,209 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/processor/restore"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// The loop's task table: tasks come with an assignment and restore, become
+// active, and go with a revocation; their state lingers on disk for the
+// cleanup delay.
+
+// addTask starts a task for an assigned partition, restoring first.
+func (s *session) addTask(p int32) {
+	delete(s.lingering, p)
+	t := newTask(p, s.p.db.Partition(p))
+	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p))).Add(0)
+	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{
+		Partition: p, Store: t.store, Checkpoint: &t.checkpoint, Done: &t.restoreDone, Total: &t.restoreTotal,
+	})
+	s.tasks[p] = t
+}
+
+// removeTask closes a task and keeps its state on disk for the cleanup
+// delay, in case it comes back.
+func (s *session) removeTask(p int32) {
+	t, ok := s.tasks[p]
+	if !ok {
+		return
+	}
+	if t.restore != nil {
+		t.restore.Stop()
+	}
+	delete(s.tasks, p)
+	s.lingering[p] = time.Now().Add(s.p.cfg.StateCleanupDelay)
+	s.p.metrics.lag.DeleteLabelValues(s.input, strconv.Itoa(int(p)))
+}
+
+// checkRestores activates the tasks whose restore finished, and fails the
+// session when a restore could not write the store.
+func (s *session) checkRestores() {
+	changed := false
+	for _, t := range s.tasks {
+		if t.restore == nil || !t.restore.Finished() {
+			continue
+		}
+		start, end, err := t.restore.Result()
+		if err != nil {
+			s.err = fmt.Errorf("restore task %d: %w", t.partition, err)
+			return
+		}
+		if start >= 0 {
+			// Exactly where the restored state ends (see restore).
+			if err := s.seek(t.partition, kafka.Offset(start), nil); err != nil {
+				if s.fetchNotStarted(t, err) {
+					continue // the next turn tries again
+				}
+				s.err = fmt.Errorf("start task %d at offset %d: %w", t.partition, start, err)
+				return
+			}
+		}
+		t.changelogBase = end
+		s.committer.delivered.ResetChangelog(t.partition)
+		t.position = start
+		t.restore = nil
+		if err := s.consumer.Resume([]kafka.TopicPartition{{Topic: &s.input, Partition: t.partition}}); err != nil {
+			s.err = fmt.Errorf("resume task %d: %w", t.partition, err)
+			return
+		}
+		s.snap.Refresh() // the restore wrote the task's counts
+		t.active.Store(true)
+		t.committed = s.committedOffset(t.partition)
+		// Where the task's counting starts against where its state ends:
+		// the line to read first when a count comes out wrong.
+		s.log.Info("task active", "task", t.partition, "input_offset", start, "committed", t.committed,
+			"checkpoint", t.checkpoint.Load(), "changelog_end", end)
+		changed = true
+	}
+	if changed {
+		s.publishTasks()
+	}
+	s.updateState()
+}
+
+// startWait bounds how long a restored task waits for the consumer to
+// start fetching its partition before the session gives up on it.
+const startWait = 30 * time.Second
+
+// fetchNotStarted reports whether a restored task's start failed only
+// because the consumer has not started fetching the partition yet: it
+// does once its own query of the committed offset is answered, which can
+// come after the restore (the query waits behind an open transaction,
+// behind another partition's query, or for the coordinator). A seek
+// before that is refused (ERR__STATE); the task stays paused and tries
+// again, instead of ending the session and rebalancing the whole group.
+// Past startWait the session ends as for any other failure: librdkafka
+// starts no fetch for a partition whose query failed until it is
+// assigned again.
+func (s *session) fetchNotStarted(t *task, err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrState {
+		return false
+	}
+	if t.startBlocked.IsZero() {
+		t.startBlocked = time.Now()
+		s.log.Info("task restored; waiting for the consumer to start fetching its input", "task", t.partition)
+	}
+	return time.Since(t.startBlocked) < startWait
+}
+
+// committedOffset asks the group for a partition's committed offset; -1
+// when there is none or the broker does not answer in time.
+func (s *session) committedOffset(p int32) int64 {
+	tps, err := s.consumer.Committed([]kafka.TopicPartition{{Topic: &s.input, Partition: p}}, 5000)
+	if err != nil || len(tps) != 1 || tps[0].Offset < 0 {
+		return -1
+	}
+	return int64(tps[0].Offset)
+}
+
+// updateState is REBALANCING until the first assignment and while any task
+// restores, ERROR while a restore keeps failing (with its reason), RUNNING
+// otherwise.
+func (s *session) updateState() {
+	if st := s.p.State(); st == StatePendingShutdown || st == StateNotRunning {
+		return
+	}
+	state := StateRunning
+	if !s.assigned {
+		state = StateRebalancing
+	}
+	for p, t := range s.tasks {
+		if !t.active.Load() {
+			state = StateRebalancing
+		}
+		if t.restore == nil {
+			continue
+		}
+		if err := t.restore.Failure(); err != nil {
+			s.p.lastErr.Store(fmt.Sprintf("restore task %d: %v", p, err))
+			s.p.setState(StateError)
+			return
+		}
+	}
+	s.p.setState(state)
+}
+
+// publishTasks swaps the readers' view of the task table.
+func (s *session) publishTasks() {
+	views := make(map[int32]*taskView, len(s.tasks))
+	for p, t := range s.tasks {
+		views[p] = t.taskView
+	}
+	s.p.tasks.Store(&views)
+}
+
+// housekeeping wipes state left by revoked tasks past the cleanup delay and
+// refreshes the lag gauges.
+func (s *session) housekeeping() {
+	now := time.Now()
+	for p, until := range s.lingering {
+		if now.Before(until) {
+			continue
+		}
+		delete(s.lingering, p)
+		if err := s.p.db.Partition(p).Wipe(); err != nil {
+			s.log.Warn("clean up state of revoked task", "task", p, "error", err)
+			continue
+		}
+		s.log.Info("cleaned up state of revoked task", "task", p)
+	}
+	if now.Sub(s.lastLag) >= time.Second {
+		s.lastLag = now
+		s.updateLag()
+	}
+	if now.Sub(s.lastSpaceCheck) >= spaceCheckEvery {
+		s.lastSpaceCheck = now
+		// A full disk ends the session (ERROR, not ready, with the
+		// reason) as soon as it is seen, not only when the next commit
+		// fails to write: until then the member would look healthy.
+		if err := s.p.db.CheckSpace(); err != nil && s.err == nil {
+			s.err = fmt.Errorf("state store: %w", err)
+		}
+	}
+}
+
+// spaceCheckEvery is how often the loop checks the state dir's free space.
+const spaceCheckEvery = 250 * time.Millisecond
+
+// updateLag sets end minus committed per owned input partition, from the
+// consumer's cached high watermark and the offsets this session committed
+// (or found committed when the task became active).
+func (s *session) updateLag() {
+	for p, t := range s.tasks {
+		low, high, err := s.consumer.GetWatermarkOffsets(s.input, p)
+		if err != nil || high < 0 || !t.active.Load() {
+			continue
+		}
+		committed := t.committed
+		if committed < 0 {
+			committed = max(low, 0) // nothing committed: consumption starts at the log start
+		}
+		s.p.metrics.lag.WithLabelValues(s.input, strconv.Itoa(int(p))).Set(float64(max(high-committed, 0)))
+	}
+}
