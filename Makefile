@@ -96,7 +96,8 @@ chaos:
 	echo "make chaos: report in $(CHAOS_REPORT)"; \
 	exit $$status
 
-# The tests that show bugs still open (docs/reliability.md); they fail.
+# The test of a limitation still open (docs/reliability.md, "Known
+# limitations"); it fails.
 chaos-open-bugs:
 	ABACUS_CHAOS_OPEN_BUGS=1 ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 30m -v -run 'TestChaosDamageUnderRunningInstance' ./e2e/
 

@@ -253,7 +253,7 @@ func TestChaosDamagedLocalState(t *testing.T) {
 // on from a wrong value, and once restarted (as Kubernetes restarts it)
 // it must notice the damage, restore and be exact.
 func TestChaosDamageUnderRunningInstance(t *testing.T) {
-	openBug(t, "bug 6: Badger reads a damaged table as absent keys, and they are counted again from 1")
+	openBug(t, "Badger reads a damaged table as absent keys, and they are counted again from 1")
 	seed := chaosSeed(t, 7004)
 	b := testkit.StartBroker(t, 4)
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(),

@@ -31,7 +31,7 @@ func chaosLong() bool { return os.Getenv("ABACUS_CHAOS") == "long" }
 // openBug skips a test that shows a bug still open unless
 // ABACUS_CHAOS_OPEN_BUGS=1 (`make chaos-open-bugs`), so that `make test`
 // and `make chaos` stay gates of what abacus promises; docs/reliability.md
-// lists the bugs.
+// lists them under its known limitations.
 func openBug(t *testing.T, bug string) {
 	t.Helper()
 	if os.Getenv("ABACUS_CHAOS_OPEN_BUGS") != "1" {
@@ -403,7 +403,7 @@ func (c *chaosRun) finish(t *testing.T) {
 	t.Helper()
 	c.sampler.finish(t)
 	c.owners.finish(t)
-	c.log.logf("broker: JoinGroups held back so that kfake counts right (bug 2) %d, members expired that kfake never timed (bug 23) %d",
+	c.log.logf("broker: JoinGroups held back so that kfake counts right %d, members expired that kfake never timed %d",
 		c.broker.JoinsHeld(), c.broker.MembersExpired())
 	for _, in := range c.pods {
 		saveLog(t, in, c.lives[in])
@@ -412,7 +412,8 @@ func (c *chaosRun) finish(t *testing.T) {
 
 // kfakeJoinHang reports whether a member's log shows a request to the
 // group coordinator timing out in librdkafka (REQTMOUT), as a JoinGroup
-// that kfake never answers does (bug 2).
+// that kfake never answers does (docs/reliability.md, "The embedded
+// broker (kfake)").
 func kfakeJoinHang(log string) bool {
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, "REQTMOUT") && strings.Contains(line, "GroupCoordinator") {
@@ -491,7 +492,7 @@ func (c *chaosRun) keepEvidence(t *testing.T) {
 }
 
 // logGroup, when the test failed, logs how the broker sees the group: a
-// rebalance kfake never completes (bug 2) shows as a group left in
+// rebalance kfake never completes shows as a group left in
 // PreparingRebalance, and a member kept after its process died as one
 // more member than there are processes.
 func logGroup(t *testing.T, b *broker.Broker) {
@@ -524,7 +525,9 @@ func rollingChaos(t *testing.T, guarantee string, seed uint64) *chaosRun {
 	t.Cleanup(func() { logGroup(t, b) })
 	pods := trio(t, brokers, map[string]string{"ABACUS_PROCESSING_GUARANTEE": guarantee, "ABACUS_PARTITIONS": "6",
 		// kfake can leave a rebalance waiting for a member that already
-		// rejoined (bug 2) until the rebalance timeout, which librdkafka
+		// rejoined until the rebalance timeout (its count of joined
+		// members goes one short; internal/broker/joinhold.go holds the
+		// JoinGroups it would miscount), which librdkafka
 		// takes from max.poll.interval.ms (5 min by default). 30 s bounds
 		// such a wedge as a real deployment's setting would; the members
 		// poll continuously, so it never expires them otherwise.
@@ -586,10 +589,12 @@ func rollingChaos(t *testing.T, guarantee string, seed uint64) *chaosRun {
 				return nil
 			})
 			if log := pods[keep].Log()[logFrom:]; err != nil && kfakeJoinHang(log) {
-				// kfake left the survivor's JoinGroup unanswered (bug 2 of
-				// docs/reliability.md, open upstream): a broker's fault, not
-				// the member's. Go on: the end checks show what it cost.
-				l.logf("scale to one: %s did not take over every partition within %s (%v): its JoinGroup went unanswered until librdkafka's request timeout, kfake's bug 2", pods[keep].Name, took.Round(time.Second), err)
+				// kfake left the survivor's JoinGroup unanswered (it
+				// expires a member waiting in JoinGroup without answering
+				// it; docs/reliability.md, "The embedded broker (kfake)"): a
+				// broker's fault, not the member's. Go on: the end checks
+				// show what it cost.
+				l.logf("scale to one: %s did not take over every partition within %s (%v): its JoinGroup went unanswered until librdkafka's request timeout, a fault of kfake's group coordinator", pods[keep].Name, took.Round(time.Second), err)
 			} else if err != nil {
 				// Go on with the schedule: the end checks show what it cost.
 				t.Errorf("scale to one: %s did not take over every partition within %s: %v", pods[keep].Name, took.Round(time.Second), err)

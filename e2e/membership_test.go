@@ -14,9 +14,9 @@ import (
 // has been out of reach of the group coordinator for half the session
 // timeout: by the full timeout the group may have given its partitions to
 // another member, and librdkafka notices that by itself only in the steady
-// state, not mid-rebalance (docs/reliability.md, bug 11). When it is back
-// and the group still counts it a member, it answers again without a
-// rebalance.
+// state, not mid-rebalance (docs/reliability.md, "The broker is out of
+// reach"). When it is back and the group still counts it a member, it
+// answers again without a rebalance.
 //
 // The session timeout is 16 s, so librdkafka's own detection would come at
 // 16 s; the member stops answering at 8-9 s, and the test wants 503

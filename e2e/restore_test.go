@@ -82,8 +82,7 @@ func TestRestoreKeepsTheLargerCountAtLeastOnce(t *testing.T) {
 // hides its records. The restore must wait for it to end, not stop at that
 // end: once it commits, the input offsets it committed are the ones the
 // member starts from, and counts restored without its records would be
-// lost for good. Seen in the long rolling exactly-once chaos run: 1,676
-// records of 614 keys short on one partition, every input offset committed.
+// lost for good, with every input offset committed.
 func TestRestoreWaitsForAnOpenTransactionExactlyOnce(t *testing.T) {
 	b := testkit.StartBroker(t, 4)
 	const key = "late-key"

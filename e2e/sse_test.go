@@ -1131,14 +1131,13 @@ func sseStreamsByPod(t *testing.T, pods []*testkit.Instance) string {
 	return strings.Join(out, "; ")
 }
 
-// Bug: a prefix subscription opened while one of a member's partitions is
-// restoring gets a first snapshot without that partition's keys, and a 200:
-// cmd/server/serve.go's subscriptions.Serve reads the snapshot with
-// counts.Scan (processor.ScanLocal), which skips tasks that are not active
-// and says so only in its covered partitions, which CurrentPrefix ignores.
-// Nothing tells the client later (a partition that arrives or finishes
-// restoring ends no stream), so keys of that partition that do not change
-// are never shown. A scan in the same state answers 503 incomplete.
+// A prefix subscription opened while one of a member's partitions is
+// restoring must not get a first snapshot without that partition's keys:
+// nothing would tell the client later (a partition that arrives or
+// finishes restoring ends no stream), so keys of that partition that do
+// not change would never be shown. A scan in the same state answers 503
+// incomplete; the subscription answers 200, says it waits, and streams
+// every key once the partition is restored.
 func TestSSEPrefixWaitsWhileRestoring(t *testing.T) {
 	b := testkit.StartBroker(t, 4)
 	pods := trio(t, b.Addr(), nil)

@@ -172,8 +172,8 @@ func TestLostMemberDoesNotCommitItsOpenTransactionExactlyOnce(t *testing.T) {
 // broker, was expelled without knowing it; a previous owner's late send),
 // a checkpoint at the member's last record claims a record the store never
 // saw: the next restore from that checkpoint skips it for good, and the
-// other writer's higher count is lost (bug 16: keys left below the truth
-// after a broker cut). The member must not store past it: it ends the
+// other writer's higher count is lost: keys left below the truth for good
+// after a broker cut. The member must not store past it: it ends the
 // session and restores from its checkpoint, the other record included.
 //
 // The broker holds the member's changelog records of one commit while a
@@ -247,12 +247,13 @@ func sameKey(key string, n int) []testkit.Record {
 }
 
 // A batch that fails while a revocation waits for it (its input offsets
-// refused: the group moved on) ends the session, and nothing may commit
-// after it: the tasks' buffers count on top of the failed batch, so a
-// later commit would carry its counts for the keys counted again since,
-// and commit input offsets past the keys counted only in it, which are
-// then lost for good (found by the rolling chaos: 64 keys one short after
-// a broker cut, every one of them counted only in the failed batch).
+// refused: the group moved on) takes everything counted after it along:
+// the tasks' buffers count on top of the failed batch, so a later commit
+// would carry its counts for the keys counted again since, and commit
+// input offsets past the keys counted only in it, which would then be
+// lost for good. So the aborted transaction drops the work counted after
+// it too and rewinds the consumer to the batch's first record, and a
+// failing session hands off no further batch.
 //
 // The broker holds the member's input offsets of one transaction while
 // the member counts more (some keys again, some new) and a second member
@@ -351,7 +352,7 @@ func TestFailedCommitBeforeRevocationCommitsNothingAfterItExactlyOnce(t *testing
 // generation; should that fail (a broker's bug, a member that never
 // learned it was replaced), two members' transactions would both commit
 // records to one changelog partition, and counts would be lost or counted
-// twice (the signature of bug 15). So a member commits a transaction only
+// twice. So a member commits a transaction only
 // if its changelog records follow its own since its restore, the markers
 // of its transactions between them, and aborts otherwise: the session
 // ends and restores the other writer's records.
@@ -476,10 +477,10 @@ func countThreeMoreKHeld(t *testing.T, b *broker.Broker, txn string) (release fu
 // but before its records went out leaves no record there, only a marker
 // once the transaction is aborted (by its next life or by the transaction
 // timeout), written wherever the log has come to: among the records of
-// the partition's next owner. A marker is no one's count, so the owner
-// must go on committing, not take it for another writer and restart
-// (it did: the rolling chaos, seed 7001, refused two tasks at once when a
-// killed member's next life aborted such a transaction).
+// the partition's next owner (Kafka, like kfake, writes a transaction's
+// markers to every partition it registered, data or not). A marker is no
+// one's count, so the owner must go on committing, not take it for
+// another writer and restart its session.
 func TestAnotherProducersMarkerAloneIsNoOtherWriterExactlyOnce(t *testing.T) {
 	b, in := soleMemberCountingK(t, "exactly_once_v2")
 	abort := killedMembersTransaction(t, b.Addr())

@@ -65,7 +65,7 @@ func Start(cfg Config) (*Broker, error) {
 		kfake.ClusterID("abacus-embedded"),
 		// Never compact (kfake compacts on this timer only): kfake's
 		// compaction loses committed records of transactional producers
-		// (docs/reliability.md, bug 21; compaction_test.go shows how), and
+		// (TestKfakeCompactionLosesTransactionalRecords shows how), and
 		// under exactly-once a restore reads the changelog read_committed.
 		// Changelogs grow with every count instead; a restore from an
 		// empty disk reads all of it.
@@ -84,9 +84,11 @@ func Start(cfg Config) (*Broker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "broker")
-	// Workarounds of kfake's group coordinator (docs/reliability.md,
-	// bugs 2 and 23; staticrejoin.go). The session expiry first: its JoinGroup observer
-	// must run before the join holds may hold the request.
+	// Workarounds of kfake's group coordinator where it differs from
+	// Kafka's (sessions.go, staticrejoin.go, joinhold.go; docs/reliability.md,
+	// "The embedded broker (kfake)"). The session expiry first: its
+	// JoinGroup observer must run before the join holds may hold the
+	// request.
 	sessions, err := expireSessions(c, ln.Addr().String(), log, time.Second)
 	if err != nil {
 		c.Close()

@@ -12,9 +12,10 @@ import (
 )
 
 // These tests pin down how kfake's log compaction treats transactions
-// (docs/reliability.md, bug 21). A changelog is compacted and written in
-// transactions, and a restore reads it read_committed, so what compaction
-// does to open and aborted transactions decides what a restore sees.
+// (docs/reliability.md, "The embedded broker (kfake)"). A changelog is
+// compacted and written in transactions, and a restore reads it
+// read_committed, so what compaction does to open and aborted
+// transactions decides what a restore sees.
 
 const changelogTopic = "compaction-changelog"
 
@@ -109,7 +110,8 @@ func endTxn(t *testing.T, p *kafka.Producer, commit bool) {
 //     fetch from before it gets (producer, first offset) and never the
 //     abort marker, so the consumer drops every later batch of that
 //     producer id, and a member re-initialised under the same
-//     transactional id keeps its producer id. This is bug 21.
+//     transactional id keeps its producer id: its later commits are
+//     invisible to a restore, which reads the changelog read_committed.
 //
 // When a kfake upgrade makes this test fail, the bug is fixed upstream:
 // let broker.Start compact again and remove this test.

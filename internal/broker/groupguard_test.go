@@ -14,8 +14,8 @@ import (
 // maxRebalanceTimeout is the guard's cap on the rebalance timeout.
 const maxRebalanceTimeout = 30 * time.Second
 
-// guardGroups works around a kfake classic-group bug (docs/reliability.md,
-// bug 2) from outside kfake, with control functions only.
+// guardGroups works around a kfake classic-group bug (its count of joined
+// members, below) from outside kfake, with control functions only.
 //
 // kfake counts the members parked in JoinGroup (nJoining) and completes a
 // rebalance once every member has joined; but when it removes a member
@@ -38,9 +38,8 @@ const maxRebalanceTimeout = 30 * time.Second
 // the rebalance completes by then with the members that rejoined, as
 // Kafka's does at the timeout. librdkafka asks for max.poll.interval.ms
 // (5 min), which is how long any wedge of kfake's groups the two fixes
-// above do not cover would last; seen once in a rolling chaos run (three
-// live members, all waiting in JoinGroup, the group in PreparingRebalance
-// for minutes).
+// above do not cover would last (such as three live members, all waiting
+// in JoinGroup, the group in PreparingRebalance for minutes).
 //
 // addr is an address the broker listens on (not an advertised proxy's).
 func guardGroups(c *kfake.Cluster, addr string, maxRebalance time.Duration) (stop func(), err error) {

@@ -11,7 +11,9 @@ import (
 )
 
 // joinHold holds back, without blocking the broker, the JoinGroups that
-// kfake's classic groups would mishandle (docs/reliability.md, bug 2).
+// kfake's classic groups would mishandle (docs/reliability.md, "The
+// embedded broker (kfake)"; TestJoinHoldStaticRejoinWhileOldWaitsInSync,
+// TestJoinDeadlineEndsRebalanceThatCountsOneShort).
 //
 // kfake completes a rebalance as soon as it counts every member joined,
 // or else on a timer that every JoinGroup re-arms. Its count goes one
@@ -20,7 +22,7 @@ import (
 // a whole rebalance timeout (librdkafka's max.poll.interval.ms), and a
 // livelock when the members' JoinGroups, timed out and sent again
 // (librdkafka: the rebalance timeout + 3 s), never leave the timer a
-// whole period (every key unavailable for the 10 minutes a test ran).
+// whole period (every key unavailable for as long as they keep rejoining).
 // Two rules, each about JoinGroups Kafka would not have let into the
 // rebalance under way either:
 //

@@ -86,9 +86,9 @@ func formGroupWith(t *testing.T, addr string, rebal time.Duration, names ...stri
 	return ms
 }
 
-// The livelock of docs/reliability.md bug 2, session 8: kfake's count of
-// joined members is one short (a static member's new consumer replaced the
-// old one while it waited in SyncGroup, bug A of kfake_group_test.go), so
+// The livelock of kfake's classic groups: its count of joined members is
+// one short (a static member's new consumer replaced the old one while it
+// waited in SyncGroup, bug A of kfake_group_test.go), so
 // only kfake's rebalance timer can end the rebalance; and the timer is
 // re-armed by every JoinGroup. Three members whose JoinGroups time out
 // (rebalance timeout + 3 s) and are sent again, 2 s apart, leave it at most

@@ -1,8 +1,9 @@
 package broker
 
 // Deterministic reproductions of the classic-group wedges in kfake
-// (docs/reliability.md, open bug 2), driven with raw group requests from
-// members that behave like librdkafka with static membership: JoinGroup
+// (docs/reliability.md, "The embedded broker (kfake)"), driven with raw
+// group requests from members that behave like librdkafka with static
+// membership: JoinGroup
 // with group.instance.id, SyncGroup, Heartbeat only while stable (none while
 // a JoinGroup or SyncGroup is outstanding), a JoinGroup request timeout of
 // max.poll.interval.ms + 3 s, a new connection after a request timeout, and
@@ -10,10 +11,10 @@ package broker
 //
 // Each test asserts what Apache Kafka does. They run with the workaround
 // of groupguard_test.go, which describes what kfake would have to do; the
-// embedded broker does not install it (it let exactly-once lose counts in
-// long chaos runs, docs/reliability.md bug 12). KFAKE_GROUP_GUARD=0 runs
-// them on bare kfake, as the embedded broker is, where they fail (that is
-// the bug). Knobs:
+// embedded broker does not install it (installed, it let a member commit
+// offsets it should have been fenced from, and long exactly-once chaos
+// runs lost counts). KFAKE_GROUP_GUARD=0 runs them on bare kfake, where
+// they fail (that is the bug). Knobs:
 //
 //	KFAKE_GROUP_REBALANCE_MS  the members' rebalance timeout (librdkafka's
 //	                          max.poll.interval.ms), 300000 by default

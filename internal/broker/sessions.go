@@ -16,7 +16,8 @@ import (
 )
 
 // sessionExpiry times out the group members kfake forgets to time
-// (docs/reliability.md, bug 23).
+// (TestSessionExpiryRemovesMemberStoppedWhileJoining; docs/reliability.md,
+// "The embedded broker (kfake)").
 //
 // kfake arms a member's session timer when an answer to it is delivered.
 // A member whose process stops while its JoinGroup waits (a pod stopped

@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Bug 23: a member whose process stops while its JoinGroup waits may get
+// A member whose process stops while its JoinGroup waits may get
 // no session timer from kfake, which arms one only when its answer is
 // handed to the connection, and hands it over or not at random once the
 // connection is closed (a select between the closed connection and a

@@ -85,9 +85,9 @@
 //
 // # Latency
 //
-// Events are sent after the commit that made them durable (DESIGN.md's
-// state protocol, step 6), never before: a subscriber never sees a count
-// that a crash could take back. So an update waits for the next commit,
+// Events are sent after the commit that made them durable (docs/state.md,
+// "Commit"), never before: a subscriber never sees a count that a crash
+// could take back. So an update waits for the next commit,
 // commit.interval/2 on average and at most commit.interval, plus the
 // delivery to the client (microseconds through the hub, then the
 // network). ABACUS_COMMIT_INTERVAL trades that latency against commit
