@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/config"
@@ -79,10 +80,10 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 		return err
 	}
 	var publisher *events.Publisher
-	onStateChange := func(processor.State, processor.State, []processor.TaskStatus) {}
+	onStateChange := func(processor.State, processor.State, []abacus.TaskStatus) {}
 	if cfg.EventsTopic != "" {
 		publisher = events.New(cfg, log, reg)
-		onStateChange = func(from, to processor.State, tasks []processor.TaskStatus) {
+		onStateChange = func(from, to processor.State, tasks []abacus.TaskStatus) {
 			publisher.StateChanged(string(from), string(to), tasks)
 		}
 	}
@@ -107,13 +108,7 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 			}
 			owned = now
 		},
-		OnCommit: func(updates []processor.Update) {
-			out := make([]subscribe.Update, len(updates))
-			for i, u := range updates {
-				out[i] = subscribe.Update(u)
-			}
-			hub.Publish(out)
-		},
+		OnCommit:      hub.Publish,
 		OnStateChange: onStateChange,
 		OpenStore:     openStore,
 	}, db)
@@ -204,29 +199,13 @@ type counts struct {
 
 func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 	v, part, found, err := c.p.Get(storeName, key)
-	count := api.Count{Value: v, Partition: part, ServedBy: c.instance}
-	switch {
-	case errors.Is(err, processor.ErrUnknownStore):
-		err = api.ErrUnknownStore
-	case errors.Is(err, processor.ErrNotOwned):
-		err = api.ErrNotOwned
-	case errors.Is(err, processor.ErrRestoring):
-		err = api.ErrRestoring
-	case errors.Is(err, processor.ErrUnconfirmed):
-		err = api.ErrUnconfirmed
-	case errors.Is(err, processor.ErrHandingOver):
-		err = api.ErrHandingOver
-	}
-	return count, found, err
+	return api.Count{Value: v, Partition: part, ServedBy: c.instance}, found, err
 }
 
 func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
 	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
 		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
 	})
-	if errors.Is(err, processor.ErrUnknownStore) {
-		return nil, nil, api.ErrUnknownStore
-	}
 	out := make([]api.Item, len(items))
 	for i, it := range items {
 		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
@@ -242,13 +221,8 @@ type operations struct {
 
 func (o operations) Config() map[string]any { return o.cfg.Masked() }
 
-func (o operations) Offsets(ctx context.Context) ([]api.PartitionOffsets, error) {
-	offsets, err := o.p.Offsets(ctx)
-	out := make([]api.PartitionOffsets, len(offsets))
-	for i, po := range offsets {
-		out[i] = api.PartitionOffsets(po)
-	}
-	return out, err
+func (o operations) Offsets(ctx context.Context) ([]abacus.PartitionOffsets, error) {
+	return o.p.Offsets(ctx)
 }
 
 func (o operations) Topology() api.Topology {
@@ -288,7 +262,7 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 			if err == nil && len(covered) != len(s.counts.p.Tasks()) {
 				// A task here is restoring: its keys would be missing from
 				// the snapshot and never shown if they do not change.
-				return api.ErrRestoring
+				return abacus.ErrRestoring
 			}
 			for _, it := range items {
 				if !fn(it.Key, it.Value, it.Partition) {
@@ -307,13 +281,11 @@ type router struct{ d *discovery.Discovery }
 func (r router) PartitionOf(key []byte) (int32, error) { return r.d.PartitionOf(key) }
 func (r router) Refresh()                              { r.d.Trigger() }
 
-func (r router) Members() ([]api.Member, time.Time, int32) {
+// Members hands out the view's own slice: a published view is never
+// changed, and the api only reads it.
+func (r router) Members() ([]abacus.Member, time.Time, int32) {
 	v := r.d.View()
-	out := make([]api.Member, len(v.Members))
-	for i, m := range v.Members {
-		out[i] = api.Member(m)
-	}
-	return out, v.Refreshed, v.Partitions
+	return v.Members, v.Refreshed, v.Partitions
 }
 
 // health adapts the processor to the api's Health.
@@ -324,14 +296,7 @@ func (h health) Ready() bool   { return h.p.Ready() }
 func (h health) State() string { return string(h.p.State()) }
 func (h health) Error() string { return h.p.LastError() }
 
-func (h health) Tasks() []api.TaskStatus {
-	tasks := h.p.Tasks()
-	out := make([]api.TaskStatus, len(tasks))
-	for i, t := range tasks {
-		out[i] = api.TaskStatus(t)
-	}
-	return out
-}
+func (h health) Tasks() []abacus.TaskStatus { return h.p.Tasks() }
 
 // setMemoryLimit gives the Go heap its soft limit: without one the heap
 // runs up to twice its live size between collections, which at a million

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -230,12 +231,12 @@ func (s *session) runBatch(b *commitBatch) (aborted bool, err error) {
 			return false, err
 		}
 	}
-	var updates []Update
+	var updates []abacus.Update
 	if s.p.cfg.OnCommit != nil {
 		for _, tb := range b.tasks {
 			cp, _ := s.delivered.lastChangelogOffset(tb.partition)
 			for k, v := range tb.counts {
-				updates = append(updates, Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
+				updates = append(updates, abacus.Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
 			}
 		}
 	}
