@@ -79,8 +79,10 @@ type Config struct {
 	ApplicationID string
 	Instance      string
 	Version       string
-	// Store is the name of the store served here.
-	Store string
+	// Store is the name of the store served here, and ChangelogTopic the
+	// topic that backs it (config.Config.ChangelogTopic), named in /stores.
+	Store          string
+	ChangelogTopic string
 	// ScanSecret keys the cursors; every member must share it.
 	ScanSecret string
 	// ForwardTimeout bounds a request forwarded to the owner (default 3s).

@@ -317,6 +317,7 @@ func (c *cluster) start(t *testing.T) string {
 		reg := prometheus.NewRegistry()
 		cfg := api.Config{
 			ApplicationID: "counts-app", Instance: instance, Version: "test", Store: "counts-store", ScanSecret: "s",
+			ChangelogTopic: "counts-app-counts-store-changelog",
 			ForwardTimeout: 2 * time.Second, Counts: counts, Router: &c.router, Health: &c.health, Operations: c.ops,
 			Gatherer: reg, Registerer: reg,
 		}

@@ -196,7 +196,7 @@ func (s *Server) stores(c echo.Context) error {
 		tasks = append(tasks, s.cfg.Health.Tasks()...)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"stores": []storeBody{{
-		Name: s.cfg.Store, Changelog: s.cfg.ApplicationID + "-" + s.cfg.Store + "-changelog", Partitions: tasks,
+		Name: s.cfg.Store, Changelog: s.cfg.ChangelogTopic, Partitions: tasks,
 	}}})
 }
 
