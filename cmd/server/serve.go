@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
@@ -23,106 +22,171 @@ import (
 	"github.com/abacus-streams/abacus/internal/subscribe"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 )
 
 // serve runs the service until ctx ends.
 func serve(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	cfg, err := config.Load(args, environ, stderr)
+	svc, err := build(args, environ, stderr)
 	if err != nil {
 		return err
+	}
+	defer svc.close()
+	return svc.run(ctx)
+}
+
+// service is one instance with every part built and wired, none running.
+type service struct {
+	cfg       config.Config
+	log       *slog.Logger
+	proc      *processor.Processor
+	http      *api.Server
+	hub       *subscribe.Hub
+	disc      *discovery.Discovery
+	publisher *events.Publisher // nil without an events topic
+	// closers release what build acquired; close runs them last first, so
+	// the store closes before the embedded broker goes.
+	closers []func()
+}
+
+// build loads the configuration and makes every part of the service. Of
+// them only the embedded broker runs yet, since it must listen before any
+// client dials it; on failure build releases what it acquired. Its errors
+// are the parts' own, unwrapped: they already say what failed, and they
+// are the one line the process exits with.
+func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
+	cfg, err := config.Load(args, environ, stderr)
+	if err != nil {
+		return nil, err
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
 	log.Info("starting abacus", "version", version, "application_id", cfg.ApplicationID,
 		"input_topic", cfg.InputTopic, "processing_guarantee", cfg.ProcessingGuarantee)
 	setMemoryLimit(cfg, environ, log)
 
-	if cfg.Embedded() {
-		dataDir := filepath.Join(cfg.StateDir, "broker")
-		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker, Partitions: cfg.Partitions, DataDir: dataDir, Logger: log})
+	s := &service{cfg: cfg, log: log}
+	defer func() {
 		if err != nil {
-			return fmt.Errorf("%w (set ABACUS_BOOTSTRAP_SERVERS to use a Kafka cluster, or ABACUS_EMBEDDED_BROKER to move the embedded one)", err)
+			s.close()
 		}
-		defer b.Close()
-		log.Warn("NO ABACUS_BOOTSTRAP_SERVERS SET: running an EMBEDDED Kafka-protocol broker for development; point ABACUS_BOOTSTRAP_SERVERS at a real cluster in production",
-			"addr", b.Addr(), "data_dir", dataDir)
+	}()
+	if cfg.Embedded() {
+		if err := s.startBroker(); err != nil {
+			return nil, err
+		}
 	}
+	db, openStore, err := s.openStore()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log}); err != nil {
+		return nil, err
+	}
+	if cfg.EventsTopic != "" {
+		s.publisher = events.New(cfg, log, reg)
+	}
+	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
+		Registerer: reg, Logger: log.With("component", "subscribe")}
+	s.hub = subscribe.New(hubCfg)
+	if s.proc, err = s.newProcessor(reg, db, openStore); err != nil {
+		return nil, err
+	}
+	s.http = s.newAPI(reg, hubCfg.WriteTimeout)
+	return s, nil
+}
 
-	storeCfg := store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store), Logger: log.With("component", "store")}
-	openStore := func() (*store.DB, error) { return store.Open(storeCfg) }
-	db, err := openStore()
+// startBroker starts the embedded Kafka-protocol broker, for development
+// without a Kafka cluster.
+func (s *service) startBroker() error {
+	dataDir := filepath.Join(s.cfg.StateDir, "broker")
+	b, err := broker.Start(broker.Config{Addr: s.cfg.EmbeddedBroker, Partitions: s.cfg.Partitions, DataDir: dataDir, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("%w (set ABACUS_BOOTSTRAP_SERVERS to use a Kafka cluster, or ABACUS_EMBEDDED_BROKER to move the embedded one)", err)
+	}
+	s.closers = append(s.closers, b.Close)
+	s.log.Warn("NO ABACUS_BOOTSTRAP_SERVERS SET: running an EMBEDDED Kafka-protocol broker for development; point ABACUS_BOOTSTRAP_SERVERS at a real cluster in production",
+		"addr", b.Addr(), "data_dir", dataDir)
+	return nil
+}
+
+// openStore opens the state store, and returns how to open it again for
+// the processor. On a full disk it returns no store and no error.
+func (s *service) openStore() (*store.DB, func() (*store.DB, error), error) {
+	storeCfg := store.Config{Dir: store.DirOf(s.cfg.StateDir, s.cfg.ApplicationID, s.cfg.Store), Logger: s.log.With("component", "store")}
+	open := func() (*store.DB, error) { return store.Open(storeCfg) }
+	db, err := open()
 	switch {
 	case store.IsDiskFull(err):
 		// Exiting would only crash-loop until space returns: serve HTTP
 		// (state ERROR, with the reason) while the processor retries.
-		log.Error("state store cannot open on a full disk: starting without it; the processor retries", "error", err)
-		db = nil
+		s.log.Error("state store cannot open on a full disk: starting without it; the processor retries", "error", err)
+		return nil, open, nil
 	case err != nil:
-		return err
-	default:
-		defer func() {
-			if err := db.Close(); err != nil {
-				log.Error("close store", "error", err)
-			}
-		}()
+		return nil, nil, err
 	}
+	s.closers = append(s.closers, func() {
+		if err := db.Close(); err != nil {
+			s.log.Error("close store", "error", err)
+		}
+	})
+	return db, open, nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	disc, err := discovery.New(discovery.Config{Config: cfg, Logger: log})
-	if err != nil {
-		return err
-	}
-	var publisher *events.Publisher
-	onStateChange := func(processor.State, processor.State, []abacus.TaskStatus) {}
-	if cfg.EventsTopic != "" {
-		publisher = events.New(cfg, log, reg)
+// newProcessor builds the counting pipeline and has it tell discovery,
+// the subscriptions and the state events what it does.
+func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStore func() (*store.DB, error)) (*processor.Processor, error) {
+	var onStateChange func(from, to processor.State, tasks []abacus.TaskStatus)
+	if s.publisher != nil {
 		onStateChange = func(from, to processor.State, tasks []abacus.TaskStatus) {
-			publisher.StateChanged(string(from), string(to), tasks)
+			s.publisher.StateChanged(string(from), string(to), tasks)
 		}
 	}
-	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
-		Registerer: reg, Logger: log.With("component", "subscribe")}
-	hub := subscribe.New(hubCfg)
-	var owned map[int32]bool
-	proc, err := processor.New(processor.Config{
-		Config: cfg, Logger: log, Registerer: reg,
-		OnAssignment: func(partitions []int32) {
-			disc.Trigger()
-			// Streams of partitions that left end, so their clients
-			// reconnect to the new owner.
-			now := make(map[int32]bool, len(partitions))
-			for _, p := range partitions {
-				now[p] = true
+	var owned map[int32]bool // the session loop's alone: it makes every call
+	onAssignment := func(partitions []int32) {
+		s.disc.Trigger()
+		// Streams of partitions that left end, so their clients
+		// reconnect to the new owner.
+		now := make(map[int32]bool, len(partitions))
+		for _, p := range partitions {
+			now[p] = true
+		}
+		for p := range owned {
+			if !now[p] {
+				s.hub.EndPartition(p, "revoked")
 			}
-			for p := range owned {
-				if !now[p] {
-					hub.EndPartition(p, "revoked")
-				}
-			}
-			owned = now
-		},
-		OnCommit:      hub.Publish,
+		}
+		owned = now
+	}
+	return processor.New(processor.Config{
+		Config: s.cfg, Logger: s.log, Registerer: reg,
+		OnAssignment:  onAssignment,
+		OnCommit:      s.hub.Publish,
 		OnStateChange: onStateChange,
 		OpenStore:     openStore,
 	}, db)
-	if err != nil {
-		return err
-	}
-	srv := api.New(api.Config{
+}
+
+// newAPI builds the HTTP surface over the other parts.
+func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Duration) *api.Server {
+	cfg := s.cfg
+	c := counts{s.proc, cfg.InstanceID}
+	return api.New(api.Config{
 		ApplicationID:  cfg.ApplicationID,
 		Instance:       cfg.InstanceID,
 		Version:        version,
 		Store:          cfg.Store,
 		ChangelogTopic: cfg.ChangelogTopic(),
 		ScanSecret:     cfg.ApplicationID,
-		Counts:         counts{proc, cfg.InstanceID},
-		Router:         router{disc},
-		Health:         health{proc},
-		Operations:     operations{proc, cfg},
-		Subscriptions:  subscriptions{hub, counts{proc, cfg.InstanceID}, cfg.Store},
+		Counts:         c,
+		Router:         router{s.disc},
+		Health:         health{s.proc},
+		Operations:     operations{s.proc, cfg},
+		Subscriptions:  subscriptions{s.hub, c, cfg.Store},
 		Gatherer:       reg,
 		Registerer:     reg,
-		Logger:         log.With("component", "http"),
+		Logger:         s.log.With("component", "http"),
 		AuthToken:      cfg.AuthToken,
 		AuthBasic:      cfg.AuthBasic,
 		AuthMetrics:    cfg.AuthMetrics,
@@ -132,57 +196,67 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 		MaxInflight:    cfg.HTTPMaxInflight,
 
 		// Streams passed through let a stalled client go as the hub does.
-		StreamWriteTimeout: hubCfg.WriteTimeout,
+		StreamWriteTimeout: streamWriteTimeout,
 	})
+}
 
-	// The processor stops first (on a signal, or by itself on a fatal
-	// error); HTTP keeps answering meanwhile, /readyz false, so probes and
-	// peers see PENDING_SHUTDOWN rather than a refused connection.
-	procCtx, stopProc := context.WithCancel(ctx)
-	defer stopProc()
-	httpCtx, stopHTTP := context.WithCancel(context.Background())
+// run runs every part until ctx ends or the processor or HTTP fails, and
+// returns when all have stopped, with the first failure.
+//
+// The processor stops first (on a signal, or by itself on a fatal error,
+// or because HTTP failed); HTTP and the helpers keep running until it has
+// stopped, /readyz false, so probes and peers see PENDING_SHUTDOWN rather
+// than a refused connection.
+func (s *service) run(ctx context.Context) error {
+	// The group's context is the processor's: a signal or the first
+	// failure ends it.
+	g, procCtx := errgroup.WithContext(ctx)
+	// Not under ctx: a signal must reach HTTP only through the processor.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
-	var wg sync.WaitGroup
-	var procErr, httpErr error
-	if publisher != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := publisher.Run(httpCtx); err != nil {
-				log.Error("state events stopped", "error", err)
-			}
-		}()
+	if s.publisher != nil {
+		s.goHelper(httpCtx, g, "state events stopped", s.publisher.Run)
 	}
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		if err := hub.Run(httpCtx); err != nil {
-			log.Error("subscriptions stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := disc.Run(httpCtx); err != nil {
-			log.Error("discovery stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
+	s.goHelper(httpCtx, g, "subscriptions stopped", s.hub.Run)
+	s.goHelper(httpCtx, g, "discovery stopped", s.disc.Run)
+	g.Go(func() error {
 		defer stopHTTP()
-		procErr = proc.Run(procCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		defer stopProc()
-		httpErr = srv.Serve(httpCtx, cfg.HTTPAddr)
-		if httpErr != nil {
-			httpErr = fmt.Errorf("serve HTTP on %s: %w", cfg.HTTPAddr, httpErr)
+		// Unwrapped: the processor's errors name what failed, and are
+		// the line the process exits with.
+		return s.proc.Run(procCtx)
+	})
+	g.Go(func() error {
+		// Serve returns nil only once httpCtx ends, after the processor
+		// stopped; its failure stops the processor through the group.
+		if err := s.http.Serve(httpCtx, s.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("serve HTTP on %s: %w", s.cfg.HTTPAddr, err)
 		}
-	}()
-	log.Info("serving HTTP", "addr", cfg.HTTPAddr)
-	wg.Wait()
-	log.Info("stopped")
-	return errors.Join(procErr, httpErr)
+		return nil
+	})
+	s.log.Info("serving HTTP", "addr", s.cfg.HTTPAddr)
+	err := g.Wait()
+	s.log.Info("stopped")
+	return err
+}
+
+// goHelper runs a helper of the processor and HTTP in g until ctx ends.
+// Helpers fail only as they start (creating a client); such a failure is
+// logged and stops nothing, since counting and lookups can go on without
+// state events, routing refreshes or streams.
+func (s *service) goHelper(ctx context.Context, g *errgroup.Group, stopped string, run func(context.Context) error) {
+	g.Go(func() error {
+		if err := run(ctx); err != nil {
+			s.log.Error(stopped, "error", err)
+		}
+		return nil
+	})
+}
+
+// close releases what build acquired, last acquired first.
+func (s *service) close() {
+	for _, c := range slices.Backward(s.closers) {
+		c()
+	}
 }
 
 // setMemoryLimit gives the Go heap its soft limit: without one the heap
