@@ -2,18 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/config"
@@ -24,313 +22,241 @@ import (
 	"github.com/abacus-streams/abacus/internal/subscribe"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 )
-
-// livenessBound is how long the processing loop may go without a turn
-// before /healthz fails; a turn happens at least every poll timeout, even
-// when the broker is away.
-const livenessBound = 30 * time.Second
 
 // serve runs the service until ctx ends.
 func serve(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	cfg, err := config.Load(args, environ, stderr)
+	svc, err := build(args, environ, stderr)
 	if err != nil {
 		return err
+	}
+	defer svc.close()
+	return svc.run(ctx)
+}
+
+// service is one instance with every part built and wired, none running.
+type service struct {
+	cfg       config.Config
+	log       *slog.Logger
+	proc      *processor.Processor
+	http      *api.Server
+	hub       *subscribe.Hub
+	disc      *discovery.Discovery
+	publisher *events.Publisher // nil without an events topic
+	// closers release what build acquired; close runs them last first, so
+	// the store closes before the embedded broker goes.
+	closers []func()
+}
+
+// build loads the configuration and makes every part of the service. Of
+// them only the embedded broker runs yet, since it must listen before any
+// client dials it; on failure build releases what it acquired. Its errors
+// are the parts' own, unwrapped: they already say what failed, and they
+// are the one line the process exits with.
+func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
+	cfg, err := config.Load(args, environ, stderr)
+	if err != nil {
+		return nil, err
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
 	log.Info("starting abacus", "version", version, "application_id", cfg.ApplicationID,
 		"input_topic", cfg.InputTopic, "processing_guarantee", cfg.ProcessingGuarantee)
 	setMemoryLimit(cfg, environ, log)
 
-	if cfg.Embedded() {
-		dataDir := filepath.Join(cfg.StateDir, "broker")
-		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker, Partitions: cfg.Partitions, DataDir: dataDir, Logger: log})
+	s := &service{cfg: cfg, log: log}
+	defer func() {
 		if err != nil {
-			return fmt.Errorf("%w (set ABACUS_BOOTSTRAP_SERVERS to use a Kafka cluster, or ABACUS_EMBEDDED_BROKER to move the embedded one)", err)
+			s.close()
 		}
-		defer b.Close()
-		log.Warn("NO ABACUS_BOOTSTRAP_SERVERS SET: running an EMBEDDED Kafka-protocol broker for development; point ABACUS_BOOTSTRAP_SERVERS at a real cluster in production",
-			"addr", b.Addr(), "data_dir", dataDir)
+	}()
+	if cfg.Embedded() {
+		if err := s.startBroker(); err != nil {
+			return nil, err
+		}
 	}
+	db, openStore, err := s.openStore()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log}); err != nil {
+		return nil, err
+	}
+	if cfg.EventsTopic != "" {
+		s.publisher = events.New(cfg, log, reg)
+	}
+	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
+		Registerer: reg, Logger: log.With("component", "subscribe")}
+	s.hub = subscribe.New(hubCfg)
+	if s.proc, err = s.newProcessor(reg, db, openStore); err != nil {
+		return nil, err
+	}
+	s.http = s.newAPI(reg, hubCfg.WriteTimeout)
+	return s, nil
+}
 
-	storeCfg := store.Config{Dir: store.DirOf(cfg.StateDir, cfg.ApplicationID, cfg.Store), Logger: log.With("component", "store")}
-	openStore := func() (*store.DB, error) { return store.Open(storeCfg) }
-	db, err := openStore()
+// startBroker starts the embedded Kafka-protocol broker, for development
+// without a Kafka cluster.
+func (s *service) startBroker() error {
+	dataDir := filepath.Join(s.cfg.StateDir, "broker")
+	b, err := broker.Start(broker.Config{Addr: s.cfg.EmbeddedBroker, Partitions: s.cfg.Partitions, DataDir: dataDir, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("%w (set ABACUS_BOOTSTRAP_SERVERS to use a Kafka cluster, or ABACUS_EMBEDDED_BROKER to move the embedded one)", err)
+	}
+	s.closers = append(s.closers, b.Close)
+	s.log.Warn("NO ABACUS_BOOTSTRAP_SERVERS SET: running an EMBEDDED Kafka-protocol broker for development; point ABACUS_BOOTSTRAP_SERVERS at a real cluster in production",
+		"addr", b.Addr(), "data_dir", dataDir)
+	return nil
+}
+
+// openStore opens the state store, and returns how to open it again for
+// the processor. On a full disk it returns no store and no error.
+func (s *service) openStore() (*store.DB, func() (*store.DB, error), error) {
+	storeCfg := store.Config{Dir: store.DirOf(s.cfg.StateDir, s.cfg.ApplicationID, s.cfg.Store), Logger: s.log.With("component", "store")}
+	open := func() (*store.DB, error) { return store.Open(storeCfg) }
+	db, err := open()
 	switch {
 	case store.IsDiskFull(err):
 		// Exiting would only crash-loop until space returns: serve HTTP
 		// (state ERROR, with the reason) while the processor retries.
-		log.Error("state store cannot open on a full disk: starting without it; the processor retries", "error", err)
-		db = nil
+		s.log.Error("state store cannot open on a full disk: starting without it; the processor retries", "error", err)
+		return nil, open, nil
 	case err != nil:
-		return err
-	default:
-		defer func() {
-			if err := db.Close(); err != nil {
-				log.Error("close store", "error", err)
-			}
-		}()
+		return nil, nil, err
 	}
+	s.closers = append(s.closers, func() {
+		if err := db.Close(); err != nil {
+			s.log.Error("close store", "error", err)
+		}
+	})
+	return db, open, nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	disc, err := discovery.New(discovery.Config{Config: cfg, Logger: log})
-	if err != nil {
-		return err
-	}
-	var publisher *events.Publisher
-	onStateChange := func(processor.State, processor.State, []processor.TaskStatus) {}
-	if cfg.EventsTopic != "" {
-		publisher = events.New(cfg, log, reg)
-		onStateChange = func(from, to processor.State, tasks []processor.TaskStatus) {
-			publisher.StateChanged(string(from), string(to), tasks)
+// newProcessor builds the counting pipeline and has it tell discovery,
+// the subscriptions and the state events what it does.
+func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStore func() (*store.DB, error)) (*processor.Processor, error) {
+	var onStateChange func(from, to processor.State, tasks []abacus.TaskStatus)
+	if s.publisher != nil {
+		onStateChange = func(from, to processor.State, tasks []abacus.TaskStatus) {
+			s.publisher.StateChanged(string(from), string(to), tasks)
 		}
 	}
-	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
-		Registerer: reg, Logger: log.With("component", "subscribe")}
-	hub := subscribe.New(hubCfg)
-	var owned map[int32]bool
-	proc, err := processor.New(processor.Config{
-		Config: cfg, Logger: log, Registerer: reg,
-		OnAssignment: func(partitions []int32) {
-			disc.Trigger()
-			// Streams of partitions that left end, so their clients
-			// reconnect to the new owner.
-			now := make(map[int32]bool, len(partitions))
-			for _, p := range partitions {
-				now[p] = true
+	var owned map[int32]bool // the session loop's alone: it makes every call
+	onAssignment := func(partitions []int32) {
+		s.disc.Trigger()
+		// Streams of partitions that left end, so their clients
+		// reconnect to the new owner.
+		now := make(map[int32]bool, len(partitions))
+		for _, p := range partitions {
+			now[p] = true
+		}
+		for p := range owned {
+			if !now[p] {
+				s.hub.EndPartition(p, "revoked")
 			}
-			for p := range owned {
-				if !now[p] {
-					hub.EndPartition(p, "revoked")
-				}
-			}
-			owned = now
-		},
-		OnCommit: func(updates []processor.Update) {
-			out := make([]subscribe.Update, len(updates))
-			for i, u := range updates {
-				out[i] = subscribe.Update(u)
-			}
-			hub.Publish(out)
-		},
+		}
+		owned = now
+	}
+	return processor.New(processor.Config{
+		Config: s.cfg, Logger: s.log, Registerer: reg,
+		OnAssignment:  onAssignment,
+		OnCommit:      s.hub.Publish,
 		OnStateChange: onStateChange,
 		OpenStore:     openStore,
 	}, db)
-	if err != nil {
-		return err
-	}
-	srv := api.New(api.Config{
-		ApplicationID: cfg.ApplicationID,
-		Instance:      cfg.InstanceID,
-		Version:       version,
-		Store:         cfg.Store,
-		ScanSecret:    cfg.ApplicationID,
-		Counts:        counts{proc, cfg.InstanceID},
-		Router:        router{disc},
-		Health:        health{proc},
-		Operations:    operations{proc, cfg},
-		Subscriptions: subscriptions{hub, counts{proc, cfg.InstanceID}, cfg.Store},
-		Gatherer:      reg,
-		Registerer:    reg,
-		Logger:        log.With("component", "http"),
-		AuthToken:     cfg.AuthToken,
-		AuthBasic:     cfg.AuthBasic,
-		AuthMetrics:   cfg.AuthMetrics,
-		CORSOrigins:   cfg.CORSOrigins,
-		TLSCertFile:   cfg.TLSCertFile,
-		TLSKeyFile:    cfg.TLSKeyFile,
-		MaxInflight:   cfg.HTTPMaxInflight,
+}
+
+// newAPI builds the HTTP surface over the other parts.
+func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Duration) *api.Server {
+	cfg := s.cfg
+	c := counts{s.proc, cfg.InstanceID}
+	return api.New(api.Config{
+		ApplicationID:  cfg.ApplicationID,
+		Instance:       cfg.InstanceID,
+		Version:        version,
+		Store:          cfg.Store,
+		ChangelogTopic: cfg.ChangelogTopic(),
+		ScanSecret:     cfg.ApplicationID,
+		Counts:         c,
+		Router:         router{s.disc},
+		Health:         health{s.proc},
+		Operations:     operations{s.proc, cfg},
+		Subscriptions:  subscriptions{s.hub, c, cfg.Store},
+		Gatherer:       reg,
+		Registerer:     reg,
+		Logger:         s.log.With("component", "http"),
+		AuthToken:      cfg.AuthToken,
+		AuthBasic:      cfg.AuthBasic,
+		AuthMetrics:    cfg.AuthMetrics,
+		CORSOrigins:    cfg.CORSOrigins,
+		TLSCertFile:    cfg.TLSCertFile,
+		TLSKeyFile:     cfg.TLSKeyFile,
+		MaxInflight:    cfg.HTTPMaxInflight,
 
 		// Streams passed through let a stalled client go as the hub does.
-		StreamWriteTimeout: hubCfg.WriteTimeout,
+		StreamWriteTimeout: streamWriteTimeout,
 	})
+}
 
-	// The processor stops first (on a signal, or by itself on a fatal
-	// error); HTTP keeps answering meanwhile, /readyz false, so probes and
-	// peers see PENDING_SHUTDOWN rather than a refused connection.
-	procCtx, stopProc := context.WithCancel(ctx)
-	defer stopProc()
-	httpCtx, stopHTTP := context.WithCancel(context.Background())
+// run runs every part until ctx ends or the processor or HTTP fails, and
+// returns when all have stopped, with the first failure.
+//
+// The processor stops first (on a signal, or by itself on a fatal error,
+// or because HTTP failed); HTTP and the helpers keep running until it has
+// stopped, /readyz false, so probes and peers see PENDING_SHUTDOWN rather
+// than a refused connection.
+func (s *service) run(ctx context.Context) error {
+	// The group's context is the processor's: a signal or the first
+	// failure ends it.
+	g, procCtx := errgroup.WithContext(ctx)
+	// Not under ctx: a signal must reach HTTP only through the processor.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
-	var wg sync.WaitGroup
-	var procErr, httpErr error
-	if publisher != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := publisher.Run(httpCtx); err != nil {
-				log.Error("state events stopped", "error", err)
-			}
-		}()
+	if s.publisher != nil {
+		s.goHelper(httpCtx, g, "state events stopped", s.publisher.Run)
 	}
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		if err := hub.Run(httpCtx); err != nil {
-			log.Error("subscriptions stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := disc.Run(httpCtx); err != nil {
-			log.Error("discovery stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
+	s.goHelper(httpCtx, g, "subscriptions stopped", s.hub.Run)
+	s.goHelper(httpCtx, g, "discovery stopped", s.disc.Run)
+	g.Go(func() error {
 		defer stopHTTP()
-		procErr = proc.Run(procCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		defer stopProc()
-		httpErr = srv.Serve(httpCtx, cfg.HTTPAddr)
-		if httpErr != nil {
-			httpErr = fmt.Errorf("serve HTTP on %s: %w", cfg.HTTPAddr, httpErr)
-		}
-	}()
-	log.Info("serving HTTP", "addr", cfg.HTTPAddr)
-	wg.Wait()
-	log.Info("stopped")
-	return errors.Join(procErr, httpErr)
-}
-
-// counts adapts the processor to the api's Counts.
-type counts struct {
-	p        *processor.Processor
-	instance string
-}
-
-func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
-	v, part, found, err := c.p.Get(storeName, key)
-	count := api.Count{Value: v, Partition: part, ServedBy: c.instance}
-	switch {
-	case errors.Is(err, processor.ErrUnknownStore):
-		err = api.ErrUnknownStore
-	case errors.Is(err, processor.ErrNotOwned):
-		err = api.ErrNotOwned
-	case errors.Is(err, processor.ErrRestoring):
-		err = api.ErrRestoring
-	case errors.Is(err, processor.ErrUnconfirmed):
-		err = api.ErrUnconfirmed
-	case errors.Is(err, processor.ErrHandingOver):
-		err = api.ErrHandingOver
-	}
-	return count, found, err
-}
-
-func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
-	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
-		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
+		// Unwrapped: the processor's errors name what failed, and are
+		// the line the process exits with.
+		return s.proc.Run(procCtx)
 	})
-	if errors.Is(err, processor.ErrUnknownStore) {
-		return nil, nil, api.ErrUnknownStore
-	}
-	out := make([]api.Item, len(items))
-	for i, it := range items {
-		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
-	}
-	return out, covered, err
+	g.Go(func() error {
+		// Serve returns nil only once httpCtx ends, after the processor
+		// stopped; its failure stops the processor through the group.
+		if err := s.http.Serve(httpCtx, s.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("serve HTTP on %s: %w", s.cfg.HTTPAddr, err)
+		}
+		return nil
+	})
+	s.log.Info("serving HTTP", "addr", s.cfg.HTTPAddr)
+	err := g.Wait()
+	s.log.Info("stopped")
+	return err
 }
 
-// operations adapts the processor and configuration to the api's Operations.
-type operations struct {
-	p   *processor.Processor
-	cfg config.Config
+// goHelper runs a helper of the processor and HTTP in g until ctx ends.
+// Helpers fail only as they start (creating a client); such a failure is
+// logged and stops nothing, since counting and lookups can go on without
+// state events, routing refreshes or streams.
+func (s *service) goHelper(ctx context.Context, g *errgroup.Group, stopped string, run func(context.Context) error) {
+	g.Go(func() error {
+		if err := run(ctx); err != nil {
+			s.log.Error(stopped, "error", err)
+		}
+		return nil
+	})
 }
 
-func (o operations) Config() map[string]any { return o.cfg.Masked() }
-
-func (o operations) Offsets(ctx context.Context) ([]api.PartitionOffsets, error) {
-	offsets, err := o.p.Offsets(ctx)
-	out := make([]api.PartitionOffsets, len(offsets))
-	for i, po := range offsets {
-		out[i] = api.PartitionOffsets(po)
+// close releases what build acquired, last acquired first.
+func (s *service) close() {
+	for _, c := range slices.Backward(s.closers) {
+		c()
 	}
-	return out, err
-}
-
-func (o operations) Topology() api.Topology {
-	c := o.cfg
-	t := api.Topology{
-		Source: api.TopologyNode{Name: "source", Topic: c.InputTopic, Description: "consumes the input topic in group " + c.ApplicationID},
-		Processors: []api.TopologyNode{
-			{Name: "count-by-key", Description: "adds one to the record key's count in store " + c.Store + "; null keys go by on_error=" + c.OnError},
-		},
-		Stores: []api.TopologyNode{{Name: c.Store, Changelog: c.ChangelogTopic(), Description: "per-partition Badger store of counts, backed by its compacted changelog"}},
-		Sinks: []api.TopologyNode{
-			{Name: "output", Topic: c.OutputTopic, Description: "every new count: key, count as a decimal string"},
-			{Name: "dead-letter", Topic: c.DLQTopic(), Description: "records that could not be counted, with error headers"},
-		},
-	}
-	if c.EventsTopic != "" {
-		t.Sinks = append(t.Sinks, api.TopologyNode{Name: "state-events", Topic: c.EventsTopic, Description: "state transitions as CloudEvents"})
-	}
-	return t
-}
-
-// subscriptions serves live streams from the processor's stores.
-type subscriptions struct {
-	hub    *subscribe.Hub
-	counts counts
-	store  string
-}
-
-func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error {
-	src := subscribe.Source{
-		Current: func(key string) (int64, int32, bool, error) {
-			c, found, err := s.counts.Get(s.store, []byte(key))
-			return c.Value, c.Partition, found, err
-		},
-		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
-			items, covered, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
-			if err == nil && len(covered) != len(s.counts.p.Tasks()) {
-				// A task here is restoring: its keys would be missing from
-				// the snapshot and never shown if they do not change.
-				return api.ErrRestoring
-			}
-			for _, it := range items {
-				if !fn(it.Key, it.Value, it.Partition) {
-					break
-				}
-			}
-			return err
-		},
-	}
-	return s.hub.Serve(w, r, subscribe.Query{Key: key, Prefix: prefix}, src)
-}
-
-// router adapts discovery to the api's Router.
-type router struct{ d *discovery.Discovery }
-
-func (r router) PartitionOf(key []byte) (int32, error) { return r.d.PartitionOf(key) }
-func (r router) Refresh()                              { r.d.Trigger() }
-
-func (r router) Members() ([]api.Member, time.Time, int32) {
-	v := r.d.View()
-	out := make([]api.Member, len(v.Members))
-	for i, m := range v.Members {
-		out[i] = api.Member(m)
-	}
-	return out, v.Refreshed, v.Partitions
-}
-
-// health adapts the processor to the api's Health.
-type health struct{ p *processor.Processor }
-
-func (h health) Alive() bool   { return h.p.Alive(livenessBound) }
-func (h health) Ready() bool   { return h.p.Ready() }
-func (h health) State() string { return string(h.p.State()) }
-func (h health) Error() string { return h.p.LastError() }
-
-func (h health) Tasks() []api.TaskStatus {
-	tasks := h.p.Tasks()
-	out := make([]api.TaskStatus, len(tasks))
-	for i, t := range tasks {
-		out[i] = api.TaskStatus(t)
-	}
-	return out
 }
 
 // setMemoryLimit gives the Go heap its soft limit: without one the heap

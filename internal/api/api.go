@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -11,22 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
-
-// Errors a Counts implementation returns for keys it cannot answer.
-var (
-	ErrUnknownStore = errors.New("unknown store")
-	ErrNotOwned     = errors.New("partition owned by another instance")
-	ErrRestoring    = errors.New("partition is restoring")
-	// ErrUnconfirmed: the owner has lost touch with the consumer group
-	// long enough that the partition may be moving to another member.
-	ErrUnconfirmed = errors.New("partition ownership unconfirmed")
-	// ErrHandingOver: the owner is giving the partition to another member.
-	ErrHandingOver = errors.New("partition being handed over")
 )
 
 // Count is one key's committed count.
@@ -41,7 +29,7 @@ type Count struct {
 // from many goroutines at once.
 type Counts interface {
 	// Get returns a key's committed count; found is false for a key never
-	// counted. It fails with ErrNotOwned or ErrRestoring when it cannot answer.
+	// counted. It fails with one of abacus's errors when it cannot answer.
 	Get(store string, key []byte) (c Count, found bool, err error)
 	// Scan returns up to q.Limit keys in byte order from the active tasks
 	// here, and the partitions the answer covers.
@@ -61,20 +49,13 @@ type ScanQuery struct {
 	Limit            int
 }
 
-// Member is one instance and the partitions it owns.
-type Member struct {
-	Name       string  `json:"member"`
-	URL        string  `json:"url"`
-	Partitions []int32 `json:"partitions"`
-}
-
 // Router knows who owns what; its methods may be called concurrently.
 type Router interface {
 	// PartitionOf is the key's partition under the producers' partitioner.
 	PartitionOf(key []byte) (int32, error)
 	// Members is the last known ownership view, when it was read, and the
 	// input topic's partition count.
-	Members() (members []Member, refreshed time.Time, partitions int32)
+	Members() (members []abacus.Member, refreshed time.Time, partitions int32)
 	// Refresh asks for a new view soon, without waiting for it.
 	Refresh()
 }
@@ -88,19 +69,9 @@ type Health interface {
 	// State is the lifecycle state's name.
 	State() string
 	// Tasks describes this instance's tasks.
-	Tasks() []TaskStatus
+	Tasks() []abacus.TaskStatus
 	// Error is the reason of the ERROR state, empty in any other.
 	Error() string
-}
-
-// TaskStatus is one task of this instance.
-type TaskStatus struct {
-	Partition  int32  `json:"partition"`
-	State      string `json:"state"` // active or restoring
-	Checkpoint int64  `json:"checkpoint"`
-	// Restore progress in changelog records: done of total.
-	RestoreDone  int64 `json:"restore_done"`
-	RestoreTotal int64 `json:"restore_total"`
 }
 
 // Config wires a Server.
@@ -108,8 +79,10 @@ type Config struct {
 	ApplicationID string
 	Instance      string
 	Version       string
-	// Store is the name of the store served here.
-	Store string
+	// Store is the name of the store served here, and ChangelogTopic the
+	// topic that backs it (config.Config.ChangelogTopic), named in /stores.
+	Store          string
+	ChangelogTopic string
 	// ScanSecret keys the cursors; every member must share it.
 	ScanSecret string
 	// ForwardTimeout bounds a request forwarded to the owner (default 3s).

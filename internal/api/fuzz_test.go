@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
 )
 
 // Fuzz targets for what a client controls: the key in the path, the query
@@ -32,7 +34,7 @@ type fuzzCounts struct {
 
 func (f *fuzzCounts) Get(store string, key []byte) (Count, bool, error) {
 	if store != "counts-store" {
-		return Count{}, false, ErrUnknownStore
+		return Count{}, false, abacus.ErrUnknownStore
 	}
 	f.mu.Lock()
 	f.keys = append(f.keys, string(key))
@@ -45,7 +47,7 @@ var fuzzStoreKeys = []string{"a", "a\x00", "a/b", "apple", "b", "héllo", "us-1"
 
 func (f *fuzzCounts) Scan(store string, q ScanQuery) ([]Item, []int32, error) {
 	if store != "counts-store" {
-		return nil, nil, ErrUnknownStore
+		return nil, nil, abacus.ErrUnknownStore
 	}
 	f.mu.Lock()
 	f.scans = append(f.scans, q)
@@ -64,8 +66,8 @@ type fuzzRouter struct{}
 
 func (fuzzRouter) PartitionOf([]byte) (int32, error) { return 0, nil }
 func (fuzzRouter) Refresh()                          {}
-func (fuzzRouter) Members() ([]Member, time.Time, int32) {
-	return []Member{{Name: "abacus-0", URL: "http://127.0.0.1:1", Partitions: []int32{0}}}, time.Now(), 1
+func (fuzzRouter) Members() ([]abacus.Member, time.Time, int32) {
+	return []abacus.Member{{Name: "abacus-0", URL: "http://127.0.0.1:1", Partitions: []int32{0}}}, time.Now(), 1
 }
 
 func fuzzServer() (*Server, *fuzzCounts) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 )
 
@@ -110,13 +111,13 @@ func pathKey(c echo.Context) (string, error) {
 type streamsStatus struct {
 	State string `json:"state"`
 	// Error is the reason of the ERROR state.
-	Error          string       `json:"error,omitempty"`
-	ActiveTasks    []TaskStatus `json:"active_tasks"`
-	RestoringTasks []TaskStatus `json:"restoring_tasks"`
+	Error          string              `json:"error,omitempty"`
+	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
+	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
 }
 
 func (s *Server) status(c echo.Context) error {
-	out := streamsStatus{ActiveTasks: []TaskStatus{}, RestoringTasks: []TaskStatus{}}
+	out := streamsStatus{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}}
 	if s.cfg.Health != nil {
 		out.State = s.cfg.Health.State()
 		out.Error = s.cfg.Health.Error()

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
 )
 
@@ -179,13 +180,13 @@ func (f *fakeCounts) Get(store string, key []byte) (api.Count, bool, error) {
 	p := partitionOf(string(key))
 	switch {
 	case store != "counts-store":
-		return api.Count{}, false, api.ErrUnknownStore
+		return api.Count{}, false, abacus.ErrUnknownStore
 	case f.broken != nil:
 		return api.Count{}, false, f.broken
 	case !f.held[p]:
-		return api.Count{Partition: p}, false, api.ErrNotOwned
+		return api.Count{Partition: p}, false, abacus.ErrNotOwned
 	case f.restoring[p]:
-		return api.Count{Partition: p}, false, api.ErrRestoring
+		return api.Count{Partition: p}, false, abacus.ErrRestoring
 	}
 	it, ok := keys[string(key)]
 	return api.Count{Value: it.Value, Partition: p}, ok, nil
@@ -193,7 +194,7 @@ func (f *fakeCounts) Get(store string, key []byte) (api.Count, bool, error) {
 
 func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, error) {
 	if store != "counts-store" {
-		return nil, nil, api.ErrUnknownStore
+		return nil, nil, abacus.ErrUnknownStore
 	}
 	if f.broken != nil {
 		return nil, nil, f.broken
@@ -216,7 +217,7 @@ func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, e
 }
 
 type fakeRouter struct {
-	members    []api.Member
+	members    []abacus.Member
 	refreshed  time.Time
 	partitions int32
 	starting   bool // the partition count is not known yet
@@ -228,7 +229,7 @@ func (r *fakeRouter) PartitionOf(key []byte) (int32, error) {
 	}
 	return partitionOf(string(key)), nil
 }
-func (r *fakeRouter) Members() ([]api.Member, time.Time, int32) {
+func (r *fakeRouter) Members() ([]abacus.Member, time.Time, int32) {
 	return r.members, r.refreshed, r.partitions
 }
 func (r *fakeRouter) Refresh() {}
@@ -237,14 +238,14 @@ type fakeHealth struct {
 	alive, ready bool
 	state        string
 	reason       string // of the ERROR state
-	tasks        []api.TaskStatus
+	tasks        []abacus.TaskStatus
 }
 
-func (h *fakeHealth) Alive() bool             { return h.alive }
-func (h *fakeHealth) Ready() bool             { return h.ready }
-func (h *fakeHealth) State() string           { return h.state }
-func (h *fakeHealth) Tasks() []api.TaskStatus { return h.tasks }
-func (h *fakeHealth) Error() string           { return h.reason }
+func (h *fakeHealth) Alive() bool                { return h.alive }
+func (h *fakeHealth) Ready() bool                { return h.ready }
+func (h *fakeHealth) State() string              { return h.state }
+func (h *fakeHealth) Tasks() []abacus.TaskStatus { return h.tasks }
+func (h *fakeHealth) Error() string              { return h.reason }
 
 type fakeOps struct{ offsetsErr error }
 
@@ -271,12 +272,12 @@ func (fakeOps) Topology() api.Topology {
 	}
 }
 
-func (o fakeOps) Offsets(context.Context) ([]api.PartitionOffsets, error) {
+func (o fakeOps) Offsets(context.Context) ([]abacus.PartitionOffsets, error) {
 	if o.offsetsErr != nil {
 		return nil, o.offsetsErr
 	}
 	cp, end, lag := int64(41), int64(42), int64(0)
-	return []api.PartitionOffsets{
+	return []abacus.PartitionOffsets{
 		{Partition: 0, Committed: 100, End: 104, Lag: 4, Local: true, Checkpoint: &cp, ChangelogEnd: &end, RestoreLag: &lag},
 		{Partition: 1, Committed: -1, End: 7, Lag: 7},
 	}, nil
@@ -298,12 +299,12 @@ type cluster struct {
 
 func healthy() *cluster {
 	return &cluster{
-		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []api.TaskStatus{
+		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []abacus.TaskStatus{
 			{Partition: 0, State: "active", Checkpoint: 41, RestoreDone: 42, RestoreTotal: 42},
 		}},
 		self: fakeCounts{held: map[int32]bool{0: true}},
 		peer: fakeCounts{held: map[int32]bool{1: true}},
-		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []api.Member{
+		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []abacus.Member{
 			{Name: "abacus-0", Partitions: []int32{0}}, {Name: "abacus-1", Partitions: []int32{1}},
 		}},
 	}
@@ -316,6 +317,7 @@ func (c *cluster) start(t *testing.T) string {
 		reg := prometheus.NewRegistry()
 		cfg := api.Config{
 			ApplicationID: "counts-app", Instance: instance, Version: "test", Store: "counts-store", ScanSecret: "s",
+			ChangelogTopic: "counts-app-counts-store-changelog",
 			ForwardTimeout: 2 * time.Second, Counts: counts, Router: &c.router, Health: &c.health, Operations: c.ops,
 			Gatherer: reg, Registerer: reg,
 		}
@@ -440,7 +442,7 @@ var answerCases = []answerCase{
 	{name: "key of a partition nobody owns", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "moving",
 		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
 	{name: "key being handed over", path: "/api/v1/stores/counts-store/keys/apple", status: 503, code: "moving",
-		setup: func(c *cluster) { c.self.broken = api.ErrHandingOver }},
+		setup: func(c *cluster) { c.self.broken = abacus.ErrHandingOver }},
 	{name: "key whose owner is down", path: "/api/v1/stores/counts-store/keys/cherry", status: 503, code: "owner_unreachable",
 		setup: func(c *cluster) { c.peerDown = true }},
 	{name: "key from a broken store", path: "/api/v1/stores/counts-store/keys/apple", status: 500, code: "internal",
@@ -500,7 +502,7 @@ func withAuth(token, basic string, metrics bool) func(c *cluster) {
 // restoring: REBALANCING while partition 2 restores here.
 func restoring(c *cluster) {
 	c.health.state, c.health.ready = "REBALANCING", false
-	c.health.tasks = append(c.health.tasks, api.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
+	c.health.tasks = append(c.health.tasks, abacus.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
 }
 
 // unauthorizedCases asks every route under /api/v1 without credentials

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -18,7 +19,7 @@ type Operations interface {
 	// Topology describes what the application does.
 	Topology() Topology
 	// Offsets reports every input partition and this instance's stores.
-	Offsets(ctx context.Context) ([]PartitionOffsets, error)
+	Offsets(ctx context.Context) ([]abacus.PartitionOffsets, error)
 }
 
 // Info names the application and this instance.
@@ -47,18 +48,6 @@ type TopologyNode struct {
 	Description string `json:"description"`
 }
 
-// PartitionOffsets is where one partition stands.
-type PartitionOffsets struct {
-	Partition    int32  `json:"partition"`
-	Committed    int64  `json:"committed"`
-	End          int64  `json:"end"`
-	Lag          int64  `json:"lag"`
-	Local        bool   `json:"local"`
-	Checkpoint   *int64 `json:"checkpoint,omitempty"`
-	ChangelogEnd *int64 `json:"changelog_end,omitempty"`
-	RestoreLag   *int64 `json:"restore_lag,omitempty"`
-}
-
 func (s *Server) streams(c echo.Context) error {
 	info := Info{ApplicationID: s.cfg.ApplicationID, Instance: s.cfg.Instance, Version: s.cfg.Version}
 	if s.cfg.Health != nil {
@@ -77,7 +66,7 @@ func (s *Server) streamsTopology(c echo.Context) error {
 
 // offsetsBody is the body of /api/v1/streams/offsets.
 type offsetsBody struct {
-	Partitions []PartitionOffsets `json:"partitions"`
+	Partitions []abacus.PartitionOffsets `json:"partitions"`
 }
 
 func (s *Server) streamsOffsets(c echo.Context) error {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 )
 
@@ -44,9 +45,9 @@ func wantLocal(c echo.Context) (bool, error) {
 }
 
 // owner is the member the view says owns partition p.
-func (s *Server) owner(p int32) (Member, bool) {
+func (s *Server) owner(p int32) (abacus.Member, bool) {
 	if s.cfg.Router == nil {
-		return Member{}, false
+		return abacus.Member{}, false
 	}
 	members, _, _ := s.cfg.Router.Members()
 	for _, m := range members {
@@ -54,7 +55,7 @@ func (s *Server) owner(p int32) (Member, bool) {
 			return m, true
 		}
 	}
-	return Member{}, false
+	return abacus.Member{}, false
 }
 
 func (s *Server) refresh() {
@@ -77,15 +78,15 @@ func (s *Server) getKey(c echo.Context) error {
 	store := c.Param("store")
 	count, found, err := s.cfg.Counts.Get(store, []byte(key))
 	switch {
-	case errors.Is(err, ErrUnknownStore):
+	case errors.Is(err, abacus.ErrUnknownStore):
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-	case errors.Is(err, ErrRestoring):
+	case errors.Is(err, abacus.ErrRestoring):
 		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", count.Partition, key, s.cfg.Instance)
-	case errors.Is(err, ErrUnconfirmed):
+	case errors.Is(err, abacus.ErrUnconfirmed):
 		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, ErrHandingOver):
+	case errors.Is(err, abacus.ErrHandingOver):
 		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, ErrNotOwned):
+	case errors.Is(err, abacus.ErrNotOwned):
 		if local || forwarded(c) {
 			s.refresh()
 			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", count.Partition, key, s.cfg.Instance)
@@ -186,27 +187,27 @@ func (s *Server) storeName() string { return s.cfg.Store }
 // stores lists the stores and their partitions here.
 func (s *Server) stores(c echo.Context) error {
 	type storeBody struct {
-		Name       string       `json:"name"`
-		Changelog  string       `json:"changelog"`
-		Partitions []TaskStatus `json:"partitions"`
+		Name       string              `json:"name"`
+		Changelog  string              `json:"changelog"`
+		Partitions []abacus.TaskStatus `json:"partitions"`
 	}
-	tasks := []TaskStatus{}
+	tasks := []abacus.TaskStatus{}
 	if s.cfg.Health != nil {
 		tasks = append(tasks, s.cfg.Health.Tasks()...)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"stores": []storeBody{{
-		Name: s.cfg.Store, Changelog: s.cfg.ApplicationID + "-" + s.cfg.Store + "-changelog", Partitions: tasks,
+		Name: s.cfg.Store, Changelog: s.cfg.ChangelogTopic, Partitions: tasks,
 	}}})
 }
 
 // clusterView is the body of /api/v1/cluster.
 type clusterView struct {
-	Self        string   `json:"self"`
-	Partitions  int32    `json:"partitions"`
-	Members     []Member `json:"members"`
-	Owners      []owner  `json:"owners"`
-	RefreshedAt string   `json:"refreshed_at"`
-	AgeSeconds  float64  `json:"age_seconds"`
+	Self        string          `json:"self"`
+	Partitions  int32           `json:"partitions"`
+	Members     []abacus.Member `json:"members"`
+	Owners      []owner         `json:"owners"`
+	RefreshedAt string          `json:"refreshed_at"`
+	AgeSeconds  float64         `json:"age_seconds"`
 }
 
 type owner struct {
@@ -219,7 +220,7 @@ func (s *Server) cluster(c echo.Context) error {
 	members, refreshed, n := s.cfg.Router.Members()
 	v := clusterView{Self: s.cfg.Instance, Partitions: n, Members: members, Owners: []owner{}}
 	if v.Members == nil {
-		v.Members = []Member{}
+		v.Members = []abacus.Member{}
 	}
 	for p := range n {
 		if m, ok := s.owner(p); ok {
@@ -269,7 +270,7 @@ func (s *Server) scanKeys(c echo.Context) error {
 			q.Limit = limit + 1 // one more tells whether a next page exists
 		}
 		items, covered, err := s.cfg.Counts.Scan(store, q)
-		if errors.Is(err, ErrUnknownStore) {
+		if errors.Is(err, abacus.ErrUnknownStore) {
 			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
 		}
 		if err != nil {
@@ -356,7 +357,7 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 	return merged, nil
 }
 
-func (s *Server) scanRemote(ctx context.Context, m Member, store string, q ScanQuery, authorization string) ([]Item, []int32, error) {
+func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, q ScanQuery, authorization string) ([]Item, []int32, error) {
 	v := url.Values{"local": {"true"}, "limit": {strconv.Itoa(q.Limit)}}
 	for k, val := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
 		if val != "" {

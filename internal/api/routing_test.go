@@ -8,13 +8,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
 )
 
 // notHere is a member that owns nothing (its Counts always says so).
 type notHere struct{}
 
 func (notHere) Get(string, []byte) (Count, bool, error) {
-	return Count{Partition: 0}, false, ErrNotOwned
+	return Count{Partition: 0}, false, abacus.ErrNotOwned
 }
 func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 	return nil, nil, nil
@@ -22,14 +24,14 @@ func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 
 // staleRouter believes owner owns every partition.
 type staleRouter struct {
-	owner     *Member
+	owner     *abacus.Member
 	refreshes atomic.Int32
 }
 
 func (r *staleRouter) PartitionOf([]byte) (int32, error) { return 0, nil }
 func (r *staleRouter) Refresh()                          { r.refreshes.Add(1) }
-func (r *staleRouter) Members() ([]Member, time.Time, int32) {
-	return []Member{*r.owner}, time.Now(), 1
+func (r *staleRouter) Members() ([]abacus.Member, time.Time, int32) {
+	return []abacus.Member{*r.owner}, time.Now(), 1
 }
 
 // Acceptance 4 (query issue): with a deliberately stale ownership view on
@@ -37,7 +39,7 @@ func (r *staleRouter) Members() ([]Member, time.Time, int32) {
 // is never forwarded again: one hop, then a 503 with Retry-After.
 func TestForwardedRequestIsNeverForwardedAgain(t *testing.T) {
 	var hitsA, hitsB atomic.Int32
-	memberA, memberB := &Member{Name: "abacus-0", Partitions: []int32{0}}, &Member{Name: "abacus-1", Partitions: []int32{0}}
+	memberA, memberB := &abacus.Member{Name: "abacus-0", Partitions: []int32{0}}, &abacus.Member{Name: "abacus-1", Partitions: []int32{0}}
 	routerA, routerB := &staleRouter{owner: memberB}, &staleRouter{owner: memberA}
 	a := New(Config{Instance: "abacus-0", Store: "counts-store", Counts: notHere{}, Router: routerA})
 	b := New(Config{Instance: "abacus-1", Store: "counts-store", Counts: notHere{}, Router: routerB})
@@ -71,7 +73,7 @@ func TestForwardedRequestIsNeverForwardedAgain(t *testing.T) {
 // A view that names this member as the owner of a partition it does not
 // have is stale too: no forward to itself, a 503.
 func TestOwnerIsSelfInStaleViewIsNotForwarded(t *testing.T) {
-	self := &Member{Name: "abacus-0", URL: "http://127.0.0.1:1", Partitions: []int32{0}}
+	self := &abacus.Member{Name: "abacus-0", URL: "http://127.0.0.1:1", Partitions: []int32{0}}
 	r := &staleRouter{owner: self}
 	s := New(Config{Instance: "abacus-0", Store: "counts-store", Counts: notHere{}, Router: r})
 	rec := httptest.NewRecorder()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
@@ -82,8 +83,8 @@ type twoMembers struct{ a, b *fakeMember }
 
 func (r twoMembers) PartitionOf([]byte) (int32, error) { return 0, nil }
 func (r twoMembers) Refresh()                          {}
-func (r twoMembers) Members() ([]Member, time.Time, int32) {
-	return []Member{
+func (r twoMembers) Members() ([]abacus.Member, time.Time, int32) {
+	return []abacus.Member{
 		{Name: "abacus-1", URL: r.a.srv.URL, Partitions: []int32{0}},
 		{Name: "abacus-2", URL: r.b.srv.URL, Partitions: []int32{1}},
 	}, time.Now(), 2

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 	"github.com/r3labs/sse/v2"
 )
@@ -88,13 +89,13 @@ func (s *Server) subscribe(c echo.Context) error {
 		// This member's answer alone: a partition it cannot serve now is
 		// refused, and the asking member waits (follow.go).
 		switch {
-		case errors.Is(err, ErrRestoring):
+		case errors.Is(err, abacus.ErrRestoring):
 			return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
-		case errors.Is(err, ErrUnconfirmed):
+		case errors.Is(err, abacus.ErrUnconfirmed):
 			return unavailable("moving", "%s is out of reach of the consumer group's coordinator: the partition of key %q may be moving to another member; retry shortly", s.cfg.Instance, sub.key)
-		case errors.Is(err, ErrHandingOver):
+		case errors.Is(err, abacus.ErrHandingOver):
 			return unavailable("moving", "%s is handing the partition of key %q over to another member; retry shortly", s.cfg.Instance, sub.key)
-		case errors.Is(err, ErrNotOwned):
+		case errors.Is(err, abacus.ErrNotOwned):
 			s.refresh()
 			return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
 		case err != nil:
@@ -108,7 +109,7 @@ func (s *Server) subscribe(c echo.Context) error {
 			return err
 		}
 		// Moved away meanwhile: follow it.
-	case !errors.Is(err, ErrRestoring) && !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, ErrHandingOver) && !errors.Is(err, ErrNotOwned):
+	case !errors.Is(err, abacus.ErrRestoring) && !errors.Is(err, abacus.ErrUnconfirmed) && !errors.Is(err, abacus.ErrHandingOver) && !errors.Is(err, abacus.ErrNotOwned):
 		return fmt.Errorf("read key: %w", err)
 	}
 	return s.follow(c, sub)
@@ -120,16 +121,16 @@ func (s *Server) serveLocal(c echo.Context, sub subscription) error {
 	}
 	err := s.cfg.Subscriptions.Serve(c.Response(), c.Request(), sub.key, sub.prefix)
 	switch {
-	case errors.Is(err, ErrRestoring):
+	case errors.Is(err, abacus.ErrRestoring):
 		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
-	case errors.Is(err, ErrNotOwned):
+	case errors.Is(err, abacus.ErrNotOwned):
 		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
 	}
 	return err
 }
 
 // upstream opens a member's stream of the same subscription, local to it.
-func (s *Server) upstream(c echo.Context, m Member) (*http.Response, error) {
+func (s *Server) upstream(c echo.Context, m abacus.Member) (*http.Response, error) {
 	req := c.Request()
 	q := req.URL.Query()
 	q.Set("local", "true")
@@ -266,7 +267,7 @@ func (s *Server) servePrefixHere(c echo.Context, w *waitingStream) error {
 		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
 	}
 	err := s.cfg.Subscriptions.Serve(&afterWait{ResponseWriter: c.Response()}, c.Request(), sub.key, true)
-	if errors.Is(err, ErrRestoring) {
+	if errors.Is(err, abacus.ErrRestoring) {
 		return unavailable("restoring", "a partition of prefix %q is restoring", sub.key)
 	}
 	if err != nil {

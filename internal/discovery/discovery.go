@@ -14,22 +14,16 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// Member is one instance of the application and what it owns.
-type Member struct {
-	Name       string  `json:"member"`
-	URL        string  `json:"url"`
-	Partitions []int32 `json:"partitions"`
-}
-
 // View is one snapshot of the group's ownership.
 type View struct {
-	Members []Member
+	Members []abacus.Member
 	// Owner maps a partition to the index of its member in Members.
 	Owner      map[int32]int
 	Partitions int32
@@ -37,10 +31,10 @@ type View struct {
 }
 
 // OwnerOf returns the member owning partition p, if the view knows one.
-func (v *View) OwnerOf(p int32) (Member, bool) {
+func (v *View) OwnerOf(p int32) (abacus.Member, bool) {
 	i, ok := v.Owner[p]
 	if !ok {
-		return Member{}, false
+		return abacus.Member{}, false
 	}
 	return v.Members[i], true
 }
@@ -201,7 +195,7 @@ func (d *Discovery) describeGroup(ctx context.Context) (*View, error) {
 		if err != nil {
 			return nil, err
 		}
-		mem := Member{Name: name, URL: url, Partitions: []int32{}}
+		mem := abacus.Member{Name: name, URL: url, Partitions: []int32{}}
 		for _, tp := range m.Assignment.TopicPartitions {
 			if tp.Topic != nil && *tp.Topic == topic {
 				mem.Partitions = append(mem.Partitions, tp.Partition)

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/processor/delivery"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -178,15 +179,15 @@ func (c *committer) inputOffsets(tasks []taskBatch) []kafka.TopicPartition {
 
 // updates are a stored batch's counts for OnCommit, each with the
 // changelog offset it reached; nil without OnCommit.
-func (c *committer) updates(tasks []taskBatch) []Update {
+func (c *committer) updates(tasks []taskBatch) []abacus.Update {
 	if c.p.cfg.OnCommit == nil {
 		return nil
 	}
-	var updates []Update
+	var updates []abacus.Update
 	for _, tb := range tasks {
 		cp, _ := c.delivered.LastChangelogOffset(tb.partition)
 		for k, v := range tb.counts {
-			updates = append(updates, Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
+			updates = append(updates, abacus.Update{Key: k, Value: v, Partition: tb.partition, Offset: cp})
 		}
 	}
 	return updates
@@ -195,7 +196,7 @@ func (c *committer) updates(tasks []taskBatch) []Update {
 // committed ends a commit that succeeded: its metrics, its log line, and
 // OnCommit with its updates, called here on the committer goroutine once
 // the counts are durable.
-func (c *committer) committed(b *commitBatch, updates []Update, began, produced, delivered, stored time.Time) {
+func (c *committer) committed(b *commitBatch, updates []abacus.Update, began, produced, delivered, stored time.Time) {
 	if !b.oldestTS.IsZero() {
 		c.p.metrics.e2eSeconds.Observe(time.Since(b.oldestTS).Seconds())
 	}

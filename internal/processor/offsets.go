@@ -6,27 +6,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/kafkaconf"
 	"github.com/abacus-streams/abacus/internal/processor/restore"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
-
-// PartitionOffsets is where one partition stands: the group's committed
-// input offset and the input's end, and, for a task of this instance, its
-// store's checkpoint against the changelog's end.
-type PartitionOffsets struct {
-	Partition int32 `json:"partition"`
-	// Committed is the group's committed input offset, -1 if none.
-	Committed int64 `json:"committed"`
-	End       int64 `json:"end"`
-	Lag       int64 `json:"lag"`
-	// Local reports whether the partition is a task of this instance; the
-	// store fields are set only then.
-	Local        bool   `json:"local"`
-	Checkpoint   *int64 `json:"checkpoint,omitempty"`
-	ChangelogEnd *int64 `json:"changelog_end,omitempty"`
-	RestoreLag   *int64 `json:"restore_lag,omitempty"`
-}
 
 // inspector is a consumer that never joins the group, for answering
 // questions about offsets from outside the session loop.
@@ -73,10 +57,10 @@ func (p *Processor) closeInspector() {
 
 // Offsets reports every input partition and this instance's store
 // partitions. It asks the broker, within ctx.
-func (p *Processor) Offsets(ctx context.Context) ([]PartitionOffsets, error) {
+func (p *Processor) Offsets(ctx context.Context) ([]abacus.PartitionOffsets, error) {
 	n := p.NumPartitions()
 	if n == 0 {
-		return nil, ErrRestoring
+		return nil, abacus.ErrRestoring
 	}
 	c, err := p.inspectorClient()
 	if err != nil {
@@ -96,13 +80,13 @@ func (p *Processor) Offsets(ctx context.Context) ([]PartitionOffsets, error) {
 		return nil, fmt.Errorf("read committed offsets: %w", err)
 	}
 	tasks := *p.tasks.Load()
-	out := make([]PartitionOffsets, n)
+	out := make([]abacus.PartitionOffsets, n)
 	for i := range n {
 		_, end, err := c.QueryWatermarkOffsets(input, i, timeout)
 		if err != nil {
 			return nil, fmt.Errorf("read end of %s[%d]: %w", input, i, err)
 		}
-		po := PartitionOffsets{Partition: i, Committed: -1, End: end}
+		po := abacus.PartitionOffsets{Partition: i, Committed: -1, End: end}
 		if off := int64(committed[i].Offset); off >= 0 {
 			po.Committed = off
 			po.Lag = max(end-off, 0)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/processor/topics"
@@ -34,23 +35,6 @@ const (
 // AllStates lists every state, for gauges and documents.
 var AllStates = []State{StateCreated, StateRebalancing, StateRunning, StatePendingShutdown, StateNotRunning, StateError}
 
-// Errors a reader branches on.
-var (
-	// ErrNotOwned: the key's partition is not a task of this instance.
-	ErrNotOwned = errors.New("partition not owned by this instance")
-	// ErrRestoring: the key's task is here but still restoring.
-	ErrRestoring = errors.New("partition is restoring")
-	// ErrUnconfirmed: the key's task is here, but this member has been out
-	// of reach of the group coordinator long enough that the group may
-	// have given the partition to another member.
-	ErrUnconfirmed = errors.New("partition ownership unconfirmed: out of reach of the group coordinator")
-	// ErrHandingOver: the group has asked this member to give the key's
-	// task up, and it is committing its last work for the next owner.
-	ErrHandingOver = errors.New("partition being handed over to another member")
-	// ErrUnknownStore: no store by that name.
-	ErrUnknownStore = errors.New("unknown store")
-)
-
 // Config is what the processor needs of the instance configuration.
 type Config struct {
 	config.Config
@@ -60,36 +44,17 @@ type Config struct {
 	// OnCommit, if set, is called by the committer goroutine with every
 	// count made durable by a commit, one batch at a time and in order; it
 	// must not block (SSE fan-out queues the work).
-	OnCommit func(updates []Update)
-	// OnAssignment, if set, is called by the session loop after every
+	OnCommit func(updates []abacus.Update)
+	// OnAssignment, if set, is called by the loop after every
 	// change of this member's tasks; it must not block.
 	OnAssignment func(partitions []int32)
 	// OnStateChange, if set, is called on every state transition; it must
 	// not block.
-	OnStateChange func(from, to State, tasks []TaskStatus)
+	OnStateChange func(from, to State, tasks []abacus.TaskStatus)
 	// OpenStore opens the state store when New was given none because it
 	// could not be opened at start (a full disk): Run then opens it itself,
 	// retrying in state ERROR with the reason, and closes it when it ends.
 	OpenStore func() (*store.DB, error)
-}
-
-// Update is a count made durable, for subscribers.
-type Update struct {
-	Key       string
-	Value     int64
-	Partition int32
-	// Offset is the changelog offset of the update (monotone per partition).
-	Offset int64
-}
-
-// TaskStatus describes one task of this instance.
-type TaskStatus struct {
-	Partition  int32  `json:"partition"`
-	State      string `json:"state"` // "restoring" or "active"
-	Checkpoint int64  `json:"checkpoint"`
-	// RestoreDone and RestoreTotal count changelog records of the current restore.
-	RestoreDone  int64 `json:"restore_done"`
-	RestoreTotal int64 `json:"restore_total"`
 }
 
 // Processor runs the counting pipeline of one instance.
@@ -219,7 +184,7 @@ func (p *Processor) NumPartitions() int32 { return p.numPartitions.Load() }
 func (p *Processor) PartitionOf(key []byte) (int32, error) {
 	n := p.numPartitions.Load()
 	if n == 0 {
-		return 0, ErrRestoring
+		return 0, abacus.ErrRestoring
 	}
 	return p.part(key, n), nil
 }
@@ -228,10 +193,10 @@ func (p *Processor) PartitionOf(key []byte) (int32, error) {
 func (p *Processor) StoreName() string { return p.cfg.Store }
 
 // Get returns the committed count of key from this instance's store.
-// It fails with ErrNotOwned or ErrRestoring when it cannot answer.
+// It fails with one of abacus's errors when it cannot answer.
 func (p *Processor) Get(storeName string, key []byte) (value int64, partition int32, found bool, err error) {
 	if storeName != p.cfg.Store {
-		return 0, 0, false, ErrUnknownStore
+		return 0, 0, false, abacus.ErrUnknownStore
 	}
 	partition, err = p.PartitionOf(key)
 	if err != nil {
@@ -239,25 +204,25 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	}
 	t, ok := (*p.tasks.Load())[partition]
 	if !ok {
-		return 0, partition, false, ErrNotOwned
+		return 0, partition, false, abacus.ErrNotOwned
 	}
 	if !t.active.Load() {
-		return 0, partition, false, ErrRestoring
+		return 0, partition, false, abacus.ErrRestoring
 	}
 	if t.handingOver.Load() {
-		return 0, partition, false, ErrHandingOver
+		return 0, partition, false, abacus.ErrHandingOver
 	}
 	if p.unconfirmed.Load() {
-		return 0, partition, false, ErrUnconfirmed
+		return 0, partition, false, abacus.ErrUnconfirmed
 	}
 	value, found, err = t.store.Get(key)
 	return value, partition, found, err
 }
 
 // Tasks describes this instance's tasks, by partition.
-func (p *Processor) Tasks() []TaskStatus {
+func (p *Processor) Tasks() []abacus.TaskStatus {
 	views := *p.tasks.Load()
-	out := make([]TaskStatus, 0, len(views))
+	out := make([]abacus.TaskStatus, 0, len(views))
 	for _, id := range slices.Sorted(maps.Keys(views)) {
 		out = append(out, views[id].status())
 	}

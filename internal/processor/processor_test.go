@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -143,7 +144,7 @@ func TestAwaitStoreOpensOnceTheDiskHasRoom(t *testing.T) {
 			opened = db
 			return db, err
 		},
-		OnStateChange: func(_, to State, _ []TaskStatus) {
+		OnStateChange: func(_, to State, _ []abacus.TaskStatus) {
 			if to == StateError {
 				reasons = append(reasons, p.LastError())
 			}
@@ -275,7 +276,7 @@ func TestTaskHandingOverAnswersNoLookup(t *testing.T) {
 		t.Fatalf("Get(k) of an active task = %d %v %v, want 7", n, found, err)
 	}
 	v.handingOver.Store(true)
-	if n, _, _, err := p.Get(p.cfg.Store, []byte("k")); !errors.Is(err, ErrHandingOver) {
+	if n, _, _, err := p.Get(p.cfg.Store, []byte("k")); !errors.Is(err, abacus.ErrHandingOver) {
 		t.Errorf("Get(k) while handing over = %d, %v; want ErrHandingOver", n, err)
 	}
 	items, covered, err := p.ScanLocal(p.cfg.Store, store.ScanOptions{})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/store"
 )
 
@@ -19,7 +20,7 @@ type Item struct {
 // not covered, so a caller merging answers can tell it is incomplete.
 func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []Item, covered []int32, err error) {
 	if storeName != p.cfg.Store {
-		return nil, nil, ErrUnknownStore
+		return nil, nil, abacus.ErrUnknownStore
 	}
 	unconfirmed := p.unconfirmed.Load()
 	for id, t := range *p.tasks.Load() {

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/store"
 )
 
@@ -21,12 +22,12 @@ type taskView struct {
 	restoreTotal atomic.Int64
 }
 
-func (v *taskView) status() TaskStatus {
+func (v *taskView) status() abacus.TaskStatus {
 	st := "restoring"
 	if v.active.Load() {
 		st = "active"
 	}
-	return TaskStatus{
+	return abacus.TaskStatus{
 		Partition: v.partition, State: st, Checkpoint: v.checkpoint.Load(),
 		RestoreDone: v.restoreDone.Load(), RestoreTotal: v.restoreTotal.Load(),
 	}

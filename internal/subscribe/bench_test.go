@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
 )
 
 // benchSubscribers opens n key streams over keys distinct keys, each read
@@ -48,9 +50,9 @@ func benchKey(i int) string { return fmt.Sprintf("key-%05d", i) }
 func BenchmarkPublish(b *testing.B) {
 	th := newTestHub(b)
 	benchSubscribers(b, th, 1000, 100)
-	ups := make([]Update, 10_000)
+	ups := make([]abacus.Update, 10_000)
 	for i := range ups {
-		ups[i] = Update{Key: benchKey(i), Partition: int32(i % 4)}
+		ups[i] = abacus.Update{Key: benchKey(i), Partition: int32(i % 4)}
 	}
 	b.ResetTimer()
 	var worst time.Duration
@@ -73,13 +75,13 @@ func BenchmarkFanOut(b *testing.B) {
 	const subs, keys = 1000, 100
 	th := newTestHub(b)
 	last := benchSubscribers(b, th, subs, keys)
-	ups := make([]Update, keys)
+	ups := make([]abacus.Update, keys)
 	b.ResetTimer()
 	n := 0
 	for range b.N { // not b.Loop: the timer must run on through the wait
 		n++
 		for j := range ups {
-			ups[j] = Update{Key: benchKey(j), Value: int64(n), Partition: int32(j % 4), Offset: int64(n)}
+			ups[j] = abacus.Update{Key: benchKey(j), Value: int64(n), Partition: int32(j % 4), Offset: int64(n)}
 		}
 		th.Publish(ups)
 	}
@@ -104,12 +106,12 @@ func BenchmarkFanOutPaced(b *testing.B) {
 	const subs, keys = 1000, 100
 	th := newTestHub(b)
 	benchSubscribers(b, th, subs, keys)
-	ups := make([]Update, keys)
+	ups := make([]abacus.Update, keys)
 	n := 0
 	for b.Loop() {
 		n++
 		for j := range ups {
-			ups[j] = Update{Key: benchKey(j), Value: int64(n), Partition: int32(j % 4), Offset: int64(n)}
+			ups[j] = abacus.Update{Key: benchKey(j), Value: int64(n), Partition: int32(j % 4), Offset: int64(n)}
 		}
 		th.Publish(ups)
 		for th.fanned.Load() < th.published.Load() {
@@ -132,7 +134,7 @@ func BenchmarkFanOutLoop(b *testing.B) {
 	for b.Loop() {
 		n++
 		for j := range work {
-			work[j] = queued{Update: Update{Key: benchKey(j), Value: int64(n)}, batch: uint64(n), order: uint64(n*keys + j)}
+			work[j] = queued{Update: abacus.Update{Key: benchKey(j), Value: int64(n)}, batch: uint64(n), order: uint64(n*keys + j)}
 		}
 		h.fanOut(work)
 	}

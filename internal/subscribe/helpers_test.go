@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -45,14 +46,14 @@ func partitionOf(key string) int32 {
 
 // commit stores the counts and publishes them as one batch. Like the
 // processor's session loop it must not run concurrently with itself.
-func (m *memStore) commit(h *Hub, counts ...kv) []Update {
+func (m *memStore) commit(h *Hub, counts ...kv) []abacus.Update {
 	m.mu.Lock()
-	ups := make([]Update, 0, len(counts))
+	ups := make([]abacus.Update, 0, len(counts))
 	for _, c := range counts {
 		p := partitionOf(c.k)
 		m.offsets[p]++
 		m.values[c.k] = c.v
-		ups = append(ups, Update{Key: c.k, Value: c.v, Partition: p, Offset: m.offsets[p]})
+		ups = append(ups, abacus.Update{Key: c.k, Value: c.v, Partition: p, Offset: m.offsets[p]})
 	}
 	m.mu.Unlock()
 	h.Publish(ups)

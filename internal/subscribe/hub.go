@@ -8,17 +8,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-)
 
-// Update is one count made durable by a commit.
-type Update struct {
-	Key       string
-	Value     int64
-	Partition int32
-	// Offset is the changelog offset that made the count durable. It never
-	// decreases within a partition; events carry it in their id.
-	Offset int64
-}
+	"github.com/abacus-streams/abacus/internal/abacus"
+)
 
 // errClosed: the hub's loop has stopped.
 var errClosed = errors.New("subscribe: hub closed")
@@ -148,7 +140,7 @@ func (h *Hub) stop() {
 // Publish must be called after the updates are readable through the
 // Source of Serve, from one goroutine at a time, in commit order: the
 // processor's session loop calls it after each commit, as OnCommit.
-func (h *Hub) Publish(updates []Update) {
+func (h *Hub) Publish(updates []abacus.Update) {
 	if len(updates) == 0 {
 		return
 	}
@@ -296,7 +288,7 @@ type ending struct {
 
 // queued is an update waiting in the inbox or in a stream.
 type queued struct {
-	Update
+	abacus.Update
 	batch uint64 // the Publish call that brought it, from 1
 	order uint64 // its place among all updates published
 }
@@ -329,7 +321,7 @@ type inbox struct {
 
 // put queues u, replacing the queued update of the same key; it reports
 // whether it replaced one.
-func (in *inbox) put(u Update, batch uint64) (replaced bool) {
+func (in *inbox) put(u abacus.Update, batch uint64) (replaced bool) {
 	in.order++
 	_, replaced = in.latest[u.Key]
 	in.latest[u.Key] = queued{Update: u, batch: batch, order: in.order}

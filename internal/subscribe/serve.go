@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
 )
 
 // MaxQueryBytes bounds a key or a prefix.
@@ -182,14 +184,14 @@ func (h *Hub) snapshot(ctx context.Context, s *stream, q Query, src Source) (sna
 				truncated = true
 				return false
 			}
-			snap = append(snap, queued{Update: Update{Key: key, Value: value, Partition: partition}})
+			snap = append(snap, queued{Update: abacus.Update{Key: key, Value: value, Partition: partition}})
 			return true
 		})
 	} else {
 		if src.Current == nil {
 			return nil, false, fmt.Errorf("%w: key subscriptions are not offered", ErrBadQuery)
 		}
-		var u Update
+		var u abacus.Update
 		var found bool
 		u.Key = q.Key
 		u.Value, u.Partition, found, err = src.Current(q.Key)

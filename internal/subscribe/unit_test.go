@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
 )
 
 func TestParseQuery(t *testing.T) {
@@ -104,7 +106,7 @@ func TestFence(t *testing.T) {
 		{"k", 13, 1, false}, // published after the read: never in it
 		{"x", 9, 1, false},  // a key the snapshot did not send
 	} {
-		q := &queued{Update: Update{Key: tc.key, Value: tc.value}, batch: tc.batch}
+		q := &queued{Update: abacus.Update{Key: tc.key, Value: tc.value}, batch: tc.batch}
 		if got := f.drops(q); got != tc.drop {
 			t.Errorf("drops(%s batch %d value %d) = %v, want %v", tc.key, tc.batch, tc.value, got, tc.drop)
 		}
@@ -113,11 +115,11 @@ func TestFence(t *testing.T) {
 
 func TestInboxKeepsLastValuePerKeyInOrder(t *testing.T) {
 	in := inbox{latest: map[string]queued{}}
-	in.put(Update{Key: "a", Value: 1}, 1)
-	in.put(Update{Key: "b", Value: 1}, 1)
-	in.put(Update{Key: "a", Value: 2}, 2)
+	in.put(abacus.Update{Key: "a", Value: 1}, 1)
+	in.put(abacus.Update{Key: "b", Value: 1}, 1)
+	in.put(abacus.Update{Key: "a", Value: 2}, 2)
 	for i := range 3000 {
-		in.put(Update{Key: "c", Value: int64(i)}, 3)
+		in.put(abacus.Update{Key: "c", Value: int64(i)}, 3)
 	}
 	latest, _ := in.take(map[string]queued{})
 	var got []string

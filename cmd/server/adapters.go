@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/abacus-streams/abacus/internal/api"
+	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/discovery"
+	"github.com/abacus-streams/abacus/internal/processor"
+	"github.com/abacus-streams/abacus/internal/store"
+	"github.com/abacus-streams/abacus/internal/subscribe"
+)
+
+// livenessBound is how long the processing loop may go without a turn
+// before /healthz fails; a turn happens at least every poll timeout, even
+// when the broker is away.
+const livenessBound = 30 * time.Second
+
+// counts adapts the processor to the api's Counts.
+type counts struct {
+	p        *processor.Processor
+	instance string
+}
+
+func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
+	v, part, found, err := c.p.Get(storeName, key)
+	return api.Count{Value: v, Partition: part, ServedBy: c.instance}, found, err
+}
+
+func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
+	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
+		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
+	})
+	out := make([]api.Item, len(items))
+	for i, it := range items {
+		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
+	}
+	return out, covered, err
+}
+
+// operations adapts the processor and configuration to the api's Operations.
+type operations struct {
+	p   *processor.Processor
+	cfg config.Config
+}
+
+func (o operations) Config() map[string]any { return o.cfg.Masked() }
+
+func (o operations) Offsets(ctx context.Context) ([]abacus.PartitionOffsets, error) {
+	return o.p.Offsets(ctx)
+}
+
+func (o operations) Topology() api.Topology {
+	c := o.cfg
+	t := api.Topology{
+		Source: api.TopologyNode{Name: "source", Topic: c.InputTopic, Description: "consumes the input topic in group " + c.ApplicationID},
+		Processors: []api.TopologyNode{
+			{Name: "count-by-key", Description: "adds one to the record key's count in store " + c.Store + "; null keys go by on_error=" + c.OnError},
+		},
+		Stores: []api.TopologyNode{{Name: c.Store, Changelog: c.ChangelogTopic(), Description: "per-partition Badger store of counts, backed by its compacted changelog"}},
+		Sinks: []api.TopologyNode{
+			{Name: "output", Topic: c.OutputTopic, Description: "every new count: key, count as a decimal string"},
+			{Name: "dead-letter", Topic: c.DLQTopic(), Description: "records that could not be counted, with error headers"},
+		},
+	}
+	if c.EventsTopic != "" {
+		t.Sinks = append(t.Sinks, api.TopologyNode{Name: "state-events", Topic: c.EventsTopic, Description: "state transitions as CloudEvents"})
+	}
+	return t
+}
+
+// subscriptions serves live streams from the processor's stores.
+type subscriptions struct {
+	hub    *subscribe.Hub
+	counts counts
+	store  string
+}
+
+func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error {
+	src := subscribe.Source{
+		Current: func(key string) (int64, int32, bool, error) {
+			c, found, err := s.counts.Get(s.store, []byte(key))
+			return c.Value, c.Partition, found, err
+		},
+		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
+			items, covered, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
+			if err == nil && len(covered) != len(s.counts.p.Tasks()) {
+				// A task here is restoring: its keys would be missing from
+				// the snapshot and never shown if they do not change.
+				return abacus.ErrRestoring
+			}
+			for _, it := range items {
+				if !fn(it.Key, it.Value, it.Partition) {
+					break
+				}
+			}
+			return err
+		},
+	}
+	return s.hub.Serve(w, r, subscribe.Query{Key: key, Prefix: prefix}, src)
+}
+
+// router adapts discovery to the api's Router.
+type router struct{ d *discovery.Discovery }
+
+func (r router) PartitionOf(key []byte) (int32, error) { return r.d.PartitionOf(key) }
+func (r router) Refresh()                              { r.d.Trigger() }
+
+// Members hands out the view's own slice: a published view is never
+// changed, and the api only reads it.
+func (r router) Members() ([]abacus.Member, time.Time, int32) {
+	v := r.d.View()
+	return v.Members, v.Refreshed, v.Partitions
+}
+
+// health adapts the processor to the api's Health.
+type health struct{ p *processor.Processor }
+
+func (h health) Alive() bool   { return h.p.Alive(livenessBound) }
+func (h health) Ready() bool   { return h.p.Ready() }
+func (h health) State() string { return string(h.p.State()) }
+func (h health) Error() string { return h.p.LastError() }
+
+func (h health) Tasks() []abacus.TaskStatus { return h.p.Tasks() }

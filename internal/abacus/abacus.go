@@ -1,0 +1,66 @@
+package abacus
+
+import "errors"
+
+// Errors a reader of this member's counts branches on. The HTTP API
+// answers each with its own status and message; the texts here show only
+// where one is passed on unmapped.
+var (
+	// ErrUnknownStore: no store by that name.
+	ErrUnknownStore = errors.New("unknown store")
+	// ErrNotOwned: the key's partition is not a task of this member.
+	ErrNotOwned = errors.New("partition owned by another instance")
+	// ErrRestoring: the key's task is here but still restoring.
+	ErrRestoring = errors.New("partition is restoring")
+	// ErrUnconfirmed: the key's task is here, but this member has been out
+	// of reach of the group coordinator long enough that the group may
+	// have given the partition to another member.
+	ErrUnconfirmed = errors.New("partition ownership unconfirmed")
+	// ErrHandingOver: the group has asked this member to give the key's
+	// task up, and it is committing its last work for the next owner.
+	ErrHandingOver = errors.New("partition being handed over")
+)
+
+// Member is one instance of the application and the partitions it owns.
+type Member struct {
+	Name       string  `json:"member"`
+	URL        string  `json:"url"`
+	Partitions []int32 `json:"partitions"`
+}
+
+// TaskStatus describes one task of this member.
+type TaskStatus struct {
+	Partition  int32  `json:"partition"`
+	State      string `json:"state"` // "restoring" or "active"
+	Checkpoint int64  `json:"checkpoint"`
+	// RestoreDone and RestoreTotal count changelog records of the current restore.
+	RestoreDone  int64 `json:"restore_done"`
+	RestoreTotal int64 `json:"restore_total"`
+}
+
+// PartitionOffsets is where one partition stands: the group's committed
+// input offset and the input's end, and, for a task of this member, its
+// store's checkpoint against the changelog's end.
+type PartitionOffsets struct {
+	Partition int32 `json:"partition"`
+	// Committed is the group's committed input offset, -1 if none.
+	Committed int64 `json:"committed"`
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
+	// Local reports whether the partition is a task of this member; the
+	// store fields are set only then.
+	Local        bool   `json:"local"`
+	Checkpoint   *int64 `json:"checkpoint,omitempty"`
+	ChangelogEnd *int64 `json:"changelog_end,omitempty"`
+	RestoreLag   *int64 `json:"restore_lag,omitempty"`
+}
+
+// Update is one count made durable by a commit, for subscribers.
+type Update struct {
+	Key       string
+	Value     int64
+	Partition int32
+	// Offset is the changelog offset that made the count durable. It never
+	// decreases within a partition; events carry it in their id.
+	Offset int64
+}
