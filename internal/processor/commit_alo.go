@@ -18,10 +18,8 @@ import (
 // changelog again, and a restore keeps the larger of two counts.
 func (c *committer) commitAtLeastOnce(b *commitBatch) batchOutcome {
 	began := time.Now()
-	for _, m := range b.dlq {
-		if err := c.produce(m); err != nil {
-			return batchOutcome{err: err}
-		}
+	if err := c.sendDeadLetters(b.dlq); err != nil {
+		return batchOutcome{err: err}
 	}
 	produced, delivered, err := c.storeBatch(b.ctx, b.tasks)
 	if err != nil {

@@ -24,10 +24,8 @@ func (c *committer) commitExactlyOnce(b *commitBatch) batchOutcome {
 			c.delivered.SentInTxn(tb.partition)
 		}
 	}
-	for _, m := range b.dlq {
-		if err := c.produce(m); err != nil {
-			return batchOutcome{err: err}
-		}
+	if err := c.sendDeadLetters(b.dlq); err != nil {
+		return batchOutcome{err: err}
 	}
 	if c.sendsCounts {
 		if err := c.sendAll(b.tasks, nil); err != nil {

@@ -18,6 +18,17 @@ import (
 // The committer's steps that both guarantees share: sending a batch's
 // counts, writing them to Badger, and telling the world.
 
+// sendDeadLetters sends the dead letters the loop kept for the batch
+// (record cache on).
+func (c *committer) sendDeadLetters(dlq []*kafka.Message) error {
+	for _, m := range dlq {
+		if err := c.produce(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sendProgress tells, while a batch is sent, how far the sends went:
 // each sending goroutine puts a task's index on its channel (in the
 // batch's order) once it handed over that task's records, after it filled

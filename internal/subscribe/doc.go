@@ -10,7 +10,7 @@
 // A Hub has one goroutine, the loop, started by Run. It alone owns the
 // index of streams (key streams in a map by key, prefix streams by prefix
 // and matched once per distinct prefix length in use) and so does all the
-// fan-out. Publish (called by the processor's session loop after each
+// fan-out. Publish (called by the processor's committer after each
 // commit) and EndPartition (called when a partition leaves) only put work
 // in the hub's inbox under a short lock and wake the loop: they never
 // block and cost O(updates). Stream handlers reach the index by passing

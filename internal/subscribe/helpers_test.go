@@ -45,7 +45,7 @@ func partitionOf(key string) int32 {
 }
 
 // commit stores the counts and publishes them as one batch. Like the
-// processor's session loop it must not run concurrently with itself.
+// processor's committer it must not run concurrently with itself.
 func (m *memStore) commit(h *Hub, counts ...kv) []abacus.Update {
 	m.mu.Lock()
 	ups := make([]abacus.Update, 0, len(counts))

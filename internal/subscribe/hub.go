@@ -139,7 +139,7 @@ func (h *Hub) stop() {
 //
 // Publish must be called after the updates are readable through the
 // Source of Serve, from one goroutine at a time, in commit order: the
-// processor's session loop calls it after each commit, as OnCommit.
+// processor's committer calls it after each commit, as OnCommit.
 func (h *Hub) Publish(updates []abacus.Update) {
 	if len(updates) == 0 {
 		return
