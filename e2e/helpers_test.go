@@ -150,14 +150,7 @@ func checkTopic(t *testing.T, brokers, topic, isolation string, truth map[string
 	}
 }
 
-func metric(t *testing.T, in *testkit.Instance, name string, labels ...string) float64 {
-	t.Helper()
-	v, err := in.Metric(name, labels...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
+var metric = testkit.MustMetric
 
 // atLeastMetric is a condition: the metric has reached min.
 func atLeastMetric(in *testkit.Instance, name string, min float64) error {

@@ -137,24 +137,18 @@ var sseClient = &http.Client{Transport: &http.Transport{
 // sseURL is the subscription of a key (or, with prefix, of a prefix)
 // at an instance.
 func sseURL(in *testkit.Instance, key string, prefix bool) string {
-	q := url.Values{"key": {key}}
-	if prefix {
-		q = url.Values{"prefix": {key}}
-	}
-	return in.URL + "/api/v1/stores/" + storeName + "/subscribe?" + q.Encode()
+	return in.SubscribeURL(storeName, key, prefix)
 }
 
 // sseOpen subscribes once. It returns the stream on a 200, else the answer.
 func sseOpen(client *http.Client, u string, header http.Header) (*sseStream, sseAnswer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	h := http.Header{"Accept": {"text/event-stream"}}
+	maps.Copy(h, header)
+	req, err := testkit.NewGet(ctx, u, h)
 	if err != nil {
 		cancel()
 		return nil, sseAnswer{}, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	for k, v := range header {
-		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -656,7 +650,7 @@ func TestSSEOwnerKilled(t *testing.T) {
 	owner.WaitReady(2 * time.Minute)
 	var moved []string
 	testkit.Eventually(t, time.Minute, func() error {
-		v := clusterOf(t, survivors[0])
+		v, _, _ := survivors[0].Cluster()
 		for _, m := range v.Members {
 			if m.Member == ownerName && len(m.Partitions) > 0 {
 				return nil
@@ -800,7 +794,7 @@ func TestSSEThousandSubscribers(t *testing.T) {
 	// A prefix stream needs the instance's view of the group, which can
 	// come a moment after it is ready (503 starting until then).
 	testkit.Eventually(t, time.Minute, func() error {
-		if v := clusterOf(t, in); len(v.Members) != 1 || len(v.Members[0].Partitions) != 4 {
+		if v, _, _ := in.Cluster(); len(v.Members) != 1 || len(v.Members[0].Partitions) != 4 {
 			return fmt.Errorf("cluster view %+v, want abacus-0 owning 4 partitions", v)
 		}
 		return nil
@@ -816,14 +810,8 @@ func TestSSEThousandSubscribers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			u := sseURL(in, r.key, r.prefix)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			resp, err := client.Do(req)
+			resp, err := testkit.OpenStream(ctx, client, u, nil)
 			<-sem
-			if err == nil && resp.StatusCode != 200 {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				err = fmt.Errorf("%d %s", resp.StatusCode, body)
-			}
 			if err != nil {
 				errMu.Lock()
 				connectErr = errors.Join(connectErr, fmt.Errorf("subscribe %s: %w", u, err))

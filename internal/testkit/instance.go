@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -204,8 +203,6 @@ func (in *Instance) WaitReady(within time.Duration) {
 	})
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
-
 // Get fetches a path of the instance.
 func (in *Instance) Get(path string) (int, []byte, error) {
 	return in.GetWith(path, nil)
@@ -213,20 +210,21 @@ func (in *Instance) Get(path string) (int, []byte, error) {
 
 // GetWith fetches a path of the instance with request headers.
 func (in *Instance) GetWith(path string, header http.Header) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodGet, in.URL+path, nil)
-	if err != nil {
+	resp, body, err := Fetch(in.URL+path, header)
+	if resp == nil {
 		return 0, nil, err
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
+}
+
+// GetJSON fetches a path of the instance and, if it answers 200, decodes
+// the body into v.
+func (in *Instance) GetJSON(path string, v any) (int, []byte, error) {
+	code, body, err := in.Get(path)
+	if err == nil && code == 200 {
+		err = json.Unmarshal(body, v)
+	}
+	return code, body, err
 }
 
 // KeyCount is the body of a key lookup.
@@ -239,11 +237,8 @@ type KeyCount struct {
 
 // Count looks a key up; code is the HTTP status.
 func (in *Instance) Count(store, key string) (KeyCount, int, error) {
-	code, body, err := in.Get("/api/v1/stores/" + url.PathEscape(store) + "/keys/" + url.PathEscape(key))
 	var kc KeyCount
-	if err == nil && code == 200 {
-		err = json.Unmarshal(body, &kc)
-	}
+	code, _, err := in.GetJSON("/api/v1/stores/"+url.PathEscape(store)+"/keys/"+url.PathEscape(key), &kc)
 	return kc, code, err
 }
 
@@ -258,6 +253,16 @@ func (in *Instance) Metric(name string, labels ...string) (float64, error) {
 		return 0, fmt.Errorf("metrics: %d", code)
 	}
 	return SumMetric(body, name, labels...), nil
+}
+
+// MustMetric is in.Metric, failing t on an error.
+func MustMetric(t testing.TB, in *Instance, name string, labels ...string) float64 {
+	t.Helper()
+	v, err := in.Metric(name, labels...)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", in.Name, name, err)
+	}
+	return v
 }
 
 // SumMetric adds the samples of a metric in Prometheus text format.
