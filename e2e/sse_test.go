@@ -409,16 +409,22 @@ func sseOwnerOf(t *testing.T, in *testkit.Instance, key string) (string, int32) 
 		Owner     string `json:"owner"`
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
-		code, body, err := in.Get("/api/v1/stores/" + storeName + "/keys/" + url.PathEscape(key) + "/metadata")
-		if err != nil {
-			return err
+		code, body, err := in.GetJSON("/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(key)+"/metadata", &md)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("metadata of %q: %d %s", key, code, body)
 		}
-		if code != 200 {
-			return fmt.Errorf("metadata of %q: %d %s", key, code, body)
-		}
-		return json.Unmarshal(body, &md)
+		return err
 	})
 	return md.Owner, md.Partition
+}
+
+// sseOwner finds the member of pods that owns key (as pods[0] sees it),
+// the other members, and the key's partition.
+func sseOwner(t *testing.T, pods []*testkit.Instance, key string) (*testkit.Instance, []*testkit.Instance, int32) {
+	t.Helper()
+	name, partition := sseOwnerOf(t, pods[0], key)
+	owner, others := ssePodNamed(t, pods, name)
+	return owner, others, partition
 }
 
 func ssePodNamed(t *testing.T, pods []*testkit.Instance, name string) (*testkit.Instance, []*testkit.Instance) {
@@ -455,10 +461,9 @@ func TestSSEKeyAndPrefixAcrossPods(t *testing.T) {
 	pods := trio(t, b.Addr(), nil)
 
 	const key = "sse-key"
-	owner, partition := sseOwnerOf(t, pods[0], key)
-	_, others := ssePodNamed(t, pods, owner)
+	owner, others, partition := sseOwner(t, pods, key)
 	via := others[0]
-	t.Logf("%q lives in partition %d on %s; subscribing through %s", key, partition, owner, via.Name)
+	t.Logf("%q lives in partition %d on %s; subscribing through %s", key, partition, owner.Name, via.Name)
 
 	// ?local=true asks the member alone: it does not own the key.
 	if s, a, err := sseOpen(sseClient, sseURL(via, key, false)+"&local=true", nil); err != nil || s != nil || a.Code != "not_owner" || a.RetryAfter == "" {
@@ -566,8 +571,8 @@ func TestSSEOwnerKilled(t *testing.T) {
 	pods := trio(t, b.Addr(), nil)
 
 	const key = "sse-failover"
-	ownerName, partition := sseOwnerOf(t, pods[0], key)
-	owner, survivors := ssePodNamed(t, pods, ownerName)
+	owner, survivors, partition := sseOwner(t, pods, key)
+	ownerName := owner.Name
 	direct := sseMustSubscribe(t, sseURL(owner, key, false), nil)
 	relayed := sseMustSubscribe(t, sseURL(survivors[0], key, false), nil)
 

@@ -504,15 +504,24 @@ func restoring(c *cluster) {
 	c.health.tasks = append(c.health.tasks, api.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
 }
 
-// unauthorizedCases asks every route under /api/v1 without credentials
-// while auth is on.
-func unauthorizedCases(s *spec) []answerCase {
-	var out []answerCase
+// apiPaths are the spec's routes under /api/v1 served in process (not
+// the subscription), with a store and a key in their parameters.
+func apiPaths(s *spec) []string {
+	var out []string
 	for _, path := range s.doc.Paths.InMatchingOrder() {
 		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
 			continue // (the subscription is not served in process)
 		}
-		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+		out = append(out, strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path))
+	}
+	return out
+}
+
+// unauthorizedCases asks every route under /api/v1 without credentials
+// while auth is on.
+func unauthorizedCases(s *spec) []answerCase {
+	var out []answerCase
+	for _, path := range apiPaths(s) {
 		out = append(out, answerCase{name: "no credentials for " + path, path: path, status: 401, code: "unauthorized",
 			setup: withAuth("tok", "ops:pw", false)})
 	}
@@ -523,11 +532,7 @@ func unauthorizedCases(s *spec) []answerCase {
 // its limit of requests (one, a lookup held in flight).
 func overloadedCases(s *spec) []answerCase {
 	var out []answerCase
-	for _, path := range s.doc.Paths.InMatchingOrder() {
-		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
-			continue // (the subscription is not served in process)
-		}
-		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+	for _, path := range apiPaths(s) {
 		out = append(out, answerCase{name: "overloaded " + path, path: path, status: 503, code: "overloaded", setup: busy})
 	}
 	return out
