@@ -57,21 +57,18 @@ type run struct {
 
 func (r run) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
 
-// appEnv is an instance's configuration: default settings except the
+// appConfig is an instance at abacus's default settings except the
 // application's own topics and group (so runs on one broker do not meet).
-func appEnv(brokers, app, input, stateDir string, extra ...string) map[string]string {
+func appConfig(brokers, app, input string, extra ...string) testkit.InstanceConfig {
 	env := map[string]string{
-		"ABACUS_BOOTSTRAP_SERVERS": brokers,
-		"ABACUS_APPLICATION_ID":    app,
-		"ABACUS_INPUT_TOPIC":       input,
-		"ABACUS_OUTPUT_TOPIC":      app + "-counts",
-		"ABACUS_INSTANCE_ID":       "abacus-0",
-		"ABACUS_STATE_DIR":         stateDir,
+		"ABACUS_APPLICATION_ID": app,
+		"ABACUS_INPUT_TOPIC":    input,
+		"ABACUS_OUTPUT_TOPIC":   app + "-counts",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
 	}
-	return env
+	return testkit.InstanceConfig{Name: "abacus-0", Brokers: brokers, Env: env, ServerDefaults: true}
 }
 
 func changelogOf(app string) string { return app + "-" + storeName + "-changelog" }
@@ -79,33 +76,33 @@ func changelogOf(app string) string { return app + "-" + storeName + "-changelog
 // runAbacus starts an instance of app over input (n records already in
 // it), measures from its first processed record until its group has
 // committed every input offset, and leaves it running for the caller.
-func runAbacus(b *testing.B, admin *kafkaAdmin, name, app, input string, n int64, env map[string]string) (run, *proc) {
+func runAbacus(b *testing.B, admin *kafkaAdmin, name, app, input string, n int64, c testkit.InstanceConfig) (run, *testkit.Instance) {
 	b.Helper()
-	p := startProc(b, app, env)
+	in := startAbacus(b, app, c)
 	r := run{name: name, records: n}
 	// The first record: poll tightly, the error of this edge is the poll interval.
-	first := p.poll("first record processed", 3*time.Minute, 5*time.Millisecond, func() (bool, error) {
-		v, err := p.metric("abacus_records_processed_total")
+	first := poll(b, in, app+": first record processed", 3*time.Minute, 5*time.Millisecond, func() (bool, error) {
+		v, err := in.Metric("abacus_records_processed_total")
 		return v > 0, err
 	})
-	cpu0 := p.cpuTime()
-	self0, err := cpuTimeOf("self")
+	cpu0 := cpuTime(b, in)
+	self0, err := testkit.CPUTime(os.Getpid())
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.startup = first.Sub(p.started)
+	r.startup = first.Sub(in.Started())
 	// The end: every input offset committed, asked of the broker every
 	// 25 ms; /metrics (progress, memory) only every 100 ms, as scraping
 	// costs abacus CPU.
 	var processedAt, scraped time.Time
-	end := p.poll("input fully committed", 5*time.Minute, 25*time.Millisecond, func() (bool, error) {
+	end := poll(b, in, app+": input fully committed", 5*time.Minute, 25*time.Millisecond, func() (bool, error) {
 		if time.Since(scraped) >= 100*time.Millisecond {
 			scraped = time.Now()
-			if code, body, err := p.get("/metrics"); err == nil && code == 200 {
+			if code, body, err := in.Get("/metrics"); err == nil && code == 200 {
 				if processedAt.IsZero() && testkit.SumMetric(body, "abacus_records_processed_total") >= float64(n) {
 					processedAt = scraped
 				}
-				if m, err := p.sampleMemory(body); err == nil {
+				if m, err := sampleMemory(in, body); err == nil {
 					r.mem = r.mem.max(m)
 				}
 			}
@@ -118,16 +115,16 @@ func runAbacus(b *testing.B, admin *kafkaAdmin, name, app, input string, n int64
 	}
 	r.elapsed = end.Sub(first)
 	r.processed = processedAt.Sub(first)
-	r.cpu = p.cpuTime() - cpu0
-	self1, _ := cpuTimeOf("self")
+	r.cpu = cpuTime(b, in) - cpu0
+	self1, _ := testkit.CPUTime(os.Getpid())
 	r.benchCPU = self1 - self0
-	r.peakRSS = p.peakRSS()
-	r.commits = p.mustMetric("abacus_commits_total")
-	r.commitTime = p.mustMetric("abacus_commit_duration_seconds_sum")
-	if got := p.mustMetric("abacus_records_processed_total"); got != float64(n) {
+	r.peakRSS = peakRSS(b, in)
+	r.commits = testkit.MustMetric(b, in, "abacus_commits_total")
+	r.commitTime = testkit.MustMetric(b, in, "abacus_commit_duration_seconds_sum")
+	if got := testkit.MustMetric(b, in, "abacus_records_processed_total"); got != float64(n) {
 		b.Fatalf("%s: abacus_records_processed_total = %v, want %d", name, got, n)
 	}
-	return r, p
+	return r, in
 }
 
 // outputs fills in the record counts of a stopped run's topics.
@@ -207,8 +204,8 @@ func BenchmarkCore(b *testing.B) {
 	var res results
 	for round := 1; round <= rounds; round++ {
 		app := func(s string) string { return fmt.Sprintf("bench-%s-%d", s, round) }
-		stopped := func(r run, p *proc, app string) run {
-			p.stop(time.Minute)
+		stopped := func(r run, in *testkit.Instance, app string) run {
+			in.Stop(time.Minute)
 			r.outputs(admin, app)
 			fmt.Printf("round %d: %s: %.0f records/s, peak RSS %s\n", round, r.name, r.rate(), mib(r.peakRSS))
 			return r
@@ -220,9 +217,9 @@ func BenchmarkCore(b *testing.B) {
 		fmt.Printf("round %d: (a) raw consumer: %.0f records/s\n", round, raw.rate())
 
 		// (b) at_least_once, default settings.
-		r, p := runAbacus(b, admin, "(b) abacus at_least_once", app("alos"), inputTopic, numRecords,
-			appEnv(brokers, app("alos"), inputTopic, b.TempDir()))
-		res.alos = append(res.alos, stopped(r, p, app("alos")))
+		r, in := runAbacus(b, admin, "(b) abacus at_least_once", app("alos"), inputTopic, numRecords,
+			appConfig(brokers, app("alos"), inputTopic))
+		res.alos = append(res.alos, stopped(r, in, app("alos")))
 
 		// (d) full restore of (b)'s changelog: same member, empty state dir.
 		rest := runRestore(b, admin, brokers, app("alos"))
@@ -230,19 +227,19 @@ func BenchmarkCore(b *testing.B) {
 		fmt.Printf("round %d: (d) restore: %d records at %.0f records/s\n", round, rest.records, rest.rate())
 
 		// (c) exactly_once_v2, default settings.
-		r, p = runAbacus(b, admin, "(c) abacus exactly_once_v2", app("eos"), inputTopic, numRecords,
-			appEnv(brokers, app("eos"), inputTopic, b.TempDir(), "ABACUS_PROCESSING_GUARANTEE", "exactly_once_v2"))
-		res.eos = append(res.eos, stopped(r, p, app("eos")))
+		r, in = runAbacus(b, admin, "(c) abacus exactly_once_v2", app("eos"), inputTopic, numRecords,
+			appConfig(brokers, app("eos"), inputTopic, "ABACUS_PROCESSING_GUARANTEE", "exactly_once_v2"))
+		res.eos = append(res.eos, stopped(r, in, app("eos")))
 
 		// The record cache off: every update produced at once.
-		r, p = runAbacus(b, admin, "abacus at_least_once, cache off", app("nocache"), inputTopic, numRecords,
-			appEnv(brokers, app("nocache"), inputTopic, b.TempDir(), "ABACUS_CACHE_MAX_BYTES", "0"))
-		res.nocache = append(res.nocache, stopped(r, p, app("nocache")))
+		r, in = runAbacus(b, admin, "abacus at_least_once, cache off", app("nocache"), inputTopic, numRecords,
+			appConfig(brokers, app("nocache"), inputTopic, "ABACUS_CACHE_MAX_BYTES", "0"))
+		res.nocache = append(res.nocache, stopped(r, in, app("nocache")))
 
 		// 12 partitions, 1,000,000 distinct keys: peak RSS at default settings.
-		r, p = runAbacus(b, admin, "abacus at_least_once, 12 partitions, 1M keys", app("rss12"), rssTopic, rssRecords,
-			appEnv(brokers, app("rss12"), rssTopic, b.TempDir(), "ABACUS_PARTITIONS", strconv.Itoa(rssPartitions)))
-		res.rss = append(res.rss, stopped(r, p, app("rss12")))
+		r, in = runAbacus(b, admin, "abacus at_least_once, 12 partitions, 1M keys", app("rss12"), rssTopic, rssRecords,
+			appConfig(brokers, app("rss12"), rssTopic, "ABACUS_PARTITIONS", strconv.Itoa(rssPartitions)))
+		res.rss = append(res.rss, stopped(r, in, app("rss12")))
 	}
 
 	pressure := -1.0 // unknown
@@ -264,15 +261,15 @@ func BenchmarkCore(b *testing.B) {
 func runRestore(b *testing.B, admin *kafkaAdmin, brokers, app string) restoreRun {
 	b.Helper()
 	rest := restoreRun{offsets: admin.records(changelogOf(app))}
-	p := startProc(b, app+"-restore", appEnv(brokers, app, inputTopic, b.TempDir()))
-	ready := p.poll("/readyz 200 after a full restore", 5*time.Minute, 10*time.Millisecond, func() (bool, error) {
-		return p.ready(), nil
+	in := startAbacus(b, app+"-restore", appConfig(brokers, app, inputTopic))
+	readyAt := poll(b, in, app+": /readyz 200 after a full restore", 5*time.Minute, 10*time.Millisecond, func() (bool, error) {
+		return ready(in), nil
 	})
-	rest.toReady = ready.Sub(p.started)
-	rest.records = int64(p.mustMetric("abacus_restored_records_total"))
-	rest.peakRSS = p.peakRSS()
-	rest.restoring = logSpan(b, p.log(), "restoring task from changelog", "task restored")
-	p.stop(time.Minute)
+	rest.toReady = readyAt.Sub(in.Started())
+	rest.records = int64(testkit.MustMetric(b, in, "abacus_restored_records_total"))
+	rest.peakRSS = peakRSS(b, in)
+	rest.restoring = logSpan(b, in.Log(), "restoring task from changelog", "task restored")
+	in.Stop(time.Minute)
 	if rest.records == 0 {
 		b.Fatalf("restore of %s applied no records (changelog holds %d offsets)", app, rest.offsets)
 	}

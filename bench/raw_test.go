@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // The raw ceiling runs in a child process, this test binary run again with
@@ -109,7 +111,7 @@ func rawConsume(raw string) (res rawResult) {
 	}
 	res.Elapsed = time.Since(first)
 	res.Startup = first.Sub(created)
-	if cpu, err := cpuTimeOf("self"); err == nil {
+	if cpu, err := testkit.CPUTime(os.Getpid()); err == nil {
 		res.CPU = cpu
 	}
 	if st, err := os.ReadFile("/proc/self/status"); err == nil {

@@ -25,8 +25,7 @@ import (
 // lookup, every 100 ms until stopped, and keeps the worst (and the worst
 // of /healthz alone).
 type probe struct {
-	stop          chan struct{}
-	done          chan struct{}
+	halt          func()
 	mu            sync.Mutex
 	worst         time.Duration
 	worstHealthz  time.Duration
@@ -36,7 +35,7 @@ type probe struct {
 }
 
 func startProbe(in *testkit.Instance, keys map[string]int64) *probe {
-	p := &probe{stop: make(chan struct{}), done: make(chan struct{})}
+	p := &probe{}
 	var key string
 	var want int64
 	for k, v := range keys {
@@ -44,52 +43,41 @@ func startProbe(in *testkit.Instance, keys map[string]int64) *probe {
 		break
 	}
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	go func() {
-		defer close(p.done)
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(100 * time.Millisecond):
+	p.halt = every(100*time.Millisecond, func() {
+		for _, path := range []string{"/healthz", "/api/v1/stores/counts-store/keys/" + url.PathEscape(key)} {
+			began := time.Now()
+			resp, err := c.Get(in.URL + path)
+			took := time.Since(began)
+			var body []byte
+			if err == nil {
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
 			}
-			for _, path := range []string{"/healthz", "/api/v1/stores/counts-store/keys/" + url.PathEscape(key)} {
-				began := time.Now()
-				resp, err := c.Get(in.URL + path)
-				took := time.Since(began)
-				var body []byte
-				if err == nil {
-					body, _ = io.ReadAll(resp.Body)
-					resp.Body.Close()
-				}
-				p.mu.Lock()
-				p.probes++
-				p.worst = max(p.worst, took)
-				if path == "/healthz" {
-					p.worstHealthz = max(p.worstHealthz, took)
-				}
-				switch {
-				case err != nil:
-					p.failures = append(p.failures, fmt.Sprintf("%s: %v", path, err))
-				case resp.StatusCode != 200 && !(resp.StatusCode == 503 && path != "/healthz"):
-					p.failures = append(p.failures, fmt.Sprintf("%s: %d %s", path, resp.StatusCode, body))
-				case resp.StatusCode == 200 && path != "/healthz":
-					p.lookupsServed++
-					if !strings.Contains(string(body), fmt.Sprintf(`"value":%d`, want)) {
-						p.failures = append(p.failures, fmt.Sprintf("%s: %s, want value %d", path, body, want))
-					}
-				}
-				p.mu.Unlock()
+			p.mu.Lock()
+			p.probes++
+			p.worst = max(p.worst, took)
+			if path == "/healthz" {
+				p.worstHealthz = max(p.worstHealthz, took)
 			}
+			switch {
+			case err != nil:
+				p.failures = append(p.failures, fmt.Sprintf("%s: %v", path, err))
+			case resp.StatusCode != 200 && !(resp.StatusCode == 503 && path != "/healthz"):
+				p.failures = append(p.failures, fmt.Sprintf("%s: %d %s", path, resp.StatusCode, body))
+			case resp.StatusCode == 200 && path != "/healthz":
+				p.lookupsServed++
+				if !strings.Contains(string(body), fmt.Sprintf(`"value":%d`, want)) {
+					p.failures = append(p.failures, fmt.Sprintf("%s: %s, want value %d", path, body, want))
+				}
+			}
+			p.mu.Unlock()
 		}
-	}()
+	})
 	return p
 }
 
 func (p *probe) finish() (worst time.Duration, probes, served int, failures []string) {
-	close(p.stop)
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.halt()
 	return p.worst, p.probes, p.lookupsServed, p.failures
 }
 

@@ -168,8 +168,7 @@ func (f *feeder) check(t *testing.T) {
 // recorded per key to find any that goes down.
 type sampler struct {
 	began     time.Time
-	stop      chan struct{}
-	done      chan struct{}
+	halt      func()
 	exact     bool
 	asked     atomic.Int64
 	answered  atomic.Int64
@@ -184,70 +183,59 @@ type sampler struct {
 }
 
 func startSampler(t *testing.T, pods []*testkit.Instance, f *feeder, seed uint64, exact bool) *sampler {
-	s := &sampler{began: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), exact: exact, last: map[string]int64{}, lastFrom: map[string]string{}}
+	s := &sampler{began: time.Now(), exact: exact, last: map[string]int64{}, lastFrom: map[string]string{}}
 	keys := make([]string, 0, len(f.w.truth))
 	for k := range f.w.truth {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	r := rand.New(rand.NewPCG(seed, 0x5a3))
-	go func() {
-		defer close(s.done)
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			// Hot keys (the first ones of the workload) move most.
-			key := keys[r.IntN(len(keys))]
-			if r.IntN(2) == 0 {
-				key = string(f.w.records[r.IntN(min(len(f.w.records), 50))].Key)
-			}
-			in := pods[r.IntN(len(pods))]
-			s.asked.Add(1)
-			kc, code, err := in.Count(storeName, key)
-			upTo := f.sent.Load()
-			switch {
-			case err != nil:
-				s.down.Add(1)
-				continue
-			case code == 503:
-				s.unavail.Add(1)
-				continue
-			case code == 404:
-				s.answered.Add(1)
-				continue
-			case code != 200:
-				t.Errorf("%s answered %q with %d", in.Name, key, code)
-				continue
-			}
-			s.answered.Add(1)
-			if sent := f.sentOf(key, upTo); exact && kc.Value > sent {
-				s.above.Add(1)
-				t.Errorf("%s (served by %s) counts %q at %d, but only %d of its records were produced so far", in.Name, kc.ServedBy, key, kc.Value, sent)
-			}
-			s.mu.Lock()
-			if prev, ok := s.last[key]; ok && kc.Value < prev {
-				s.decreases.Add(1)
-				if len(s.examples) < 5 {
-					s.examples = append(s.examples, fmt.Sprintf("at %.1fs %q: %d from %s, then %d from %s",
-						time.Since(s.began).Seconds(), key, prev, s.lastFrom[key], kc.Value, kc.ServedBy))
-				}
-			}
-			s.last[key], s.lastFrom[key] = kc.Value, kc.ServedBy
-			s.mu.Unlock()
+	s.halt = every(10*time.Millisecond, func() {
+		// Hot keys (the first ones of the workload) move most.
+		key := keys[r.IntN(len(keys))]
+		if r.IntN(2) == 0 {
+			key = string(f.w.records[r.IntN(min(len(f.w.records), 50))].Key)
 		}
-	}()
+		in := pods[r.IntN(len(pods))]
+		s.asked.Add(1)
+		kc, code, err := in.Count(storeName, key)
+		upTo := f.sent.Load()
+		switch {
+		case err != nil:
+			s.down.Add(1)
+			return
+		case code == 503:
+			s.unavail.Add(1)
+			return
+		case code == 404:
+			s.answered.Add(1)
+			return
+		case code != 200:
+			t.Errorf("%s answered %q with %d", in.Name, key, code)
+			return
+		}
+		s.answered.Add(1)
+		if sent := f.sentOf(key, upTo); exact && kc.Value > sent {
+			s.above.Add(1)
+			t.Errorf("%s (served by %s) counts %q at %d, but only %d of its records were produced so far", in.Name, kc.ServedBy, key, kc.Value, sent)
+		}
+		s.mu.Lock()
+		if prev, ok := s.last[key]; ok && kc.Value < prev {
+			s.decreases.Add(1)
+			if len(s.examples) < 5 {
+				s.examples = append(s.examples, fmt.Sprintf("at %.1fs %q: %d from %s, then %d from %s",
+					time.Since(s.began).Seconds(), key, prev, s.lastFrom[key], kc.Value, kc.ServedBy))
+			}
+		}
+		s.last[key], s.lastFrom[key] = kc.Value, kc.ServedBy
+		s.mu.Unlock()
+	})
 	return s
 }
 
 func (s *sampler) finish(t *testing.T) {
 	t.Helper()
-	close(s.stop)
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.halt()
 	t.Logf("lookups during the faults: %d asked, %d answered, %d answered 503, %d found the member down; %d counts above the records produced, %d went down (%v)",
 		s.asked.Load(), s.answered.Load(), s.unavail.Load(), s.down.Load(), s.above.Load(), s.decreases.Load(), s.examples)
 	if s.exact && s.decreases.Load() > 0 {
@@ -262,67 +250,56 @@ func (s *sampler) finish(t *testing.T) {
 // members both count the same partition (only one of them owns it: the
 // other is a zombie that serves and counts what it does not own).
 type ownership struct {
-	stop, done chan struct{}
-	mu         sync.Mutex
-	overlap    time.Duration // total time with any partition active on two members
-	longest    time.Duration
-	examples   []string
+	halt     func()
+	mu       sync.Mutex
+	overlap  time.Duration // total time with any partition active on two members
+	longest  time.Duration
+	examples []string
 }
 
 func watchOwnership(pods []*testkit.Instance, began time.Time) *ownership {
-	o := &ownership{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(o.done)
-		var since time.Time
-		last := time.Now()
-		for {
-			select {
-			case <-o.stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			owners := map[int32][]string{}
-			for _, in := range pods {
-				for _, raw := range statusOf(in).ActiveTasks {
-					var task struct{ Partition int32 }
-					if json.Unmarshal(raw, &task) == nil {
-						owners[task.Partition] = append(owners[task.Partition], in.Name)
-					}
+	o := &ownership{}
+	var since time.Time
+	last := time.Now()
+	o.halt = every(500*time.Millisecond, func() {
+		owners := map[int32][]string{}
+		for _, in := range pods {
+			for _, raw := range statusOf(in).ActiveTasks {
+				var task struct{ Partition int32 }
+				if json.Unmarshal(raw, &task) == nil {
+					owners[task.Partition] = append(owners[task.Partition], in.Name)
 				}
 			}
-			now := time.Now()
-			var dup []string
-			for p, names := range owners {
-				if len(names) > 1 {
-					dup = append(dup, fmt.Sprintf("partition %d on %v", p, names))
-				}
-			}
-			o.mu.Lock()
-			if len(dup) > 0 {
-				o.overlap += now.Sub(last)
-				if since.IsZero() {
-					since = last
-					if len(o.examples) < 5 {
-						o.examples = append(o.examples, fmt.Sprintf("at %.1fs %s", now.Sub(began).Seconds(), strings.Join(dup, ", ")))
-					}
-				}
-				o.longest = max(o.longest, now.Sub(since))
-			} else {
-				since = time.Time{}
-			}
-			o.mu.Unlock()
-			last = now
 		}
-	}()
+		now := time.Now()
+		var dup []string
+		for p, names := range owners {
+			if len(names) > 1 {
+				dup = append(dup, fmt.Sprintf("partition %d on %v", p, names))
+			}
+		}
+		o.mu.Lock()
+		if len(dup) > 0 {
+			o.overlap += now.Sub(last)
+			if since.IsZero() {
+				since = last
+				if len(o.examples) < 5 {
+					o.examples = append(o.examples, fmt.Sprintf("at %.1fs %s", now.Sub(began).Seconds(), strings.Join(dup, ", ")))
+				}
+			}
+			o.longest = max(o.longest, now.Sub(since))
+		} else {
+			since = time.Time{}
+		}
+		o.mu.Unlock()
+		last = now
+	})
 	return o
 }
 
 func (o *ownership) finish(t *testing.T) {
 	t.Helper()
-	close(o.stop)
-	<-o.done
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.halt()
 	t.Logf("partitions active on two members at once: %s in all, longest %s (%v)", o.overlap.Round(100*time.Millisecond), o.longest.Round(100*time.Millisecond), o.examples)
 }
 
@@ -717,37 +694,21 @@ func waitCommitted(t *testing.T, within time.Duration, in *testkit.Instance) {
 func readCounts(t *testing.T, within time.Duration, pods []*testkit.Instance, truth map[string]int64) map[string]int64 {
 	t.Helper()
 	got := make(map[string]int64, len(truth))
-	var mu sync.Mutex
 	testkit.Eventually(t, within, func() error {
-		keys := make(chan string)
-		var wg sync.WaitGroup
-		var firstErr error
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for key := range keys {
-					kc, code, err := lookup(pods, key)
-					mu.Lock()
-					if err == nil && code == 200 {
-						got[key] = kc.Value
-					} else if firstErr == nil {
-						firstErr = fmt.Errorf("key %q: %d %v", key, code, err)
-					}
-					mu.Unlock()
-				}
-			}()
-		}
+		var missing []string
 		for k := range truth {
-			mu.Lock()
-			_, ok := got[k]
-			mu.Unlock()
-			if !ok {
-				keys <- k
+			if _, ok := got[k]; !ok {
+				missing = append(missing, k)
 			}
 		}
-		close(keys)
-		wg.Wait()
+		var firstErr error
+		lookupEach(pods, missing, func(key string, kc testkit.KeyCount, code int, err error) {
+			if err == nil && code == 200 {
+				got[key] = kc.Value
+			} else if firstErr == nil {
+				firstErr = fmt.Errorf("key %q: %d %v", key, code, err)
+			}
+		})
 		return firstErr
 	})
 	return got

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -85,48 +87,52 @@ func waitCounts(t *testing.T, within time.Duration, instances []*testkit.Instanc
 		pending[k] = v
 	}
 	testkit.Eventually(t, within, func() error {
-		var mu sync.Mutex
 		var firstErr error
-		keys := make(chan string)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for key := range keys {
-					kc, code, err := lookup(instances, key)
-					mu.Lock()
-					switch {
-					case err != nil:
-						firstErr = err
-					case code != 200:
-						firstErr = fmt.Errorf("key %q: status %d (%d keys pending)", key, code, len(pending))
-					case kc.Value == pending[key] || (atLeast && kc.Value > pending[key]):
-						delete(pending, key)
-					case kc.Value > pending[key]:
-						t.Errorf("key %q counted %d, more than the true %d", key, kc.Value, pending[key])
-						delete(pending, key)
-					default:
-						firstErr = fmt.Errorf("key %q: %d, want %d (%d keys pending)", key, kc.Value, pending[key], len(pending))
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		snapshot := make([]string, 0, len(pending))
-		for k := range pending {
-			snapshot = append(snapshot, k)
-		}
-		for _, k := range snapshot {
-			keys <- k
-		}
-		close(keys)
-		wg.Wait()
+		lookupEach(instances, slices.Collect(maps.Keys(pending)), func(key string, kc testkit.KeyCount, code int, err error) {
+			switch {
+			case err != nil:
+				firstErr = err
+			case code != 200:
+				firstErr = fmt.Errorf("key %q: status %d (%d keys pending)", key, code, len(pending))
+			case kc.Value == pending[key] || (atLeast && kc.Value > pending[key]):
+				delete(pending, key)
+			case kc.Value > pending[key]:
+				t.Errorf("key %q counted %d, more than the true %d", key, kc.Value, pending[key])
+				delete(pending, key)
+			default:
+				firstErr = fmt.Errorf("key %q: %d, want %d (%d keys pending)", key, kc.Value, pending[key], len(pending))
+			}
+		})
 		if len(pending) == 0 {
 			return nil
 		}
 		return firstErr
 	})
+}
+
+// lookupEach looks every key up (see lookup), eight at a time, and hands
+// each answer to fn, one call at a time.
+func lookupEach(instances []*testkit.Instance, keys []string, fn func(key string, kc testkit.KeyCount, code int, err error)) {
+	var mu sync.Mutex
+	ch := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range ch {
+				kc, code, err := lookup(instances, key)
+				mu.Lock()
+				fn(key, kc, code, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		ch <- k
+	}
+	close(ch)
+	wg.Wait()
 }
 
 // checkTopic checks the last value per key of a topic against the truth.
@@ -150,14 +156,7 @@ func checkTopic(t *testing.T, brokers, topic, isolation string, truth map[string
 	}
 }
 
-func metric(t *testing.T, in *testkit.Instance, name string, labels ...string) float64 {
-	t.Helper()
-	v, err := in.Metric(name, labels...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
+var metric = testkit.MustMetric
 
 // atLeastMetric is a condition: the metric has reached min.
 func atLeastMetric(in *testkit.Instance, name string, min float64) error {
@@ -181,4 +180,26 @@ func steady(env map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// every calls step every interval (waiting before each call) on a
+// goroutine of its own until halt, which returns once step no longer runs:
+// what step wrote can then be read without the lock it took.
+func every(interval time.Duration, step func()) (halt func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+			}
+			step()
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
 }

@@ -71,22 +71,6 @@ func (o *openAPI) check(resp *http.Response, body []byte, as string, opts openap
 	})
 }
 
-var liveClient = &http.Client{Timeout: 10 * time.Second}
-
-func liveGet(t *testing.T, rawURL string) (*http.Response, []byte) {
-	t.Helper()
-	resp, err := liveClient.Get(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
-}
-
 // One real instance on a kfake broker: every route of the spec, and the
 // errors a user runs into, answer as openapi.yaml says.
 func TestOpenAPILiveAnswers(t *testing.T) {
@@ -148,7 +132,7 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 		{path: "/api/v1/stores/counts-store/keys?from=b&to=a", status: 400, code: "bad_parameter"},
 		{path: "/api/v1/stores/counts-store/keys?prefix=%zz", status: 400, code: "bad_query"},
 	} {
-		resp, body := liveGet(t, in.URL+tc.path)
+		resp, body := testkit.MustFetch(t, in.URL+tc.path, nil)
 		if resp.StatusCode != tc.status {
 			t.Errorf("GET %s: %d %.300s; want %d", tc.path, resp.StatusCode, body, tc.status)
 			continue
@@ -170,37 +154,15 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 func checkLiveScanPages(t *testing.T, spec *openAPI, in *testkit.Instance, truth map[string]int64) {
 	got := map[string]int64{}
 	var order []string
-	path := "/api/v1/stores/counts-store/keys?limit=2"
-	for pages := 1; ; pages++ {
-		resp, body := liveGet(t, in.URL+path)
-		if resp.StatusCode != 200 {
-			t.Fatalf("page %d: %d %s", pages, resp.StatusCode, body)
-		}
+	testkit.ScanPages(t, in.URL+"/api/v1/stores/counts-store/keys?limit=2", len(truth), func(n int, resp *http.Response, body []byte, page testkit.KeyPage) {
 		if err := spec.check(resp, body, "", openapi3filter.Options{}); err != nil {
-			t.Errorf("page %d does not match openapi.yaml: %v\nbody: %s", pages, err, body)
-		}
-		var page struct {
-			Items []struct {
-				Key   string `json:"key"`
-				Value int64  `json:"value"`
-			} `json:"items"`
-			NextCursor string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			t.Fatal(err)
+			t.Errorf("page %d does not match openapi.yaml: %v\nbody: %s", n, err, body)
 		}
 		for _, it := range page.Items {
 			got[it.Key] = it.Value
 			order = append(order, it.Key)
 		}
-		if page.NextCursor == "" {
-			break
-		}
-		if pages > len(truth) {
-			t.Fatalf("still a next_cursor after %d pages", pages)
-		}
-		path = "/api/v1/stores/counts-store/keys?limit=2&cursor=" + url.QueryEscape(page.NextCursor)
-	}
+	})
 	if !slices.IsSorted(order) || len(order) != len(got) {
 		t.Errorf("keys over the pages: %q; want each once, in byte order", order)
 	}
@@ -220,7 +182,7 @@ func checkLiveScanPages(t *testing.T, spec *openAPI, in *testkit.Instance, truth
 // one at a time): a 200 event stream whose first event is the key's
 // current count, and a second subscription is refused with 503.
 func checkLiveSubscription(t *testing.T, spec *openAPI, in *testkit.Instance, key string, count int64) {
-	subscribe := in.URL + "/api/v1/stores/counts-store/subscribe?key=" + url.QueryEscape(key)
+	subscribe := in.SubscribeURL("counts-store", key, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, subscribe, nil)
@@ -261,7 +223,7 @@ func checkLiveSubscription(t *testing.T, spec *openAPI, in *testkit.Instance, ke
 		query  string
 		status int
 	}{{"?key=" + url.QueryEscape(key), 503}, {"", 400}} {
-		r, body := liveGet(t, in.URL+"/api/v1/stores/counts-store/subscribe"+tc.query)
+		r, body := testkit.MustFetch(t, in.URL+"/api/v1/stores/counts-store/subscribe"+tc.query, nil)
 		if r.StatusCode != tc.status {
 			t.Errorf("subscribe%s while one is open: %d %s; want %d", tc.query, r.StatusCode, body, tc.status)
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"slices"
@@ -24,7 +25,7 @@ func trio(t *testing.T, brokers string, env map[string]string) []*testkit.Instan
 	// Every member's view names three members owning all partitions.
 	for _, in := range out {
 		testkit.Eventually(t, time.Minute, func() error {
-			v := clusterOf(t, in)
+			v, _, _ := in.Cluster()
 			owners := 0
 			for _, m := range v.Members {
 				owners += len(m.Partitions)
@@ -36,25 +37,6 @@ func trio(t *testing.T, brokers string, env map[string]string) []*testkit.Instan
 		})
 	}
 	return out
-}
-
-type clusterBody struct {
-	Members []struct {
-		Member     string  `json:"member"`
-		URL        string  `json:"url"`
-		Partitions []int32 `json:"partitions"`
-	} `json:"members"`
-	Partitions int32 `json:"partitions"`
-}
-
-func clusterOf(t *testing.T, in *testkit.Instance) clusterBody {
-	t.Helper()
-	var v clusterBody
-	code, body, err := in.Get("/api/v1/cluster")
-	if err == nil && code == 200 {
-		err = json.Unmarshal(body, &v)
-	}
-	return v
 }
 
 // Acceptance 1: every member answers every key exactly; about two thirds
@@ -146,29 +128,7 @@ func TestScanAcrossPods(t *testing.T) {
 
 	for _, in := range pods {
 		var got []string
-		cursor := ""
-		for pages := 0; ; pages++ {
-			if pages > 100 {
-				t.Fatal("no end of pages")
-			}
-			q := url.Values{"prefix": {"us-"}, "limit": {"7"}}
-			if cursor != "" {
-				q.Set("cursor", cursor)
-			}
-			code, body, err := in.Get("/api/v1/stores/counts-store/keys?" + q.Encode())
-			var page struct {
-				Items []struct {
-					Key   string `json:"key"`
-					Value int64  `json:"value"`
-				} `json:"items"`
-				NextCursor string `json:"next_cursor"`
-			}
-			if err == nil {
-				err = json.Unmarshal(body, &page)
-			}
-			if code != 200 || err != nil {
-				t.Fatalf("%s scan: %d %s %v", in.Name, code, body, err)
-			}
+		testkit.ScanPages(t, in.URL+"/api/v1/stores/counts-store/keys?prefix=us-&limit=7", 100, func(_ int, _ *http.Response, _ []byte, page testkit.KeyPage) {
 			if len(page.Items) > 7 || (page.NextCursor != "" && len(page.Items) != 7) {
 				t.Fatalf("page of %d items with cursor %q", len(page.Items), page.NextCursor)
 			}
@@ -178,11 +138,7 @@ func TestScanAcrossPods(t *testing.T) {
 				}
 				got = append(got, it.Key)
 			}
-			if page.NextCursor == "" {
-				break
-			}
-			cursor = page.NextCursor
-		}
+		})
 		if !slices.Equal(got, want) {
 			t.Errorf("%s scanned %d keys %v..., want %d", in.Name, len(got), got[:min(5, len(got))], len(want))
 		}

@@ -244,8 +244,7 @@ func TestSubscriptionFollowsItsKeyThroughARollingRestart(t *testing.T) {
 			key, most = k, n
 		}
 	}
-	ownerName, _ := sseOwnerOf(t, pods[0], key)
-	owner, others := ssePodNamed(t, pods, ownerName)
+	owner, others, _ := sseOwner(t, pods, key)
 	entry, third := others[0], others[1]
 
 	first, a, err := sseOpen(sseClient, sseURL(entry, key, false), nil)

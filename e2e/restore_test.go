@@ -141,16 +141,7 @@ func TestRestoreWaitsForAnOpenTransactionExactlyOnce(t *testing.T) {
 	if err := p.CommitTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, time.Minute, func() error {
-		kc, code, err := in.Count(storeName, key)
-		if err != nil || code != 200 {
-			return fmt.Errorf("GET %s: %d %v", key, code, err)
-		}
-		if kc.Value != 5 {
-			return fmt.Errorf("%q = %d, want 5 (the late transaction's count)", key, kc.Value)
-		}
-		return nil
-	})
+	waitValue(t, in, key, 5, "the late transaction's count")
 }
 
 // A previous owner whose transaction committed input offsets (a
@@ -227,19 +218,26 @@ func TestRestoreWaitsForAStableCommittedOffsetExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", five[:1])
+	waitValue(t, in, key, 6, "5 from the previous owner, 1 since")
+	if !strings.Contains(in.Log(), "waiting for a transaction that commits the task's input offset") {
+		t.Errorf("the member did not log why its restore waited")
+	}
+}
+
+// waitValue waits, at most a minute, until in answers key with want
+// (what the count is, for the failure message).
+func waitValue(t *testing.T, in *testkit.Instance, key string, want int64, what string) {
+	t.Helper()
 	testkit.Eventually(t, time.Minute, func() error {
 		kc, code, err := in.Count(storeName, key)
 		if err != nil || code != 200 {
 			return fmt.Errorf("GET %s: %d %v", key, code, err)
 		}
-		if kc.Value != 6 {
-			return fmt.Errorf("%q = %d, want 6 (5 from the previous owner, 1 since)", key, kc.Value)
+		if kc.Value != want {
+			return fmt.Errorf("%q = %d, want %d (%s)", key, kc.Value, want, what)
 		}
 		return nil
 	})
-	if !strings.Contains(in.Log(), "waiting for a transaction that commits the task's input offset") {
-		t.Errorf("the member did not log why its restore waited")
-	}
 }
 
 // answersNothing asserts that key gets no count from in for the whole of

@@ -137,24 +137,18 @@ var sseClient = &http.Client{Transport: &http.Transport{
 // sseURL is the subscription of a key (or, with prefix, of a prefix)
 // at an instance.
 func sseURL(in *testkit.Instance, key string, prefix bool) string {
-	q := url.Values{"key": {key}}
-	if prefix {
-		q = url.Values{"prefix": {key}}
-	}
-	return in.URL + "/api/v1/stores/" + storeName + "/subscribe?" + q.Encode()
+	return in.SubscribeURL(storeName, key, prefix)
 }
 
 // sseOpen subscribes once. It returns the stream on a 200, else the answer.
 func sseOpen(client *http.Client, u string, header http.Header) (*sseStream, sseAnswer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	h := http.Header{"Accept": {"text/event-stream"}}
+	maps.Copy(h, header)
+	req, err := testkit.NewGet(ctx, u, h)
 	if err != nil {
 		cancel()
 		return nil, sseAnswer{}, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	for k, v := range header {
-		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -415,16 +409,22 @@ func sseOwnerOf(t *testing.T, in *testkit.Instance, key string) (string, int32) 
 		Owner     string `json:"owner"`
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
-		code, body, err := in.Get("/api/v1/stores/" + storeName + "/keys/" + url.PathEscape(key) + "/metadata")
-		if err != nil {
-			return err
+		code, body, err := in.GetJSON("/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(key)+"/metadata", &md)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("metadata of %q: %d %s", key, code, body)
 		}
-		if code != 200 {
-			return fmt.Errorf("metadata of %q: %d %s", key, code, body)
-		}
-		return json.Unmarshal(body, &md)
+		return err
 	})
 	return md.Owner, md.Partition
+}
+
+// sseOwner finds the member of pods that owns key (as pods[0] sees it),
+// the other members, and the key's partition.
+func sseOwner(t *testing.T, pods []*testkit.Instance, key string) (*testkit.Instance, []*testkit.Instance, int32) {
+	t.Helper()
+	name, partition := sseOwnerOf(t, pods[0], key)
+	owner, others := ssePodNamed(t, pods, name)
+	return owner, others, partition
 }
 
 func ssePodNamed(t *testing.T, pods []*testkit.Instance, name string) (*testkit.Instance, []*testkit.Instance) {
@@ -461,10 +461,9 @@ func TestSSEKeyAndPrefixAcrossPods(t *testing.T) {
 	pods := trio(t, b.Addr(), nil)
 
 	const key = "sse-key"
-	owner, partition := sseOwnerOf(t, pods[0], key)
-	_, others := ssePodNamed(t, pods, owner)
+	owner, others, partition := sseOwner(t, pods, key)
 	via := others[0]
-	t.Logf("%q lives in partition %d on %s; subscribing through %s", key, partition, owner, via.Name)
+	t.Logf("%q lives in partition %d on %s; subscribing through %s", key, partition, owner.Name, via.Name)
 
 	// ?local=true asks the member alone: it does not own the key.
 	if s, a, err := sseOpen(sseClient, sseURL(via, key, false)+"&local=true", nil); err != nil || s != nil || a.Code != "not_owner" || a.RetryAfter == "" {
@@ -572,8 +571,8 @@ func TestSSEOwnerKilled(t *testing.T) {
 	pods := trio(t, b.Addr(), nil)
 
 	const key = "sse-failover"
-	ownerName, partition := sseOwnerOf(t, pods[0], key)
-	owner, survivors := ssePodNamed(t, pods, ownerName)
+	owner, survivors, partition := sseOwner(t, pods, key)
+	ownerName := owner.Name
 	direct := sseMustSubscribe(t, sseURL(owner, key, false), nil)
 	relayed := sseMustSubscribe(t, sseURL(survivors[0], key, false), nil)
 
@@ -656,7 +655,7 @@ func TestSSEOwnerKilled(t *testing.T) {
 	owner.WaitReady(2 * time.Minute)
 	var moved []string
 	testkit.Eventually(t, time.Minute, func() error {
-		v := clusterOf(t, survivors[0])
+		v, _, _ := survivors[0].Cluster()
 		for _, m := range v.Members {
 			if m.Member == ownerName && len(m.Partitions) > 0 {
 				return nil
@@ -800,7 +799,7 @@ func TestSSEThousandSubscribers(t *testing.T) {
 	// A prefix stream needs the instance's view of the group, which can
 	// come a moment after it is ready (503 starting until then).
 	testkit.Eventually(t, time.Minute, func() error {
-		if v := clusterOf(t, in); len(v.Members) != 1 || len(v.Members[0].Partitions) != 4 {
+		if v, _, _ := in.Cluster(); len(v.Members) != 1 || len(v.Members[0].Partitions) != 4 {
 			return fmt.Errorf("cluster view %+v, want abacus-0 owning 4 partitions", v)
 		}
 		return nil
@@ -816,14 +815,8 @@ func TestSSEThousandSubscribers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			u := sseURL(in, r.key, r.prefix)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			resp, err := client.Do(req)
+			resp, err := testkit.OpenStream(ctx, client, u, nil)
 			<-sem
-			if err == nil && resp.StatusCode != 200 {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				err = fmt.Errorf("%d %s", resp.StatusCode, body)
-			}
 			if err != nil {
 				errMu.Lock()
 				connectErr = errors.Join(connectErr, fmt.Errorf("subscribe %s: %w", u, err))

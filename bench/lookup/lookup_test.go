@@ -1,10 +1,8 @@
 package lookup
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -100,40 +98,11 @@ func envInt(b *testing.B, name string, def, lo, hi int) int {
 type member struct {
 	in   *testkit.Instance
 	host string // host:port
-	pid  int
-}
-
-var httpc = &http.Client{Timeout: 10 * time.Second}
-
-func getJSON(u string, v any) (int, error) {
-	resp, err := httpc.Get(u)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode == 200 && v != nil {
-		err = json.Unmarshal(body, v)
-	}
-	return resp.StatusCode, err
-}
-
-type clusterView struct {
-	Members []struct {
-		Member     string  `json:"member"`
-		URL        string  `json:"url"`
-		Partitions []int32 `json:"partitions"`
-	} `json:"members"`
-	Partitions int32 `json:"partitions"`
 }
 
 // ownersOf reads a member's view: partition -> member name.
 func ownersOf(in *testkit.Instance) (map[int32]string, error) {
-	var v clusterView
-	code, err := getJSON(in.URL+"/api/v1/cluster", &v)
+	v, code, err := in.Cluster()
 	if err != nil || code != 200 {
 		return nil, fmt.Errorf("cluster of %s: %d %v", in.Name, code, err)
 	}
@@ -186,23 +155,10 @@ func BenchmarkLookups(b *testing.B) {
 
 	// One broker, three members bound to 127.0.0.1/.2/.3 on one port, as
 	// three pods of a StatefulSet behind their DNS names.
-	bin := testkit.Binary(b)
 	br := testkit.StartBroker(b, partitions)
-	port := testkit.FreePort(b)
-	env := map[string]string{
-		"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.{{add .Ordinal 1}}:%d", port),
-		"ABACUS_PARTITIONS":        strconv.Itoa(partitions),
-	}
-	ms := make([]member, members)
-	for i := range ms {
-		host := fmt.Sprintf("127.0.0.%d", i+1)
-		ms[i].in = testkit.StartInstance(b, testkit.InstanceConfig{
-			Name: fmt.Sprintf("abacus-%d", i), Brokers: br.Addr(), Host: host, Port: port, Env: env,
-		})
-		ms[i].host = host + ":" + strconv.Itoa(port)
-	}
-	for _, m := range ms {
-		m.in.WaitReady(2 * time.Minute)
+	var ms []member
+	for _, in := range testkit.StartMembers(b, br.Addr(), members, map[string]string{"ABACUS_PARTITIONS": strconv.Itoa(partitions)}) {
+		ms = append(ms, member{in: in, host: strings.TrimPrefix(in.URL, "http://")})
 	}
 	for _, m := range ms {
 		testkit.Eventually(b, time.Minute, func() error { _, err := ownersOf(m.in); return err })
@@ -254,7 +210,7 @@ func BenchmarkLookups(b *testing.B) {
 		}
 		for _, k := range keys {
 			var kc testkit.KeyCount
-			code, err := getJSON(byName[ownerOf(k)].in.URL+"/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(k)+"?local=true", &kc)
+			code, _, err := byName[ownerOf(k)].in.GetJSON("/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(k)+"?local=true", &kc)
 			if err != nil || code != 200 || kc.Value != truth[k] {
 				return fmt.Errorf("%s from its owner %s: %d %+v %v; want %d", k, ownerOf(k), code, kc, err, truth[k])
 			}
@@ -265,7 +221,7 @@ func BenchmarkLookups(b *testing.B) {
 	// The metadata route agrees with the ownership used below.
 	for _, k := range keys[:20] {
 		var md struct{ Owner string }
-		code, err := getJSON(ms[asked].in.URL+"/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(k)+"/metadata", &md)
+		code, _, err := ms[asked].in.GetJSON("/api/v1/stores/"+storeName+"/keys/"+url.PathEscape(k)+"/metadata", &md)
 		if err != nil || code != 200 || md.Owner != ownerOf(k) {
 			b.Fatalf("metadata of %s: %d %+v %v; cluster view says %s", k, code, md, err, ownerOf(k))
 		}
@@ -338,19 +294,10 @@ func BenchmarkLookups(b *testing.B) {
 
 	// CPU accounting: the three members and this process (load generator
 	// and the kfake broker).
-	pids, err := findInstances(bin)
-	if err != nil {
-		b.Fatal(err)
-	}
 	watch := cpuWatch{}
-	for i := range ms {
-		pid, ok := pids[ms[i].in.Name]
-		if !ok {
-			b.Fatalf("no process found for %s among %v", ms[i].in.Name, pids)
-		}
-		ms[i].pid = pid
-		watch.names = append(watch.names, ms[i].in.Name)
-		watch.pids = append(watch.pids, pid)
+	for _, m := range ms {
+		watch.names = append(watch.names, m.in.Name)
+		watch.pids = append(watch.pids, m.in.Pid())
 	}
 	watch.names = append(watch.names, "bench")
 	watch.pids = append(watch.pids, os.Getpid())
@@ -502,7 +449,7 @@ func startPerf(b *testing.B, dir, label string, ms []member) []*exec.Cmd {
 	var cmds []*exec.Cmd
 	for _, m := range ms {
 		out := filepath.Join(dir, label+"-"+m.in.Name+".perf.data")
-		cmd := exec.Command("perf", "record", "-F", "999", "-g", "-o", out, "-p", strconv.Itoa(m.pid))
+		cmd := exec.Command("perf", "record", "-F", "999", "-g", "-o", out, "-p", strconv.Itoa(m.in.Pid()))
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		if err := cmd.Start(); err != nil {
 			b.Logf("perf record: %v", err)

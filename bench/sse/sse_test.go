@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -115,14 +114,6 @@ func startAbacus(b *testing.B, brokers, app, input string) *testkit.Instance {
 	return in
 }
 
-func subscribeURL(in *testkit.Instance, key string, prefix bool) string {
-	q := url.Values{"key": {key}}
-	if prefix {
-		q = url.Values{"prefix": {key}}
-	}
-	return in.URL + "/api/v1/stores/" + storeName + "/subscribe?" + q.Encode()
-}
-
 // countEvent is the data of a count event.
 type countEvent struct {
 	Key   string `json:"key"`
@@ -189,14 +180,8 @@ func subscribe(b *testing.B, in *testkit.Instance, keys []string, onEvent func(i
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, subscribeURL(in, key, false), nil)
-			resp, err := s.client.Do(req)
+			resp, err := testkit.OpenStream(ctx, s.client, in.SubscribeURL(storeName, key, false), nil)
 			<-sem
-			if err == nil && resp.StatusCode != 200 {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-			}
 			if err != nil {
 				s.fail(fmt.Errorf("subscribe %q: %w", key, err))
 				return
@@ -280,17 +265,10 @@ func (s *subscribers) waitFinal(b *testing.B, within time.Duration, want func(i 
 // receive buffer and never reads.
 func stalledSubscriber(b *testing.B, in *testkit.Instance) net.Conn {
 	b.Helper()
-	return testkit.StalledStream(b, subscribeURL(in, "", true))
+	return testkit.StalledStream(b, in.SubscribeURL(storeName, "", true))
 }
 
-func metric(b *testing.B, in *testkit.Instance, name string, labels ...string) float64 {
-	b.Helper()
-	v, err := in.Metric(name, labels...)
-	if err != nil {
-		b.Fatalf("%s: %v", name, err)
-	}
-	return v
-}
+var metric = testkit.MustMetric
 
 // scenario is what an instance serves while it processes the input:
 // reading subscribers (one key each) and maybe one stalled client.
@@ -356,7 +334,7 @@ func BenchmarkSSEThroughput(b *testing.B) {
 		spec = fmt.Sprintf("0,%d+stalled", nSubs)
 	}
 	scenarios := parseScenarios(b, spec, min(nKeys, 4_000))
-	bin := testkit.Binary(b)
+	testkit.Binary(b)
 
 	br := testkit.StartBroker(b, partitions)
 	const input = "sse-bench-input"
@@ -394,10 +372,6 @@ func BenchmarkSSEThroughput(b *testing.B) {
 		gate.close()
 		in := startAbacus(b, br.Addr(), app, input)
 		defer in.Kill()
-		pid, err := pidOf(bin, app)
-		if err != nil {
-			b.Fatal(err)
-		}
 		r := throughputRun{scenario: sc}
 		var subsc *subscribers
 		if sc.subs > 0 {
@@ -424,7 +398,7 @@ func BenchmarkSSEThroughput(b *testing.B) {
 		// measures). The second ends on a commit, which comes every
 		// second, so it moves in steps of up to a second: the first is
 		// the figure compared.
-		cpu0, err := procCPU(pid)
+		cpu0, err := testkit.CPUTime(in.Pid())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -438,11 +412,11 @@ func BenchmarkSSEThroughput(b *testing.B) {
 				if c := metric(b, in, "abacus_records_processed_total"); c >= float64(nRecords) {
 					r.window = time.Since(t0)
 					r.rate = c / r.window.Seconds()
-					cpu1, err := procCPU(pid)
+					cpu1, err := testkit.CPUTime(in.Pid())
 					if err != nil {
 						b.Fatal(err)
 					}
-					r.cpu = cpu1 - cpu0
+					r.cpu = (cpu1 - cpu0).Seconds()
 				}
 			}
 			c, err := testkit.CommittedRecords(admin, app, input)
@@ -543,45 +517,6 @@ func medianOf(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-// pidOf finds the abacus process (bin) of application app.
-func pidOf(bin, app string) (int, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || exe != bin {
-			continue
-		}
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err == nil && slices.Contains(strings.Split(string(env), "\x00"), "ABACUS_APPLICATION_ID="+app) {
-			return pid, nil
-		}
-	}
-	return 0, fmt.Errorf("no process of %s with application %s", bin, app)
-}
-
-// procCPU is a process's user+system CPU seconds (USER_HZ is 100 on Linux).
-func procCPU(pid int) (float64, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return (utime + stime) / 100, nil
 }
 
 func median(runs []throughputRun) float64 {

@@ -89,6 +89,29 @@ func serveTarget(s *Server, target string) (rec *httptest.ResponseRecorder, ok b
 	return rec, true
 }
 
+// serve forgets what the store was asked, sends "GET target" as
+// serveTarget does and, when the server takes it, checks the answer's
+// shape.
+func (f *fuzzCounts) serve(t *testing.T, s *Server, target string) (rec *httptest.ResponseRecorder, ok bool) {
+	t.Helper()
+	f.mu.Lock()
+	f.keys, f.scans = f.keys[:0], f.scans[:0]
+	f.mu.Unlock()
+	rec, ok = serveTarget(s, target)
+	if ok {
+		checkAnswerShape(t, target, rec)
+	}
+	return rec, ok
+}
+
+// asked is what the store was asked since serve: the keys looked up and
+// the scans.
+func (f *fuzzCounts) asked() ([]string, []ScanQuery) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.keys), slices.Clone(f.scans)
+}
+
 // checkAnswerShape fails unless the answer is a non-5xx JSON document and,
 // for an error, the error body.
 func checkAnswerShape(t *testing.T, target string, rec *httptest.ResponseRecorder) {
@@ -128,17 +151,11 @@ func FuzzKeyPath(f *testing.F) {
 			if query != "" {
 				target += "?" + query
 			}
-			counts.mu.Lock()
-			counts.keys = counts.keys[:0]
-			counts.mu.Unlock()
-			rec, ok := serveTarget(s, target)
+			rec, ok := counts.serve(t, s, target)
 			if !ok {
 				continue
 			}
-			checkAnswerShape(t, target, rec)
-			counts.mu.Lock()
-			asked := slices.Clone(counts.keys)
-			counts.mu.Unlock()
+			asked, _ := counts.asked()
 			for _, k := range asked {
 				if !validKey(k) {
 					t.Fatalf("GET %q: the store was asked for the invalid key %q", target, k)
@@ -171,14 +188,10 @@ func FuzzKeyRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key string) {
 		for _, suffix := range []string{"", "/metadata"} {
 			target := "/api/v1/stores/counts-store/keys/" + url.PathEscape(key) + suffix
-			counts.mu.Lock()
-			counts.keys = counts.keys[:0]
-			counts.mu.Unlock()
-			rec, ok := serveTarget(s, target)
+			rec, ok := counts.serve(t, s, target)
 			if !ok {
 				t.Fatalf("GET %q: url.PathEscape(%q) made a target Go's server rejects", target, key)
 			}
-			checkAnswerShape(t, target, rec)
 			var body struct {
 				Key   string `json:"key"`
 				Error struct{ Code string }
@@ -199,9 +212,7 @@ func FuzzKeyRoundTrip(f *testing.F) {
 				if rec.Code != http.StatusOK || body.Key != key {
 					t.Fatalf("GET %q: key %q answered %d %s", target, key, rec.Code, rec.Body.Bytes())
 				}
-				counts.mu.Lock()
-				asked := slices.Clone(counts.keys)
-				counts.mu.Unlock()
+				asked, _ := counts.asked()
 				if suffix == "" && (len(asked) != 1 || asked[0] != key) {
 					t.Fatalf("GET %q: the store was asked for %q, want [%q]", target, asked, key)
 				}
@@ -226,14 +237,10 @@ func FuzzScanQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, query string) {
 		target := "/api/v1/stores/counts-store/keys?" + query
-		counts.mu.Lock()
-		counts.scans = counts.scans[:0]
-		counts.mu.Unlock()
-		rec, ok := serveTarget(s, target)
+		rec, ok := counts.serve(t, s, target)
 		if !ok {
 			return
 		}
-		checkAnswerShape(t, target, rec)
 		params, perr := url.ParseQuery(query)
 		if perr != nil {
 			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"bad_query"`) {
@@ -241,9 +248,7 @@ func FuzzScanQuery(f *testing.F) {
 			}
 			return
 		}
-		counts.mu.Lock()
-		scans := slices.Clone(counts.scans)
-		counts.mu.Unlock()
+		_, scans := counts.asked()
 		if rec.Code != http.StatusOK {
 			if len(scans) > 0 {
 				t.Fatalf("GET %q: answered %d after scanning the store", target, rec.Code)

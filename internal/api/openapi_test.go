@@ -27,6 +27,7 @@ import (
 
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // These tests hold openapi.yaml to what the server does: the spec names
@@ -505,15 +506,24 @@ func restoring(c *cluster) {
 	c.health.tasks = append(c.health.tasks, abacus.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
 }
 
-// unauthorizedCases asks every route under /api/v1 without credentials
-// while auth is on.
-func unauthorizedCases(s *spec) []answerCase {
-	var out []answerCase
+// apiPaths are the spec's routes under /api/v1 served in process (not
+// the subscription), with a store and a key in their parameters.
+func apiPaths(s *spec) []string {
+	var out []string
 	for _, path := range s.doc.Paths.InMatchingOrder() {
 		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
 			continue // (the subscription is not served in process)
 		}
-		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+		out = append(out, strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path))
+	}
+	return out
+}
+
+// unauthorizedCases asks every route under /api/v1 without credentials
+// while auth is on.
+func unauthorizedCases(s *spec) []answerCase {
+	var out []answerCase
+	for _, path := range apiPaths(s) {
 		out = append(out, answerCase{name: "no credentials for " + path, path: path, status: 401, code: "unauthorized",
 			setup: withAuth("tok", "ops:pw", false)})
 	}
@@ -524,11 +534,7 @@ func unauthorizedCases(s *spec) []answerCase {
 // its limit of requests (one, a lookup held in flight).
 func overloadedCases(s *spec) []answerCase {
 	var out []answerCase
-	for _, path := range s.doc.Paths.InMatchingOrder() {
-		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
-			continue // (the subscription is not served in process)
-		}
-		path = strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path)
+	for _, path := range apiPaths(s) {
 		out = append(out, answerCase{name: "overloaded " + path, path: path, status: 503, code: "overloaded", setup: busy})
 	}
 	return out
@@ -550,10 +556,7 @@ func holdSlots(t *testing.T, c *cluster, base string, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(base + "/api/v1/stores/counts-store/keys/apple")
-			if err == nil {
-				resp.Body.Close()
-			}
+			_, _, _ = testkit.Fetch(base+"/api/v1/stores/counts-store/keys/apple", nil)
 		}()
 	}
 	t.Cleanup(func() {
@@ -569,7 +572,7 @@ func waitMetric(t *testing.T, base, name string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, body := get(t, base+"/metrics", nil)
+		_, body := testkit.MustFetch(t, base+"/metrics", nil)
 		got := 0.0
 		for _, line := range strings.Split(string(body), "\n") {
 			if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
@@ -621,7 +624,7 @@ func TestOpenAPIAnswersMatchTheSpec(t *testing.T) {
 			if c.self.hold != nil {
 				holdSlots(t, c, base, 1)
 			}
-			resp, body := get(t, base+tc.path, tc.header)
+			resp, body := testkit.MustFetch(t, base+tc.path, tc.header)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("GET %.80s: %d %s; want %d", tc.path, resp.StatusCode, body, tc.status)
 			}
@@ -675,30 +678,14 @@ func TestOpenAPIScanPages(t *testing.T) {
 	s := loadSpec(t)
 	base := healthy().start(t)
 	var got []string
-	path := "/api/v1/stores/counts-store/keys?limit=2"
-	for pages := 1; ; pages++ {
-		resp, body := get(t, base+path, nil)
-		if _, err := s.validate(resp.Request, "", resp.StatusCode, resp.Header, body); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("page %d: %d %s: %v", pages, resp.StatusCode, body, err)
-		}
-		var page struct {
-			Items      []api.Item `json:"items"`
-			NextCursor string     `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			t.Fatal(err)
+	testkit.ScanPages(t, base+"/api/v1/stores/counts-store/keys?limit=2", len(keys), func(n int, resp *http.Response, body []byte, page testkit.KeyPage) {
+		if _, err := s.validate(resp.Request, "", resp.StatusCode, resp.Header, body); err != nil {
+			t.Fatalf("page %d: %d %s: %v", n, resp.StatusCode, body, err)
 		}
 		for _, it := range page.Items {
 			got = append(got, it.Key)
 		}
-		if page.NextCursor == "" {
-			break
-		}
-		if pages > len(keys) {
-			t.Fatalf("still a next_cursor after %d pages", pages)
-		}
-		path = "/api/v1/stores/counts-store/keys?limit=2&cursor=" + url.QueryEscape(page.NextCursor)
-	}
+	})
 	var want []string
 	for k := range keys {
 		want = append(want, k)
@@ -707,29 +694,6 @@ func TestOpenAPIScanPages(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("pages gave %q; want %q", got, want)
 	}
-}
-
-var client = &http.Client{Timeout: 10 * time.Second}
-
-func get(t *testing.T, rawURL string, header http.Header) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
 }
 
 func sameJSON(a, b []byte) bool {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/abacus-streams/abacus/internal/api"
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // At its limit of requests in flight a member refuses one more API request
@@ -26,13 +27,11 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(base + "/api/v1/stores/counts-store/keys/apple")
+			resp, body, err := testkit.Fetch(base+"/api/v1/stores/counts-store/keys/apple", nil)
 			if err != nil {
 				t.Errorf("an admitted lookup: %v", err)
 				return
 			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
 			if !sameJSON(body, []byte(`{"key":"apple","value":3,"partition":0,"served_by":"abacus-0"}`)) {
 				t.Errorf("an admitted lookup answered %d %s", resp.StatusCode, body)
 			}
@@ -41,7 +40,7 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 	}
 	waitMetric(t, base, "abacus_http_requests_in_flight", 3)
 
-	resp, body := get(t, base+"/api/v1/stores/counts-store/keys/banana", nil)
+	resp, body := testkit.MustFetch(t, base+"/api/v1/stores/counts-store/keys/banana", nil)
 	want := `{"error":{"code":"overloaded","message":"this member is serving 3 API requests, its limit; retry shortly"}}` + "\n"
 	if resp.StatusCode != http.StatusServiceUnavailable || string(body) != want ||
 		resp.Header.Get("Retry-After") != "1" || resp.Header.Get("Content-Type") != "application/json" {
@@ -49,7 +48,7 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), body, want)
 	}
 	for _, probe := range []string{"/healthz", "/readyz", "/metrics"} {
-		if resp, body := get(t, base+probe, nil); resp.StatusCode != http.StatusOK {
+		if resp, body := testkit.MustFetch(t, base+probe, nil); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s at the limit: %d %s; want 200", probe, resp.StatusCode, body)
 		}
 	}
@@ -63,7 +62,7 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 		}
 	}
 	waitMetric(t, base, "abacus_http_requests_in_flight", 0)
-	if resp, body := get(t, base+"/api/v1/stores/counts-store/keys/banana", nil); resp.StatusCode != http.StatusOK {
+	if resp, body := testkit.MustFetch(t, base+"/api/v1/stores/counts-store/keys/banana", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("after the burst: %d %s; want 200", resp.StatusCode, body)
 	}
 }
@@ -106,7 +105,7 @@ func TestSubscriptionCountsUntilItsStreamStarts(t *testing.T) {
 		opened <- resp
 	}()
 	waitMetric(t, base, "abacus_http_requests_in_flight", 1)
-	if resp, body := get(t, base+"/api/v1/streams", nil); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp, body := testkit.MustFetch(t, base+"/api/v1/streams", nil); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("while a subscription is set up at a limit of 1: %d %s; want 503 overloaded", resp.StatusCode, body)
 	}
 
@@ -121,7 +120,7 @@ func TestSubscriptionCountsUntilItsStreamStarts(t *testing.T) {
 		t.Fatalf("subscribe: %d %s", resp.StatusCode, body)
 	}
 	waitMetric(t, base, "abacus_http_requests_in_flight", 0)
-	if resp, body := get(t, base+"/api/v1/streams", nil); resp.StatusCode != http.StatusOK {
+	if resp, body := testkit.MustFetch(t, base+"/api/v1/streams", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("while a stream is open at a limit of 1: %d %s; want 200", resp.StatusCode, body)
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // waitFor is how long a test waits for a condition before it fails.
@@ -264,12 +266,9 @@ func dial(t testing.TB, u string, header http.Header) (*sseConn, *http.Response)
 func dialWith(t testing.TB, client *http.Client, u string, header http.Header) (*sseConn, *http.Response) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := testkit.NewGet(ctx, u, header)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {

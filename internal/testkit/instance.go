@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,6 +63,7 @@ type Instance struct {
 	cmd      *exec.Cmd
 	log      *LogBuffer
 	exited   chan struct{}
+	started  time.Time
 }
 
 // InstanceConfig describes an instance to start.
@@ -75,6 +75,12 @@ type InstanceConfig struct {
 	Host string
 	Port int
 	Env  map[string]string // further ABACUS_* settings
+	// ServerDefaults runs the instance at abacus's own defaults, as a
+	// benchmark measures it: without the settings that make tests quick
+	// (a 200 ms commit interval, a 6 s session timeout) and without the
+	// ABACUS_* variables of this process's environment, so that a
+	// developer's shell cannot skew a run. Env still applies.
+	ServerDefaults bool
 }
 
 // StartInstance starts an abacus process; it is killed when the test ends.
@@ -90,17 +96,27 @@ func StartInstance(t testing.TB, c InstanceConfig) *Instance {
 		c.StateDir = t.TempDir()
 	}
 	addr := c.Host + ":" + strconv.Itoa(c.Port)
-	env := append(os.Environ(),
+	var env []string
+	for _, kv := range os.Environ() {
+		if !c.ServerDefaults || !strings.HasPrefix(kv, "ABACUS_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		"ABACUS_BOOTSTRAP_SERVERS="+c.Brokers,
 		"ABACUS_INSTANCE_ID="+c.Name,
 		"ABACUS_STATE_DIR="+c.StateDir,
 		"ABACUS_HTTP_ADDR="+addr,
-		"ABACUS_COMMIT_INTERVAL=200ms",
-		// Static members that crash are replaced after this; the default 45 s
-		// would only make failover tests slow.
-		"ABACUS_KAFKA_SESSION_TIMEOUT_MS=6000",
-		"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS=500",
 	)
+	if !c.ServerDefaults {
+		env = append(env,
+			"ABACUS_COMMIT_INTERVAL=200ms",
+			// Static members that crash are replaced after this; the default 45 s
+			// would only make failover tests slow.
+			"ABACUS_KAFKA_SESSION_TIMEOUT_MS=6000",
+			"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS=500",
+		)
+	}
 	for k, v := range c.Env {
 		env = append(env, k+"="+v)
 	}
@@ -122,6 +138,7 @@ func (in *Instance) start() {
 	in.cmd.Env = in.env
 	in.cmd.Stdout = in.log
 	in.cmd.Stderr = in.log
+	in.started = time.Now()
 	if err := in.cmd.Start(); err != nil {
 		in.t.Fatal(err)
 	}
@@ -183,6 +200,12 @@ func (in *Instance) Exited() bool {
 	}
 }
 
+// Pid is the process id of the instance's current (or last) life.
+func (in *Instance) Pid() int { return in.cmd.Process.Pid }
+
+// Started is when the instance's current (or last) life was started.
+func (in *Instance) Started() time.Time { return in.started }
+
 // Log is everything the process wrote.
 func (in *Instance) Log() string { return in.log.String() }
 
@@ -204,8 +227,6 @@ func (in *Instance) WaitReady(within time.Duration) {
 	})
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
-
 // Get fetches a path of the instance.
 func (in *Instance) Get(path string) (int, []byte, error) {
 	return in.GetWith(path, nil)
@@ -213,20 +234,21 @@ func (in *Instance) Get(path string) (int, []byte, error) {
 
 // GetWith fetches a path of the instance with request headers.
 func (in *Instance) GetWith(path string, header http.Header) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodGet, in.URL+path, nil)
-	if err != nil {
+	resp, body, err := Fetch(in.URL+path, header)
+	if resp == nil {
 		return 0, nil, err
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
+}
+
+// GetJSON fetches a path of the instance and, if it answers 200, decodes
+// the body into v.
+func (in *Instance) GetJSON(path string, v any) (int, []byte, error) {
+	code, body, err := in.Get(path)
+	if err == nil && code == 200 {
+		err = json.Unmarshal(body, v)
+	}
+	return code, body, err
 }
 
 // KeyCount is the body of a key lookup.
@@ -239,11 +261,8 @@ type KeyCount struct {
 
 // Count looks a key up; code is the HTTP status.
 func (in *Instance) Count(store, key string) (KeyCount, int, error) {
-	code, body, err := in.Get("/api/v1/stores/" + url.PathEscape(store) + "/keys/" + url.PathEscape(key))
 	var kc KeyCount
-	if err == nil && code == 200 {
-		err = json.Unmarshal(body, &kc)
-	}
+	code, _, err := in.GetJSON("/api/v1/stores/"+url.PathEscape(store)+"/keys/"+url.PathEscape(key), &kc)
 	return kc, code, err
 }
 
@@ -258,6 +277,16 @@ func (in *Instance) Metric(name string, labels ...string) (float64, error) {
 		return 0, fmt.Errorf("metrics: %d", code)
 	}
 	return SumMetric(body, name, labels...), nil
+}
+
+// MustMetric is in.Metric, failing t on an error.
+func MustMetric(t testing.TB, in *Instance, name string, labels ...string) float64 {
+	t.Helper()
+	v, err := in.Metric(name, labels...)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", in.Name, name, err)
+	}
+	return v
 }
 
 // SumMetric adds the samples of a metric in Prometheus text format.

@@ -168,38 +168,12 @@ func ReadTopic(t testing.TB, brokers, topic, isolation string, fn func(*kafka.Me
 	}
 }
 
-// Headers reads every record of topic with its headers.
+// Messages reads every record of topic, with its headers, partition by
+// partition in offset order (read_committed).
 func Messages(t testing.TB, brokers, topic string) []*kafka.Message {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers": brokers, "group.id": "testkit-reader", "enable.auto.commit": false,
-		"enable.partition.eof": true, "log_level": 3, "enable.metrics.push": false,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	md, err := c.GetMetadata(&topic, false, 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tps []kafka.TopicPartition
-	for _, p := range md.Topics[topic].Partitions {
-		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
-	}
-	if err := c.Assign(tps); err != nil {
-		t.Fatal(err)
-	}
 	var out []*kafka.Message
-	deadline := time.Now().Add(time.Minute)
-	for open := len(tps); open > 0 && time.Now().Before(deadline); {
-		switch e := c.Poll(100).(type) {
-		case *kafka.Message:
-			out = append(out, e)
-		case kafka.PartitionEOF:
-			open--
-		}
-	}
+	ReadTopic(t, brokers, topic, "read_committed", func(m *kafka.Message) { out = append(out, m) })
 	return out
 }
 
