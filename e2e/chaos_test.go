@@ -1,6 +1,6 @@
 package e2e
 
-// Chaos tests (issue 7): nothing is lost under crashes, rebalances, broker
+// Chaos tests: nothing is lost under crashes, rebalances, broker
 // outages, damaged or full disks and abusive clients. Each runs briefly in
 // `make test`; ABACUS_CHAOS=long (`make chaos`) runs the long version.
 // The fault schedule comes from a seed, logged at the start of each test;

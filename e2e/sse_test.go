@@ -26,7 +26,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
-// Live count subscriptions (issue 5), end to end: Server-Sent Events from
+// Live count subscriptions, end to end: Server-Sent Events from
 // the real binary, read with a plain HTTP client and a hand-written SSE
 // parser (so every byte of the framing is checked, not a library's idea of
 // it).

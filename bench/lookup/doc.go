@@ -1,4 +1,4 @@
-// Package lookup holds the key-lookup load benchmark (issue 3): requests/s
+// Package lookup holds the key-lookup load benchmark: requests/s
 // and p50/p90/p99/p99.9 latency of GET /api/v1/stores/{store}/keys/{key}
 // answered locally, answered with ?local=true, forwarded to the owner, and
 // a uniform mix, against three abacus processes on loopback.

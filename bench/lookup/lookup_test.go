@@ -47,7 +47,8 @@ const (
 	asked      = 0 // the member every request goes to: abacus-0 on 127.0.0.1
 )
 
-// Targets of issue 3 on the 2-core reference machine.
+// The targets the benchmark checks, on the 2-core reference machine
+// (BENCHMARKS.md, "Key lookups").
 const (
 	targetLocalRPS = 20_000
 	targetLocalP99 = 5 * time.Millisecond

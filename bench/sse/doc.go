@@ -1,4 +1,4 @@
-// Package sse holds the live-subscription benchmark (issue 5): what 1,000
+// Package sse holds the live-subscription benchmark: what 1,000
 // Server-Sent-Events subscribers (and one that never reads) cost an abacus
 // instance's processing throughput, and how long a produced record takes
 // to reach 100 subscribers as an event, at 1,000 and 10,000 records/s.

@@ -1,11 +1,12 @@
 package testkit
 
 import (
-	"github.com/abacus-streams/abacus/internal/broker"
 	"io"
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/abacus-streams/abacus/internal/broker"
 )
 
 // Proxy is a TCP proxy in front of a broker, for cutting the connections

@@ -265,7 +265,9 @@ func checkMetadata(t *testing.T, objs []object) {
 	}
 }
 
-// checkStatefulSet holds the pod template to the rules of issue 6.
+// checkStatefulSet holds the pod template to the rules a StatefulSet of
+// abacus needs: parallel start, a selector that selects its pods, one
+// container, no service links, a locked-down security context.
 func checkStatefulSet(t *testing.T, objs []object) {
 	t.Helper()
 	sts := only[*appsv1.StatefulSet](t, objs)
