@@ -16,10 +16,34 @@ import (
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
-// moveAside moves the damaged store in dir to dir+".damaged", replacing an
-// older one, and leaves an empty dir in its place, with a warning naming
-// the damage.
-func moveAside(dir string, why error, log *slog.Logger) error {
+// openUndamaged opens Badger on the store that lock holds, after looking
+// for damage with checkFiles; a store found damaged, there or by Badger's
+// open, is moved aside and an empty one opened in its place.
+func openUndamaged(opts badger.Options, log *slog.Logger, lock *dirLock) (*badger.DB, error) {
+	dir := opts.Dir
+	if why := checkFiles(dir, opts); why != nil {
+		if err := moveAside(why, log, lock); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openBadger(opts)
+	if err != nil && isDamage(err) {
+		if err := moveAside(err, log, lock); err != nil {
+			return nil, err
+		}
+		db, err = openBadger(opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// moveAside moves the damaged store that lock holds to its dir+".damaged",
+// replacing an older one, with a warning naming the damage, and leaves an
+// empty directory in its place, locked.
+func moveAside(why error, log *slog.Logger, lock *dirLock) error {
+	dir := lock.dir
 	aside := dir + ".damaged"
 	log.Warn("state store damaged: moving it aside, its tasks restore from the changelog",
 		"dir", dir, "aside", aside, "error", why)
@@ -32,7 +56,7 @@ func moveAside(dir string, why error, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("recreate state dir: %w", err)
 	}
-	return nil
+	return lock.relock()
 }
 
 // openBadger is badger.Open with a panic on this goroutine turned into an

@@ -33,6 +33,7 @@ type DB struct {
 	db    *badger.DB
 	log   *slog.Logger
 	space *space
+	lock  *dirLock
 }
 
 // Open opens (or creates) the database. A database whose files are
@@ -43,7 +44,8 @@ type DB struct {
 // is missing, truncated or fails its checksums, a write-ahead log with data
 // after a corrupt entry), because Badger silently drops data for some of
 // these and panics in its own goroutines on others; and in Badger's open
-// error. A directory locked by another process is never moved. On a file
+// error. A directory locked by another process is neither checked nor
+// moved: Open fails, its error wrapping syscall.EWOULDBLOCK. On a file
 // system with less free space than the store needs to write safely, Open
 // fails with a *DiskFullError (wrapping syscall.ENOSPC) before Badger maps
 // a file: Badger would crash the process writing to one.
@@ -83,27 +85,24 @@ func Open(cfg Config) (*DB, error) {
 		// (Not OnTableRead: with it Badger skips a table that fails its
 		// checksum at open and carries on without its data; checkFiles
 		// verifies every table before Badger sees it instead.)
-		WithChecksumVerificationMode(options.OnBlockRead)
-	if why := checkFiles(cfg.Dir, opts); why != nil {
-		if err := moveAside(cfg.Dir, why, cfg.Logger); err != nil {
-			return nil, err
-		}
-	}
-	db, err := openBadger(opts)
-	if err != nil && isDamage(err) {
-		if err := moveAside(cfg.Dir, err, cfg.Logger); err != nil {
-			return nil, err
-		}
-		db, err = openBadger(opts)
-	}
+		WithChecksumVerificationMode(options.OnBlockRead).
+		// Open holds the directory's lock itself (see dirLock).
+		WithBypassLockGuard(true)
+	lock, err := lockDir(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("open badger at %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open store at %s: %w", cfg.Dir, err)
 	}
-	return &DB{db: db, log: cfg.Logger, space: space}, nil
+	db, err := openUndamaged(opts, cfg.Logger, lock)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	return &DB{db: db, log: cfg.Logger, space: space, lock: lock}, nil
 }
 
-// Close flushes and closes the database.
+// Close flushes and closes the database, and releases its directory.
 func (d *DB) Close() error {
+	defer d.lock.release()
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("close badger: %w", err)
 	}
