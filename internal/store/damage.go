@@ -3,26 +3,138 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
+// A store is damaged, and moved aside to be rebuilt from the changelog,
+// only on proof: bytes of its files that were read and do not parse or do
+// not check out, or a file its MANIFEST names that is gone. Such an error
+// wraps errDamaged. Anything else that stops the open (a permission, the
+// descriptor limit, a full disk, an I/O error, a file the system will not
+// open or read for any other reason, a lock held elsewhere) fails the open
+// with the system's error, still an *fs.PathError or syscall.Errno for
+// errors.Is and errors.As, and leaves the directory as it is: a store
+// that cannot be read for now is no reason to throw its state away, and
+// moving it aside would leave it on the disk while a restore writes a
+// second copy. TestOpenLeavesAnUnreadableStoreAlone and
+// TestOpenLeavesAStoreWithoutFileDescriptorsAlone pin that.
+//
+// Every file checkFiles hands to Badger's code is first read through with
+// read(2) (readThrough), so that an error reading it is the system's,
+// typed: Badger's own readers turn one into a content error (ReplayManifestFile
+// returns its bad-magic error for any failed read of the MANIFEST's first
+// bytes) or, through a memory map, into a fault that its table code
+// re-panics as a plain string (table.go initBiggestAndSmallest).
+
+// errDamaged marks proof of damage.
+var errDamaged = errors.New("damaged store files")
+
+// errFault marks a memory fault reading the store's mapped files: an I/O
+// error, or a full disk (a tmpfs allocates the pages of a sparse file it
+// maps, and has none); not damage.
+var errFault = errors.New("a memory fault reading the store's mapped files")
+
+// damagef is an error wrapping errDamaged.
+func damagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errDamaged, fmt.Sprintf(format, a...))
+}
+
+// badgerDamageTexts are the errors of badger.Open (v4.9.6) told by their
+// text, for want of a type: Badger wraps with y.Wrap and y.Wrapf
+// (y/error.go), which format the cause with %+v instead of %w unless its
+// debugMode is on (only Badger's own tests turn it on), so errors.Is cannot
+// find even an exported sentinel below them. Each is an error Badger
+// returns only after reading a file's bytes and finding them wrong, and one
+// that checkFiles cannot see first. (badger.ErrTruncateNeeded, the other
+// sentinel of damage, comes only from a read-only open, memtable.go
+// UpdateSkipList, and through y.Wrapf too.) Every one is provoked by
+// TestOpenMovesAsideDamageOnlyBadgerFinds, which fails when a Badger
+// upgrade changes its text.
+var badgerDamageTexts = []struct{ text, source string }{
+	// util.go levelHandler.validate: fmt.Errorf for two tables of one level
+	// whose key ranges overlap, wrapped by levels.go newLevelsController as
+	// y.Wrap(err, "Level validation"). The MANIFEST replays and every table
+	// checks out, yet together they make no tree.
+	{"Level validation", "levels.go newLevelsController"},
+	// y.ErrChecksumMismatch ("checksum mismatch", y/checksum.go) through
+	// y.Wrapf: a data key of the KEYREGISTRY that fails its CRC
+	// (key_registry.go keyRegistryIterator.next). Of the other checksums
+	// Badger checks at open, the MANIFEST's and the tables', checkFiles has
+	// verified every one with Badger's own code.
+	{y.ErrChecksumMismatch.Error(), "key_registry.go keyRegistryIterator.next"},
+}
+
+// isDamage reports whether an error of checkFiles or of badger.Open proves
+// the store's files damaged.
+func isDamage(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, errFault):
+		return false
+	case errors.Is(err, errDamaged):
+		return true
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
+		// key_registry.go validRegistry returns it, unwrapped, when the
+		// KEYREGISTRY's sanity text is not what it should be: abacus never
+		// encrypts, so the text is garbled.
+		return true
+	case isSystemError(err):
+		return false
+	}
+	msg := err.Error()
+	for _, d := range badgerDamageTexts {
+		if strings.Contains(msg, d.text) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSystemError reports whether err is, or wraps, an error of a system
+// call: what failed is reaching the bytes, not the bytes.
+func isSystemError(err error) bool {
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	var sysErr *os.SyscallError
+	var errno syscall.Errno
+	return errors.As(err, &pathErr) || errors.As(err, &linkErr) || errors.As(err, &sysErr) || errors.As(err, &errno)
+}
+
+// panicError turns a panic recovered while reading the store's files into
+// an error: a memory fault is errFault, any other panic (Badger's code on
+// bytes it could not make sense of) damage.
+func panicError(r any, doing string) error {
+	// With debug.SetPanicOnFault a fault's panic value has an Addr method.
+	if _, fault := r.(interface{ Addr() uintptr }); fault {
+		return fmt.Errorf("%w (%s; an I/O error, or is the disk full?): %v", errFault, doing, firstLine(r))
+	}
+	return damagef("%s: panic: %v", doing, firstLine(r))
+}
+
 // openUndamaged opens Badger on the store that lock holds, after looking
-// for damage with checkFiles; a store found damaged, there or by Badger's
-// open, is moved aside and an empty one opened in its place.
+// for damage with checkFiles. A store proven damaged, there or by Badger's
+// open, is moved aside and an empty one opened in its place; any other
+// error fails the open and leaves the store as it is.
 func openUndamaged(opts badger.Options, log *slog.Logger, lock *dirLock) (*badger.DB, error) {
 	dir := opts.Dir
-	if why := checkFiles(dir, opts); why != nil {
-		if err := moveAside(why, log, lock); err != nil {
+	if err := checkFiles(dir, opts); err != nil {
+		if !isDamage(err) {
+			return nil, fmt.Errorf("open store at %s (left as it is: no proof of damage): %w", dir, err)
+		}
+		if err := moveAside(err, log, lock); err != nil {
 			return nil, err
 		}
 	}
@@ -60,57 +172,15 @@ func moveAside(why error, log *slog.Logger, lock *dirLock) error {
 }
 
 // openBadger is badger.Open with a panic on this goroutine turned into an
-// error (Badger panics on some damaged files instead of failing). A fault
-// reading its memory-mapped files is not damage: a full disk does that (a
-// tmpfs allocates the pages of a sparse file it maps, and has none), and
-// moving the store aside would only fill the disk with a copy.
+// error (Badger panics on some damaged files instead of failing).
 func openBadger(opts badger.Options) (db *badger.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			// With SetPanicOnFault a fault's panic value has an Addr method.
-			if _, fault := r.(interface{ Addr() uintptr }); fault {
-				err = fmt.Errorf("%w (is the disk full?): %v", errFault, r)
-				return
-			}
-			err = fmt.Errorf("%w: badger panicked opening the store: %v", errDamaged, r)
+			err = panicError(r, "opening the store")
 		}
 	}()
 	return badger.Open(opts)
-}
-
-// errDamaged marks what checkFiles and openBadger find.
-var errDamaged = errors.New("damaged store files")
-
-// errFault marks a memory fault reading the store's mapped files, which a
-// full disk causes: not damage.
-var errFault = errors.New("badger faulted reading its memory-mapped files")
-
-// isDamage reports whether an open error means damaged files rather than,
-// say, a directory locked by another process (which must not be wiped) or
-// a full disk (which wiping would not mend).
-func isDamage(err error) bool {
-	if errors.Is(err, errFault) {
-		return false
-	}
-	if errors.Is(err, errDamaged) || errors.Is(err, badger.ErrTruncateNeeded) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"Cannot acquire directory lock", "another process is using this Badger database",
-		"no space left on device", "disk quota exceeded", "read-only file system", "permission denied", "too many open files"} {
-		if strings.Contains(msg, s) {
-			return false
-		}
-	}
-	for _, s := range []string{"checksum", "corrupt", "truncate", "MANIFEST", "manifest", "unexpected EOF", "magic",
-		"file does not exist", "no such file", "Unable to read header", "Invalid", "invalid", "failed to initialize table",
-		"while opening fid", "Level validation", "datakey", "Encryption key mismatch", "malformed"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkFiles looks for damage Badger would not report, or would report by
@@ -127,20 +197,22 @@ func isDamage(err error) bool {
 //     would replay it only up to that entry and go on with the next log,
 //     leaving a hole in the middle of the committed history.
 //
-// It returns nil for an empty or new directory.
+// Its error wraps errDamaged for damage; any other error is the system's,
+// wrapped with what was being done on which file. It returns nil for an
+// empty or new directory.
 func checkFiles(dir string, opts badger.Options) (err error) {
-	// Tables and logs are read through memory maps: an I/O error there is a
+	// Tables are read through memory maps: an I/O error there is a
 	// SIGBUS, which this turns into a panic that checkTable recovers from
 	// (and which would otherwise crash the process on every start).
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: reading the store's files failed: %v", errDamaged, firstLine(r))
+			err = panicError(r, "reading the store's files")
 		}
 	}()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil // Badger reports what it cannot read
+		return fmt.Errorf("list the store's files: %w", err)
 	}
 	var tables, logs, mems []string
 	hasManifest := false
@@ -158,7 +230,7 @@ func checkFiles(dir string, opts badger.Options) (err error) {
 	}
 	if !hasManifest {
 		if n := len(tables) + len(mems) + len(logs); n > 0 {
-			return fmt.Errorf("%w: MANIFEST is missing but %d table and log files are there", errDamaged, n)
+			return damagef("MANIFEST is missing but %d table and log files are there", n)
 		}
 		return nil
 	}
@@ -180,24 +252,43 @@ func checkFiles(dir string, opts badger.Options) (err error) {
 	return nil
 }
 
+// readThrough reads a file to its end with read(2), to fail with the
+// system's error if any part of it cannot be read. (A table's pages are
+// then in the page cache for the checksum pass over its map that follows.)
+func readThrough(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
 // replayManifest reads the MANIFEST as Badger will, and fails unless every
 // byte of it is a complete entry.
 func replayManifest(path string, opts badger.Options) (badger.Manifest, error) {
+	if err := readThrough(path); err != nil {
+		return badger.Manifest{}, fmt.Errorf("read MANIFEST: %w", err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
-		return badger.Manifest{}, fmt.Errorf("%w: open MANIFEST: %v", errDamaged, err)
+		return badger.Manifest{}, fmt.Errorf("open MANIFEST: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return badger.Manifest{}, fmt.Errorf("%w: stat MANIFEST: %v", errDamaged, err)
+		return badger.Manifest{}, fmt.Errorf("stat MANIFEST: %w", err)
 	}
 	m, end, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
-	if err != nil {
-		return badger.Manifest{}, fmt.Errorf("%w: MANIFEST does not replay: %v", errDamaged, err)
-	}
-	if end != fi.Size() {
-		return badger.Manifest{}, fmt.Errorf("%w: MANIFEST ends in a partial entry at byte %d of %d (truncated or torn)", errDamaged, end, fi.Size())
+	switch {
+	case err != nil && isSystemError(err):
+		// Its file's Stat and Read errors come back as they are.
+		return badger.Manifest{}, fmt.Errorf("replay MANIFEST: %w", err)
+	case err != nil:
+		return badger.Manifest{}, damagef("MANIFEST does not replay: %v", err)
+	case end != fi.Size():
+		return badger.Manifest{}, damagef("MANIFEST ends in a partial entry at byte %d of %d (truncated or torn)", end, fi.Size())
 	}
 	return m, nil
 }
@@ -206,23 +297,30 @@ func replayManifest(path string, opts badger.Options) (badger.Manifest, error) {
 // turning a panic of Badger's table code into an error.
 func checkTable(dir string, id uint64, tm badger.TableManifest, opts badger.Options) (err error) {
 	path := table.NewFilename(id, dir)
+	name := filepath.Base(path)
 	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%w: table %s named by the MANIFEST: %v", errDamaged, filepath.Base(path), err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return damagef("table %s named by the MANIFEST is missing", name)
+	case err != nil:
+		return fmt.Errorf("stat table %s named by the MANIFEST: %w", name, err)
 	}
 	if tm.KeyID != 0 {
 		return nil // encrypted tables are not ours to read without the key
 	}
 	if fi.Size() == 0 {
-		return fmt.Errorf("%w: table %s is empty", errDamaged, filepath.Base(path))
+		return damagef("table %s is empty", name)
+	}
+	if err := readThrough(path); err != nil {
+		return fmt.Errorf("read table %s: %w", name, err)
 	}
 	mf, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return fmt.Errorf("%w: open table %s: %v", errDamaged, filepath.Base(path), err)
+		return fmt.Errorf("map table %s: %w", name, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: table %s is unreadable: %v", errDamaged, filepath.Base(path), firstLine(r))
+			err = panicError(r, "reading table "+name)
 		}
 		_ = mf.Close(-1)
 	}()
@@ -232,7 +330,9 @@ func checkTable(dir string, id uint64, tm badger.TableManifest, opts badger.Opti
 		ZSTDCompressionLevel: opts.ZSTDCompressionLevel, TableSize: uint64(opts.BaseTableSize),
 	})
 	if err != nil {
-		return fmt.Errorf("%w: table %s: %v", errDamaged, filepath.Base(path), err)
+		// Its only system call is a Stat of the open file; the rest reads
+		// the map, which readThrough has just read.
+		return damagef("table %s: %v", name, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/dgraph-io/badger/v4"
 )
 
 // history is what a test wrote to a store: the state of every partition
@@ -330,21 +332,28 @@ func TestDamageAfterOpen(t *testing.T) {
 			}
 			t.Logf("reads under the damaged open store: %s", report)
 
-			var logs testkit.LogBuffer
-			db, err := Open(Config{Dir: dir, MemTableSize: 8 << 20, BlockCacheSize: 1 << 20,
-				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			if err != nil {
-				t.Fatalf("reopen: %v", err)
-			}
-			defer db.Close()
-			if _, err := os.Stat(dir + ".damaged"); err != nil || !strings.Contains(logs.String(), "state store damaged") {
-				t.Errorf("reopening the damaged store did not move it aside: %v; log: %s", err, logs.String())
-			}
-			if parts, _ := db.Partitions(); len(parts) != 0 {
-				t.Errorf("the reopened store holds partitions %v, want none (all restored from the changelog)", parts)
-			}
+			openMovedAside(t, dir).Close()
 		})
 	}
+}
+
+// openMovedAside opens the damaged store in dir and fails the test unless
+// Open moved it aside, saying so in its log, and opened an empty one.
+func openMovedAside(t *testing.T, dir string) *DB {
+	t.Helper()
+	var logs testkit.LogBuffer
+	db, err := Open(Config{Dir: dir, MemTableSize: 8 << 20, BlockCacheSize: 1 << 20,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("reopen: %v (a damaged store must be moved aside, not fail the start)", err)
+	}
+	if _, err := os.Stat(dir + ".damaged"); err != nil || !strings.Contains(logs.String(), "state store damaged") {
+		t.Errorf("reopening the damaged store did not move it aside: %v; log: %s", err, logs.String())
+	}
+	if parts, _ := db.Partitions(); len(parts) != 0 {
+		t.Errorf("the reopened store holds partitions %v, want none (all restored from the changelog)", parts)
+	}
+	return db
 }
 
 func crashCause(out string) string {
@@ -491,4 +500,105 @@ func TestCheckWAL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenMovesAsideDamageOnlyBadgerFinds damages a store where checkFiles
+// does not look and Badger's open does: the store must still be moved
+// aside. It pins isDamage's typed check of badger.ErrEncryptionKeyMismatch
+// and each text of badgerDamageTexts against the Badger in go.mod.
+func TestOpenMovesAsideDamageOnlyBadgerFinds(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	fillStore(t, src, false)
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		// badger is how Badger's open error says it.
+		badger func(err error) bool
+	}{
+		{"the KEYREGISTRY's sanity text garbled", func(t *testing.T, dir string) {
+			overwrite(t, filepath.Join(dir, badger.KeyRegistryFileName), 16, []byte("Hello Dagger"))
+		}, func(err error) bool { return errors.Is(err, badger.ErrEncryptionKeyMismatch) }},
+		{"a KEYREGISTRY data key failing its checksum", func(t *testing.T, dir string) {
+			path := filepath.Join(dir, badger.KeyRegistryFileName)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An entry is its length, its CRC-32C and its bytes.
+			overwrite(t, path, fi.Size(), []byte{0, 0, 0, 4, 0, 0, 0, 0, 'k', 'e', 'y', '!'})
+		}, func(err error) bool { return strings.Contains(err.Error(), badgerDamageTexts[1].text) }},
+		{"the tables of one level overlapping", func(t *testing.T, dir string) {
+			moveTablesToLevel(t, dir, 6)
+		}, func(err error) bool { return strings.Contains(err.Error(), badgerDamageTexts[0].text) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "counts-store")
+			testkit.CopyDir(t, src, dir)
+			tc.damage(t, dir)
+			opts := badger.DefaultOptions(dir).WithLogger(nil)
+			if err := checkFiles(dir, opts); err != nil {
+				t.Fatalf("checkFiles found the damage (%v): the test no longer reaches Badger's open", err)
+			}
+			_, err := openBadger(opts)
+			if err == nil || !tc.badger(err) || !isDamage(err) {
+				t.Fatalf("Badger's open = %v; want the error this case pins, taken for damage", err)
+			}
+			openMovedAside(t, dir).Close()
+		})
+	}
+}
+
+// overwrite writes b at off of the file at path.
+func overwrite(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moveTablesToLevel appends a change set to the MANIFEST that moves every
+// table to level, a DELETE and a CREATE each, framed as Badger frames one
+// (manifest.go: length, CRC-32C, then the protobuf ManifestChangeSet, here
+// written field by field).
+func moveTablesToLevel(t *testing.T, dir string, level int) {
+	t.Helper()
+	path := filepath.Join(dir, badger.ManifestFilename)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(dir))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Tables) < 2 {
+		t.Fatalf("%d tables: none can overlap", len(m.Tables))
+	}
+	varint := func(b []byte, field int, v uint64) []byte {
+		return binary.AppendUvarint(append(b, byte(field<<3)), v)
+	}
+	var set []byte
+	for id, tm := range m.Tables {
+		del := varint(varint(nil, 1, id), 2, 1) // Id, Op DELETE
+		create := varint(varint(nil, 1, id), 3, uint64(level))
+		if tm.Compression != 0 {
+			create = varint(create, 6, uint64(tm.Compression))
+		}
+		for _, change := range [][]byte{del, create} {
+			set = append(binary.AppendUvarint(append(set, 1<<3|2), uint64(len(change))), change...)
+		}
+	}
+	entry := binary.BigEndian.AppendUint32(nil, uint32(len(set)))
+	entry = binary.BigEndian.AppendUint32(entry, crc32.Checksum(set, crc32.MakeTable(crc32.Castagnoli)))
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overwrite(t, path, fi.Size(), append(entry, set...))
 }

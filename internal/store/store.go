@@ -44,7 +44,10 @@ type DB struct {
 // is missing, truncated or fails its checksums, a write-ahead log with data
 // after a corrupt entry), because Badger silently drops data for some of
 // these and panics in its own goroutines on others; and in Badger's open
-// error. A directory locked by another process is neither checked nor
+// error. Only proof of damage moves a store (see damage.go): a file that
+// cannot be opened or read (permissions, the descriptor limit, an I/O
+// error) fails the open with the system's error and leaves the store as
+// it is. A directory locked by another process is neither checked nor
 // moved: Open fails, its error wrapping syscall.EWOULDBLOCK. On a file
 // system with less free space than the store needs to write safely, Open
 // fails with a *DiskFullError (wrapping syscall.ENOSPC) before Badger maps
