@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,28 +14,6 @@ import (
 // storeDir is where an instance keeps its Badger store.
 func storeDir(in *testkit.Instance) string {
 	return filepath.Join(in.StateDir, "counts-app", storeName)
-}
-
-// storeFiles lists a store's files matching glob, largest first.
-func storeFiles(dir, glob string) []string {
-	matches, _ := filepath.Glob(filepath.Join(dir, glob))
-	slices.SortFunc(matches, func(a, b string) int {
-		fa, _ := os.Stat(a)
-		fb, _ := os.Stat(b)
-		return int(fb.Size() - fa.Size())
-	})
-	return matches
-}
-
-func listStore(dir string) string {
-	entries, _ := os.ReadDir(dir)
-	var out []string
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil {
-			out = append(out, fmt.Sprintf("%s(%d)", e.Name(), fi.Size()))
-		}
-	}
-	return strings.Join(out, " ")
 }
 
 // fileDamage breaks one kind of store file while the instance is down.
@@ -51,87 +27,21 @@ type fileDamage struct {
 	// restore from the changelog. A damage Badger shrugs off (an unused
 	// value log) need not be noticed, only survived.
 	detect bool
-	do     func(t *testing.T, path string)
-}
-
-func halve(t *testing.T, path string) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, fi.Size()/2); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func deleteFile(t *testing.T, path string) {
-	t.Helper()
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// scribble overwrites up to 4 KiB at where (0..1) of the file with random bytes.
-func scribble(where float64) func(t *testing.T, path string) {
-	return func(t *testing.T, path string) {
-		t.Helper()
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		fi, _ := f.Stat()
-		n := min(int64(4096), max(fi.Size()/4, 1))
-		off := max(min(int64(float64(fi.Size())*where), fi.Size()-n), 0)
-		buf := make([]byte, n)
-		r := rand.New(rand.NewPCG(uint64(fi.Size()), 11))
-		for i := range buf {
-			buf[i] = byte(r.Uint32())
-		}
-		if _, err := f.WriteAt(buf, off); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// scribbleAmidData overwrites 64 bytes a third of the way into the data of
-// a preallocated file (its non-zero part), so that valid data follows.
-func scribbleAmidData(t *testing.T, path string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := len(data)
-	for end > 0 && data[end-1] == 0 {
-		end--
-	}
-	if end < 1024 {
-		t.Fatalf("%s holds only %d bytes of data", path, end)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt([]byte(strings.Repeat("garbage!", 8)), int64(end/3)); err != nil {
-		t.Fatal(err)
-	}
+	do     func(t testing.TB, path string)
 }
 
 func fileDamages() []fileDamage {
 	all := []fileDamage{
-		{name: "delete MANIFEST", glob: "MANIFEST", detect: true, do: deleteFile},
-		{name: "truncate an .sst to half", glob: "*.sst", detect: true, do: halve},
-		{name: "garbage in an .sst", glob: "*.sst", detect: true, do: scribble(0.5)},
-		{name: "garbage amid a .mem's entries after a crash", glob: "*.mem", crash: true, detect: true, do: scribbleAmidData},
-		{name: "delete MANIFEST after a crash", glob: "MANIFEST", crash: true, detect: true, do: deleteFile},
-		{name: "truncate a .vlog to half", glob: "*.vlog", do: halve},
-		{name: "garbage in MANIFEST", glob: "MANIFEST", detect: true, do: scribble(0.5)},
-		{name: "garbage at an .sst's end", glob: "*.sst", detect: true, do: scribble(1)},
-		{name: "delete KEYREGISTRY", glob: "KEYREGISTRY", do: deleteFile},
-		{name: "truncate MANIFEST to half", glob: "MANIFEST", detect: true, do: halve},
+		{name: "delete MANIFEST", glob: "MANIFEST", detect: true, do: testkit.DeleteFile},
+		{name: "truncate an .sst to half", glob: "*.sst", detect: true, do: testkit.HalveFile},
+		{name: "garbage in an .sst", glob: "*.sst", detect: true, do: testkit.Scribble(0.5)},
+		{name: "garbage amid a .mem's entries after a crash", glob: "*.mem", crash: true, detect: true, do: testkit.ScribbleAmidData},
+		{name: "delete MANIFEST after a crash", glob: "MANIFEST", crash: true, detect: true, do: testkit.DeleteFile},
+		{name: "truncate a .vlog to half", glob: "*.vlog", do: testkit.HalveFile},
+		{name: "garbage in MANIFEST", glob: "MANIFEST", detect: true, do: testkit.Scribble(0.5)},
+		{name: "garbage at an .sst's end", glob: "*.sst", detect: true, do: testkit.Scribble(1)},
+		{name: "delete KEYREGISTRY", glob: "KEYREGISTRY", do: testkit.DeleteFile},
+		{name: "truncate MANIFEST to half", glob: "MANIFEST", detect: true, do: testkit.HalveFile},
 	}
 	if chaosLong() {
 		return all
@@ -169,9 +79,9 @@ func TestChaosDamagedLocalState(t *testing.T) {
 		} else {
 			in.Stop(time.Minute)
 		}
-		files := storeFiles(dir, d.glob)
+		files := testkit.FilesBySize(dir, d.glob)
 		if len(files) == 0 {
-			t.Fatalf("%s: no %s in the store: %s", d.name, d.glob, listStore(dir))
+			t.Fatalf("%s: no %s in the store: %s", d.name, d.glob, testkit.ListDir(dir))
 		}
 		d.do(t, files[0])
 		os.RemoveAll(dir + ".damaged") // only this round's damage is looked for
@@ -231,7 +141,7 @@ func TestChaosDamagedLocalState(t *testing.T) {
 			d.name, noticed, asideErr == nil, restored, changelogRecords, time.Since(began).Round(100*time.Millisecond), reason)
 		if d.detect {
 			if !noticed || asideErr != nil {
-				t.Errorf("%s: the damage was not noticed (logged %v, moved aside: %v); store files: %s", d.name, noticed, asideErr, listStore(dir))
+				t.Errorf("%s: the damage was not noticed (logged %v, moved aside: %v); store files: %s", d.name, noticed, asideErr, testkit.ListDir(dir))
 			}
 			// The broker may compact the changelog between the count before
 			// the restart and the restore: a whole restore applies at most
@@ -267,12 +177,12 @@ func TestChaosDamageUnderRunningInstance(t *testing.T) {
 	in.Restart()
 	in.WaitReady(time.Minute)
 	dir := storeDir(in)
-	tables := storeFiles(dir, "*.sst")
+	tables := testkit.FilesBySize(dir, "*.sst")
 	if len(tables) == 0 {
-		t.Fatalf("no tables: %s", listStore(dir))
+		t.Fatalf("no tables: %s", testkit.ListDir(dir))
 	}
 	for _, f := range tables {
-		scribble(0.5)(t, f)
+		testkit.ScribbleAt(t, f, 0.5)
 	}
 	// Every key again: counting reads each key's count from the tables.
 	more := skewed(seed+1, 20_000, 3_000)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,32 +99,7 @@ func storedCounts(t *testing.T, stateDir string) (sum int64, checkpoints map[int
 	t.Helper()
 	src := filepath.Join(stateDir, "counts-app", storeName)
 	dst := filepath.Join(t.TempDir(), storeName)
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() || e.Name() == "LOCK" {
-			continue
-		}
-		in, err := os.Open(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := os.Create(filepath.Join(dst, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = io.Copy(out, in)
-		in.Close()
-		out.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.CopyDir(t, src, dst)
 	db, err := store.Open(store.Config{Dir: dst})
 	if err != nil {
 		t.Fatalf("open a copy of the store: %v", err)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 // A store on a disk with less free space than its margin refuses every
@@ -95,8 +97,8 @@ func TestOpenRefusesAFullDisk(t *testing.T) {
 	if !IsDiskFull(err) || !strings.Contains(err.Error(), "no space left on device") {
 		t.Fatalf("Open with too little free space: %v, want a full-disk error", err)
 	}
-	if files := listDir(dir); len(files) != 0 {
-		t.Errorf("Open wrote %v on a full disk", files)
+	if files := testkit.ListDir(dir); files != "" {
+		t.Errorf("Open wrote %s on a full disk", files)
 	}
 	db, err := Open(Config{Dir: dir, MinFreeBytes: -1})
 	if err != nil {

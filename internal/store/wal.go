@@ -47,7 +47,7 @@ func checkWAL(path string, newest bool) error {
 	// even on a full tmpfs, where a memory map of it faults.
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%w: read write-ahead log %s: %v", errDamaged, name, err)
+		return fmt.Errorf("read write-ahead log %s: %w", name, err) // the system's error: no proof of damage
 	}
 	if len(data) < walHeaderBytes {
 		return nil // Badger rewrites a log this short
