@@ -83,8 +83,11 @@ func Open(cfg Config) (*DB, error) {
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithNumCompactors(2).
-		// A block read from disk is checked against its checksum, so a
-		// table damaged after the open is a read error, never a wrong count.
+		// A block read from disk is checked against its checksum. Most
+		// reads of a table damaged after the open then fail; a point
+		// lookup does not: Badger's levelHandler.get takes a block that
+		// fails its checksum for an absent key (docs/reliability.md,
+		// "Damage under a running member"; TestChaosDamageUnderRunningInstance).
 		// (Not OnTableRead: with it Badger skips a table that fails its
 		// checksum at open and carries on without its data; checkFiles
 		// verifies every table before Badger sees it instead.)
