@@ -476,6 +476,11 @@ func logGroup(t *testing.T, b *broker.Broker) {
 	if !t.Failed() {
 		return
 	}
+	logGroupAlways(t, b)
+}
+
+// logGroupAlways logs how the broker sees the group.
+func logGroupAlways(t *testing.T, b *broker.Broker) {
 	g := b.Cluster().GroupInfo("counts-app")
 	if g == nil {
 		t.Logf("broker: no group counts-app")
@@ -488,6 +493,55 @@ func logGroup(t *testing.T, b *broker.Broker) {
 			instance = *m.InstanceID
 		}
 		t.Logf("broker:   member %s (instance %q, client %s) assigned %v", m.MemberID, instance, m.ClientID, m.Assignment)
+	}
+}
+
+// orphanWait is how long the group may stay Stable with input partitions
+// that no member owns before awaitOwners calls it the open limitation.
+const orphanWait = 20 * time.Second
+
+// awaitOwners waits until every input partition has an owner in the group.
+// A group that stays Stable with partitions no member owns is the open
+// limitation "Partitions orphaned by a static member killed between the
+// two phases of a cooperative rebalance" (docs/reliability.md): the member
+// that gave partitions up in the first phase was killed before it rejoined
+// for the second, its replacement took its place without a rebalance
+// (KIP-345), and no member rejoins, so the partitions wait for the next
+// rebalance. The test then stops as a known open bug (openBug) instead of
+// timing out on the keys of those partitions.
+func awaitOwners(t *testing.T, b *broker.Broker, partitions int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var orphanedSince time.Time
+	for {
+		g := b.Cluster().GroupInfo("counts-app")
+		owned := map[int32]bool{}
+		if g != nil {
+			for _, m := range g.Members {
+				for _, ps := range m.Assignment {
+					for _, p := range ps {
+						owned[p] = true
+					}
+				}
+			}
+		}
+		if len(owned) == partitions {
+			return
+		}
+		switch {
+		case g == nil || g.State != "Stable":
+			orphanedSince = time.Time{}
+		case orphanedSince.IsZero():
+			orphanedSince = time.Now()
+		case time.Since(orphanedSince) >= orphanWait:
+			logGroupAlways(t, b)
+			openBug(t, fmt.Sprintf("partitions orphaned by a static member killed between the phases of a cooperative rebalance: %d of %d input partitions have no owner in a Stable group for %s", partitions-len(owned), partitions, orphanWait))
+			return
+		}
+		if time.Now().After(deadline) {
+			return // waitCounts reports what is missing
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -753,6 +807,7 @@ func TestChaosRollingExactlyOnce(t *testing.T) {
 	pods, w, l := run.pods, run.w, run.log
 	plan := rollingPlan()
 	began := time.Now()
+	awaitOwners(t, run.broker, 6, plan.settle)
 	waitCounts(t, plan.settle, pods, w.truth, false)
 	l.logf("every key exact over HTTP %s after the last fault", time.Since(began).Round(time.Second))
 	run.finish(t)
@@ -774,6 +829,7 @@ func TestChaosRollingAtLeastOnce(t *testing.T) {
 	pods, w, l := run.pods, run.w, run.log
 	plan := rollingPlan()
 	began := time.Now()
+	awaitOwners(t, run.broker, 6, plan.settle)
 	waitCounts(t, plan.settle, pods, w.truth, true)
 	waitCommitted(t, plan.settle, pods[0])
 	counts := readCounts(t, plan.settle, pods, w.truth)

@@ -87,7 +87,7 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 		"queue.buffering.max.kbytes":   262144,
 		// confluent-kafka-go sizes its Go channels for a million events
 		// by default; the delivery reports on the events channel are read
-		// as they come (processor's deliveries), so these stay small.
+		// as they come (the processor's delivery tracker), so these stay small.
 		"go.produce.channel.size": 1000,
 		"go.events.channel.size":  1000,
 	})
