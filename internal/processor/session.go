@@ -23,7 +23,7 @@ const bookkeepEvery = 64
 // over records and the rebalance callback (poller.go); the committer owns
 // the producer and runs the batches the loop hands it (committer.go); each
 // restoring task's restorer owns that task's store partition until the
-// loop sees it finished (restore.go).
+// loop sees it finished (package restore).
 type session struct {
 	p         *Processor
 	ctx       context.Context
