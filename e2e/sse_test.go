@@ -281,18 +281,6 @@ type sseCountEvent struct {
 	hasID bool
 }
 
-// last is the last value a stream sent for key, or -1.
-func (s *sseStream) last(t *testing.T, key string) int64 {
-	t.Helper()
-	v := int64(-1)
-	for _, e := range s.counts(t) {
-		if e.Key == key {
-			v = e.Value
-		}
-	}
-	return v
-}
-
 // waitValues waits until the last value of every key of want is exactly
 // its count there; a stream that ends first fails the test.
 func (s *sseStream) waitValues(t *testing.T, within time.Duration, want map[string]int64) {
