@@ -38,7 +38,8 @@ var AllStates = []State{StateCreated, StateRebalancing, StateRunning, StatePendi
 // Config is what the processor needs of the instance configuration.
 type Config struct {
 	config.Config
-	// Partitions of the input topic; set by Open from the topic's metadata.
+	// Logger and Registerer default to a discarding logger and a registry
+	// of its own.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// OnCommit, if set, is called by the committer goroutine with every
