@@ -81,7 +81,9 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log}); err != nil {
+	// The orphan watch runs once Run starts, after build has set s.proc.
+	rejoin := func([]int32) { s.proc.Rejoin("orphaned_partitions") }
+	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log, OnOrphaned: rejoin}); err != nil {
 		return nil, err
 	}
 	if cfg.EventsTopic != "" {

@@ -27,7 +27,9 @@ type View struct {
 	// Owner maps a partition to the index of its member in Members.
 	Owner      map[int32]int
 	Partitions int32
-	Refreshed  time.Time
+	// Stable says the group was not rebalancing when it was described.
+	Stable    bool
+	Refreshed time.Time
 }
 
 // OwnerOf returns the member owning partition p, if the view knows one.
@@ -45,7 +47,19 @@ type Config struct {
 	// Refresh is how often the view is refreshed with no other reason.
 	Refresh time.Duration
 	Logger  *slog.Logger
+	// OnOrphaned, if set, is called on the refresh goroutine when this
+	// member should make the group rebalance, because the partitions
+	// given have had no owner in a Stable group for OrphanGrace or longer
+	// (see orphanWatch). It must not block.
+	OnOrphaned func(partitions []int32)
+	// OrphanGrace defaults to 15 s: far longer than the gap between the
+	// two phases of a cooperative rebalance, even with a slow revocation.
+	OrphanGrace time.Duration
 }
+
+// orphanRefresh is how often the view is refreshed while partitions have
+// no owner in a Stable group, so that the episode is timed closely.
+const orphanRefresh = 2 * time.Second
 
 // Discovery keeps the ownership view.
 type Discovery struct {
@@ -59,7 +73,8 @@ type Discovery struct {
 	describe func(ctx context.Context) (*View, error)
 	admin    *kafka.AdminClient
 	mu       sync.Mutex
-	static   *View // pinned view (tests), never refreshed
+	static   *View       // pinned view (tests), never refreshed
+	orphans  orphanWatch // the refresh goroutine's alone
 }
 
 // New builds a Discovery; it has no side effects.
@@ -75,10 +90,14 @@ func New(cfg Config) (*Discovery, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = 10 * time.Second
 	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = 15 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Discovery{cfg: cfg, log: cfg.Logger.With("component", "discovery"), part: part, tpl: tpl, trigger: make(chan struct{}, 1)}
+	d := &Discovery{cfg: cfg, log: cfg.Logger.With("component", "discovery"), part: part, tpl: tpl, trigger: make(chan struct{}, 1),
+		orphans: orphanWatch{grace: cfg.OrphanGrace}}
 	d.describe = d.describeGroup
 	d.view.Store(&View{Owner: map[int32]int{}})
 	return d, nil
@@ -92,8 +111,8 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}
 	d.admin = admin
 	defer admin.Close()
-	tick := time.NewTicker(d.cfg.Refresh)
-	defer tick.Stop()
+	next := time.NewTimer(d.cfg.Refresh)
+	defer next.Stop()
 	const minGap = 250 * time.Millisecond
 	var last time.Time
 	for {
@@ -105,19 +124,25 @@ func (d *Discovery) Run(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		d.refresh(ctx)
+		wait := d.cfg.Refresh
+		if d.refresh(ctx) {
+			wait = min(wait, orphanRefresh)
+		}
+		next.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-next.C:
 		case <-d.trigger:
 		}
 	}
 }
 
-func (d *Discovery) refresh(ctx context.Context) {
+// refresh reads the group's description into the view, and says whether
+// the group is Stable with partitions that no member owns.
+func (d *Discovery) refresh(ctx context.Context) (orphaned bool) {
 	if d.pinned() {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -126,9 +151,17 @@ func (d *Discovery) refresh(ctx context.Context) {
 		if ctx.Err() == nil {
 			d.log.Debug("refresh ownership view", "error", err)
 		}
-		return
+		return false
 	}
 	d.view.Store(v)
+	if ps, act := d.orphans.observe(v, d.cfg.InstanceID, time.Now()); act {
+		d.log.Warn("input partitions have no owner in a stable group: making the group rebalance",
+			"partitions", ps, "for_at_least", d.cfg.OrphanGrace)
+		if d.cfg.OnOrphaned != nil {
+			d.cfg.OnOrphaned(ps)
+		}
+	}
+	return v.Stable && len(v.Unowned()) > 0
 }
 
 // Trigger asks for a refresh soon; it never blocks and calls coalesce.
@@ -185,7 +218,7 @@ func (d *Discovery) describeGroup(ctx context.Context) (*View, error) {
 	if g.Error.Code() != kafka.ErrNoError {
 		return nil, fmt.Errorf("describe group %s: %w", d.cfg.ApplicationID, g.Error)
 	}
-	v := &View{Owner: map[int32]int{}, Partitions: n, Refreshed: time.Now()}
+	v := &View{Owner: map[int32]int{}, Partitions: n, Refreshed: time.Now(), Stable: g.State == kafka.ConsumerGroupStateStable}
 	for _, m := range g.Members {
 		name := m.GroupInstanceID
 		if name == "" {

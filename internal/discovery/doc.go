@@ -9,4 +9,8 @@
 // goroutine: periodically, when this member's assignment changes, and after
 // a routing miss (Trigger, coalesced and rate-limited). Readers get the
 // last complete view without waiting; its age is part of it.
+//
+// The same goroutine watches for input partitions that no member owns in
+// a Stable group (orphanWatch) and has one member make the group
+// rebalance (Config.OnOrphaned).
 package discovery

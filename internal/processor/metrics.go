@@ -36,6 +36,7 @@ type metrics struct {
 	e2eSeconds                                     prometheus.Histogram
 	kafkaErrors                                    prometheus.Counter
 	unconfirmed                                    prometheus.Gauge
+	rejoins                                        *prometheus.CounterVec // reason
 	processSeconds                                 prometheus.Histogram
 	broker                                         brokerMetrics
 }
@@ -86,6 +87,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_offset_commits_deferred_total", Help: "Input offset commits the group refused while it was rebalancing (its state was stored); the offsets are committed again in the new generation."}),
 		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "abacus_group_membership_unconfirmed", Help: "1 while this member, out of reach of the group coordinator, does not answer for its tasks (the group may have given them away)."}),
+		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_group_rejoins_total", Help: "Times this member left the consumer group and joined it again to make it rebalance, by reason (orphaned_partitions: input partitions had no owner in a stable group)."}, []string{"reason"}),
 	}
 	m.processSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "abacus_process_duration_seconds", Help: "Time to count one input record (one record in 64 is timed).",
@@ -97,6 +100,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
-		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.redelivered, m.otherWriter, m.commitsDeferred)
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m
 }

@@ -76,6 +76,7 @@ type Processor struct {
 	tasks         atomic.Pointer[map[int32]*taskView]
 	lastErr       atomic.Value // string
 	unconfirmed   atomic.Bool  // see membershipWatch
+	rejoin        chan string  // Rejoin's requests to the session loop
 
 	mismatchOnce sync.Once
 	insp         inspector
@@ -97,7 +98,7 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part}
+	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part, rejoin: make(chan string, 1)}
 	p.openDB.Store(db)
 	p.metrics = newMetrics(cfg.Registerer)
 	cfg.Registerer.MustRegister(
@@ -122,6 +123,18 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	p.tasks.Store(&empty)
 	p.heartbeat.Store(time.Now().UnixNano())
 	return p, nil
+}
+
+// Rejoin asks the session to leave the consumer group and join it again,
+// which makes the group rebalance: the cure for partitions that no member
+// owns in a Stable group (package discovery's orphan watch). reason labels
+// abacus_group_rejoins_total. It never blocks; requests coalesce, and one
+// made between sessions is served by the next.
+func (p *Processor) Rejoin(reason string) {
+	select {
+	case p.rejoin <- reason:
+	default:
+	}
 }
 
 // State is the current lifecycle state.

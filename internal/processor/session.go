@@ -181,8 +181,34 @@ func (s *session) bookkeep() (stop bool, err error) {
 	if err := s.commitIfDue(); err != nil {
 		return true, err
 	}
+	select {
+	case reason := <-s.p.rejoin:
+		s.rejoinGroup(reason)
+	default:
+	}
 	s.housekeeping()
 	return s.err != nil, s.err
+}
+
+// rejoinGroup leaves the group and joins it again. Unsubscribing revokes
+// every task through the rebalance callback (committed as for any
+// revocation) and, once they are given up, sends LeaveGroup: librdkafka
+// sends it for a static member too when it is not closing, and Kafka
+// rebalances. The new subscription waits in librdkafka until the
+// revocation is done, then joins as a new member. Tasks this member gets
+// back restore only their delta from the disk. A failure is logged: the
+// session goes on, and the watch asks again if the group still needs it.
+func (s *session) rejoinGroup(reason string) {
+	s.log.Warn("leaving the consumer group and joining it again", "reason", reason)
+	s.p.metrics.rejoins.WithLabelValues(reason).Inc()
+	if err := s.consumer.Unsubscribe(); err != nil {
+		s.log.Error("leave the consumer group to rejoin it", "error", err)
+		return
+	}
+	if err := s.consumer.SubscribeTopics([]string{s.input}, s.onRebalance); err != nil {
+		s.log.Error("join the consumer group again", "error", err)
+		s.err = fmt.Errorf("subscribe to %s again: %w", s.input, err)
+	}
 }
 
 // processAll counts polled records, but none polled before its
