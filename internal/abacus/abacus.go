@@ -26,16 +26,23 @@ type Member struct {
 	Name       string  `json:"member"`
 	URL        string  `json:"url"`
 	Partitions []int32 `json:"partitions"`
+	// Standbys are the partitions whose standby copy this member keeps,
+	// by the placement every member computes from the group's
+	// description (see discovery.View.Standbys).
+	Standbys []int32 `json:"standby_partitions"`
 }
 
 // TaskStatus describes one task of this member.
 type TaskStatus struct {
 	Partition  int32  `json:"partition"`
-	State      string `json:"state"` // "restoring" or "active"
+	State      string `json:"state"` // "restoring", "active" or "standby"
 	Checkpoint int64  `json:"checkpoint"`
 	// RestoreDone and RestoreTotal count changelog records of the current restore.
 	RestoreDone  int64 `json:"restore_done"`
 	RestoreTotal int64 `json:"restore_total"`
+	// Lag is, for a standby, the changelog records it has not applied yet
+	// (the changelog's end it last saw minus its checkpoint).
+	Lag *int64 `json:"lag,omitempty"`
 }
 
 // PartitionOffsets is where one partition stands: the group's committed

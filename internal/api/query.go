@@ -218,9 +218,12 @@ type owner struct {
 
 func (s *Server) cluster(c echo.Context) error {
 	members, refreshed, n := s.cfg.Router.Members()
-	v := clusterView{Self: s.cfg.Instance, Partitions: n, Members: members, Owners: []owner{}}
-	if v.Members == nil {
-		v.Members = []abacus.Member{}
+	// A copy: the router's view is shared with other readers.
+	v := clusterView{Self: s.cfg.Instance, Partitions: n, Members: append([]abacus.Member{}, members...), Owners: []owner{}}
+	for i := range v.Members {
+		if v.Members[i].Standbys == nil {
+			v.Members[i].Standbys = []int32{}
+		}
 	}
 	for p := range n {
 		if m, ok := s.owner(p); ok {

@@ -63,8 +63,12 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	StartupTimeout    time.Duration
 	StateCleanupDelay time.Duration
-	LogLevel          string
-	LogFormat         string
+	// NumStandbyReplicas is how many warm copies of each task other
+	// members keep, tailing its changelog (Kafka Streams'
+	// num.standby.replicas).
+	NumStandbyReplicas int
+	LogLevel           string
+	LogFormat          string
 	// AuthToken, if set, is the bearer token /api/v1 requires.
 	AuthToken string
 	// AuthBasic, if set, is the "user:password" /api/v1 accepts.
@@ -87,6 +91,12 @@ type Config struct {
 	// Kafka holds librdkafka properties passed through to every client.
 	Kafka map[string]string
 }
+
+// maxStandbyReplicas bounds ABACUS_NUM_STANDBY_REPLICAS: each copy costs
+// every member a share of the whole state on disk and of the changelog
+// traffic, and beyond a few copies the odds of losing them all at once
+// stop improving.
+const maxStandbyReplicas = 5
 
 // Default returns the configuration of the classic tutorial.
 func Default() Config {
@@ -254,6 +264,9 @@ func (c Config) Validate() error {
 	}
 	if c.StateCleanupDelay < 0 {
 		return bad("state_cleanup_delay", c.StateCleanupDelay.String(), "must not be negative")
+	}
+	if c.NumStandbyReplicas < 0 || c.NumStandbyReplicas > maxStandbyReplicas {
+		return bad("num_standby_replicas", strconv.Itoa(c.NumStandbyReplicas), fmt.Sprintf("must be between 0 and %d", maxStandbyReplicas))
 	}
 	if _, err := ParsePeerTemplate(c.PeerURLTemplate); err != nil {
 		return bad("peer_url_template", c.PeerURLTemplate, err.Error())

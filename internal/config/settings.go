@@ -93,6 +93,7 @@ var settings = []setting{
 	str("on_error", "records that cannot be counted: dlq, drop or fail", func(c *Config) *string { return &c.OnError }),
 	duration("shutdown_timeout", "how long a graceful shutdown may take", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	duration("startup_timeout", "how long to wait for the broker and the input topic", func(c *Config) *time.Duration { return &c.StartupTimeout }),
+	integer("num_standby_replicas", "warm copies of each task kept on other members (standby replicas)", func(c *Config) *int { return &c.NumStandbyReplicas }),
 	duration("state_cleanup_delay", "how long a revoked task's state is kept on disk", func(c *Config) *time.Duration { return &c.StateCleanupDelay }),
 	str("log_level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log_format", "text or json", func(c *Config) *string { return &c.LogFormat }),

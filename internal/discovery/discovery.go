@@ -228,7 +228,7 @@ func (d *Discovery) describeGroup(ctx context.Context) (*View, error) {
 		if err != nil {
 			return nil, err
 		}
-		mem := abacus.Member{Name: name, URL: url, Partitions: []int32{}}
+		mem := abacus.Member{Name: name, URL: url, Partitions: []int32{}, Standbys: []int32{}}
 		for _, tp := range m.Assignment.TopicPartitions {
 			if tp.Topic != nil && *tp.Topic == topic {
 				mem.Partitions = append(mem.Partitions, tp.Partition)

@@ -23,7 +23,8 @@ type metrics struct {
 	deadLettered                                   *prometheus.CounterVec // reason
 	dropped                                        *prometheus.CounterVec // reason
 	partitionMismatch                              prometheus.Counter
-	restored                                       *prometheus.CounterVec // partition
+	restored                                       *prometheus.CounterVec // partition, source
+	restoredBytes                                  *prometheus.CounterVec // partition, source
 	restoreRemaining                               *prometheus.GaugeVec   // partition
 	lag                                            *prometheus.GaugeVec   // topic, partition
 	state                                          *prometheus.GaugeVec   // state
@@ -56,7 +57,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		partitionMismatch: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_partitioner_mismatch_total", Help: "Input records whose partition disagrees with the configured partitioner (routing of their keys is wrong)."}),
 		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "abacus_restored_records_total", Help: "Changelog records applied to local stores by restores since the process started."}, []string{"partition"}),
+			Name: "abacus_restored_records_total", Help: "Records applied to local task stores by restores since the process started, by partition and source (changelog: changelog records; peer: keys of a peer's snapshot)."}, []string{"partition", "source"}),
+		restoredBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_restored_bytes_total", Help: "Bytes applied to local task stores by restores since the process started, by partition and source (changelog records' keys and values; a peer snapshot's bytes)."}, []string{"partition", "source"}),
 		restoreRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "abacus_restore_remaining_records", Help: "Changelog records left to restore, by partition."}, []string{"partition"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -99,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.producedDLQ = m.produced.WithLabelValues("dlq")
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
-		m.restored, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
+		m.restored, m.restoredBytes, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
 		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m
 }

@@ -42,7 +42,8 @@ func (p *Processor) restoreConfig() restore.Config {
 		Config:    p.cfg.Config,
 		Inspector: p.inspectorClient,
 		Logger:    p.log,
-		Metrics:   restore.Metrics{Restored: p.metrics.restored, Remaining: p.metrics.restoreRemaining, Wipes: p.metrics.wipes},
+		Seed:      p.cfg.Seed,
+		Metrics:   restore.Metrics{Restored: p.metrics.restored, RestoredBytes: p.metrics.restoredBytes, Remaining: p.metrics.restoreRemaining, Wipes: p.metrics.wipes},
 	}
 }
 

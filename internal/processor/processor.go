@@ -14,6 +14,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/processor/restore"
 	"github.com/abacus-streams/abacus/internal/processor/topics"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,9 @@ type Config struct {
 	// OnStateChange, if set, is called on every state transition; it must
 	// not block.
 	OnStateChange func(from, to State, tasks []abacus.TaskStatus)
+	// Seed, if set, fills a task store that has no checkpoint from a
+	// peer's copy before its changelog restore (restore.Config.Seed).
+	Seed func(ctx context.Context, partition int32, st *store.Partition) (restore.Seeded, error)
 	// OpenStore opens the state store when New was given none because it
 	// could not be opened at start (a full disk): Run then opens it itself,
 	// retrying in state ERROR with the reason, and closes it when it ends.

@@ -18,7 +18,7 @@ import (
 func (s *session) addTask(p int32) {
 	delete(s.lingering, p)
 	t := newTask(p, s.p.db.Partition(p))
-	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p))).Add(0)
+	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p)), restore.SourceChangelog).Add(0)
 	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{
 		Partition: p, Store: t.store, Checkpoint: &t.checkpoint, Done: &t.restoreDone, Total: &t.restoreTotal,
 	})

@@ -38,15 +38,40 @@ type Config struct {
 	// Inspector is the instance's consumer for offset queries: connected
 	// already, never in the group, never fetching.
 	Inspector func() (*kafka.Consumer, error)
-	Metrics   Metrics
-	Logger    *slog.Logger
+	// Seed, if set, fills a task store that has no checkpoint from a copy
+	// that another member holds (a peer's snapshot of its standby or of
+	// its own task) before the changelog restore goes on from the copy's
+	// checkpoint. A Seed that fails leaves the store without a
+	// checkpoint; the restore then wipes it and reads the changelog from
+	// the start.
+	Seed    func(ctx context.Context, partition int32, st *store.Partition) (Seeded, error)
+	Metrics Metrics
+	Logger  *slog.Logger
 }
+
+// Seeded is what a Seed brought into a task's store.
+type Seeded struct {
+	// Source names where the copy came from, for the log (a member's name).
+	Source string
+	// Records and Bytes are the keys written and the bytes received.
+	Records, Bytes int64
+	// Checkpoint is the copy's checkpoint: the changelog offset it is
+	// complete up to.
+	Checkpoint int64
+}
+
+// Sources of restored records: the restored metrics' source label.
+const (
+	SourceChangelog = "changelog"
+	SourcePeer      = "peer"
+)
 
 // Metrics are the restore's instruments, shared by every task's restore.
 type Metrics struct {
-	Restored  *prometheus.CounterVec // {partition}: records applied
-	Remaining *prometheus.GaugeVec   // {partition}: records still to apply
-	Wipes     *prometheus.CounterVec // {reason}: stores wiped and restored from the start
+	Restored      *prometheus.CounterVec // {partition, source}: records applied
+	RestoredBytes *prometheus.CounterVec // {partition, source}: bytes applied
+	Remaining     *prometheus.GaugeVec   // {partition}: records still to apply
+	Wipes         *prometheus.CounterVec // {reason}: stores wiped and restored from the start
 }
 
 // Task is the task a restore brings up to date. Checkpoint, Done and
@@ -82,6 +107,8 @@ type Restorer struct {
 	// to the partition (see delivery.Tracker.ForeignChangelogRecords); set
 	// before done closes.
 	end int64
+	// seeded says Seed was tried: once per restore, not on every retry.
+	seeded bool
 }
 
 // restoreFailure is a restore that keeps failing.
@@ -194,6 +221,9 @@ const maxRestoreRounds = 5
 // consumer fetched on its own at the assignment. It also returns the
 // changelog's end offset it reached (Result).
 func (r *Restorer) restore(ctx context.Context) (start, end int64, err error) {
+	if err := r.seed(ctx); err != nil {
+		return -1, -1, err
+	}
 	if r.cfg.ProcessingGuarantee != config.ExactlyOnceV2 {
 		end, err := r.restoreChangelog(ctx)
 		return -1, end, err
@@ -241,6 +271,37 @@ func (r *Restorer) restore(ctx context.Context) (start, end int64, err error) {
 	}
 }
 
+// seed fills a store without a checkpoint from a peer's copy (Config.Seed),
+// once per restore. A copy that fails (cut off, corrupt, no peer holds
+// one) is wiped and the changelog restore starts from the beginning; only
+// a failure to wipe fails the restore.
+func (r *Restorer) seed(ctx context.Context) error {
+	if r.cfg.Seed == nil || r.seeded {
+		return nil
+	}
+	r.seeded = true
+	cp, err := r.task.Store.Checkpoint()
+	if err != nil || cp != store.NoCheckpoint {
+		return nil // the changelog restore reads it again, and fails if it must
+	}
+	began := time.Now()
+	got, err := r.cfg.Seed(ctx, r.task.Partition, r.task.Store)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("no copy of the task from a peer: restoring it from the changelog", "reason", err)
+		return storeWrite(r.task.Store.Wipe())
+	}
+	label := strconv.Itoa(int(r.task.Partition))
+	r.cfg.Metrics.Restored.WithLabelValues(label, SourcePeer).Add(float64(got.Records))
+	r.cfg.Metrics.RestoredBytes.WithLabelValues(label, SourcePeer).Add(float64(got.Bytes))
+	r.task.Checkpoint.Store(got.Checkpoint)
+	r.log.Info("task seeded from a peer's copy; restoring the rest from the changelog", "source", got.Source,
+		"records", got.Records, "bytes", got.Bytes, "checkpoint", got.Checkpoint, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
 // changelogRestore is one pass of a restore over a task's changelog
 // partition: from the checkpoint (or the start) to the end the changelog
 // had when the pass began.
@@ -255,6 +316,7 @@ type changelogRestore struct {
 	// changelog's bounds then; last the offset of the last record read.
 	cp, low, high, last int64
 	pending             int           // records read since the last report
+	pendingBytes        int64         // their keys' and values' bytes
 	began               time.Time     // the assignment
 	firstRecord         time.Duration // from the assignment to the first record
 	openSince           time.Time     // first end of the log short of high
@@ -401,6 +463,7 @@ func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
 	}
 	r.last = int64(e.TopicPartition.Offset)
 	r.pending++
+	r.pendingBytes += int64(len(e.Key) + len(e.Value))
 	if r.last >= r.high-1 {
 		return true, r.finish()
 	}
@@ -417,9 +480,10 @@ func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
 func (r *changelogRestore) report() {
 	r.t.Checkpoint.Store(r.last)
 	r.t.Done.Add(int64(r.pending))
-	r.cfg.Metrics.Restored.WithLabelValues(r.label).Add(float64(r.pending))
+	r.cfg.Metrics.Restored.WithLabelValues(r.label, SourceChangelog).Add(float64(r.pending))
+	r.cfg.Metrics.RestoredBytes.WithLabelValues(r.label, SourceChangelog).Add(float64(r.pendingBytes))
 	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(float64(max(r.high-1-r.last, 0)))
-	r.pending = 0
+	r.pending, r.pendingBytes = 0, 0
 }
 
 // finish writes the last checkpoint and flushes the store.
