@@ -125,3 +125,5 @@ func (h health) State() string { return string(h.p.State()) }
 func (h health) Error() string { return h.p.LastError() }
 
 func (h health) Tasks() []abacus.TaskStatus { return h.p.Tasks() }
+
+func (h health) StandbyTasks() []abacus.TaskStatus { return h.p.StandbyTasks() }

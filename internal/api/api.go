@@ -70,6 +70,8 @@ type Health interface {
 	State() string
 	// Tasks describes this instance's tasks.
 	Tasks() []abacus.TaskStatus
+	// StandbyTasks describes this instance's standby tasks.
+	StandbyTasks() []abacus.TaskStatus
 	// Error is the reason of the ERROR state, empty in any other.
 	Error() string
 }

@@ -114,10 +114,11 @@ type streamsStatus struct {
 	Error          string              `json:"error,omitempty"`
 	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
 	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
+	StandbyTasks   []abacus.TaskStatus `json:"standby_tasks"`
 }
 
 func (s *Server) status(c echo.Context) error {
-	out := streamsStatus{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}}
+	out := streamsStatus{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}, StandbyTasks: []abacus.TaskStatus{}}
 	if s.cfg.Health != nil {
 		out.State = s.cfg.Health.State()
 		out.Error = s.cfg.Health.Error()
@@ -128,6 +129,7 @@ func (s *Server) status(c echo.Context) error {
 				out.RestoringTasks = append(out.RestoringTasks, t)
 			}
 		}
+		out.StandbyTasks = append(out.StandbyTasks, s.cfg.Health.StandbyTasks()...)
 	}
 	return c.JSON(http.StatusOK, out)
 }

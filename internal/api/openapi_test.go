@@ -240,13 +240,17 @@ type fakeHealth struct {
 	state        string
 	reason       string // of the ERROR state
 	tasks        []abacus.TaskStatus
+	standbys     []abacus.TaskStatus
 }
 
 func (h *fakeHealth) Alive() bool                { return h.alive }
 func (h *fakeHealth) Ready() bool                { return h.ready }
 func (h *fakeHealth) State() string              { return h.state }
 func (h *fakeHealth) Tasks() []abacus.TaskStatus { return h.tasks }
-func (h *fakeHealth) Error() string              { return h.reason }
+func (h *fakeHealth) StandbyTasks() []abacus.TaskStatus {
+	return append([]abacus.TaskStatus{}, h.standbys...)
+}
+func (h *fakeHealth) Error() string { return h.reason }
 
 type fakeOps struct{ offsetsErr error }
 
@@ -302,14 +306,16 @@ func healthy() *cluster {
 	return &cluster{
 		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []abacus.TaskStatus{
 			{Partition: 0, State: "active", Checkpoint: 41, RestoreDone: 42, RestoreTotal: 42},
-		}},
+		}, standbys: []abacus.TaskStatus{{Partition: 1, State: "standby", Checkpoint: 97, Lag: ptr(int64(3))}}},
 		self: fakeCounts{held: map[int32]bool{0: true}},
 		peer: fakeCounts{held: map[int32]bool{1: true}},
 		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []abacus.Member{
-			{Name: "abacus-0", Partitions: []int32{0}}, {Name: "abacus-1", Partitions: []int32{1}},
+			{Name: "abacus-0", Partitions: []int32{0}, Standbys: []int32{1}}, {Name: "abacus-1", Partitions: []int32{1}, Standbys: []int32{0}},
 		}},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // start serves both members and returns abacus-0's URL.
 func (c *cluster) start(t *testing.T) string {
@@ -400,15 +406,18 @@ var answerCases = []answerCase{
 	{name: "streams", path: "/api/v1/streams", status: 200,
 		body: `{"application_id":"counts-app","instance":"abacus-0","version":"test","state":"RUNNING"}`},
 	{name: "status running", path: "/api/v1/streams/status", status: 200,
-		body: `{"state":"RUNNING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],"restoring_tasks":[]}`},
+		body: `{"state":"RUNNING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],"restoring_tasks":[],"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}]}`},
 	{name: "status restoring", path: "/api/v1/streams/status", status: 200, setup: restoring,
 		body: `{"state":"REBALANCING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],` +
-			`"restoring_tasks":[{"partition":2,"state":"restoring","checkpoint":-1,"restore_done":10,"restore_total":500}]}`},
+			`"restoring_tasks":[{"partition":2,"state":"restoring","checkpoint":-1,"restore_done":10,"restore_total":500}],` +
+			`"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}]}`},
 	{name: "status shutting down", path: "/api/v1/streams/status", status: 200,
-		setup: func(c *cluster) { c.health.state, c.health.ready, c.health.tasks = "PENDING_SHUTDOWN", false, nil },
-		body:  `{"state":"PENDING_SHUTDOWN","active_tasks":[],"restoring_tasks":[]}`},
+		setup: func(c *cluster) {
+			c.health.state, c.health.ready, c.health.tasks, c.health.standbys = "PENDING_SHUTDOWN", false, nil, nil
+		},
+		body: `{"state":"PENDING_SHUTDOWN","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
 	{name: "status after a failure", path: "/api/v1/streams/status", status: 200, setup: failed,
-		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[]}`},
+		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
 	{name: "config", path: "/api/v1/streams/config", status: 200},
 	{name: "topology", path: "/api/v1/streams/topology", status: 200},
 	{name: "offsets", path: "/api/v1/streams/offsets", status: 200},
@@ -594,7 +603,7 @@ func waitMetric(t *testing.T, base, name string, want float64) {
 
 // failed: ERROR, backing off from a failed session.
 func failed(c *cluster) {
-	c.health.state, c.health.ready, c.health.reason, c.health.tasks = "ERROR", false, "commit: broker unreachable", nil
+	c.health.state, c.health.ready, c.health.reason, c.health.tasks, c.health.standbys = "ERROR", false, "commit: broker unreachable", nil, nil
 }
 
 // exercised records which documented answers (operation and status) the

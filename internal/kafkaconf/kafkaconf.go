@@ -142,3 +142,18 @@ func Restore(cfg config.Config) *kafka.ConfigMap {
 func Admin(cfg config.Config) *kafka.ConfigMap {
 	return client(cfg, "admin", nil)
 }
+
+// Standby is the consumer that tails the changelog partitions of the
+// member's standby tasks: a restore's consumer that stays at the end of
+// the log, so its fetches wait there for new records (250 ms, where a
+// restore's return at once), and one consumer serves every standby task.
+func Standby(cfg config.Config) *kafka.ConfigMap {
+	m := Restore(cfg)
+	(*m)["client.id"] = cfg.ApplicationID + "-" + cfg.InstanceID + "-standby"
+	for k, v := range map[string]kafka.ConfigValue{"fetch.wait.max.ms": 250, "fetch.queue.backoff.ms": 100} {
+		if _, set := cfg.Kafka[k]; !set {
+			(*m)[k] = v
+		}
+	}
+	return m
+}

@@ -38,6 +38,8 @@ type metrics struct {
 	kafkaErrors                                    prometheus.Counter
 	unconfirmed                                    prometheus.Gauge
 	rejoins                                        *prometheus.CounterVec // reason
+	standbyLag                                     *prometheus.GaugeVec   // partition
+	standbyApplied                                 *prometheus.CounterVec // partition
 	processSeconds                                 prometheus.Histogram
 	broker                                         brokerMetrics
 }
@@ -90,6 +92,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_offset_commits_deferred_total", Help: "Input offset commits the group refused while it was rebalancing (its state was stored); the offsets are committed again in the new generation."}),
 		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "abacus_group_membership_unconfirmed", Help: "1 while this member, out of reach of the group coordinator, does not answer for its tasks (the group may have given them away)."}),
+		standbyLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abacus_standby_lag_records", Help: "Changelog records a standby task of this member has not applied yet, by partition."}, []string{"partition"}),
+		standbyApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_standby_records_applied_total", Help: "Changelog records standby tasks of this member applied to their stores, by partition."}, []string{"partition"}),
 		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_group_rejoins_total", Help: "Times this member left the consumer group and joined it again to make it rebalance, by reason (orphaned_partitions: input partitions had no owner in a stable group)."}, []string{"reason"}),
 	}
@@ -103,6 +109,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.processSeconds)
 	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
 		m.restored, m.restoredBytes, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
-		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.redelivered, m.otherWriter, m.commitsDeferred)
+		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.standbyLag, m.standbyApplied, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/processor/restore"
+	"github.com/abacus-streams/abacus/internal/processor/standby"
 	"github.com/abacus-streams/abacus/internal/processor/topics"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +83,13 @@ type Processor struct {
 	unconfirmed   atomic.Bool  // see membershipWatch
 	rejoin        chan string  // Rejoin's requests to the session loop
 
+	// Standby tasks (standbys.go): active holds the partitions that are
+	// tasks here; standbyWant the placement's last word.
+	activeMu    sync.Mutex
+	active      map[int32]bool
+	standby     atomic.Pointer[standby.Runner]
+	standbyWant atomic.Pointer[[]int32]
+
 	mismatchOnce sync.Once
 	insp         inspector
 }
@@ -102,7 +110,7 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part, rejoin: make(chan string, 1)}
+	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part, rejoin: make(chan string, 1), active: map[int32]bool{}}
 	p.openDB.Store(db)
 	p.metrics = newMetrics(cfg.Registerer)
 	cfg.Registerer.MustRegister(
@@ -247,6 +255,14 @@ func (p *Processor) Tasks() []abacus.TaskStatus {
 	return out
 }
 
+// StandbyTasks describes this instance's standby tasks, by partition.
+func (p *Processor) StandbyTasks() []abacus.TaskStatus {
+	if r := p.standby.Load(); r != nil {
+		return r.Status()
+	}
+	return []abacus.TaskStatus{}
+}
+
 // Run consumes and counts until ctx is cancelled, then shuts down
 // gracefully within the configured timeout. A session that fails is
 // restarted with backoff; Run returns an error only for a failure that a
@@ -269,6 +285,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if p.db == nil {
 		defer p.closeStore()
 	}
+	defer p.stopStandby()
 	backoff := time.Second
 	for {
 		if err := p.awaitStore(ctx); err != nil {
@@ -280,6 +297,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.setState(StateError)
 			return err
 		}
+		p.startStandby(ctx)
 		began := time.Now()
 		err := p.runSession(ctx)
 		if time.Since(began) > time.Minute {

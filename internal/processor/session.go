@@ -35,8 +35,7 @@ type session struct {
 	dlq       string
 
 	tasks      map[int32]*task
-	lingering  map[int32]time.Time // revoked tasks whose state waits for cleanup
-	assigned   bool                // the first assignment arrived
+	assigned   bool // the first assignment arrived
 	membership membershipWatch
 	err        error // set by the rebalance callback to end the session
 	idle       bool  // the last poll brought nothing
@@ -94,7 +93,6 @@ func (p *Processor) startSession(ctx context.Context) (*session, error) {
 		input:      p.cfg.InputTopic,
 		dlq:        p.cfg.DLQTopic(),
 		tasks:      map[int32]*task{},
-		lingering:  map[int32]time.Time{},
 		membership: newMembershipWatch(consumerConf),
 		snap:       p.db.Snapshot(),
 	}
@@ -345,6 +343,9 @@ func (s *session) close() {
 		if t.restore != nil {
 			t.restore.Stop()
 		}
+		// Its store stays as it is: the next session most likely gets
+		// the task back (static membership), and restores only a delta.
+		s.p.setActive(t.partition, false)
 	}
 	// The committer before the consumer: a commit uses both.
 	s.cancelBatches()

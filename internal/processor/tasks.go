@@ -12,11 +12,17 @@ import (
 
 // The loop's task table: tasks come with an assignment and restore, become
 // active, and go with a revocation; their state lingers on disk for the
-// cleanup delay.
+// cleanup delay (package standby wipes it then, unless the task is back
+// here, as a task or a standby).
 
-// addTask starts a task for an assigned partition, restoring first.
+// addTask starts a task for an assigned partition, restoring first. A
+// standby of the partition here hands its store over first: the restore
+// then reads only what the standby had not applied.
 func (s *session) addTask(p int32) {
-	delete(s.lingering, p)
+	s.p.setActive(p, true)
+	if r := s.p.standby.Load(); r != nil {
+		r.Release(p)
+	}
 	t := newTask(p, s.p.db.Partition(p))
 	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p)), restore.SourceChangelog).Add(0)
 	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{
@@ -36,7 +42,10 @@ func (s *session) removeTask(p int32) {
 		t.restore.Stop()
 	}
 	delete(s.tasks, p)
-	s.lingering[p] = time.Now().Add(s.p.cfg.StateCleanupDelay)
+	s.p.setActive(p, false)
+	if r := s.p.standby.Load(); r != nil {
+		r.Linger(p, time.Now().Add(s.p.cfg.StateCleanupDelay))
+	}
 	s.p.metrics.lag.DeleteLabelValues(s.input, strconv.Itoa(int(p)))
 }
 
@@ -158,21 +167,9 @@ func (s *session) publishTasks() {
 	s.p.tasks.Store(&views)
 }
 
-// housekeeping wipes state left by revoked tasks past the cleanup delay and
-// refreshes the lag gauges.
+// housekeeping refreshes the lag gauges and checks the disk's free space.
 func (s *session) housekeeping() {
 	now := time.Now()
-	for p, until := range s.lingering {
-		if now.Before(until) {
-			continue
-		}
-		delete(s.lingering, p)
-		if err := s.p.db.Partition(p).Wipe(); err != nil {
-			s.log.Warn("clean up state of revoked task", "task", p, "error", err)
-			continue
-		}
-		s.log.Info("cleaned up state of revoked task", "task", p)
-	}
 	if now.Sub(s.lastLag) >= time.Second {
 		s.lastLag = now
 		s.updateLag()

@@ -250,7 +250,7 @@ func (r *Restorer) restore(ctx context.Context) (start, end int64, err error) {
 			// foreignChangelogRecords): a marker written since (a previous
 			// owner's transaction that ended as the restore read its last
 			// record) must be restored past, not taken for another writer.
-			logged, err := logEnd(ctx, insp, r.cfg.ChangelogTopic(), r.task.Partition)
+			logged, err := LogEnd(ctx, insp, r.cfg.ChangelogTopic(), r.task.Partition)
 			if err != nil {
 				return -1, -1, fmt.Errorf("query changelog end: %w", err)
 			}
@@ -377,7 +377,7 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 		// offset: a transaction still open (a previous owner's, committing
 		// late) lies beyond it. The restore must reach past it (see
 		// read), so it runs to the log's real end.
-		r.high, err = logEnd(ctx, insp, r.topic, r.t.Partition)
+		r.high, err = LogEnd(ctx, insp, r.topic, r.t.Partition)
 	}
 	if err != nil {
 		return fmt.Errorf("query changelog watermarks: %w", err)
@@ -503,10 +503,10 @@ func (r *changelogRestore) finish() error {
 	return nil
 }
 
-// logEnd is the high watermark of a partition whatever the client's
+// LogEnd is the high watermark of a partition whatever the client's
 // isolation level: under read_committed the consumer's watermark query
 // answers the last stable offset instead.
-func logEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int32) (int64, error) {
+func LogEnd(ctx context.Context, c *kafka.Consumer, topic string, partition int32) (int64, error) {
 	admin, err := kafka.NewAdminClientFromConsumer(c)
 	if err != nil {
 		return 0, err
