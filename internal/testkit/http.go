@@ -133,6 +133,7 @@ type ClusterView struct {
 		Member     string  `json:"member"`
 		URL        string  `json:"url"`
 		Partitions []int32 `json:"partitions"`
+		Standbys   []int32 `json:"standby_partitions"`
 	} `json:"members"`
 	Partitions int32 `json:"partitions"`
 }

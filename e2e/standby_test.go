@@ -1,0 +1,335 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// standbyEnv are the settings of the standby tests: six partitions, one
+// standby copy of each, a 15 s session timeout (scaling).
+func standbyEnv(guarantee string) map[string]string {
+	return scaling(map[string]string{"ABACUS_PARTITIONS": "6", "ABACUS_NUM_STANDBY_REPLICAS": "1", "ABACUS_PROCESSING_GUARANTEE": guarantee})
+}
+
+// standbyStatus is the part of /api/v1/streams/status about standbys.
+type standbyStatus struct {
+	StandbyTasks []struct {
+		Partition int32 `json:"partition"`
+		Lag       int64 `json:"lag"`
+	} `json:"standby_tasks"`
+}
+
+// placement is one member's view of who runs and who keeps each partition.
+type placement struct {
+	active   map[int32]string
+	standbys map[int32][]string
+}
+
+func (pl placement) String() string {
+	var sb strings.Builder
+	for p := range int32(len(pl.active)) {
+		fmt.Fprintf(&sb, "%d:%s/%v ", p, pl.active[p], pl.standbys[p])
+	}
+	return sb.String()
+}
+
+// awaitStandbys waits until every member's view names the same members,
+// owners and standbys; every partition has its n standbys (fewer when the
+// group is smaller), never on its active member; and every standby runs
+// where the placement puts it, caught up with its changelog. It returns
+// the placement.
+func awaitStandbys(t *testing.T, pods []*testkit.Instance, partitions, n int) placement {
+	t.Helper()
+	var got placement
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		var first string
+		for i, in := range pods {
+			v, code, err := in.Cluster()
+			if err != nil || code != 200 {
+				return fmt.Errorf("%s: cluster %d %v", in.Name, code, err)
+			}
+			if len(v.Members) != len(pods) {
+				return fmt.Errorf("%s sees %d members, want %d", in.Name, len(v.Members), len(pods))
+			}
+			pl := placement{active: map[int32]string{}, standbys: map[int32][]string{}}
+			for _, m := range v.Members {
+				for _, p := range m.Partitions {
+					pl.active[p] = m.Member
+				}
+				for _, p := range m.Standbys {
+					pl.standbys[p] = append(pl.standbys[p], m.Member)
+				}
+			}
+			if len(pl.active) != partitions {
+				return fmt.Errorf("%s sees %d partitions owned, want %d", in.Name, len(pl.active), partitions)
+			}
+			for p := range int32(partitions) {
+				if len(pl.standbys[p]) != min(n, len(pods)-1) {
+					return fmt.Errorf("%s: partition %d has standbys %v, want %d", in.Name, p, pl.standbys[p], min(n, len(pods)-1))
+				}
+				if slices.Contains(pl.standbys[p], pl.active[p]) {
+					t.Fatalf("%s: partition %d's standby is on its active member %s: %s", in.Name, p, pl.active[p], pl)
+				}
+			}
+			if i == 0 {
+				first, got = pl.String(), pl
+			} else if pl.String() != first {
+				return fmt.Errorf("%s sees %s, %s sees %s", pods[0].Name, first, in.Name, pl)
+			}
+		}
+		for _, in := range pods {
+			var st standbyStatus
+			if code, body, err := in.GetJSON("/api/v1/streams/status", &st); err != nil || code != 200 {
+				return fmt.Errorf("%s: status %d %s %v", in.Name, code, body, err)
+			}
+			var running []int32
+			for _, s := range st.StandbyTasks {
+				if s.Lag != 0 {
+					return fmt.Errorf("%s: standby %d lags %d records", in.Name, s.Partition, s.Lag)
+				}
+				running = append(running, s.Partition)
+			}
+			var placed []int32
+			for p, ms := range got.standbys {
+				if slices.Contains(ms, in.Name) {
+					placed = append(placed, p)
+				}
+			}
+			slices.Sort(placed)
+			if !slices.Equal(running, placed) {
+				return fmt.Errorf("%s runs standbys %v, placed %v", in.Name, running, placed)
+			}
+		}
+		return nil
+	})
+	return got
+}
+
+// changelogEnds reads the end offset of each changelog partition.
+func changelogEnds(t *testing.T, brokers string, partitions int) []int64 {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "changelog-ends", "log_level": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	ends := make([]int64, partitions)
+	for p := range partitions {
+		_, high, err := c.QueryWatermarkOffsets(changelog, int32(p), 10_000)
+		if err != nil {
+			t.Fatalf("changelog partition %d's end: %v", p, err)
+		}
+		ends[p] = high
+	}
+	return ends
+}
+
+// restoredFrom sums a member's restored records from one source.
+func restoredFrom(t *testing.T, pods []*testkit.Instance, source string) float64 {
+	t.Helper()
+	var sum float64
+	for _, in := range pods {
+		sum += metric(t, in, "abacus_restored_records_total", "source", source)
+	}
+	return sum
+}
+
+// A member lost with its disk (kill -9, state directory deleted, never
+// back) costs the survivors only a delta: its tasks restore from a
+// standby copy, the survivor's own or a peer's snapshot, and no more than
+// 10% of the lost tasks' keys come from the changelog. Every key is exact
+// on the survivors, under both guarantees.
+func TestLostMemberIsTakenOverFromStandbys(t *testing.T) {
+	for _, guarantee := range []string{"at_least_once", "exactly_once_v2"} {
+		t.Run(guarantee, func(t *testing.T) {
+			b := testkit.StartBroker(t, 6)
+			pods := trio(t, b.Addr(), standbyEnv(guarantee))
+			w := skewed(91, 30_000, 3_000)
+			testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
+			waitCounts(t, 2*time.Minute, pods, w.truth, false)
+			pl := awaitStandbys(t, pods, 6, 1)
+
+			victim, survivors := pods[1], []*testkit.Instance{pods[0], pods[2]}
+			lost := map[int32]bool{}
+			for p, m := range pl.active {
+				if m == victim.Name {
+					lost[p] = true
+				}
+			}
+			lostKeys := 0
+			for k := range w.truth {
+				if lost[partitioner.Murmur2([]byte(k), 6)] {
+					lostKeys++
+				}
+			}
+			changelogBefore := restoredFrom(t, survivors, "changelog")
+			peerBefore := restoredFrom(t, survivors, "peer")
+			victim.Kill()
+			if err := os.RemoveAll(victim.StateDir); err != nil {
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			// Input keeps coming while the group has not noticed yet.
+			more := skewed(92, 6_000, 3_000)
+			testkit.Produce(t, b.Addr(), input, "murmur2_random", more.records)
+			all := w.add(more)
+			waitCounts(t, 2*time.Minute, survivors, all.truth, false)
+			took := time.Since(killed)
+			exactOnEveryMember(t, survivors, all.truth)
+			noSessionFailures(t, survivors)
+
+			fromChangelog := restoredFrom(t, survivors, "changelog") - changelogBefore
+			fromPeers := restoredFrom(t, survivors, "peer") - peerBefore
+			t.Logf("lost partitions %v (%d keys); every key exact %.1f s after the kill; survivors restored %v changelog records and %v keys of peers' snapshots",
+				slices.Sorted(func(yield func(int32) bool) {
+					for p := range lost {
+						if !yield(p) {
+							return
+						}
+					}
+				}), lostKeys, took.Seconds(), fromChangelog, fromPeers)
+			if fromChangelog > 0.10*float64(lostKeys) {
+				t.Errorf("the survivors restored %v changelog records, more than 10%% of the %d keys of the lost tasks", fromChangelog, lostKeys)
+			}
+		})
+	}
+}
+
+// Standbys follow the members: with 3, then 4, then 2 members every
+// member computes the same placement, no standby is on its partition's
+// active member, each partition has its copy, and each copy runs where it
+// is placed, caught up.
+func TestStandbyPlacementFollowsMembers(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	pods := testkit.StartMembers(t, b.Addr(), 4, standbyEnv("at_least_once"))
+	pods[3].Stop(time.Minute) // started with the others for its address; joins later
+	w := skewed(93, 12_000, 1_500)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
+	waitCounts(t, 2*time.Minute, pods[:3], w.truth, false)
+	three := awaitStandbys(t, pods[:3], 6, 1)
+
+	pods[3].Restart()
+	pods[3].WaitReady(2 * time.Minute)
+	four := awaitStandbys(t, pods, 6, 1)
+	if four.String() == three.String() {
+		t.Errorf("the placement did not change when a fourth member joined: %s", four)
+	}
+
+	pods[2].Stop(time.Minute)
+	pods[3].Stop(time.Minute)
+	two := awaitStandbys(t, pods[:2], 6, 1) // after the session timeout
+	t.Logf("placements:\n3 members: %s\n4 members: %s\n2 members: %s", three, four, two)
+	waitCounts(t, 2*time.Minute, pods[:2], w.truth, false)
+	noSessionFailures(t, pods)
+}
+
+// A standby restarted on its own disk applies only what its changelogs
+// gained while it was down. Restarted on a damaged disk it starts over
+// from an empty store (the damaged one is moved aside, never read), and a
+// takeover afterwards is exact.
+func TestStandbyRestartsOnItsDiskAndRebuildsADamagedOne(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	env := standbyEnv("exactly_once_v2")
+	// The member comes back within its session timeout: the group keeps
+	// its place and the placement stays as it was.
+	env["ABACUS_KAFKA_SESSION_TIMEOUT_MS"] = "30000"
+	pods := trio(t, b.Addr(), env)
+	w := skewed(94, 20_000, 2_000)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
+	waitCounts(t, 2*time.Minute, pods, w.truth, false)
+	pl := awaitStandbys(t, pods, 6, 1)
+
+	keeper := pods[2]
+	var kept, owned []int32
+	for p := range int32(6) {
+		if slices.Contains(pl.standbys[p], keeper.Name) {
+			kept = append(kept, p)
+		}
+		if pl.active[p] == keeper.Name {
+			owned = append(owned, p)
+		}
+	}
+	before := changelogEnds(t, b.Addr(), 6)
+	keeper.Stop(time.Minute)
+	// Counted by the others while it is down: the keys of partitions it
+	// does not own, its standbys' among them.
+	more := skewed(95, 6_000, 2_000)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", more.records)
+	all := w.add(more)
+	othersTruth := map[string]int64{}
+	for k, n := range all.truth {
+		if !slices.Contains(owned, partitioner.Murmur2([]byte(k), 6)) {
+			othersTruth[k] = n
+		}
+	}
+	waitCounts(t, 2*time.Minute, pods[:2], othersTruth, false)
+	after := changelogEnds(t, b.Addr(), 6)
+	var gained int64
+	for _, p := range kept {
+		gained += after[p] - before[p]
+	}
+	keeper.Restart()
+	keeper.WaitReady(2 * time.Minute)
+	awaitStandbys(t, pods, 6, 1)
+	var applied float64
+	for _, p := range kept {
+		applied += metric(t, keeper, "abacus_standby_records_applied_total", "partition", fmt.Sprint(p))
+	}
+	t.Logf("standbys %v: applied %v records after the restart; their changelogs gained %d offsets while it was down", kept, applied, gained)
+	if applied == 0 || applied > float64(gained) {
+		t.Errorf("restarted on its disk, the standby applied %v records; want some, and no more than the %d its changelogs gained", applied, gained)
+	}
+	waitCounts(t, 2*time.Minute, pods, all.truth, false)
+
+	// Damage: the store's MANIFEST is garbage when it starts again.
+	keeper.Stop(time.Minute)
+	dir := storeDir(keeper)
+	testkit.Scribble(0.5)(t, dir+"/MANIFEST")
+	keeper.Restart()
+	keeper.WaitReady(2 * time.Minute)
+	if !strings.Contains(keeper.Log(), "state store damaged") {
+		t.Fatalf("the damaged store was not noticed:\n%s", tail(keeper.Log(), 40))
+	}
+	pl = awaitStandbys(t, pods, 6, 1)
+	var rebuilt float64
+	for _, p := range kept {
+		rebuilt += metric(t, keeper, "abacus_standby_records_applied_total", "partition", fmt.Sprint(p))
+	}
+	t.Logf("after the damage the standbys applied %v records from their changelogs' start", rebuilt)
+	if rebuilt <= float64(gained) {
+		t.Errorf("after the damage the standbys applied %v records, not more than the %d of a delta: not rebuilt from the start", rebuilt, gained)
+	}
+
+	// A takeover from the rebuilt copy: the active of one of its standby
+	// partitions is lost with its disk.
+	var victim *testkit.Instance
+	for _, in := range pods[:2] {
+		if in.Name == pl.active[kept[0]] {
+			victim = in
+		}
+	}
+	if victim == nil {
+		t.Fatalf("partition %d's active is %s", kept[0], pl.active[kept[0]])
+	}
+	victim.Kill()
+	if err := os.RemoveAll(victim.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	var survivors []*testkit.Instance
+	for _, in := range pods {
+		if in != victim {
+			survivors = append(survivors, in)
+		}
+	}
+	waitCounts(t, 2*time.Minute, survivors, all.truth, false)
+	exactOnEveryMember(t, survivors, all.truth)
+	noSessionFailures(t, survivors)
+}
