@@ -27,6 +27,11 @@ type View struct {
 	// Owner maps a partition to the index of its member in Members.
 	Owner      map[int32]int
 	Partitions int32
+	// Standbys maps a partition to the indices in Members of the members
+	// that keep its standby copies, by the placement every member
+	// computes from the same description (placeStandbys); empty without
+	// ABACUS_NUM_STANDBY_REPLICAS.
+	Standbys [][]int
 	// Stable says the group was not rebalancing when it was described.
 	Stable    bool
 	Refreshed time.Time
@@ -153,6 +158,7 @@ func (d *Discovery) refresh(ctx context.Context) (orphaned bool) {
 		}
 		return false
 	}
+	v.setStandbys(d.cfg.NumStandbyReplicas)
 	d.view.Store(v)
 	if ps, act := d.orphans.observe(v, d.cfg.InstanceID, time.Now()); act {
 		d.log.Warn("input partitions have no owner in a stable group: making the group rebalance",

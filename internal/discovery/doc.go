@@ -13,4 +13,8 @@
 // The same goroutine watches for input partitions that no member owns in
 // a Stable group (orphanWatch) and has one member make the group
 // rebalance (Config.OnOrphaned).
+//
+// Each view also places the standby copies of the tasks
+// (ABACUS_NUM_STANDBY_REPLICAS) over its members, by a rule every member
+// computes alike from the same description (placeStandbys).
 package discovery
