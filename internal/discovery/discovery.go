@@ -57,6 +57,14 @@ type Config struct {
 	// given have had no owner in a Stable group for OrphanGrace or longer
 	// (see orphanWatch). It must not block.
 	OnOrphaned func(partitions []int32)
+	// OnView, if set, is called on the refresh goroutine with every view a
+	// refresh reads from the group (not with a pinned one), once View
+	// returns it. It must not block, nor change the view, which other
+	// readers share. A rebalancing group's view (Stable false) lists no
+	// assignments, since Kafka describes a group's assignments only while
+	// it is Stable: its standby placement treats every partition as
+	// unowned, and differs from the Stable views before and after it.
+	OnView func(v *View)
 	// OrphanGrace defaults to 15 s: far longer than the gap between the
 	// two phases of a cooperative rebalance, even with a slow revocation.
 	OrphanGrace time.Duration
@@ -160,6 +168,9 @@ func (d *Discovery) refresh(ctx context.Context) (orphaned bool) {
 	}
 	v.setStandbys(d.cfg.NumStandbyReplicas)
 	d.view.Store(v)
+	if d.cfg.OnView != nil {
+		d.cfg.OnView(v)
+	}
 	if ps, act := d.orphans.observe(v, d.cfg.InstanceID, time.Now()); act {
 		d.log.Warn("input partitions have no owner in a stable group: making the group rebalance",
 			"partitions", ps, "for_at_least", d.cfg.OrphanGrace)

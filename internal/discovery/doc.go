@@ -16,5 +16,6 @@
 //
 // Each view also places the standby copies of the tasks
 // (ABACUS_NUM_STANDBY_REPLICAS) over its members, by a rule every member
-// computes alike from the same description (placeStandbys).
+// computes alike from the same description (placeStandbys), and is handed
+// to Config.OnView, which keeps this member's standby tasks in step.
 package discovery
