@@ -33,6 +33,7 @@ func renderCases() []renderCase {
 		{name: "all-on", files: []string{"all-on.yaml"},
 			kinds: []string{"NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
 		{name: "no-persistence", sets: []string{"persistence.enabled=false"}, kinds: baseKinds},
+		{name: "no-standbys", sets: []string{"standbyReplicas=0"}, kinds: baseKinds},
 		{name: "no-storage-class", sets: []string{"persistence.storageClassName=-"}, kinds: baseKinds},
 		{name: "custom-affinity", files: []string{"custom-affinity.yaml"}, kinds: baseKinds},
 		{name: "everything-off", sets: []string{
@@ -109,6 +110,11 @@ func TestDefaults(t *testing.T) {
 	if _, ok := envValue(container(t, sts), "ABACUS_PEER_URL_TEMPLATE"); ok {
 		t.Error("ABACUS_PEER_URL_TEMPLATE is set by default; the binary's default should apply")
 	}
+	// One standby copy of each task by default, so that losing a pod with
+	// its disk restores a delta, not whole changelogs.
+	if got, _ := envValue(container(t, sts), "ABACUS_NUM_STANDBY_REPLICAS"); got != "1" {
+		t.Errorf("ABACUS_NUM_STANDBY_REPLICAS = %q, want 1", got)
+	}
 }
 
 // TestAllOn checks that each option of testdata/all-on.yaml reached the
@@ -157,6 +163,7 @@ func TestAllOn(t *testing.T) {
 		"ABACUS_PROCESSING_GUARANTEE":                      "exactly_once_v2",
 		"ABACUS_KAFKA_STATISTICS_INTERVAL_MS":              "60000",
 		"ABACUS_SHUTDOWN_TIMEOUT":                          "60s",
+		"ABACUS_NUM_STANDBY_REPLICAS":                      "2",
 	} {
 		if got, _ := envValue(c, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
@@ -228,6 +235,12 @@ func TestVariants(t *testing.T) {
 		c := container(t, sts)
 		if got, _ := envValue(c, "ABACUS_KAFKA_SESSION_TIMEOUT_MS"); got != "30000" || countEnv(c, "ABACUS_KAFKA_SESSION_TIMEOUT_MS") != 1 {
 			t.Errorf("want the property's 30000 once, got %q (%d times)", got, countEnv(c, "ABACUS_KAFKA_SESSION_TIMEOUT_MS"))
+		}
+	})
+	t.Run("no-standbys", func(t *testing.T) {
+		sts := only[*appsv1.StatefulSet](t, render(t, nil, "standbyReplicas=0"))
+		if got, _ := envValue(container(t, sts), "ABACUS_NUM_STANDBY_REPLICAS"); got != "0" {
+			t.Errorf("ABACUS_NUM_STANDBY_REPLICAS = %q, want 0", got)
 		}
 	})
 	t.Run("grace-period-derived", func(t *testing.T) {

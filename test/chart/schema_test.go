@@ -42,6 +42,9 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "no bootstrap servers", set: "kafka.bootstrapServers=", wants: "/kafka/bootstrapServers"},
 		{name: "property not in librdkafka form", set: "kafka.properties.SASL_PASSWORD=x", wants: "SASL_PASSWORD"},
 		{name: "anti-affinity typo", set: "podAntiAffinity.type=hard", wants: "/podAntiAffinity/type"},
+		{name: "too many standby replicas", set: "standbyReplicas=6", wants: "/standbyReplicas"},
+		{name: "negative standby replicas", set: "standbyReplicas=-1", wants: "/standbyReplicas"},
+		{name: "standby replicas not a number", set: "standbyReplicas=one", wants: "/standbyReplicas"},
 		{name: "grace period within shutdown", set: "terminationGracePeriodSeconds=30", wants: "must be larger than config.shutdownTimeoutSeconds", templateOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
