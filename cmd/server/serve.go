@@ -81,9 +81,9 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// The orphan watch runs once Run starts, after build has set s.proc.
+	// The hooks run once Run starts, after build has set s.proc.
 	rejoin := func([]int32) { s.proc.Rejoin("orphaned_partitions") }
-	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log, OnOrphaned: rejoin}); err != nil {
+	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log, OnOrphaned: rejoin, OnView: s.placeStandbys}); err != nil {
 		return nil, err
 	}
 	if cfg.EventsTopic != "" {
@@ -97,6 +97,21 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	}
 	s.http = s.newAPI(reg, hubCfg.WriteTimeout)
 	return s, nil
+}
+
+// placeStandbys gives the processor the standbys the placement puts on
+// this member. Only a Stable view places them: a group that rebalances is
+// described without its members' assignments, which would place every
+// partition as unowned and move standbys back and forth on every
+// rebalance. A view without this member (it is joining) leaves them as
+// they are.
+func (s *service) placeStandbys(v *discovery.View) {
+	if !v.Stable || s.cfg.NumStandbyReplicas == 0 {
+		return
+	}
+	if mine := v.StandbysOf(s.cfg.InstanceID); mine != nil {
+		s.proc.SetStandbys(mine)
+	}
 }
 
 // startBroker starts the embedded Kafka-protocol broker, for development
