@@ -103,7 +103,7 @@ func TestOrphanedPartitionsAreHandedOut(t *testing.T) {
 			orphanedAt := time.Now()
 			waitCounts(t, 90*time.Second, []*testkit.Instance{in}, w.truth, false)
 			t.Logf("partitions %v orphaned; every key exact %.1f s later", bal.orphans, time.Since(orphanedAt).Seconds())
-			if got := metric(t, in, "abacus_group_rejoins_total", "reason", "orphaned_partitions"); got != 1 {
+			if got := metric(t, in, "abacus_group_rejoins_total", `reason="orphaned_partitions"`); got != 1 {
 				t.Errorf("abacus_group_rejoins_total{reason=orphaned_partitions} = %v, want 1", got)
 			}
 			if !strings.Contains(in.Log(), "input partitions have no owner in a stable group") {
