@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -22,6 +23,10 @@ type Partition struct {
 	id            int32
 	keyPrefix     []byte
 	checkpointKey []byte
+	// wipes counts the starts and ends of the partition's wipes (odd
+	// while one runs), shared by every Partition value of the same task:
+	// a snapshot read across a wipe fails (see WriteSnapshot).
+	wipes *atomic.Uint64
 }
 
 // Batch is what one commit writes to a partition.
@@ -103,19 +108,26 @@ func (s *Snapshot) Refresh() {
 // or NoCheckpoint.
 func (p *Partition) Checkpoint() (int64, error) {
 	cp := NoCheckpoint
-	err := p.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(p.checkpointKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			cp, err = decodeCount(v)
-			return err
-		})
+	err := p.db.View(func(txn *badger.Txn) (err error) {
+		cp, err = p.checkpointIn(txn)
+		return err
 	})
+	if err != nil {
+		return NoCheckpoint, err
+	}
+	return cp, nil
+}
+
+// checkpointIn is Checkpoint as of txn.
+func (p *Partition) checkpointIn(txn *badger.Txn) (int64, error) {
+	item, err := txn.Get(p.checkpointKey)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return NoCheckpoint, nil
+	}
+	cp := NoCheckpoint
+	if err == nil {
+		err = item.Value(func(v []byte) (err error) { cp, err = decodeCount(v); return err })
+	}
 	if err != nil {
 		return NoCheckpoint, fmt.Errorf("read checkpoint of partition %d: %w", p.id, err)
 	}
@@ -217,6 +229,8 @@ func (p *Partition) Wipe() error {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err) // dropping rewrites tables
 	}
 	prefix := p.keyPrefix[:4]
+	p.wipes.Add(1)
+	defer p.wipes.Add(1)
 	if err := p.db.DropPrefix(prefix); err != nil {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err)
 	}

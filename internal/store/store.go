@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -34,6 +36,8 @@ type DB struct {
 	log   *slog.Logger
 	space *space
 	lock  *dirLock
+	// wipes holds each partition's wipe counter (Partition.wipes).
+	wipes sync.Map // int32 -> *atomic.Uint64
 }
 
 // Open opens (or creates) the database. A database whose files are
@@ -123,7 +127,9 @@ func (d *DB) Partition(p int32) *Partition {
 	meta := make([]byte, 5, 16)
 	copy(meta, prefix)
 	meta[4] = 'm'
-	return &Partition{db: d.db, space: d.space, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...)}
+	wipes, _ := d.wipes.LoadOrStore(p, new(atomic.Uint64))
+	return &Partition{db: d.db, space: d.space, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...),
+		wipes: wipes.(*atomic.Uint64)}
 }
 
 // Size reports the on-disk bytes of the LSM tree and the value log.

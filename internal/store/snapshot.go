@@ -1,0 +1,405 @@
+package store
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// A peer snapshot is one partition's counts and checkpoint as a stream of
+// bytes, for a member that takes a task over without a copy of its own
+// (docs/state.md, "Peer snapshots"). Format version 1, integers
+// big-endian:
+//
+//	header   magic "abacusSN" (8 bytes), format version (uint16),
+//	         partition (uint32), checkpoint (int64)
+//	entries  per key, in key order: the key's length plus one (uvarint),
+//	         the key, its count (zigzag varint)
+//	end      0x00 (a length no entry has)
+//	trailer  the number of entries (uint64), then the CRC-32C
+//	         (Castagnoli) of every byte before it (uint32)
+//
+// The trailer comes last, so a stream cut off at any byte lacks it; the
+// checksum catches a changed byte anywhere before it. A reader checks the
+// magic and the version before anything else: a later version may lay
+// its bytes out differently, so it is refused, never read as this one.
+
+// SnapshotVersion is the snapshot format this build writes and reads.
+const SnapshotVersion uint16 = 1
+
+const snapshotMagic = "abacusSN"
+
+// snapshotHeaderBytes: magic, version, partition, checkpoint.
+const snapshotHeaderBytes = len(snapshotMagic) + 2 + 4 + 8
+
+// maxSnapshotKey bounds a key in a snapshot: Badger takes no key over
+// 65,000 bytes, so a longer length can only be damage, refused before it
+// is allocated.
+const maxSnapshotKey = 1 << 16
+
+// Errors of peer snapshots; the message around each says where and what.
+var (
+	// ErrNoCheckpoint: the partition has no checkpoint, so no copy to send:
+	// counts without one are complete up to nothing.
+	ErrNoCheckpoint = errors.New("partition has no checkpoint")
+	// ErrSnapshotWiped: the partition was wiped while its snapshot was read.
+	ErrSnapshotWiped = errors.New("partition wiped while its snapshot was read")
+	// ErrSnapshotTruncated: the stream ended before its trailer.
+	ErrSnapshotTruncated = errors.New("snapshot cut off")
+	// ErrSnapshotCorrupt: the stream is not a snapshot, or its checksum,
+	// entry count or structure is wrong.
+	ErrSnapshotCorrupt = errors.New("snapshot corrupt")
+	// ErrSnapshotVersion: a format version this build does not read.
+	ErrSnapshotVersion = errors.New("snapshot format version not supported")
+	// ErrSnapshotPartition: a snapshot of another partition.
+	ErrSnapshotPartition = errors.New("snapshot of another partition")
+)
+
+// SnapshotInfo is what a snapshot carried: its partition and checkpoint,
+// its keys, and its size in bytes.
+type SnapshotInfo struct {
+	Partition  int32
+	Checkpoint int64
+	Entries    int64
+	Bytes      int64
+}
+
+// WriteSnapshot writes the partition's counts and checkpoint to w, read in
+// one Badger transaction: a consistent copy as of its checkpoint (counts
+// past the checkpoint that a commit in several transactions left are
+// rewritten by the changelog from checkpoint+1, see the package doc). It
+// fails, having written nothing, with ErrNoCheckpoint for a partition
+// without a checkpoint. A wipe is the one write a transaction does not
+// isolate from (Badger drops the prefix's tables under open readers), so
+// a wipe that runs at any time during the read fails the snapshot with
+// ErrSnapshotWiped before its trailer, and the reader takes it for a cut
+// one (TestSnapshotOfAPartitionWipedMeanwhileFails).
+func (p *Partition) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
+	info := SnapshotInfo{Partition: p.id}
+	fail := func(err error) (SnapshotInfo, error) {
+		return info, fmt.Errorf("snapshot of partition %d: %w", p.id, err)
+	}
+	wipes := p.wipes.Load()
+	if wipes%2 == 1 {
+		return fail(ErrSnapshotWiped)
+	}
+	txn := p.db.NewTransaction(false)
+	defer txn.Discard()
+	cp, err := p.checkpointIn(txn)
+	if err != nil {
+		return fail(err)
+	}
+	if cp == NoCheckpoint {
+		return fail(ErrNoCheckpoint)
+	}
+	info.Checkpoint = cp
+	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	sw.header(p.id, cp)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: p.keyPrefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid() && sw.err == nil; it.Next() {
+		var n int64
+		if err := it.Item().Value(func(v []byte) (err error) { n, err = decodeCount(v); return err }); err != nil {
+			return fail(err)
+		}
+		sw.entry(it.Item().Key()[len(p.keyPrefix):], n)
+		info.Entries++
+	}
+	if sw.err != nil {
+		return fail(fmt.Errorf("write: %w", sw.err))
+	}
+	if p.wipes.Load() != wipes {
+		return fail(ErrSnapshotWiped)
+	}
+	sw.trailer(info.Entries)
+	if err := sw.flush(); err != nil {
+		return fail(fmt.Errorf("write: %w", err))
+	}
+	info.Bytes = sw.n
+	return info, nil
+}
+
+// ReadSnapshot fills the partition, which must have no checkpoint, from a
+// snapshot (WriteSnapshot's), and returns what it carried. It writes the
+// counts as they arrive and the snapshot's checkpoint only after the whole
+// stream is verified, so on any failure the partition is left without a
+// checkpoint (whatever counts it got are to be wiped: restore does).
+//
+// The counts are written as they are, not keeping the larger of a stored
+// one as an at-least-once restore does (NewRestorerKeepingMax): the slice
+// is emptied first, since counts left without a checkpoint (a restore
+// stopped before its first chunk's checkpoint) may hold a key deleted
+// since, whose tombstone the changelog from the snapshot's checkpoint on
+// no longer carries. An empty slice has nothing to compare with, and the
+// copy is already what the sender's own rules made of the changelog up
+// to its checkpoint (the larger count kept under at-least-once); the
+// restore from checkpoint+1 then compares with it as with any checkpoint.
+func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
+	info := SnapshotInfo{Partition: p.id}
+	sr := &snapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
+	fail := func(err error) (SnapshotInfo, error) {
+		info.Bytes = sr.n
+		return info, fmt.Errorf("read snapshot into partition %d: %w", p.id, err)
+	}
+	if cp, err := p.Checkpoint(); err != nil {
+		return fail(err)
+	} else if cp != NoCheckpoint {
+		return fail(fmt.Errorf("the partition has a checkpoint (%d): a snapshot only fills one without", cp))
+	}
+	cp, err := sr.header(p.id)
+	if err != nil {
+		return fail(err)
+	}
+	info.Checkpoint = cp
+	if err := p.clear(); err != nil {
+		return fail(err)
+	}
+	wb := p.db.NewWriteBatch()
+	defer wb.Cancel() // waits for the commits under way; a no-op after Flush
+	unchecked := spaceCheckBytes
+	for {
+		key, n, ok, err := sr.entry()
+		if err != nil {
+			return fail(err)
+		}
+		if !ok {
+			break
+		}
+		if unchecked += len(key) + 32; unchecked >= spaceCheckBytes {
+			if err := p.space.check(); err != nil {
+				return fail(err)
+			}
+			unchecked = 0
+		}
+		// Badger holds on to the key and value until it commits them.
+		if err := wb.Set(p.dataKey(key), encodeCount(n)); err != nil {
+			return fail(err)
+		}
+		info.Entries++
+	}
+	if err := sr.trailer(info.Entries); err != nil {
+		return fail(err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fail(err)
+	}
+	// The checkpoint last, once every count is in: a crash before it
+	// leaves counts without one, which the next restore wipes.
+	err = p.db.Update(func(txn *badger.Txn) error { return txn.Set(p.checkpointKey, encodeCount(cp)) })
+	if err != nil {
+		return fail(err)
+	}
+	info.Bytes = sr.n
+	return info, nil
+}
+
+// clear wipes the partition if it holds any key (a wipe costs a flush of
+// Badger's memtables even when there is nothing to drop).
+func (p *Partition) clear() error {
+	empty := true
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p.keyPrefix[:4]})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil || empty {
+		return err
+	}
+	return p.Wipe()
+}
+
+// snapshotWriter writes a snapshot's bytes, keeping their count and
+// checksum; its first error sticks.
+type snapshotWriter struct {
+	w   *bufio.Writer
+	crc uint32
+	n   int64
+	err error
+	buf []byte
+}
+
+func (s *snapshotWriter) write(b []byte) {
+	if s.err != nil {
+		return
+	}
+	s.crc = crc32.Update(s.crc, castagnoli, b)
+	s.n += int64(len(b))
+	_, s.err = s.w.Write(b)
+}
+
+func (s *snapshotWriter) header(partition int32, checkpoint int64) {
+	b := append(s.buf[:0], snapshotMagic...)
+	b = binary.BigEndian.AppendUint16(b, SnapshotVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(partition))
+	b = binary.BigEndian.AppendUint64(b, uint64(checkpoint))
+	s.write(b)
+	s.buf = b
+}
+
+func (s *snapshotWriter) entry(key []byte, count int64) {
+	b := binary.AppendUvarint(s.buf[:0], uint64(len(key))+1)
+	b = append(b, key...)
+	b = binary.AppendVarint(b, count)
+	s.write(b)
+	s.buf = b
+}
+
+func (s *snapshotWriter) trailer(entries int64) {
+	s.write(binary.BigEndian.AppendUint64(append(s.buf[:0], 0), uint64(entries)))
+	if s.err == nil {
+		s.n += 4
+		_, s.err = s.w.Write(binary.BigEndian.AppendUint32(s.buf[:0], s.crc))
+	}
+}
+
+func (s *snapshotWriter) flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.w.Flush()
+}
+
+// snapshotReader reads a snapshot's bytes, keeping their count and
+// checksum.
+type snapshotReader struct {
+	r   *bufio.Reader
+	crc uint32
+	n   int64
+	one [1]byte
+	buf []byte
+	// failed is ReadByte's error, told apart from a varint's own.
+	failed error
+}
+
+// cut names a read error: the end of the stream before the trailer is a
+// cut-off snapshot; any other is the transfer's own.
+func (s *snapshotReader) cut(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w after %d bytes", ErrSnapshotTruncated, s.n)
+	}
+	return fmt.Errorf("read after %d bytes: %w", s.n, err)
+}
+
+func corrupt(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrSnapshotCorrupt, fmt.Sprintf(format, a...))
+}
+
+// ReadByte makes the reader an io.ByteReader for the varints.
+func (s *snapshotReader) ReadByte() (byte, error) {
+	b, err := s.r.ReadByte()
+	if err != nil {
+		s.failed = s.cut(err)
+		return 0, s.failed
+	}
+	s.one[0] = b
+	s.crc = crc32.Update(s.crc, castagnoli, s.one[:])
+	s.n++
+	return b, nil
+}
+
+// full reads the next n bytes; they are valid until the next call.
+func (s *snapshotReader) full(n int) ([]byte, error) {
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	b := s.buf[:n]
+	got, err := io.ReadFull(s.r, b)
+	s.crc = crc32.Update(s.crc, castagnoli, b[:got])
+	s.n += int64(got)
+	if err != nil {
+		return nil, s.cut(err)
+	}
+	return b, nil
+}
+
+// header reads and checks the header, and returns the checkpoint.
+func (s *snapshotReader) header(partition int32) (int64, error) {
+	b, err := s.full(snapshotHeaderBytes)
+	if err != nil {
+		return 0, err
+	}
+	if magic := string(b[:len(snapshotMagic)]); magic != snapshotMagic {
+		return 0, corrupt("not a snapshot: it begins with %q, not %q", magic, snapshotMagic)
+	}
+	b = b[len(snapshotMagic):]
+	switch v := binary.BigEndian.Uint16(b); {
+	case v > SnapshotVersion:
+		return 0, fmt.Errorf("%w: format version %d is newer than version %d, the latest this member reads", ErrSnapshotVersion, v, SnapshotVersion)
+	case v != SnapshotVersion:
+		return 0, fmt.Errorf("%w: format version %d is unknown (this member reads version %d)", ErrSnapshotVersion, v, SnapshotVersion)
+	}
+	if got := int32(binary.BigEndian.Uint32(b[2:])); got != partition {
+		return 0, fmt.Errorf("%w: the snapshot is of partition %d", ErrSnapshotPartition, got)
+	}
+	cp := int64(binary.BigEndian.Uint64(b[6:]))
+	if cp < 0 {
+		return 0, corrupt("checkpoint %d", cp)
+	}
+	return cp, nil
+}
+
+// entry reads the next key and count; ok is false at the end of the
+// entries. The key is valid until the next call.
+func (s *snapshotReader) entry() (key []byte, count int64, ok bool, err error) {
+	l, err := binary.ReadUvarint(s)
+	switch {
+	case s.failed != nil:
+		return nil, 0, false, s.failed
+	case err != nil:
+		return nil, 0, false, corrupt("a key's length after %d bytes: %v", s.n, err)
+	case l == 0:
+		return nil, 0, false, nil
+	case l-1 > maxSnapshotKey:
+		return nil, 0, false, corrupt("a key of %d bytes after %d bytes, over the %d a key may have", l-1, s.n, maxSnapshotKey)
+	}
+	if key, err = s.full(int(l - 1)); err != nil {
+		return nil, 0, false, err
+	}
+	// Copied: the varint below may refill the buffer the key is in.
+	key = append([]byte(nil), key...)
+	count, err = binary.ReadVarint(s)
+	switch {
+	case s.failed != nil:
+		return nil, 0, false, s.failed
+	case err != nil:
+		return nil, 0, false, corrupt("a count after %d bytes: %v", s.n, err)
+	}
+	return key, count, true, nil
+}
+
+// trailer reads the trailer after the end of the entries and checks the
+// count of entries read and the checksum, and that nothing follows.
+func (s *snapshotReader) trailer(entries int64) error {
+	b, err := s.full(8)
+	if err != nil {
+		return err
+	}
+	count := binary.BigEndian.Uint64(b)
+	want := s.crc
+	var sum [4]byte
+	got, err := io.ReadFull(s.r, sum[:])
+	s.n += int64(got)
+	if err != nil {
+		return s.cut(err)
+	}
+	if crc := binary.BigEndian.Uint32(sum[:]); crc != want {
+		return corrupt("checksum %08x, but the %d bytes before it sum to %08x", crc, s.n-4, want)
+	}
+	if count != uint64(entries) {
+		return corrupt("the trailer counts %d entries, the stream carried %d", count, entries)
+	}
+	switch _, err := s.r.ReadByte(); {
+	case err == nil:
+		return corrupt("bytes after the trailer, at %d", s.n)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("read after the trailer: %w", err)
+	}
+	return nil
+}
