@@ -95,9 +95,12 @@ type Config struct {
 	Operations     Operations
 	// Subscriptions serves live streams from this instance (optional).
 	Subscriptions Subscriptions
-	Gatherer      prometheus.Gatherer
-	Registerer    prometheus.Registerer
-	Logger        *slog.Logger
+	// Snapshots serves this member's copies of task stores to peers
+	// (optional: without, the member holds none).
+	Snapshots  Snapshots
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 
 	// MaxInflight bounds the /api/v1 requests served at once; one more is
 	// answered 503 overloaded with Retry-After (default 512). The probes
@@ -219,6 +222,8 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/topology", s.streamsTopology)
 	v1.GET("/streams/offsets", s.streamsOffsets)
 	v1.GET("/stores/:store/subscribe", s.subscribe)
+	v1.GET("/internal/tasks/:partition/checkpoint", s.taskCheckpoint)
+	v1.GET("/internal/tasks/:partition/snapshot", s.taskSnapshot)
 	return s
 }
 

@@ -20,6 +20,9 @@ type httpMetrics struct {
 	forwarded *prometheus.CounterVec
 	inflight  prometheus.Gauge
 	shed      *prometheus.CounterVec
+	// snapshots and snapshotBytes count the snapshots served to peers.
+	snapshots     *prometheus.CounterVec
+	snapshotBytes prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -35,9 +38,15 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "abacus_http_requests_in_flight", Help: "API (/api/v1) requests being served, counted against ABACUS_HTTP_MAX_INFLIGHT."}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_http_requests_shed_total", Help: "API requests refused with 503 overloaded at ABACUS_HTTP_MAX_INFLIGHT, by route."}, []string{"route"}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_snapshots_served_total", Help: "Snapshots of task stores sent to peers, by outcome (ok, failed)."}, []string{"outcome"}),
+		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abacus_snapshot_served_bytes_total", Help: "Bytes of the snapshots of task stores sent to peers whole."}),
 	}
+	m.snapshots.WithLabelValues("ok")
+	m.snapshots.WithLabelValues("failed")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.forwarded, m.inflight, m.shed)
+		reg.MustRegister(m.requests, m.seconds, m.forwarded, m.inflight, m.shed, m.snapshots, m.snapshotBytes)
 	}
 	return m
 }

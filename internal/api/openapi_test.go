@@ -217,6 +217,32 @@ func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, e
 	return items[:min(len(items), q.Limit)], covered, nil
 }
 
+// fakeSnapshots is one member's copies of task stores.
+type fakeSnapshots struct {
+	copies map[int32]int64 // checkpoint by partition
+	broken error           // every read fails with it
+}
+
+func (f *fakeSnapshots) Checkpoint(p int32) (int64, bool, error) {
+	if f.broken != nil {
+		return 0, false, f.broken
+	}
+	cp, ok := f.copies[p]
+	return cp, ok, nil
+}
+
+func (f *fakeSnapshots) WriteSnapshot(p int32, w io.Writer) (int64, error) {
+	if f.broken != nil {
+		return 0, f.broken
+	}
+	cp, ok := f.copies[p]
+	if !ok {
+		return 0, api.ErrNoCopy
+	}
+	n, err := fmt.Fprintf(w, "the copy of partition %d at %d", p, cp)
+	return int64(n), err
+}
+
 type fakeRouter struct {
 	members    []abacus.Member
 	refreshed  time.Time
@@ -296,6 +322,7 @@ type cluster struct {
 	health   fakeHealth
 	self     fakeCounts
 	peer     fakeCounts
+	snaps    fakeSnapshots // abacus-0's copies
 	router   fakeRouter
 	ops      fakeOps
 	peerDown bool                // abacus-1 does not answer
@@ -307,8 +334,9 @@ func healthy() *cluster {
 		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []abacus.TaskStatus{
 			{Partition: 0, State: "active", Checkpoint: 41, RestoreDone: 42, RestoreTotal: 42},
 		}, standbys: []abacus.TaskStatus{{Partition: 1, State: "standby", Checkpoint: 97, Lag: ptr(int64(3))}}},
-		self: fakeCounts{held: map[int32]bool{0: true}},
-		peer: fakeCounts{held: map[int32]bool{1: true}},
+		self:  fakeCounts{held: map[int32]bool{0: true}},
+		peer:  fakeCounts{held: map[int32]bool{1: true}},
+		snaps: fakeSnapshots{copies: map[int32]int64{0: 41}},
 		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []abacus.Member{
 			{Name: "abacus-0", Partitions: []int32{0}, Standbys: []int32{1}}, {Name: "abacus-1", Partitions: []int32{1}, Standbys: []int32{0}},
 		}},
@@ -320,13 +348,13 @@ func ptr[T any](v T) *T { return &v }
 // start serves both members and returns abacus-0's URL.
 func (c *cluster) start(t *testing.T) string {
 	t.Helper()
-	newServer := func(instance string, counts *fakeCounts, more func(*api.Config)) *httptest.Server {
+	newServer := func(instance string, counts *fakeCounts, snaps api.Snapshots, more func(*api.Config)) *httptest.Server {
 		reg := prometheus.NewRegistry()
 		cfg := api.Config{
 			ApplicationID: "counts-app", Instance: instance, Version: "test", Store: "counts-store", ScanSecret: "s",
 			ChangelogTopic: "counts-app-counts-store-changelog",
 			ForwardTimeout: 2 * time.Second, Counts: counts, Router: &c.router, Health: &c.health, Operations: c.ops,
-			Gatherer: reg, Registerer: reg,
+			Snapshots: snaps, Gatherer: reg, Registerer: reg,
 		}
 		registerSampleMetrics(reg)
 		if more != nil {
@@ -336,11 +364,11 @@ func (c *cluster) start(t *testing.T) string {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	peer := newServer("abacus-1", &c.peer, nil)
+	peer := newServer("abacus-1", &c.peer, nil, nil)
 	if c.peerDown {
 		peer.Close()
 	}
-	self := newServer("abacus-0", &c.self, c.config)
+	self := newServer("abacus-0", &c.self, &c.snaps, c.config)
 	c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
 	return self.URL
 }
@@ -491,6 +519,19 @@ var answerCases = []answerCase{
 	{name: "local scan of a broken store", path: "/api/v1/stores/counts-store/keys?local=true", status: 500, code: "internal",
 		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
 
+	// Between members.
+	{name: "task checkpoint", path: "/api/v1/internal/tasks/0/checkpoint", status: 200,
+		body: `{"partition":0,"checkpoint":41,"member":"abacus-0"}`},
+	{name: "task checkpoint without a copy here", path: "/api/v1/internal/tasks/1/checkpoint", status: 404, code: "no_copy"},
+	{name: "task checkpoint of a negative partition", path: "/api/v1/internal/tasks/-1/checkpoint", status: 400, code: "bad_parameter"},
+	{name: "task checkpoint from a broken store", path: "/api/v1/internal/tasks/0/checkpoint", status: 500, code: "internal",
+		setup: func(c *cluster) { c.snaps.broken = errors.New("badger: corrupt") }},
+	{name: "task snapshot", path: "/api/v1/internal/tasks/0/snapshot", status: 200},
+	{name: "task snapshot without a copy here", path: "/api/v1/internal/tasks/1/snapshot", status: 404, code: "no_copy"},
+	{name: "task snapshot of no partition", path: "/api/v1/internal/tasks/x/snapshot", status: 400, code: "bad_parameter"},
+	{name: "task snapshot from a broken store", path: "/api/v1/internal/tasks/0/snapshot", status: 500, code: "internal",
+		setup: func(c *cluster) { c.snaps.broken = errors.New("badger: corrupt") }},
+
 	// Auth.
 	{name: "no token", path: "/api/v1/streams", status: 401, code: "unauthorized", setup: withAuth("tok", "", false)},
 	{name: "wrong token", path: "/api/v1/stores/counts-store/keys/apple", status: 401, code: "unauthorized",
@@ -523,7 +564,7 @@ func apiPaths(s *spec) []string {
 		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
 			continue // (the subscription is not served in process)
 		}
-		out = append(out, strings.NewReplacer("{store}", "counts-store", "{key}", "apple").Replace(path))
+		out = append(out, strings.NewReplacer("{store}", "counts-store", "{key}", "apple", "{partition}", "0").Replace(path))
 	}
 	return out
 }
