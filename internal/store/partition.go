@@ -27,6 +27,8 @@ type Partition struct {
 	// while one runs), shared by every Partition value of the same task:
 	// a snapshot read across a wipe fails (see WriteSnapshot).
 	wipes *atomic.Uint64
+	// wipeMu makes the database's wipes wait for each other (see Wipe).
+	wipeMu *sync.Mutex
 }
 
 // Batch is what one commit writes to a partition.
@@ -224,15 +226,73 @@ func setOrDelete(txn *badger.Txn, key, value []byte) error {
 }
 
 // Wipe deletes every value and the checkpoint of the partition.
+//
+// It drops the partition's prefix (Badger's DropPrefix, which rewrites
+// the tables rather than writing a tombstone per key), and while a drop
+// runs Badger refuses every other write of the database, of every
+// partition, with ErrBlockedWrites, and a second drop too. So a partition
+// that holds nothing is not dropped at all (a restore wipes a store
+// whose seeding failed, most often because no peer had a copy and
+// nothing was written: TestWipeOfAnEmptyPartitionBlocksNoWriter), and
+// wipes wait for each other (TestConcurrentWipes).
 func (p *Partition) Wipe() error {
+	if empty, err := p.empty(); err != nil || empty {
+		return err
+	}
 	if err := p.space.check(); err != nil {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err) // dropping rewrites tables
 	}
-	prefix := p.keyPrefix[:4]
+	p.wipeMu.Lock()
+	defer p.wipeMu.Unlock()
 	p.wipes.Add(1)
 	defer p.wipes.Add(1)
-	if err := p.db.DropPrefix(prefix); err != nil {
+	if err := p.db.DropPrefix(p.keyPrefix[:4]); err != nil {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// empty reports whether the partition holds no key at all, checkpoint
+// included.
+func (p *Partition) empty() (bool, error) {
+	empty := true
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p.keyPrefix[:4]})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("look into partition %d: %w", p.id, err)
+	}
+	return empty, nil
+}
+
+// deleteAll deletes every key of the partition, checkpoint included, with
+// a tombstone each: slower than Wipe for many keys, but it blocks no
+// other writer.
+func (p *Partition) deleteAll() error {
+	if err := p.space.check(); err != nil {
+		return fmt.Errorf("delete partition %d: %w", p.id, err)
+	}
+	wb := p.db.NewWriteBatch()
+	defer wb.Cancel()
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p.keyPrefix[:4]})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("delete partition %d: %w", p.id, err)
 	}
 	return nil
 }

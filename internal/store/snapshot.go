@@ -128,11 +128,13 @@ func (p *Partition) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 // snapshot (WriteSnapshot's), and returns what it carried. It writes the
 // counts as they arrive and the snapshot's checkpoint only after the whole
 // stream is verified, so on any failure the partition is left without a
-// checkpoint (whatever counts it got are to be wiped: restore does).
+// checkpoint; it then deletes the counts it wrote, and what it could not
+// delete is to be wiped (restore does).
 //
 // The counts are written as they are, not keeping the larger of a stored
 // one as an at-least-once restore does (NewRestorerKeepingMax): the slice
-// is emptied first, since counts left without a checkpoint (a restore
+// is emptied first (TestSnapshotReplacesCountsLeftWithoutACheckpoint),
+// since counts left without a checkpoint (a restore
 // stopped before its first chunk's checkpoint) may hold a key deleted
 // since, whose tombstone the changelog from the snapshot's checkpoint on
 // no longer carries. An empty slice has nothing to compare with, and the
@@ -156,11 +158,26 @@ func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 		return fail(err)
 	}
 	info.Checkpoint = cp
-	if err := p.clear(); err != nil {
+	if empty, err := p.empty(); err != nil {
 		return fail(err)
+	} else if !empty {
+		if err := p.deleteAll(); err != nil {
+			return fail(err)
+		}
 	}
 	wb := p.db.NewWriteBatch()
 	defer wb.Cancel() // waits for the commits under way; a no-op after Flush
+	// A snapshot refused deletes what it wrote: the restore's wipe then
+	// finds nothing to drop, and blocks no other writer (see Wipe).
+	fail = func(err error) (SnapshotInfo, error) {
+		wb.Cancel()
+		info.Bytes = sr.n
+		err = fmt.Errorf("read snapshot into partition %d: %w", p.id, err)
+		if derr := p.deleteAll(); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return info, err
+	}
 	unchecked := spaceCheckBytes
 	for {
 		key, n, ok, err := sr.entry()
@@ -196,23 +213,6 @@ func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 	}
 	info.Bytes = sr.n
 	return info, nil
-}
-
-// clear wipes the partition if it holds any key (a wipe costs a flush of
-// Badger's memtables even when there is nothing to drop).
-func (p *Partition) clear() error {
-	empty := true
-	err := p.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: p.keyPrefix[:4]})
-		defer it.Close()
-		it.Rewind()
-		empty = !it.Valid()
-		return nil
-	})
-	if err != nil || empty {
-		return err
-	}
-	return p.Wipe()
 }
 
 // snapshotWriter writes a snapshot's bytes, keeping their count and

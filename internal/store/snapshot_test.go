@@ -125,7 +125,7 @@ func TestSnapshotOfAPartitionWithoutACheckpointIsRefused(t *testing.T) {
 }
 
 // readRefused reads b into p, which must fail with want and leave p
-// without a checkpoint.
+// without a checkpoint, or any count.
 func readRefused(t *testing.T, p *Partition, b []byte, want ...error) error {
 	t.Helper()
 	_, err := p.ReadSnapshot(bytes.NewReader(b))
@@ -141,6 +141,9 @@ func readRefused(t *testing.T, p *Partition, b []byte, want ...error) error {
 	}
 	if cp := checkpointOf(t, p); cp != NoCheckpoint {
 		t.Fatalf("checkpoint %d after a refused snapshot (%v)", cp, err)
+	}
+	if c := contents(t, p); len(c) != 0 {
+		t.Fatalf("%d counts left after a refused snapshot (%v)", len(c), err)
 	}
 	return err
 }
