@@ -17,7 +17,9 @@ import (
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/discovery"
 	"github.com/abacus-streams/abacus/internal/events"
+	"github.com/abacus-streams/abacus/internal/peer"
 	"github.com/abacus-streams/abacus/internal/processor"
+	"github.com/abacus-streams/abacus/internal/processor/restore"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/abacus-streams/abacus/internal/subscribe"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +46,7 @@ type service struct {
 	hub       *subscribe.Hub
 	disc      *discovery.Discovery
 	publisher *events.Publisher // nil without an events topic
+	copies    *peer.Copies      // this member's copies of task stores, for peers
 	// closers release what build acquired; close runs them last first, so
 	// the store closes before the embedded broker goes.
 	closers []func()
@@ -92,6 +95,10 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
 		Registerer: reg, Logger: log.With("component", "subscribe")}
 	s.hub = subscribe.New(hubCfg)
+	// Closed before the store (closers run last first): the store must
+	// not close under a snapshot being sent.
+	s.copies = peer.NewCopies(db)
+	s.closers = append(s.closers, s.copies.Close)
 	if s.proc, err = s.newProcessor(reg, db, openStore); err != nil {
 		return nil, err
 	}
@@ -182,7 +189,31 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 		OnCommit:      s.hub.Publish,
 		OnStateChange: onStateChange,
 		OpenStore:     openStore,
+		Seed:          s.newSeed(reg),
 	}, db)
+}
+
+// newSeed fills a task store without a checkpoint from the most advanced
+// copy another member of discovery's view holds (docs/state.md, "Peer
+// snapshots"), asked as a forwarded lookup is: the same transport, this
+// member's own credentials.
+func (s *service) newSeed(reg prometheus.Registerer) func(context.Context, int32, *store.Partition) (restore.Seeded, error) {
+	seeder := peer.New(peer.Config{
+		Self: s.cfg.InstanceID,
+		View: func() ([]abacus.Member, time.Time) {
+			v := s.disc.View()
+			return v.Members, v.Refreshed
+		},
+		Refresh:       s.disc.Trigger,
+		Transport:     api.PeerTransport(),
+		Authorization: api.PeerAuthorization(s.cfg.AuthToken, s.cfg.AuthBasic),
+		Registerer:    reg,
+		Logger:        s.log,
+	})
+	return func(ctx context.Context, partition int32, st *store.Partition) (restore.Seeded, error) {
+		got, err := seeder.Seed(ctx, partition, st)
+		return restore.Seeded{Source: got.Source, Records: got.Entries, Bytes: got.Bytes, Checkpoint: got.Checkpoint}, err
+	}
 }
 
 // newAPI builds the HTTP surface over the other parts.
@@ -201,6 +232,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Health:         health{s.proc},
 		Operations:     operations{s.proc, cfg},
 		Subscriptions:  subscriptions{s.hub, c, cfg.Store},
+		Snapshots:      s.copies,
 		Gatherer:       reg,
 		Registerer:     reg,
 		Logger:         s.log.With("component", "http"),
