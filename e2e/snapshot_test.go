@@ -1,14 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3filter"
+
+	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
@@ -105,6 +111,7 @@ func scaleOutFromSnapshots(t *testing.T, guarantee string, fault testkit.BodyFau
 		if sent != got || got <= 0 {
 			t.Errorf("abacus-1 seeded %v bytes; abacus-0 sent %v", got, sent)
 		}
+		checkLiveSnapshots(t, first, second, taken, w.truth)
 	} else {
 		if got := proxy.Faulted(); got != int64(len(taken)) {
 			t.Errorf("the proxy damaged %d snapshots; want %d (are the snapshots shorter than the fault's offset?)", got, len(taken))
@@ -134,6 +141,60 @@ func scaleOutFromSnapshots(t *testing.T, guarantee string, fault testkit.BodyFau
 	all := w.add(more)
 	waitCounts(t, 2*time.Minute, members, all.truth, false)
 	checkTopic(t, b.Addr(), changelog, "read_committed", all.truth, false)
+}
+
+// checkLiveSnapshots checks the routes between members as openapi.yaml
+// describes them, and that a live snapshot holds exactly its partition's
+// counts: the first member's of a partition it kept, and a copy it kept of
+// one it gave up, and the second member's answer for a partition it
+// holds no copy of.
+func checkLiveSnapshots(t *testing.T, first, second *testkit.Instance, taken []int32, truth map[string]int64) {
+	t.Helper()
+	spec := loadOpenAPI(t)
+	var kept int32
+	for slices.Contains(taken, kept) {
+		kept++
+	}
+	for _, p := range []int32{kept, taken[0]} {
+		resp, body := testkit.MustFetch(t, first.URL+api.TaskCheckpointPath(p), nil)
+		if err := spec.check(resp, body, "", openapi3filter.Options{}); err != nil || resp.StatusCode != 200 {
+			t.Errorf("abacus-0's checkpoint of partition %d: %d %s: %v", p, resp.StatusCode, body, err)
+		}
+		resp, body = testkit.MustFetch(t, first.URL+api.TaskSnapshotPath(p), nil)
+		if err := spec.check(resp, nil, "", openapi3filter.Options{ExcludeResponseBody: true}); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("abacus-0's snapshot of partition %d: %d: %v", p, resp.StatusCode, err)
+		}
+		db, err := store.Open(store.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := db.Partition(p)
+		if _, err := st.ReadSnapshot(bytes.NewReader(body)); err != nil {
+			t.Errorf("abacus-0's snapshot of partition %d: %v", p, err)
+		}
+		got := map[string]int64{}
+		if err := st.Scan(store.ScanOptions{}, func(k []byte, v int64) bool { got[string(k)] = v; return true }); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		for k, n := range truth {
+			if partitioner.Murmur2([]byte(k), 4) == p {
+				want[k] = n
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("abacus-0's snapshot of partition %d holds %d keys; want the %d of the partition with their counts", p, len(got), len(want))
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, path := range []string{api.TaskCheckpointPath(kept), api.TaskSnapshotPath(kept)} {
+		resp, body := testkit.MustFetch(t, second.URL+path, nil)
+		if err := spec.check(resp, body, "", openapi3filter.Options{}); err != nil || resp.StatusCode != 404 || !strings.Contains(string(body), `"no_copy"`) {
+			t.Errorf("abacus-1's %s: %d %s: %v; want 404 no_copy", path, resp.StatusCode, body, err)
+		}
+	}
 }
 
 // takenOver waits until the second member owns partitions, every one of
