@@ -27,8 +27,6 @@ type Partition struct {
 	// while one runs), shared by every Partition value of the same task:
 	// a snapshot read across a wipe fails (see WriteSnapshot).
 	wipes *atomic.Uint64
-	// wipeMu makes the database's wipes wait for each other (see Wipe).
-	wipeMu *sync.Mutex
 }
 
 // Batch is what one commit writes to a partition.
@@ -227,26 +225,19 @@ func setOrDelete(txn *badger.Txn, key, value []byte) error {
 
 // Wipe deletes every value and the checkpoint of the partition.
 //
-// It drops the partition's prefix (Badger's DropPrefix, which rewrites
-// the tables rather than writing a tombstone per key), and while a drop
-// runs Badger refuses every other write of the database, of every
-// partition, with ErrBlockedWrites, and a second drop too. So a partition
-// that holds nothing is not dropped at all (a restore wipes a store
-// whose seeding failed, most often because no peer had a copy and
-// nothing was written: TestWipeOfAnEmptyPartitionBlocksNoWriter), and
-// wipes wait for each other (TestConcurrentWipes).
+// It writes a tombstone per key (deleteAll), which compaction then drops.
+// Badger's DropPrefix would rewrite the tables instead, faster for many
+// keys, but while a drop runs Badger refuses every other write of the
+// database with ErrBlockedWrites: the commits, restores and standbys of
+// every other partition would fail with it (TestWipeBlocksNoWriter).
+// A partition that holds nothing writes nothing.
 func (p *Partition) Wipe() error {
 	if empty, err := p.empty(); err != nil || empty {
 		return err
 	}
-	if err := p.space.check(); err != nil {
-		return fmt.Errorf("wipe partition %d: %w", p.id, err) // dropping rewrites tables
-	}
-	p.wipeMu.Lock()
-	defer p.wipeMu.Unlock()
 	p.wipes.Add(1)
 	defer p.wipes.Add(1)
-	if err := p.db.DropPrefix(p.keyPrefix[:4]); err != nil {
+	if err := p.deleteAll(); err != nil {
 		return fmt.Errorf("wipe partition %d: %w", p.id, err)
 	}
 	return nil
@@ -270,8 +261,7 @@ func (p *Partition) empty() (bool, error) {
 }
 
 // deleteAll deletes every key of the partition, checkpoint included, with
-// a tombstone each: slower than Wipe for many keys, but it blocks no
-// other writer.
+// a tombstone each; it blocks no other writer.
 func (p *Partition) deleteAll() error {
 	if err := p.space.check(); err != nil {
 		return fmt.Errorf("delete partition %d: %w", p.id, err)

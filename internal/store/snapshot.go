@@ -74,11 +74,11 @@ type SnapshotInfo struct {
 // past the checkpoint that a commit in several transactions left are
 // rewritten by the changelog from checkpoint+1, see the package doc). It
 // fails, having written nothing, with ErrNoCheckpoint for a partition
-// without a checkpoint. A wipe is the one write a transaction does not
-// isolate from (Badger drops the prefix's tables under open readers), so
-// a wipe that runs at any time during the read fails the snapshot with
-// ErrSnapshotWiped before its trailer, and the reader takes it for a cut
-// one (TestSnapshotOfAPartitionWipedMeanwhileFails).
+// without a checkpoint. A wipe that runs at any time during the read
+// fails the snapshot with ErrSnapshotWiped before its trailer, and the
+// reader takes it for a cut one (TestSnapshotOfAPartitionWipedMeanwhileFails):
+// the read transaction would still see the copy as it was, but a copy
+// being wiped is one this member no longer keeps up to date.
 func (p *Partition) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 	info := SnapshotInfo{Partition: p.id}
 	fail := func(err error) (SnapshotInfo, error) {

@@ -38,7 +38,6 @@ type DB struct {
 	lock  *dirLock
 	// wipes holds each partition's wipe counter (Partition.wipes).
 	wipes  sync.Map // int32 -> *atomic.Uint64
-	wipeMu sync.Mutex
 }
 
 // Open opens (or creates) the database. A database whose files are
@@ -130,7 +129,7 @@ func (d *DB) Partition(p int32) *Partition {
 	meta[4] = 'm'
 	wipes, _ := d.wipes.LoadOrStore(p, new(atomic.Uint64))
 	return &Partition{db: d.db, space: d.space, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...),
-		wipes: wipes.(*atomic.Uint64), wipeMu: &d.wipeMu}
+		wipes: wipes.(*atomic.Uint64)}
 }
 
 // Size reports the on-disk bytes of the LSM tree and the value log.
