@@ -35,9 +35,10 @@
 // Beside the sessions, for the processor's whole run, the standby runner
 // (package standby) owns every store partition that is not a task's here:
 // the standby tasks it keeps up to date from their changelogs, and the
-// stores of tasks gone from here until their cleanup. The loop takes a
-// partition over from it synchronously (addTask) before a restore starts,
-// and gives it back when the task leaves (removeTask); the placement comes
+// stores of tasks gone from here until their cleanup. A task's restore
+// takes its partition over from it synchronously before it reads the
+// store (releaseStandby), and the loop gives it back when the task leaves
+// (removeTask); the placement comes
 // in through SetStandbys (standbys.go). e2e TestLostMemberIsTakenOverFromStandbys.
 //
 // HTTP handlers read committed values straight from the store and the task

@@ -43,6 +43,7 @@ func (p *Processor) restoreConfig() restore.Config {
 		Inspector: p.inspectorClient,
 		Logger:    p.log,
 		Seed:      p.cfg.Seed,
+		Acquire:   p.releaseStandby,
 		Metrics:   restore.Metrics{Restored: p.metrics.restored, RestoredBytes: p.metrics.restoredBytes, Remaining: p.metrics.restoreRemaining, Wipes: p.metrics.wipes},
 	}
 }

@@ -29,6 +29,15 @@ func (p *Processor) isActive(partition int32) bool {
 	return p.active[partition]
 }
 
+// releaseStandby takes partition's store over from a standby here, if
+// there is one: it runs on the task's restore goroutine (restore.Config.Acquire),
+// after addTask marked the partition active.
+func (p *Processor) releaseStandby(partition int32) {
+	if r := p.standby.Load(); r != nil {
+		r.Release(partition)
+	}
+}
+
 // SetStandbys sets the partitions whose standby copy this member keeps,
 // as the placement computed from the group's description says; those
 // that are tasks here are left out. It never blocks.

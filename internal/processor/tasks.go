@@ -16,13 +16,12 @@ import (
 // here, as a task or a standby).
 
 // addTask starts a task for an assigned partition, restoring first. A
-// standby of the partition here hands its store over first: the restore
-// then reads only what the standby had not applied.
+// standby of the partition here hands its store over to the restore
+// (releaseStandby, on the restore's goroutine: the runner may be busy
+// with the broker), which then reads only what the standby had not
+// applied; marked active first, the partition is not taken back.
 func (s *session) addTask(p int32) {
 	s.p.setActive(p, true)
-	if r := s.p.standby.Load(); r != nil {
-		r.Release(p)
-	}
 	t := newTask(p, s.p.db.Partition(p))
 	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p)), restore.SourceChangelog).Add(0)
 	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{

@@ -37,7 +37,7 @@ type DB struct {
 	space *space
 	lock  *dirLock
 	// wipes holds each partition's wipe counter (Partition.wipes).
-	wipes  sync.Map // int32 -> *atomic.Uint64
+	wipes sync.Map // int32 -> *atomic.Uint64
 }
 
 // Open opens (or creates) the database. A database whose files are

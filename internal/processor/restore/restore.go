@@ -44,7 +44,12 @@ type Config struct {
 	// checkpoint. A Seed that fails leaves the store without a
 	// checkpoint; the restore then wipes it and reads the changelog from
 	// the start.
-	Seed    func(ctx context.Context, partition int32, st *store.Partition) (Seeded, error)
+	Seed func(ctx context.Context, partition int32, st *store.Partition) (Seeded, error)
+	// Acquire, if set, is called first on the restore's goroutine and
+	// returns once nothing else writes the task's store: a standby of the
+	// task on this member hands it over (standby.Runner.Release). The
+	// loop that starts the restore never waits for it.
+	Acquire func(partition int32)
 	Metrics Metrics
 	Logger  *slog.Logger
 }
@@ -148,6 +153,9 @@ func Start(ctx context.Context, cfg Config, t Task) *Restorer {
 
 func (r *Restorer) run(ctx context.Context) {
 	defer close(r.done)
+	if r.cfg.Acquire != nil {
+		r.cfg.Acquire(r.task.Partition)
+	}
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start, end, err := r.restore(ctx)
