@@ -61,11 +61,12 @@ chart-test:
 	HELM="$$helm" DOCKERFILELINT="$$lint" $(GO) test -count=1 -timeout 10m ./...
 
 # bench measures throughput, restore rate and peak RSS against one kfake
-# broker, then a rolling restart of three members under a steady input
-# (about 4 minutes; figures and how to read them in BENCHMARKS.md).
+# broker, then a rolling restart of three members under a steady input,
+# then the takeover of a member lost with its disk (about 10 minutes;
+# figures and how to read them in BENCHMARKS.md).
 # It fails only on errors; a missed target is printed as MISSED.
 bench:
-	$(GO) test -run='^$$' -bench='Core|RollingRestart' -benchtime=1x -count=1 -timeout 20m ./bench/
+	$(GO) test -run='^$$' -bench='Core|RollingRestart|Takeover' -benchtime=1x -count=1 -timeout 40m ./bench/
 
 image:
 # One command, checked against the Dockerfile by test/chart (make -n image):
