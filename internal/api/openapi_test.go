@@ -287,7 +287,7 @@ func (fakeOps) Config() map[string]any {
 		"http_addr": ":8080", "instance_id": "abacus-0", "processing_guarantee": "exactly_once_v2",
 		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "memory_limit": 0, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
 		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "on_error": "dlq",
-		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "log_level": "info",
+		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "num_standby_replicas": 1, "log_level": "info",
 		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
 		"tls_key_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
 		"http_max_inflight": 512, "kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
