@@ -62,7 +62,7 @@ chart-test:
 
 # bench measures throughput, restore rate and peak RSS against one kfake
 # broker, then a rolling restart of three members under a steady input,
-# then the takeover of a member lost with its disk (about 7 minutes;
+# then the takeover of a member lost with its disk (about 5 minutes;
 # figures and how to read them in BENCHMARKS.md).
 # It fails only on errors; a missed target is printed as MISSED.
 bench:
