@@ -80,32 +80,35 @@ func (a *kafkaAdmin) partitions(topic string) []int32 {
 // read from the broker. On a topic without transaction markers or
 // compaction it is the number of records.
 func (a *kafkaAdmin) records(topic string) int64 {
+	low, high := a.offsets(topic, kafka.EarliestOffsetSpec), a.offsets(topic, kafka.LatestOffsetSpec)
+	var n int64
+	for p, h := range high {
+		n += h - low[p]
+	}
+	return n
+}
+
+// offsets lists each partition's earliest or latest offset of topic.
+func (a *kafkaAdmin) offsets(topic string, spec kafka.OffsetSpec) map[int32]int64 {
 	a.b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	specs := map[kafka.TopicPartition]kafka.OffsetSpec{}
 	for _, p := range a.partitions(topic) {
-		specs[kafka.TopicPartition{Topic: &topic, Partition: p}] = kafka.EarliestOffsetSpec
+		specs[kafka.TopicPartition{Topic: &topic, Partition: p}] = spec
 	}
-	low, err := a.admin.ListOffsets(ctx, specs)
+	res, err := a.admin.ListOffsets(ctx, specs)
 	if err != nil {
-		a.b.Fatalf("list earliest offsets of %s: %v", topic, err)
+		a.b.Fatalf("list offsets of %s: %v", topic, err)
 	}
-	for tp := range specs {
-		specs[tp] = kafka.LatestOffsetSpec
-	}
-	high, err := a.admin.ListOffsets(ctx, specs)
-	if err != nil {
-		a.b.Fatalf("list latest offsets of %s: %v", topic, err)
-	}
-	var n int64
-	for tp, h := range high.ResultInfos {
-		if h.Error.Code() != kafka.ErrNoError {
-			a.b.Fatalf("latest offset of %s[%d]: %v", topic, tp.Partition, h.Error)
+	out := map[int32]int64{}
+	for tp, info := range res.ResultInfos {
+		if info.Error.Code() != kafka.ErrNoError {
+			a.b.Fatalf("offset of %s[%d]: %v", topic, tp.Partition, info.Error)
 		}
-		n += int64(h.Offset) - int64(low.ResultInfos[tp].Offset)
+		out[tp.Partition] = int64(info.Offset)
 	}
-	return n
+	return out
 }
 
 // committed is the sum of group's committed offsets on topic (partitions

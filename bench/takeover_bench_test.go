@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -376,40 +375,32 @@ func status(in *testkit.Instance) (takeoverStatus, error) {
 func awaitSettled(b *testing.B, pods []*testkit.Instance) {
 	b.Helper()
 	testkit.Eventually(b, 2*time.Minute, func() error {
-		var first string
-		for i, in := range pods {
-			v, code, err := in.Cluster()
-			if err != nil || code != 200 {
-				return fmt.Errorf("%s: cluster %d %v", in.Name, code, err)
-			}
-			if len(v.Members) != len(pods) {
-				return fmt.Errorf("%s sees %d members, want %d", in.Name, len(v.Members), len(pods))
-			}
-			view := fmt.Sprint(v.Members)
-			for _, m := range v.Members {
-				if len(m.Partitions) != takeoverPartitions/len(pods) {
-					return fmt.Errorf("%s sees %s", in.Name, view)
-				}
-				if m.Member != in.Name {
-					continue
-				}
-				st, err := status(in)
-				if err != nil {
-					return fmt.Errorf("%s: %v", in.Name, err)
-				}
-				var tasks []int32
-				for _, t := range slices.Concat(st.Active, st.Restoring) {
-					tasks = append(tasks, t.Partition)
-				}
-				slices.Sort(tasks)
-				if !slices.Equal(tasks, slices.Sorted(slices.Values(m.Partitions))) {
-					return fmt.Errorf("%s runs tasks %v, its view gives it %v", in.Name, tasks, m.Partitions)
+		pl, err := testkit.AgreedPlacement(pods)
+		if err != nil {
+			return err
+		}
+		for _, in := range pods {
+			var mine []int32
+			for p, m := range pl.Active {
+				if m == in.Name {
+					mine = append(mine, p)
 				}
 			}
-			if i == 0 {
-				first = view
-			} else if view != first {
-				return fmt.Errorf("%s sees %s, %s sees %s", pods[0].Name, first, in.Name, view)
+			if len(mine) != takeoverPartitions/len(pods) {
+				return fmt.Errorf("%s owns %v: %s", in.Name, mine, pl)
+			}
+			st, err := status(in)
+			if err != nil {
+				return fmt.Errorf("%s: %v", in.Name, err)
+			}
+			var tasks []int32
+			for _, t := range slices.Concat(st.Active, st.Restoring) {
+				tasks = append(tasks, t.Partition)
+			}
+			slices.Sort(tasks)
+			slices.Sort(mine)
+			if !slices.Equal(tasks, mine) {
+				return fmt.Errorf("%s runs tasks %v, its view gives it %v", in.Name, tasks, mine)
 			}
 		}
 		return nil
@@ -426,61 +417,34 @@ func awaitWarm(b *testing.B, pods []*testkit.Instance, admin *kafkaAdmin, change
 	var active map[int32]string
 	var standbys map[int32][]string
 	testkit.Eventually(b, 3*time.Minute, func() error {
-		var first string
-		for i, in := range pods {
-			v, code, err := in.Cluster()
-			if err != nil || code != 200 {
-				return fmt.Errorf("%s: cluster %d %v", in.Name, code, err)
-			}
-			if len(v.Members) != len(pods) {
-				return fmt.Errorf("%s sees %d members, want %d", in.Name, len(v.Members), len(pods))
-			}
-			a, s := map[int32]string{}, map[int32][]string{}
-			for _, m := range v.Members {
-				for _, p := range m.Partitions {
-					a[p] = m.Member
-				}
-				for _, p := range m.Standbys {
-					s[p] = append(s[p], m.Member)
-				}
-			}
-			if len(a) != takeoverPartitions {
-				return fmt.Errorf("%s sees %d partitions owned, want %d", in.Name, len(a), takeoverPartitions)
-			}
-			for p := range int32(takeoverPartitions) {
-				slices.Sort(s[p])
-				if len(s[p]) != n || slices.Contains(s[p], a[p]) {
-					return fmt.Errorf("%s: partition %d, active on %s, has standbys %v; want %d elsewhere", in.Name, p, a[p], s[p], n)
-				}
-			}
-			view := fmt.Sprint(a, s)
-			if i == 0 {
-				first, active, standbys = view, a, s
-			} else if view != first {
-				return fmt.Errorf("%s sees %s, %s sees %s", pods[0].Name, first, in.Name, view)
+		pl, err := testkit.AgreedPlacement(pods)
+		if err != nil {
+			return err
+		}
+		if len(pl.Active) != takeoverPartitions {
+			return fmt.Errorf("%d partitions owned, want %d", len(pl.Active), takeoverPartitions)
+		}
+		for p := range int32(takeoverPartitions) {
+			if len(pl.Standbys[p]) != n || slices.Contains(pl.Standbys[p], pl.Active[p]) {
+				return fmt.Errorf("partition %d, active on %s, has standbys %v; want %d elsewhere", p, pl.Active[p], pl.Standbys[p], n)
 			}
 		}
+		active, standbys = pl.Active, pl.Standbys
 		ends := changelogEnds(admin, changelog)
 		for _, in := range pods {
 			st, err := status(in)
 			if err != nil {
 				return fmt.Errorf("%s: %v", in.Name, err)
 			}
-			var running, placed []int32
+			var running []int32
 			for _, t := range st.Standby {
 				if t.Lag == nil || *t.Lag != 0 || t.Checkpoint < ends[t.Partition]-1 {
 					return fmt.Errorf("%s: standby %d at checkpoint %d (lag %v), changelog ends at %d", in.Name, t.Partition, t.Checkpoint, t.Lag, ends[t.Partition])
 				}
 				running = append(running, t.Partition)
 			}
-			for p, ms := range standbys {
-				if slices.Contains(ms, in.Name) {
-					placed = append(placed, p)
-				}
-			}
 			slices.Sort(running)
-			slices.Sort(placed)
-			if !slices.Equal(running, placed) {
+			if placed := pl.KeptBy(in.Name); !slices.Equal(running, placed) {
 				return fmt.Errorf("%s runs standbys %v, placed %v", in.Name, running, placed)
 			}
 		}
@@ -491,22 +455,7 @@ func awaitWarm(b *testing.B, pods []*testkit.Instance, admin *kafkaAdmin, change
 
 // changelogEnds is each changelog partition's end offset.
 func changelogEnds(admin *kafkaAdmin, topic string) map[int32]int64 {
-	admin.b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	specs := map[kafka.TopicPartition]kafka.OffsetSpec{}
-	for _, p := range admin.partitions(topic) {
-		specs[kafka.TopicPartition{Topic: &topic, Partition: p}] = kafka.LatestOffsetSpec
-	}
-	res, err := admin.admin.ListOffsets(ctx, specs)
-	if err != nil {
-		admin.b.Fatalf("list latest offsets of %s: %v", topic, err)
-	}
-	ends := map[int32]int64{}
-	for tp, h := range res.ResultInfos {
-		ends[tp.Partition] = int64(h.Offset)
-	}
-	return ends
+	return admin.offsets(topic, kafka.LatestOffsetSpec)
 }
 
 // restoredBy sums the survivors' abacus_restored_records_total and

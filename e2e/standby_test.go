@@ -27,62 +27,28 @@ type standbyStatus struct {
 	} `json:"standby_tasks"`
 }
 
-// placement is one member's view of who runs and who keeps each partition.
-type placement struct {
-	active   map[int32]string
-	standbys map[int32][]string
-}
-
-func (pl placement) String() string {
-	var sb strings.Builder
-	for p := range int32(len(pl.active)) {
-		fmt.Fprintf(&sb, "%d:%s/%v ", p, pl.active[p], pl.standbys[p])
-	}
-	return sb.String()
-}
-
 // awaitStandbys waits until every member's view names the same members,
 // owners and standbys; every partition has its n standbys (fewer when the
 // group is smaller), never on its active member; and every standby runs
 // where the placement puts it, caught up with its changelog. It returns
 // the placement.
-func awaitStandbys(t *testing.T, pods []*testkit.Instance, partitions, n int) placement {
+func awaitStandbys(t *testing.T, pods []*testkit.Instance, partitions, n int) testkit.Placement {
 	t.Helper()
-	var got placement
+	var got testkit.Placement
 	testkit.Eventually(t, 2*time.Minute, func() error {
-		var first string
-		for i, in := range pods {
-			v, code, err := in.Cluster()
-			if err != nil || code != 200 {
-				return fmt.Errorf("%s: cluster %d %v", in.Name, code, err)
+		pl, err := testkit.AgreedPlacement(pods)
+		if err != nil {
+			return err
+		}
+		if len(pl.Active) != partitions {
+			return fmt.Errorf("%d partitions owned, want %d", len(pl.Active), partitions)
+		}
+		for p := range int32(partitions) {
+			if len(pl.Standbys[p]) != min(n, len(pods)-1) {
+				return fmt.Errorf("partition %d has standbys %v, want %d", p, pl.Standbys[p], min(n, len(pods)-1))
 			}
-			if len(v.Members) != len(pods) {
-				return fmt.Errorf("%s sees %d members, want %d", in.Name, len(v.Members), len(pods))
-			}
-			pl := placement{active: map[int32]string{}, standbys: map[int32][]string{}}
-			for _, m := range v.Members {
-				for _, p := range m.Partitions {
-					pl.active[p] = m.Member
-				}
-				for _, p := range m.Standbys {
-					pl.standbys[p] = append(pl.standbys[p], m.Member)
-				}
-			}
-			if len(pl.active) != partitions {
-				return fmt.Errorf("%s sees %d partitions owned, want %d", in.Name, len(pl.active), partitions)
-			}
-			for p := range int32(partitions) {
-				if len(pl.standbys[p]) != min(n, len(pods)-1) {
-					return fmt.Errorf("%s: partition %d has standbys %v, want %d", in.Name, p, pl.standbys[p], min(n, len(pods)-1))
-				}
-				if slices.Contains(pl.standbys[p], pl.active[p]) {
-					t.Fatalf("%s: partition %d's standby is on its active member %s: %s", in.Name, p, pl.active[p], pl)
-				}
-			}
-			if i == 0 {
-				first, got = pl.String(), pl
-			} else if pl.String() != first {
-				return fmt.Errorf("%s sees %s, %s sees %s", pods[0].Name, first, in.Name, pl)
+			if slices.Contains(pl.Standbys[p], pl.Active[p]) {
+				t.Fatalf("partition %d's standby is on its active member %s: %s", p, pl.Active[p], pl)
 			}
 		}
 		for _, in := range pods {
@@ -97,17 +63,11 @@ func awaitStandbys(t *testing.T, pods []*testkit.Instance, partitions, n int) pl
 				}
 				running = append(running, s.Partition)
 			}
-			var placed []int32
-			for p, ms := range got.standbys {
-				if slices.Contains(ms, in.Name) {
-					placed = append(placed, p)
-				}
-			}
-			slices.Sort(placed)
-			if !slices.Equal(running, placed) {
+			if placed := pl.KeptBy(in.Name); !slices.Equal(running, placed) {
 				return fmt.Errorf("%s runs standbys %v, placed %v", in.Name, running, placed)
 			}
 		}
+		got = pl
 		return nil
 	})
 	return got
@@ -173,7 +133,7 @@ func TestLostMemberIsTakenOverFromStandbys(t *testing.T) {
 
 			victim, survivors := pods[1], []*testkit.Instance{pods[0], pods[2]}
 			lost := map[int32]bool{}
-			for p, m := range pl.active {
+			for p, m := range pl.Active {
 				if m == victim.Name {
 					lost[p] = true
 				}
@@ -264,10 +224,10 @@ func TestStandbyRestartsOnItsDiskAndRebuildsADamagedOne(t *testing.T) {
 	keeper := pods[2]
 	var kept, owned []int32
 	for p := range int32(6) {
-		if slices.Contains(pl.standbys[p], keeper.Name) {
+		if slices.Contains(pl.Standbys[p], keeper.Name) {
 			kept = append(kept, p)
 		}
-		if pl.active[p] == keeper.Name {
+		if pl.Active[p] == keeper.Name {
 			owned = append(owned, p)
 		}
 	}
@@ -323,12 +283,12 @@ func TestStandbyRestartsOnItsDiskAndRebuildsADamagedOne(t *testing.T) {
 	// partitions is lost with its disk.
 	var victim *testkit.Instance
 	for _, in := range pods[:2] {
-		if in.Name == pl.active[kept[0]] {
+		if in.Name == pl.Active[kept[0]] {
 			victim = in
 		}
 	}
 	if victim == nil {
-		t.Fatalf("partition %d's active is %s", kept[0], pl.active[kept[0]])
+		t.Fatalf("partition %d's active is %s", kept[0], pl.Active[kept[0]])
 	}
 	victim.Kill()
 	if err := os.RemoveAll(victim.StateDir); err != nil {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +145,66 @@ func (in *Instance) Cluster() (ClusterView, int, error) {
 	var v ClusterView
 	code, _, err := in.GetJSON("/api/v1/cluster", &v)
 	return v, code, err
+}
+
+// Placement is who runs and who keeps a copy of each partition, as
+// members' /api/v1/cluster say.
+type Placement struct {
+	Active   map[int32]string
+	Standbys map[int32][]string // member names, sorted
+}
+
+// String lists every partition as "p:active/[standbys]", in order.
+func (pl Placement) String() string {
+	var sb strings.Builder
+	for _, p := range slices.Sorted(maps.Keys(pl.Active)) {
+		fmt.Fprintf(&sb, "%d:%s/%v ", p, pl.Active[p], pl.Standbys[p])
+	}
+	return sb.String()
+}
+
+// KeptBy lists the partitions whose standby copy member keeps, in order.
+func (pl Placement) KeptBy(member string) []int32 {
+	var out []int32
+	for p, ms := range pl.Standbys {
+		if slices.Contains(ms, member) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// AgreedPlacement reads every instance's view of its group and returns the
+// placement, once every view names as many members as there are instances
+// and all say the same.
+func AgreedPlacement(pods []*Instance) (Placement, error) {
+	var agreed Placement
+	for i, in := range pods {
+		v, code, err := in.Cluster()
+		if err != nil || code != 200 {
+			return Placement{}, fmt.Errorf("%s: cluster %d %v", in.Name, code, err)
+		}
+		if len(v.Members) != len(pods) {
+			return Placement{}, fmt.Errorf("%s sees %d members, want %d", in.Name, len(v.Members), len(pods))
+		}
+		pl := Placement{Active: map[int32]string{}, Standbys: map[int32][]string{}}
+		for _, m := range v.Members {
+			for _, p := range m.Partitions {
+				pl.Active[p] = m.Member
+			}
+			for _, p := range m.Standbys {
+				pl.Standbys[p] = append(pl.Standbys[p], m.Member)
+			}
+		}
+		for _, ms := range pl.Standbys {
+			slices.Sort(ms)
+		}
+		if i == 0 {
+			agreed = pl
+		} else if pl.String() != agreed.String() {
+			return Placement{}, fmt.Errorf("%s sees %s, %s sees %s", pods[0].Name, agreed, in.Name, pl)
+		}
+	}
+	return agreed, nil
 }
