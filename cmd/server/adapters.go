@@ -30,6 +30,11 @@ func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 	return api.Count{Value: v, Partition: part, ServedBy: c.instance}, found, err
 }
 
+func (c counts) GetCopy(storeName string, key []byte, maxLag int64) (api.Count, bool, error) {
+	cp, err := c.p.GetCopy(storeName, key, maxLag)
+	return api.Count{Value: cp.Value, Partition: cp.Partition, ServedBy: c.instance, Lag: &cp.Lag, Stale: &cp.Stale}, cp.Found, err
+}
+
 func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
 	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
 		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,

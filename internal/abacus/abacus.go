@@ -1,6 +1,9 @@
 package abacus
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+)
 
 // Errors a reader of this member's counts branches on. The HTTP API
 // answers each with its own status and message; the texts here show only
@@ -20,6 +23,17 @@ var (
 	// task up, and it is committing its last work for the next owner.
 	ErrHandingOver = errors.New("partition being handed over")
 )
+
+// StaleError: the only copy of the key's task here lags further behind
+// its changelog than the reader accepts.
+type StaleError struct {
+	// Lag is the copy's lag: changelog records not applied yet.
+	Lag int64
+}
+
+func (e *StaleError) Error() string {
+	return "the copy here lags " + strconv.FormatInt(e.Lag, 10) + " changelog records"
+}
 
 // Member is one instance of the application and the partitions it owns.
 type Member struct {

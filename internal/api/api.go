@@ -23,6 +23,11 @@ type Count struct {
 	Value     int64  `json:"value"`
 	Partition int32  `json:"partition"`
 	ServedBy  string `json:"served_by"`
+	// Lag and Stale answer a bounded lookup (?max_lag) only: the
+	// changelog records the copy had not applied, and whether the copy
+	// is not the owner's committed state.
+	Lag   *int64 `json:"lag,omitempty"`
+	Stale *bool  `json:"stale,omitempty"`
 }
 
 // Counts answers from this instance's stores; its methods may be called
@@ -31,6 +36,11 @@ type Counts interface {
 	// Get returns a key's committed count; found is false for a key never
 	// counted. It fails with one of abacus's errors when it cannot answer.
 	Get(store string, key []byte) (c Count, found bool, err error)
+	// GetCopy answers a key from the task here or any other copy of it
+	// here that lags at most maxLag changelog records, with Lag and Stale
+	// set. It fails with abacus.ErrNotOwned when there is no copy here,
+	// and with an *abacus.StaleError when the copy here lags more.
+	GetCopy(store string, key []byte, maxLag int64) (c Count, found bool, err error)
 	// Scan returns up to q.Limit keys in byte order from the active tasks
 	// here, and the partitions the answer covers.
 	Scan(store string, q ScanQuery) (items []Item, covered []int32, err error)

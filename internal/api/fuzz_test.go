@@ -32,6 +32,13 @@ type fuzzCounts struct {
 	scans []ScanQuery
 }
 
+func (f *fuzzCounts) GetCopy(store string, key []byte, _ int64) (Count, bool, error) {
+	c, found, err := f.Get(store, key)
+	lag, stale := int64(0), false
+	c.Lag, c.Stale = &lag, &stale
+	return c, found, err
+}
+
 func (f *fuzzCounts) Get(store string, key []byte) (Count, bool, error) {
 	if store != "counts-store" {
 		return Count{}, false, abacus.ErrUnknownStore

@@ -169,7 +169,10 @@ func partitionOf(key string) int32 {
 type fakeCounts struct {
 	held      map[int32]bool // partitions this member holds
 	restoring map[int32]bool
-	broken    error // every read fails with it
+	// copies are the partitions of which this member keeps a copy that
+	// is not an answering task (a standby), with the copy's lag.
+	copies map[int32]int64
+	broken error // every read fails with it
 	// hold, when set, keeps every lookup waiting until it is closed.
 	hold chan struct{}
 }
@@ -191,6 +194,21 @@ func (f *fakeCounts) Get(store string, key []byte) (api.Count, bool, error) {
 	}
 	it, ok := keys[string(key)]
 	return api.Count{Value: it.Value, Partition: p}, ok, nil
+}
+
+func (f *fakeCounts) GetCopy(store string, key []byte, maxLag int64) (api.Count, bool, error) {
+	c, found, err := f.Get(store, key)
+	lag, stale := int64(0), false
+	if lag, ok := f.copies[c.Partition]; ok && (errors.Is(err, abacus.ErrNotOwned) || errors.Is(err, abacus.ErrRestoring)) {
+		if lag > maxLag {
+			return c, false, &abacus.StaleError{Lag: lag}
+		}
+		it, ok := keys[string(key)]
+		stale := true
+		return api.Count{Value: it.Value, Partition: c.Partition, Lag: &lag, Stale: &stale}, ok, nil
+	}
+	c.Lag, c.Stale = &lag, &stale
+	return c, found, err
 }
 
 func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, error) {
@@ -485,6 +503,21 @@ var answerCases = []answerCase{
 		setup: func(c *cluster) { c.peerDown = true }},
 	{name: "key from a broken store", path: "/api/v1/stores/counts-store/keys/apple", status: 500, code: "internal",
 		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
+	{name: "bounded key at its owner", path: "/api/v1/stores/counts-store/keys/apple?max_lag=0", status: 200,
+		body: `{"key":"apple","value":3,"partition":0,"served_by":"abacus-0","lag":0,"stale":false}`},
+	{name: "bounded key from its owner elsewhere", path: "/api/v1/stores/counts-store/keys/cherry?max_lag=5", status: 200,
+		body: `{"key":"cherry","value":2,"partition":1,"served_by":"abacus-1","lag":0,"stale":false}`},
+	{name: "bounded key from a standby here, its owner down", path: "/api/v1/stores/counts-store/keys/cherry?max_lag=10", status: 200,
+		setup: func(c *cluster) { c.peerDown, c.self.copies = true, map[int32]int64{1: 3} },
+		body:  `{"key":"cherry","value":2,"partition":1,"served_by":"abacus-0","lag":3,"stale":true}`},
+	{name: "bounded key from a standby elsewhere, its owner restoring", path: "/api/v1/stores/counts-store/keys/apple?max_lag=10", status: 200,
+		setup: func(c *cluster) {
+			c.self.restoring, c.peer.copies = map[int32]bool{0: true}, map[int32]int64{0: 4}
+		},
+		body: `{"key":"apple","value":3,"partition":0,"served_by":"abacus-1","lag":4,"stale":true}`},
+	{name: "bounded key whose copies all lag too much", path: "/api/v1/stores/counts-store/keys/cherry?max_lag=1", status: 503, code: "too_stale",
+		setup: func(c *cluster) { c.peerDown, c.self.copies = true, map[int32]int64{1: 7} }},
+	{name: "max_lag not a number of records", path: "/api/v1/stores/counts-store/keys/apple?max_lag=-1", status: 400, code: "bad_parameter"},
 
 	// Key metadata.
 	{name: "metadata", path: "/api/v1/stores/counts-store/keys/cherry/metadata", status: 200},

@@ -76,6 +76,11 @@ func (s *Server) getKey(c echo.Context) error {
 		return err
 	}
 	store := c.Param("store")
+	if maxLag, bounded, err := maxLagParam(c); err != nil {
+		return err
+	} else if bounded {
+		return s.getKeyBounded(c, store, key, maxLag, local)
+	}
 	count, found, err := s.cfg.Counts.Get(store, []byte(key))
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
@@ -131,7 +136,7 @@ func (s *Server) relayAnswer(c echo.Context, resp *http.Response) error {
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		s.refresh()
 	}
-	for _, h := range []string{"Content-Type", "Retry-After"} {
+	for _, h := range []string{"Content-Type", "Retry-After", LagHeader, StaleHeader} {
 		if v := resp.Header.Get(h); v != "" {
 			c.Response().Header().Set(h, v)
 		}

@@ -18,6 +18,9 @@ type notHere struct{}
 func (notHere) Get(string, []byte) (Count, bool, error) {
 	return Count{Partition: 0}, false, abacus.ErrNotOwned
 }
+func (notHere) GetCopy(string, []byte, int64) (Count, bool, error) {
+	return Count{Partition: 0}, false, abacus.ErrNotOwned
+}
 func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 	return nil, nil, nil
 }

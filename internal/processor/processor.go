@@ -245,6 +245,69 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	return value, partition, found, err
 }
 
+// Copy is an answer from any copy of a key's task on this member.
+type Copy struct {
+	Value     int64
+	Partition int32
+	Found     bool
+	// Lag is the changelog records the copy had not applied when it last
+	// looked; Stale says the copy is not the task's committed state here
+	// (a standby, a restoring task, a task being handed over or whose
+	// membership is unconfirmed).
+	Lag   int64
+	Stale bool
+}
+
+// GetCopy answers key from the task here when it can answer (Get), and
+// otherwise from any other copy of the task here that lags at most maxLag
+// changelog records behind the changelog's end it last saw: a standby, or
+// the store of a task that restores (from its checkpoint), is being
+// handed over or whose membership is unconfirmed. It fails with
+// abacus.ErrNotOwned when there is no copy here, and with an
+// *abacus.StaleError when the copy here lags more.
+func (p *Processor) GetCopy(storeName string, key []byte, maxLag int64) (Copy, error) {
+	value, partition, found, err := p.Get(storeName, key)
+	if err == nil {
+		return Copy{Value: value, Partition: partition, Found: found}, nil
+	}
+	if errors.Is(err, abacus.ErrUnknownStore) || p.numPartitions.Load() == 0 {
+		return Copy{}, err // no store, or no partition yet
+	}
+	lag, slice, ok := p.copyOf(partition)
+	if !ok {
+		return Copy{Partition: partition}, err
+	}
+	if lag > maxLag {
+		return Copy{Partition: partition, Lag: lag, Stale: true}, &abacus.StaleError{Lag: lag}
+	}
+	value, found, err = slice.Get(key)
+	return Copy{Value: value, Partition: partition, Found: found, Lag: lag, Stale: true}, err
+}
+
+// copyOf finds a copy of partition's store here other than an active
+// task that answers, and its lag.
+func (p *Processor) copyOf(partition int32) (lag int64, slice *store.Partition, ok bool) {
+	if t, ok := (*p.tasks.Load())[partition]; ok {
+		if t.active.Load() {
+			return 0, t.store, true // handing over or unconfirmed: what this member committed
+		}
+		if t.checkpoint.Load() < 0 {
+			return 0, nil, false // restoring from nothing, or being seeded
+		}
+		return max(t.restoreTotal.Load()-t.restoreDone.Load(), 0), t.store, true
+	}
+	r := p.standby.Load()
+	if r == nil {
+		return 0, nil, false
+	}
+	for _, st := range r.Status() {
+		if st.Partition == partition && st.Lag != nil && st.Checkpoint >= 0 {
+			return *st.Lag, p.db.Partition(partition), true
+		}
+	}
+	return 0, nil, false
+}
+
 // Tasks describes this instance's tasks, by partition.
 func (p *Processor) Tasks() []abacus.TaskStatus {
 	views := *p.tasks.Load()

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/labstack/echo/v4"
+)
+
+// Bounded-staleness lookups (?max_lag=N): any member that holds a copy of
+// the key's task answers, if its copy lags at most N changelog records
+// behind the changelog's end it last saw. docs/queries.md, "Consistency".
+
+// Headers that say how fresh an answer of a bounded lookup is.
+const (
+	LagHeader   = "Abacus-Lag"
+	StaleHeader = "Abacus-Stale"
+)
+
+// maxLagParam parses ?max_lag; bounded is false without it.
+func maxLagParam(c echo.Context) (maxLag int64, bounded bool, err error) {
+	params, err := parseQuery(c)
+	if err != nil {
+		return 0, false, err
+	}
+	v := params.Get("max_lag")
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, fail(http.StatusBadRequest, "bad_parameter", "max_lag must be a number of records, 0 or more, not %q", v)
+	}
+	return n, true, nil
+}
+
+// getKeyBounded answers a lookup with ?max_lag: from this member's copy
+// of the key's task when it has one fresh enough, else from the owner,
+// else from the members that keep a standby of the task, in that order.
+// Only when no copy is fresh enough is the answer 503 too_stale, naming
+// the best lag on offer; a forwarded request answers from here only.
+func (s *Server) getKeyBounded(c echo.Context, store, key string, maxLag int64, local bool) error {
+	count, found, err := s.cfg.Counts.GetCopy(store, []byte(key), maxLag)
+	var stale *abacus.StaleError
+	switch {
+	case errors.Is(err, abacus.ErrUnknownStore):
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	case err == nil:
+		return s.answerCopy(c, key, count, found)
+	case errors.As(err, &stale):
+	case errors.Is(err, abacus.ErrNotOwned), errors.Is(err, abacus.ErrRestoring):
+	default:
+		return fmt.Errorf("get key: %w", err)
+	}
+	best := int64(-1)
+	if stale != nil {
+		best = stale.Lag
+	}
+	if !local && !forwarded(c) {
+		for _, m := range s.copyHolders(count.Partition) {
+			done, lag, err := s.askCopy(c, m)
+			if done || err != nil {
+				return err
+			}
+			if lag >= 0 && (best < 0 || lag < best) {
+				best = lag
+			}
+		}
+	}
+	if best >= 0 {
+		c.Response().Header().Set(LagHeader, strconv.FormatInt(best, 10))
+		return unavailable("too_stale", "no copy of partition %d of key %q lags at most %d changelog records: the freshest lags %d; retry shortly, or accept more", count.Partition, key, maxLag, best)
+	}
+	s.refresh()
+	return unavailable("moving", "no member holds a copy of partition %d of key %q that answers right now; retry shortly", count.Partition, key)
+}
+
+// answerCopy answers a lookup from a copy, saying how fresh it is.
+func (s *Server) answerCopy(c echo.Context, key string, count Count, found bool) error {
+	h := c.Response().Header()
+	h.Set(LagHeader, strconv.FormatInt(*count.Lag, 10))
+	h.Set(StaleHeader, strconv.FormatBool(*count.Stale))
+	if !found {
+		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in this member's copy of partition %d", key, count.Partition)
+	}
+	count.Key = key
+	count.ServedBy = s.cfg.Instance
+	return c.JSON(http.StatusOK, count)
+}
+
+// copyHolders are the members to ask for a copy of partition p: its
+// owner, then the members keeping a standby of it; never this member.
+func (s *Server) copyHolders(p int32) []abacus.Member {
+	if s.cfg.Router == nil {
+		return nil
+	}
+	members, _, _ := s.cfg.Router.Members()
+	var owners, standbys []abacus.Member
+	for _, m := range members {
+		switch {
+		case m.Name == s.cfg.Instance:
+		case slices.Contains(m.Partitions, p):
+			owners = append(owners, m)
+		case slices.Contains(m.Standbys, p):
+			standbys = append(standbys, m)
+		}
+	}
+	return append(owners, standbys...)
+}
+
+// askCopy forwards the lookup to member m, which answers from its own
+// copy. An answer (200 or 404) is relayed, and done; otherwise lag is the
+// lag m named in its 503 too_stale, or -1.
+func (s *Server) askCopy(c echo.Context, m abacus.Member) (done bool, lag int64, err error) {
+	req := c.Request()
+	target := m.URL + req.URL.EscapedPath() + "?" + req.URL.RawQuery
+	resp, err := s.get(req.Context(), target, req.Header.Get("Authorization"))
+	if err != nil {
+		s.metrics.forwarded.WithLabelValues("error").Inc()
+		return false, -1, nil
+	}
+	defer resp.Body.Close()
+	s.metrics.forwarded.WithLabelValues("ok").Inc()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+		return true, 0, s.relayAnswer(c, resp)
+	}
+	lag, perr := strconv.ParseInt(resp.Header.Get(LagHeader), 10, 64)
+	if perr != nil {
+		lag = -1
+	}
+	return false, lag, nil
+}
