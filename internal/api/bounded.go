@@ -93,13 +93,15 @@ func (s *Server) answerCopy(c echo.Context, key string, count Count, found bool)
 }
 
 // copyHolders are the members to ask for a copy of partition p: its
-// owner, then the members keeping a standby of it; never this member.
+// owner, then the members keeping a standby of it, then the others (a
+// view taken while the group rebalances names no owner, and a member may
+// still keep the store of a task it gave up); never this member.
 func (s *Server) copyHolders(p int32) []abacus.Member {
 	if s.cfg.Router == nil {
 		return nil
 	}
 	members, _, _ := s.cfg.Router.Members()
-	var owners, standbys []abacus.Member
+	var owners, standbys, others []abacus.Member
 	for _, m := range members {
 		switch {
 		case m.Name == s.cfg.Instance:
@@ -107,9 +109,11 @@ func (s *Server) copyHolders(p int32) []abacus.Member {
 			owners = append(owners, m)
 		case slices.Contains(m.Standbys, p):
 			standbys = append(standbys, m)
+		default:
+			others = append(others, m)
 		}
 	}
-	return append(owners, standbys...)
+	return slices.Concat(owners, standbys, others)
 }
 
 // askCopy forwards the lookup to member m, which answers from its own

@@ -291,7 +291,9 @@ func (p *Processor) copyOf(partition int32) (lag int64, slice *store.Partition, 
 		if t.active.Load() {
 			return 0, t.store, true // handing over or unconfirmed: what this member committed
 		}
-		if t.checkpoint.Load() < 0 {
+		// The store's own checkpoint: a standby's, handed over, is there
+		// before the restore reads it.
+		if cp, err := t.store.Checkpoint(); err != nil || cp < 0 {
 			return 0, nil, false // restoring from nothing, or being seeded
 		}
 		return max(t.restoreTotal.Load()-t.restoreDone.Load(), 0), t.store, true

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/partitioner"
+	"github.com/abacus-streams/abacus/internal/testkit"
+)
+
+// boundedAnswer is a key lookup's body with ?max_lag.
+type boundedAnswer struct {
+	Value    int64  `json:"value"`
+	ServedBy string `json:"served_by"`
+	Lag      *int64 `json:"lag"`
+	Stale    *bool  `json:"stale"`
+}
+
+// lookupProbe asks keys through the survivors over and over, with and
+// without ?max_lag, and keeps what a reader would check.
+type lookupProbe struct {
+	mu sync.Mutex
+	// bounded lookups: answers by status, stale answers, examples of
+	// failures
+	boundedCodes map[int]int
+	staleAnswers int
+	failures     []string
+	// the highest committed count an unbounded (or not stale) answer gave
+	last map[string]int64
+}
+
+// A bounded lookup (?max_lag) answers through the takeover of a member
+// lost with its disk, from the standby of its tasks while the group has
+// not moved them and while they restore: every such lookup is a 200, and
+// those not served by the owner's committed state say stale. A lookup
+// without max_lag answers 503 or a committed count: never one lower than
+// an earlier answer, never above what was produced (exactly_once_v2).
+func TestBoundedLookupsThroughATakeover(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	pods := trio(t, b.Addr(), standbyEnv("exactly_once_v2"))
+	first := skewed(111, 3_000, 300)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", first.records)
+	waitCounts(t, 2*time.Minute, pods, first.truth, false)
+	pl := awaitStandbys(t, pods, 6, 1)
+
+	victim, survivors := pods[1], []*testkit.Instance{pods[0], pods[2]}
+	var probeKeys []string
+	for k := range first.truth {
+		if pl.Active[partitioner.Murmur2([]byte(k), 6)] == victim.Name && len(probeKeys) < 16 {
+			probeKeys = append(probeKeys, k)
+		}
+	}
+	slices.Sort(probeKeys)
+	more := skewed(112, 30_000, 300)
+	f := startFeeder(t, b.Addr(), more, 1_500)
+	probe := &lookupProbe{boundedCodes: map[int]int{}, last: map[string]int64{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		probe.run(t, survivors, probeKeys, first, f, stop)
+	}()
+	waitProgress(t, f, 0.3)
+	victim.Kill()
+	if err := os.RemoveAll(victim.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-f.done
+	f.check(t)
+	all := first.add(more)
+	waitCounts(t, 2*time.Minute, survivors, all.truth, false)
+	close(stop)
+	wg.Wait()
+
+	probe.mu.Lock()
+	defer probe.mu.Unlock()
+	t.Logf("bounded lookups by status %v, %d of them stale; every key exact %.1f s after the kill", probe.boundedCodes, probe.staleAnswers, time.Since(killed).Seconds())
+	for _, f := range probe.failures[:min(len(probe.failures), 5)] {
+		t.Error(f)
+	}
+	if len(probe.failures) > 5 {
+		t.Errorf("%d failures in all", len(probe.failures))
+	}
+	if probe.staleAnswers == 0 {
+		t.Error("no bounded lookup was answered by a copy other than the owner's committed state")
+	}
+	exactOnEveryMember(t, survivors, all.truth)
+}
+
+// run asks every key through each survivor in turn until stop.
+func (pr *lookupProbe) run(t *testing.T, survivors []*testkit.Instance, keys []string, first workload, f *feeder, stop chan struct{}) {
+	for turn := 0; ; turn++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		in := survivors[turn%len(survivors)]
+		for _, k := range keys {
+			path := "/api/v1/stores/" + storeName + "/keys/" + url.PathEscape(k)
+			code, body, err := in.Get(path + "?max_lag=1000000")
+			produced := first.truth[k] + f.sentOf(k, f.sent.Load())
+			pr.bounded(in.Name, k, code, body, err, produced)
+			code, body, err = in.Get(path)
+			produced = first.truth[k] + f.sentOf(k, f.sent.Load())
+			pr.unbounded(in.Name, k, code, body, err, produced)
+		}
+	}
+}
+
+func (pr *lookupProbe) fail(format string, a ...any) {
+	pr.failures = append(pr.failures, fmt.Sprintf(format, a...))
+}
+
+func (pr *lookupProbe) bounded(member, key string, code int, body []byte, err error, produced int64) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if err != nil {
+		pr.fail("bounded lookup of %q at %s: %v", key, member, err)
+		return
+	}
+	pr.boundedCodes[code]++
+	if code != 200 {
+		pr.fail("bounded lookup of %q at %s: %d %s", key, member, code, body)
+		return
+	}
+	var a boundedAnswer
+	if err := json.Unmarshal(body, &a); err != nil || a.Lag == nil || a.Stale == nil {
+		pr.fail("bounded lookup of %q at %s: %s, without lag and stale", key, member, body)
+		return
+	}
+	if a.Value > produced {
+		pr.fail("bounded lookup of %q at %s: %d, above the %d produced", key, member, a.Value, produced)
+	}
+	if *a.Stale {
+		pr.staleAnswers++
+		return
+	}
+	pr.committed(member, key, a.Value, produced, "bounded, not stale")
+}
+
+func (pr *lookupProbe) unbounded(member, key string, code int, body []byte, err error, produced int64) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	switch {
+	case err != nil:
+		pr.fail("lookup of %q at %s: %v", key, member, err)
+	case code == 503:
+	case code != 200:
+		pr.fail("lookup of %q at %s: %d %s", key, member, code, body)
+	default:
+		var a boundedAnswer
+		if err := json.Unmarshal(body, &a); err != nil || a.Lag != nil || a.Stale != nil {
+			pr.fail("lookup of %q at %s: %s", key, member, body)
+			return
+		}
+		pr.committed(member, key, a.Value, produced, "unbounded")
+	}
+}
+
+// committed checks an answer that claims the owner's committed count:
+// never lower than an earlier one, never above what was produced.
+func (pr *lookupProbe) committed(member, key string, value, produced int64, what string) {
+	if value < pr.last[key] {
+		pr.fail("%s lookup of %q at %s: %d, lower than the %d answered before (a stale value)", what, key, member, value, pr.last[key])
+	}
+	if value > produced {
+		pr.fail("%s lookup of %q at %s: %d, above the %d produced", what, key, member, value, produced)
+	}
+	pr.last[key] = max(pr.last[key], value)
+}
