@@ -35,6 +35,10 @@ func (c counts) GetCopy(storeName string, key []byte, maxLag int64) (api.Count, 
 	return api.Count{Value: cp.Value, Partition: cp.Partition, ServedBy: c.instance, Lag: &cp.Lag, Stale: &cp.Stale}, cp.Found, err
 }
 
+func (c counts) WaitPosition(ctx context.Context, partition int32, offset int64) (int64, error) {
+	return c.p.WaitPosition(ctx, partition, offset)
+}
+
 func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
 	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
 		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,

@@ -22,6 +22,9 @@ var (
 	// ErrHandingOver: the group has asked this member to give the key's
 	// task up, and it is committing its last work for the next owner.
 	ErrHandingOver = errors.New("partition being handed over")
+	// ErrNotYet: a read that waits for a position gave up before the
+	// owner's durable position passed it.
+	ErrNotYet = errors.New("position not reached yet")
 )
 
 // StaleError: the only copy of the key's task here lags further behind

@@ -28,6 +28,9 @@ type Count struct {
 	// is not the owner's committed state.
 	Lag   *int64 `json:"lag,omitempty"`
 	Stale *bool  `json:"stale,omitempty"`
+	// Position answers a read-your-writes lookup (?after) only: every
+	// record of the key's input partition below it is counted.
+	Position *Position `json:"position,omitempty"`
 }
 
 // Counts answers from this instance's stores; its methods may be called
@@ -41,6 +44,11 @@ type Counts interface {
 	// set. It fails with abacus.ErrNotOwned when there is no copy here,
 	// and with an *abacus.StaleError when the copy here lags more.
 	GetCopy(store string, key []byte, maxLag int64) (c Count, found bool, err error)
+	// WaitPosition waits until every record of the input partition below
+	// offset+1 is counted and durable here, and returns the position
+	// reached; abacus.ErrNotYet when ctx ends first (with the position),
+	// abacus.ErrNotOwned when the partition is not a task here.
+	WaitPosition(ctx context.Context, partition int32, offset int64) (int64, error)
 	// Scan returns up to q.Limit keys in byte order from the active tasks
 	// here, and the partitions the answer covers.
 	Scan(store string, q ScanQuery) (items []Item, covered []int32, err error)
@@ -143,7 +151,10 @@ type Server struct {
 	stoppingOnce sync.Once
 	echo         *echo.Echo
 	client       *http.Client
-	metrics      *httpMetrics
+	// waitClient forwards lookups that wait (?after): their deadline is
+	// the request's own.
+	waitClient *http.Client
+	metrics    *httpMetrics
 }
 
 // Paths of the routes, shared with the chart's tests.
@@ -204,8 +215,9 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
+	transport := forwardTransport()
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
-		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: forwardTransport()}}
+		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport}}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
 	// instead of a dropped connection.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,10 @@ type fuzzCounts struct {
 	mu    sync.Mutex
 	keys  []string
 	scans []ScanQuery
+}
+
+func (f *fuzzCounts) WaitPosition(context.Context, int32, int64) (int64, error) {
+	return 0, abacus.ErrNotOwned
 }
 
 func (f *fuzzCounts) GetCopy(store string, key []byte, _ int64) (Count, bool, error) {

@@ -211,6 +211,20 @@ func (f *fakeCounts) GetCopy(store string, key []byte, maxLag int64) (api.Count,
 	return c, found, err
 }
 
+// fakePosition is where every partition a fakeCounts holds is counted up to.
+const fakePosition = 100
+
+func (f *fakeCounts) WaitPosition(ctx context.Context, partition int32, offset int64) (int64, error) {
+	if !f.held[partition] {
+		return -1, abacus.ErrNotOwned
+	}
+	if offset < fakePosition {
+		return fakePosition, nil
+	}
+	<-ctx.Done()
+	return fakePosition, abacus.ErrNotYet
+}
+
 func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, error) {
 	if store != "counts-store" {
 		return nil, nil, abacus.ErrUnknownStore
@@ -517,6 +531,14 @@ var answerCases = []answerCase{
 		body: `{"key":"apple","value":3,"partition":0,"served_by":"abacus-1","lag":4,"stale":true}`},
 	{name: "bounded key whose copies all lag too much", path: "/api/v1/stores/counts-store/keys/cherry?max_lag=1", status: 503, code: "too_stale",
 		setup: func(c *cluster) { c.peerDown, c.self.copies = true, map[int32]int64{1: 7} }},
+	{name: "key after a position at its owner", path: "/api/v1/stores/counts-store/keys/apple?after=0:5", status: 200,
+		body: `{"key":"apple","value":3,"partition":0,"served_by":"abacus-0","position":{"partition":0,"offset":100}}`},
+	{name: "key after a position, forwarded to its owner", path: "/api/v1/stores/counts-store/keys/cherry?after=1:99&wait=1s", status: 200,
+		body: `{"key":"cherry","value":2,"partition":1,"served_by":"abacus-1","position":{"partition":1,"offset":100}}`},
+	{name: "key after a position not reached in time", path: "/api/v1/stores/counts-store/keys/apple?after=0:100&wait=20ms", status: 504, code: "not_yet"},
+	{name: "key after a position of another partition", path: "/api/v1/stores/counts-store/keys/apple?after=1:5", status: 400, code: "bad_parameter"},
+	{name: "after not partition:offset", path: "/api/v1/stores/counts-store/keys/apple?after=5", status: 400, code: "bad_parameter"},
+	{name: "wait without after", path: "/api/v1/stores/counts-store/keys/apple?wait=1s", status: 400, code: "bad_parameter"},
 	{name: "max_lag not a number of records", path: "/api/v1/stores/counts-store/keys/apple?max_lag=-1", status: 400, code: "bad_parameter"},
 
 	// Key metadata.

@@ -81,6 +81,11 @@ func (s *Server) getKey(c echo.Context) error {
 	} else if bounded {
 		return s.getKeyBounded(c, store, key, maxLag, local)
 	}
+	if after, wait, ok, err := afterParams(c); err != nil {
+		return err
+	} else if ok {
+		return s.getKeyAfter(c, store, key, after, wait, local)
+	}
 	count, found, err := s.cfg.Counts.Get(store, []byte(key))
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
@@ -136,7 +141,7 @@ func (s *Server) relayAnswer(c echo.Context, resp *http.Response) error {
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		s.refresh()
 	}
-	for _, h := range []string{"Content-Type", "Retry-After", LagHeader, StaleHeader} {
+	for _, h := range []string{"Content-Type", "Retry-After", LagHeader, StaleHeader, PositionHeader} {
 		if v := resp.Header.Get(h); v != "" {
 			c.Response().Header().Set(h, v)
 		}
@@ -154,6 +159,11 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 4096); return &b
 
 // get sends a forwarded GET, marked with the hop header.
 func (s *Server) get(ctx context.Context, target, authorization string) (*http.Response, error) {
+	return s.getWith(ctx, s.client, target, authorization)
+}
+
+// getWith is get through the client given.
+func (s *Server) getWith(ctx context.Context, client *http.Client, target, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
@@ -162,7 +172,7 @@ func (s *Server) get(ctx context.Context, target, authorization string) (*http.R
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	return s.client.Do(req)
+	return client.Do(req)
 }
 
 // keyMetadata names a key's partition, owner and the owner's URL.

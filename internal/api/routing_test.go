@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,6 +21,9 @@ func (notHere) Get(string, []byte) (Count, bool, error) {
 }
 func (notHere) GetCopy(string, []byte, int64) (Count, bool, error) {
 	return Count{Partition: 0}, false, abacus.ErrNotOwned
+}
+func (notHere) WaitPosition(context.Context, int32, int64) (int64, error) {
+	return -1, abacus.ErrNotOwned
 }
 func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 	return nil, nil, nil

@@ -222,6 +222,12 @@ func (c *committer) committed(b *commitBatch, updates []abacus.Update, began, pr
 			"produce", produced.Sub(began), "deliver", delivered.Sub(produced),
 			"store", stored.Sub(delivered), "offsets", time.Since(stored), "batch", c.describe(b))
 	}
+	views := *c.p.tasks.Load()
+	for _, tb := range b.tasks {
+		if v := views[tb.partition]; v != nil && tb.nextOffset > v.readUpTo.Load() {
+			v.readUpTo.Store(tb.nextOffset)
+		}
+	}
 	if len(updates) > 0 {
 		c.p.cfg.OnCommit(updates)
 	}

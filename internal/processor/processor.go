@@ -245,6 +245,37 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	return value, partition, found, err
 }
 
+// WaitPosition waits until the task of input partition here has every
+// record below offset+1 counted and durable (stored and committed): a
+// read after it includes the record at offset. It returns the position
+// reached, the input offset below which every record is durable. It
+// waits through a restore; when ctx ends first it returns the position
+// with abacus.ErrNotYet; it fails at once with abacus.ErrNotOwned when the
+// partition is not a task here, and with abacus.ErrHandingOver when the
+// task is leaving.
+func (p *Processor) WaitPosition(ctx context.Context, partition int32, offset int64) (int64, error) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t, ok := (*p.tasks.Load())[partition]
+		switch {
+		case !ok:
+			return -1, abacus.ErrNotOwned
+		case t.handingOver.Load():
+			return -1, abacus.ErrHandingOver
+		}
+		// A task that restores waits on: its position comes once active.
+		if pos := t.readUpTo.Load(); t.active.Load() && !p.unconfirmed.Load() && pos > offset {
+			return pos, nil
+		}
+		select {
+		case <-ctx.Done():
+			return t.readUpTo.Load(), abacus.ErrNotYet
+		case <-tick.C:
+		}
+	}
+}
+
 // Copy is an answer from any copy of a key's task on this member.
 type Copy struct {
 	Value     int64

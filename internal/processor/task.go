@@ -20,6 +20,12 @@ type taskView struct {
 	checkpoint   atomic.Int64 // last committed changelog offset
 	restoreDone  atomic.Int64
 	restoreTotal atomic.Int64
+	// readUpTo is the input offset below which every record's count is in
+	// the store (-1: not known): the committed offset when the task became
+	// active, then each batch's next offset once it is stored and
+	// committed (committer.committed). Reads that wait for a position
+	// (WaitPosition) compare with it.
+	readUpTo atomic.Int64
 }
 
 func (v *taskView) status() abacus.TaskStatus {
@@ -94,6 +100,7 @@ func newTask(p int32, sp *store.Partition) *task {
 		changelogBase: -1,
 	}
 	t.checkpoint.Store(store.NoCheckpoint)
+	t.readUpTo.Store(-1)
 	return t
 }
 

@@ -82,6 +82,7 @@ func (s *session) checkRestores() {
 		s.snap.Refresh() // the restore wrote the task's counts
 		t.active.Store(true)
 		t.committed = s.committedOffset(t.partition)
+		t.readUpTo.Store(max(t.committed, start))
 		// Where the task's counting starts against where its state ends:
 		// the line to read first when a count comes out wrong.
 		s.log.Info("task active", "task", t.partition, "input_offset", start, "committed", t.committed,
