@@ -12,6 +12,7 @@ import (
 
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // boundedAnswer is a key lookup's body with ?max_lag.
@@ -176,4 +177,91 @@ func (pr *lookupProbe) committed(member, key string, value, produced int64, what
 		pr.fail("%s lookup of %q at %s: %d, above the %d produced", what, key, member, value, produced)
 	}
 	pr.last[key] = max(pr.last[key], value)
+}
+
+// Read your writes: a record produced with the real client and looked up
+// at once with ?after=partition:offset from its delivery report, through
+// a member that does not own it, is counted in the answer. 200 times,
+// four at a time, while other input flows.
+func TestReadYourWritesWithAfter(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	pods := trio(t, b.Addr(), map[string]string{"ABACUS_PARTITIONS": "6"})
+	load := skewed(121, 60_000, 500)
+	f := startFeeder(t, b.Addr(), load, 1_500)
+	producer, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Addr(), "partitioner": "murmur2_random",
+		"enable.idempotence": true, "linger.ms": 1, "log_level": 3, "enable.metrics.push": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	topic := input
+	var mu sync.Mutex
+	var misses []string
+	var waited []time.Duration
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				key := fmt.Sprintf("ryw-%d-%d", w, i)
+				report := make(chan kafka.Event, 1)
+				if err := producer.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+					Key: []byte(key), Value: []byte("1")}, report); err != nil {
+					t.Error(err)
+					return
+				}
+				m := (<-report).(*kafka.Message)
+				if m.TopicPartition.Error != nil {
+					t.Error(m.TopicPartition.Error)
+					return
+				}
+				p, o := m.TopicPartition.Partition, int64(m.TopicPartition.Offset)
+				asked := notOwner(pods, p)
+				began := time.Now()
+				code, body, err := asked.Get(fmt.Sprintf("/api/v1/stores/%s/keys/%s?after=%d:%d&wait=10s", storeName, url.PathEscape(key), p, o))
+				took := time.Since(began)
+				var a struct {
+					Value    int64 `json:"value"`
+					Position struct {
+						Partition int32 `json:"partition"`
+						Offset    int64 `json:"offset"`
+					} `json:"position"`
+				}
+				mu.Lock()
+				waited = append(waited, took)
+				if err != nil || code != 200 || json.Unmarshal(body, &a) != nil || a.Value != 1 || a.Position.Partition != p || a.Position.Offset <= o {
+					misses = append(misses, fmt.Sprintf("%s at %d:%d through %s: %d %s %v", key, p, o, asked.Name, code, body, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	<-f.done
+	f.check(t)
+	slices.Sort(waited)
+	t.Logf("200 reads of a record just produced, through a member that does not own it: median %s, slowest %s", waited[len(waited)/2].Round(time.Millisecond), waited[len(waited)-1].Round(time.Millisecond))
+	for _, m := range misses[:min(len(misses), 5)] {
+		t.Errorf("missed: %s", m)
+	}
+	if len(misses) > 0 {
+		t.Errorf("%d of 200 reads missed the record", len(misses))
+	}
+}
+
+// notOwner is a member that does not own partition p in its own view.
+func notOwner(pods []*testkit.Instance, p int32) *testkit.Instance {
+	for _, in := range pods {
+		v, _, err := in.Cluster()
+		if err != nil {
+			continue
+		}
+		for _, m := range v.Members {
+			if m.Member == in.Name && !slices.Contains(m.Partitions, p) {
+				return in
+			}
+		}
+	}
+	return pods[0]
 }
