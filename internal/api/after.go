@@ -72,6 +72,9 @@ func (s *Server) getKeyAfter(c echo.Context, store, key string, after Position, 
 	if store != s.storeName() {
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
 	}
+	if s.cfg.Router == nil {
+		return unavailable("starting", "no view of the group yet; retry shortly")
+	}
 	p, err := s.cfg.Router.PartitionOf([]byte(key))
 	if err != nil {
 		return unavailable("starting", "%v; retry shortly", err)

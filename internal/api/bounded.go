@@ -81,6 +81,9 @@ func (s *Server) getKeyBounded(c echo.Context, store, key string, maxLag int64, 
 
 // answerCopy answers a lookup from a copy, saying how fresh it is.
 func (s *Server) answerCopy(c echo.Context, key string, count Count, found bool) error {
+	if count.Lag == nil || count.Stale == nil {
+		return fmt.Errorf("get key: the copy's lag is not known")
+	}
 	h := c.Response().Header()
 	h.Set(LagHeader, strconv.FormatInt(*count.Lag, 10))
 	h.Set(StaleHeader, strconv.FormatBool(*count.Stale))
