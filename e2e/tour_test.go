@@ -60,6 +60,10 @@ func TestReadmeTour(t *testing.T) {
 	if err != nil || code != 200 || string(body) != `{"key":"foo","value":2,"partition":0,"served_by":"`+hostname(t)+`"}`+"\n" {
 		t.Errorf("curl foo: %d %q %v", code, body, err)
 	}
+	code, body, err = in.Get("/api/v1/stores/counts-store/keys/foo?after=0:1")
+	if err != nil || code != 200 || string(body) != `{"key":"foo","value":2,"partition":0,"served_by":"`+hostname(t)+`","position":{"partition":0,"offset":2}}`+"\n" {
+		t.Errorf("curl foo after 0:1: %d %q %v", code, body, err)
+	}
 	consume := exec.Command(kcat, "-C", "-b", brokerAddr, "-t", "counts-topic", "-e", "-q", "-f", "%k %s\n")
 	out, err := consume.Output()
 	if err != nil {
