@@ -115,7 +115,12 @@ func (s *Server) follow(c echo.Context, sub subscription) error {
 		return nil
 	}
 	defer w.out.end()
-	last := int64(-1)
+	return s.followFrom(c, sub, w, -1)
+}
+
+// followFrom streams on an open stream from whichever member owns the
+// key, skipping values up to last (sent already).
+func (s *Server) followFrom(c echo.Context, sub subscription, w *waitingStream, last int64) error {
 	retry := 100 * time.Millisecond
 	for {
 		reason, streamed, done := s.followOnce(c, sub, w, &last)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,10 +106,7 @@ func (s *Server) subscribe(c echo.Context) error {
 	}
 	switch {
 	case err == nil:
-		if err := s.serveLocal(c, sub); !isTransient(err) {
-			return err
-		}
-		// Moved away meanwhile: follow it.
+		return s.serveThenFollow(c, sub)
 	case !errors.Is(err, abacus.ErrRestoring) && !errors.Is(err, abacus.ErrUnconfirmed) && !errors.Is(err, abacus.ErrHandingOver) && !errors.Is(err, abacus.ErrNotOwned):
 		return fmt.Errorf("read key: %w", err)
 	}
@@ -116,10 +114,15 @@ func (s *Server) subscribe(c echo.Context) error {
 }
 
 func (s *Server) serveLocal(c echo.Context, sub subscription) error {
+	return s.serveLocalTo(c.Response(), c, sub)
+}
+
+// serveLocalTo is serveLocal onto w.
+func (s *Server) serveLocalTo(w http.ResponseWriter, c echo.Context, sub subscription) error {
 	if s.cfg.Subscriptions == nil {
 		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
 	}
-	err := s.cfg.Subscriptions.Serve(c.Response(), c.Request(), sub.key, sub.prefix)
+	err := s.cfg.Subscriptions.Serve(w, c.Request(), sub.key, sub.prefix)
 	switch {
 	case errors.Is(err, abacus.ErrRestoring):
 		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
@@ -128,6 +131,73 @@ func (s *Server) serveLocal(c echo.Context, sub subscription) error {
 	}
 	return err
 }
+
+// serveThenFollow streams a key this member owns from its own hub; when
+// the key's partition moves away, the hub ends its stream with a moved
+// event, which the client is not sent: the stream goes on, on the same
+// response, from the key's new owner (followFrom), with values that only
+// rise (e2e TestSSEOwnerKilled). Refused before anything was sent (the
+// partition moved away meanwhile), it is followed from the start.
+func (s *Server) serveThenFollow(c echo.Context, sub subscription) error {
+	defer s.untilStopping(c)()
+	catch := &movedCatcher{ResponseWriter: c.Response(), last: -1}
+	err := s.serveLocalTo(catch, c, sub)
+	switch {
+	case isTransient(err) && !catch.wrote:
+		return s.follow(c, sub)
+	case err != nil || !catch.moved || c.Request().Context().Err() != nil:
+		return err
+	}
+	w := &waitingStream{out: newDownstream(c.Response(), s.cfg.StreamWriteTimeout)}
+	defer w.out.end()
+	return s.followFrom(c, sub, w, catch.last)
+}
+
+// movedCatcher passes a key's stream from the hub on to the client, but
+// keeps back its moved event (the stream goes on from the next owner) and
+// notes the last value sent. The hub writes whole events in each write.
+type movedCatcher struct {
+	http.ResponseWriter
+	wrote, moved bool
+	last         int64
+}
+
+func (m *movedCatcher) Write(b []byte) (int, error) {
+	m.wrote = true
+	if !bytes.Contains(b, []byte("event: moved")) && !bytes.Contains(b, []byte("event:moved")) {
+		m.noteLast(b)
+		_, err := m.ResponseWriter.Write(b)
+		return len(b), err
+	}
+	var keep []byte
+	for block := range bytes.SplitAfterSeq(b, []byte("\n\n")) {
+		if event, _ := countOf(block); event == "moved" {
+			m.moved = true
+			continue
+		}
+		keep = append(keep, block...)
+	}
+	m.noteLast(keep)
+	if len(keep) > 0 {
+		if _, err := m.ResponseWriter.Write(keep); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+// noteLast remembers the value of the last count event in b.
+func (m *movedCatcher) noteLast(b []byte) {
+	for block := range bytes.SplitAfterSeq(b, []byte("\n\n")) {
+		if event, value := countOf(block); event == "count" {
+			m.last = value
+		}
+	}
+}
+
+// Unwrap lets http.ResponseController reach the response's flush and
+// write deadlines.
+func (m *movedCatcher) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // upstream opens a member's stream of the same subscription, local to it.
 func (s *Server) upstream(c echo.Context, m abacus.Member) (*http.Response, error) {
