@@ -115,21 +115,5 @@ func (s *Server) getKeyAfter(c echo.Context, store, key string, after Position, 
 // forwardWaiting relays a lookup that waits to the owner of partition p,
 // allowing for the wait on top of the forward timeout.
 func (s *Server) forwardWaiting(c echo.Context, p int32, wait time.Duration) error {
-	m, ok := s.owner(p)
-	if !ok || m.Name == s.cfg.Instance {
-		s.refresh()
-		return unavailable("moving", "partition %d has no known owner right now (it is moving); retry shortly", p)
-	}
-	req := c.Request()
-	ctx, cancel := context.WithTimeout(req.Context(), wait+s.cfg.ForwardTimeout)
-	defer cancel()
-	resp, err := s.getWith(ctx, s.waitClient, m.URL+req.URL.EscapedPath()+"?"+req.URL.RawQuery, req.Header.Get("Authorization"))
-	if err != nil {
-		s.metrics.forwarded.WithLabelValues("error").Inc()
-		s.refresh()
-		return unavailable("owner_unreachable", "owner %s of partition %d did not answer: %v; retry shortly", m.Name, p, err)
-	}
-	defer resp.Body.Close()
-	s.metrics.forwarded.WithLabelValues("ok").Inc()
-	return s.relayAnswer(c, resp)
+	return s.forwardWith(c, p, s.waitClient, wait+s.cfg.ForwardTimeout)
 }

@@ -114,6 +114,13 @@ func (s *Server) getKey(c echo.Context) error {
 
 // forward relays the request to the owner of partition p, once.
 func (s *Server) forward(c echo.Context, p int32) error {
+	return s.forwardWith(c, p, s.client, 0)
+}
+
+// forwardWith relays the request to the owner of partition p, once,
+// through client; a deadline above 0 bounds it (for a client without a
+// timeout of its own).
+func (s *Server) forwardWith(c echo.Context, p int32, client *http.Client, deadline time.Duration) error {
 	m, ok := s.owner(p)
 	if !ok || m.Name == s.cfg.Instance {
 		s.refresh()
@@ -124,7 +131,13 @@ func (s *Server) forward(c echo.Context, p int32) error {
 	if req.URL.RawQuery != "" {
 		target += "?" + req.URL.RawQuery
 	}
-	resp, err := s.get(req.Context(), target, req.Header.Get("Authorization"))
+	ctx := req.Context()
+	if deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, deadline)
+		defer cancel()
+	}
+	resp, err := s.getWith(ctx, client, target, req.Header.Get("Authorization"))
 	if err != nil {
 		s.metrics.forwarded.WithLabelValues("error").Inc()
 		s.refresh()
