@@ -46,9 +46,14 @@ func maxLagParam(c echo.Context) (maxLag int64, bounded bool, err error) {
 func (s *Server) getKeyBounded(c echo.Context, store, key string, maxLag int64, local bool) error {
 	count, found, err := s.cfg.Counts.GetCopy(store, []byte(key), maxLag)
 	var stale *abacus.StaleError
+	var absent *Count // a lagging copy here without the key
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	case err == nil && !found && count.Lag != nil && *count.Lag > 0:
+		// A copy behind its changelog may not have the key yet (a standby
+		// that just started): a fresher copy is asked first.
+		absent = &count
 	case err == nil:
 		return s.answerCopy(c, key, count, found)
 	case errors.As(err, &stale):
@@ -70,6 +75,9 @@ func (s *Server) getKeyBounded(c echo.Context, store, key string, maxLag int64, 
 				best = lag
 			}
 		}
+	}
+	if absent != nil {
+		return s.answerCopy(c, key, *absent, false)
 	}
 	if best >= 0 {
 		c.Response().Header().Set(LagHeader, strconv.FormatInt(best, 10))
@@ -132,7 +140,8 @@ func (s *Server) askCopy(c echo.Context, m abacus.Member) (done bool, lag int64,
 	}
 	defer resp.Body.Close()
 	s.metrics.forwarded.WithLabelValues("ok").Inc()
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+	// A 404 from a lagging copy is the last resort, as here.
+	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotFound && resp.Header.Get(LagHeader) == "0") {
 		return true, 0, s.relayAnswer(c, resp)
 	}
 	lag, perr := strconv.ParseInt(resp.Header.Get(LagHeader), 10, 64)
