@@ -88,13 +88,22 @@ type subscriptions struct {
 	store  string
 }
 
-func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error {
+func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32) error {
 	src := subscribe.Source{
 		Current: func(key string) (int64, int32, bool, error) {
 			c, found, err := s.counts.Get(s.store, []byte(key))
 			return c.Value, c.Partition, found, err
 		},
-		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
+		CurrentPrefix: func(prefix string, partition int32, fn func(string, int64, int32) bool) error {
+			if partition >= 0 {
+				items, err := s.counts.p.ScanPartition(s.store, partition, store.ScanOptions{Prefix: []byte(prefix), Limit: subscribe.DefaultSnapshotLimit + 1})
+				for _, it := range items {
+					if !fn(string(it.Key), it.Value, it.Partition) {
+						break
+					}
+				}
+				return err
+			}
 			items, covered, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
 			if err == nil && len(covered) != len(s.counts.p.Tasks()) {
 				// A task here is restoring: its keys would be missing from
@@ -109,7 +118,8 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 			return err
 		},
 	}
-	return s.hub.Serve(w, r, subscribe.Query{Key: key, Prefix: prefix}, src)
+	q := subscribe.Query{Key: key, Prefix: prefix, OnePartition: partition >= 0, Partition: max(partition, 0)}
+	return s.hub.Serve(w, r, q, src)
 }
 
 // router adapts discovery to the api's Router.

@@ -115,7 +115,7 @@ func (s *Server) follow(c echo.Context, sub subscription) error {
 		return nil
 	}
 	defer w.out.end()
-	return s.followFrom(c, sub, w, -1)
+	return s.followFrom(c, sub, w, lastSent(c))
 }
 
 // followFrom streams on an open stream from whichever member owns the
@@ -154,7 +154,11 @@ func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, 
 		s.refresh()
 		return "partition " + strconv.Itoa(int(p)) + " has no known owner yet", false, false
 	}
-	resp, err := s.upstream(c, m)
+	lastID := ""
+	if *last >= 0 {
+		lastID = strconv.FormatInt(*last, 10) // the owner sends only news
+	}
+	resp, err := s.upstream(c, m, nil, lastID)
 	if err != nil {
 		s.refresh()
 		return "owner " + m.Name + " does not answer", false, c.Request().Context().Err() != nil
@@ -174,7 +178,7 @@ func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, 
 	// down) or dies: then the next owner is found.
 	copyEvents(resp.Body, func(block []byte) bool {
 		streamed = true
-		event, value := countOf(block)
+		event, _, value := countOf(block)
 		switch {
 		case event == "moved":
 			return true // the owner's stream ends next; this one goes on
@@ -192,8 +196,8 @@ func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, 
 	return "", streamed, gone || c.Request().Context().Err() != nil
 }
 
-// countOf reads an event's type and, for a count, its value.
-func countOf(block []byte) (event string, value int64) {
+// countOf reads an event's type and, for a count, its key and value.
+func countOf(block []byte) (event, key string, value int64) {
 	var data []byte
 	for line := range bytes.SplitSeq(block, []byte("\n")) {
 		if v, ok := bytes.CutPrefix(line, []byte("event:")); ok {
@@ -204,10 +208,11 @@ func countOf(block []byte) (event string, value int64) {
 	}
 	if event == "count" {
 		var d struct {
-			Value int64 `json:"value"`
+			Key   string `json:"key"`
+			Value int64  `json:"value"`
 		}
 		_ = json.Unmarshal(data, &d)
-		value = d.Value
+		key, value = d.Key, d.Value
 	}
-	return event, value
+	return event, key, value
 }

@@ -72,7 +72,7 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 // starts.
 type streamingSubs struct{ setup chan struct{} }
 
-func (s streamingSubs) Serve(w http.ResponseWriter, r *http.Request, _ string, _ bool) error {
+func (s streamingSubs) Serve(w http.ResponseWriter, r *http.Request, _ string, _ bool, _ int32) error {
 	if s.setup != nil {
 		<-s.setup
 	}

@@ -176,13 +176,25 @@ func TestFanInStalledClientReleased(t *testing.T) {
 	waitReleased(t, states, client, a, b)
 }
 
-// A part that ends ends the merged stream; the client, which read nothing
-// of it, must not keep the connection (idle, kept alive) either.
-func TestFanInEndedStreamClosesConnection(t *testing.T) {
-	a, b := newFakeMember(t, brief), newFakeMember(t, idle)
-	srv, states := newStreamingServer(t, a, b)
-	client := stalledClient(t, srv, "/api/v1/stores/counts-store/subscribe?prefix=")
-	waitReleased(t, states, client, a, b)
+// A prefix stream outlives a partition's stream: when the owner ends it
+// (the partition moved), the member follows the partition to its next
+// owner (here the same one again), whose current values the client was
+// sent already and is not sent again, nor the parts' retry fields, moved
+// events or heartbeats.
+func TestFanInFollowsAPartitionPastItsOwnersEnd(t *testing.T) {
+	moving := func(_ context.Context, w http.ResponseWriter, flush func() error) {
+		_, _ = io.WriteString(w, "retry: 1000\n\nevent: count\ndata: {\"key\":\"a\",\"value\":7}\n\n: ping\n\nevent: moved\ndata: {}\n\n")
+		_ = flush()
+	}
+	a, b := newFakeMember(t, moving), newFakeMember(t, idle)
+	srv, _ := newStreamingServer(t, a, b)
+	resp, body := readFor(t, srv.URL+"/api/v1/stores/counts-store/subscribe?prefix=", 12*testWriteTimeout)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	if want := "retry: 1000\n\nevent: count\ndata: {\"key\":\"a\",\"value\":7}\n\n"; body != want {
+		t.Errorf("got %q; want %q", body, want)
+	}
 }
 
 func TestRelayStalledClientReleased(t *testing.T) {

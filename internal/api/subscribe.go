@@ -8,7 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
+	"net/url"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -19,11 +20,13 @@ import (
 
 // Subscriptions serves live count streams from this instance's own tasks.
 type Subscriptions interface {
-	// Serve streams updates of key (or of every key with the prefix) owned
+	// Serve streams updates of key (or of every key with the prefix;
+	// with a partition of 0 or more, of that partition's keys only) owned
 	// here until the client leaves or the key's partition moves away. It
-	// writes its own answer, errors included, unless it returns an error,
+	// writes its own answer, errors included, unless it returns an error
+	// (one of abacus's when this member cannot serve the partition now),
 	// in which case it has written nothing.
-	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool) error
+	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32) error
 }
 
 // streamClient relays streams: no overall timeout, only for connecting
@@ -38,6 +41,9 @@ var streamClient = &http.Client{Transport: &http.Transport{
 type subscription struct {
 	key    string
 	prefix bool
+	// partition narrows a prefix subscription to one partition; -1 for
+	// every partition.
+	partition int32
 }
 
 func parseSubscription(c echo.Context) (subscription, error) {
@@ -47,7 +53,7 @@ func parseSubscription(c echo.Context) (subscription, error) {
 	}
 	_, hasKey := params["key"]
 	_, hasPrefix := params["prefix"]
-	var sub subscription
+	sub := subscription{partition: -1}
 	switch {
 	case hasKey == hasPrefix:
 		return sub, fail(http.StatusBadRequest, "bad_query", "give exactly one of key and prefix")
@@ -62,7 +68,27 @@ func parseSubscription(c echo.Context) (subscription, error) {
 	if len(sub.key) > MaxKeyBytes || !utf8.ValidString(sub.key) {
 		return sub, fail(http.StatusBadRequest, "bad_key", "key or prefix must be valid UTF-8 of at most %d bytes", MaxKeyBytes)
 	}
+	if v, ok := params["partition"]; ok {
+		n, err := strconv.ParseInt(v[0], 10, 32)
+		switch {
+		case !sub.prefix:
+			return sub, fail(http.StatusBadRequest, "bad_parameter", "partition narrows a prefix subscription; a key's partition is the key's")
+		case err != nil || n < 0:
+			return sub, fail(http.StatusBadRequest, "bad_parameter", "partition %q is not a partition number", v[0])
+		}
+		sub.partition = int32(n)
+	}
 	return sub, nil
+}
+
+// lastSent is the value a key subscriber's Last-Event-ID names (a key
+// stream's event id is its value), or -1.
+func lastSent(c echo.Context) int64 {
+	v, err := strconv.ParseInt(c.Request().Header.Get("Last-Event-ID"), 10, 64)
+	if err != nil || v < 0 {
+		return -1
+	}
+	return v
 }
 
 // subscribe streams a key's counts from its owner, or a prefix's counts
@@ -83,7 +109,7 @@ func (s *Server) subscribe(c echo.Context) error {
 		if local || forwarded(c) {
 			return s.serveLocal(c, sub)
 		}
-		return s.fanIn(c)
+		return s.fanIn(c, sub)
 	}
 	_, _, err = s.cfg.Counts.Get(s.storeName(), []byte(sub.key))
 	if local || forwarded(c) {
@@ -122,12 +148,27 @@ func (s *Server) serveLocalTo(w http.ResponseWriter, c echo.Context, sub subscri
 	if s.cfg.Subscriptions == nil {
 		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
 	}
-	err := s.cfg.Subscriptions.Serve(w, c.Request(), sub.key, sub.prefix)
+	return s.streamRefusal(sub, s.cfg.Subscriptions.Serve(w, c.Request(), sub.key, sub.prefix, sub.partition))
+}
+
+// streamRefusal maps the error of Subscriptions.Serve, which wrote
+// nothing, to the answer to give.
+func (s *Server) streamRefusal(sub subscription, err error) error {
+	what := fmt.Sprintf("the partition of key %q", sub.key)
+	if sub.prefix {
+		what = fmt.Sprintf("partition %d", sub.partition)
+		if sub.partition < 0 {
+			what = fmt.Sprintf("a partition of prefix %q", sub.key)
+		}
+	}
 	switch {
 	case errors.Is(err, abacus.ErrRestoring):
-		return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
+		return unavailable("restoring", "%s is restoring; retry shortly", what)
 	case errors.Is(err, abacus.ErrNotOwned):
-		return unavailable("not_owner", "key %q is not owned by %s; retry shortly", sub.key, s.cfg.Instance)
+		s.refresh()
+		return unavailable("not_owner", "%s is not owned by %s; retry shortly", what, s.cfg.Instance)
+	case errors.Is(err, abacus.ErrUnconfirmed), errors.Is(err, abacus.ErrHandingOver):
+		return unavailable("moving", "%s may be moving away from %s; retry shortly", what, s.cfg.Instance)
 	}
 	return err
 }
@@ -140,7 +181,7 @@ func (s *Server) serveLocalTo(w http.ResponseWriter, c echo.Context, sub subscri
 // partition moved away meanwhile), it is followed from the start.
 func (s *Server) serveThenFollow(c echo.Context, sub subscription) error {
 	defer s.untilStopping(c)()
-	catch := &movedCatcher{ResponseWriter: c.Response(), last: -1}
+	catch := &movedCatcher{ResponseWriter: c.Response(), last: lastSent(c)}
 	err := s.serveLocalTo(catch, c, sub)
 	switch {
 	case isTransient(err) && !catch.wrote:
@@ -171,7 +212,7 @@ func (m *movedCatcher) Write(b []byte) (int, error) {
 	}
 	var keep []byte
 	for block := range bytes.SplitAfterSeq(b, []byte("\n\n")) {
-		if event, _ := countOf(block); event == "moved" {
+		if event, _, _ := countOf(block); event == "moved" {
 			m.moved = true
 			continue
 		}
@@ -189,7 +230,7 @@ func (m *movedCatcher) Write(b []byte) (int, error) {
 // noteLast remembers the value of the last count event in b.
 func (m *movedCatcher) noteLast(b []byte) {
 	for block := range bytes.SplitAfterSeq(b, []byte("\n\n")) {
-		if event, value := countOf(block); event == "count" {
+		if event, _, value := countOf(block); event == "count" {
 			m.last = value
 		}
 	}
@@ -199,177 +240,30 @@ func (m *movedCatcher) noteLast(b []byte) {
 // write deadlines.
 func (m *movedCatcher) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
-// upstream opens a member's stream of the same subscription, local to it.
-func (s *Server) upstream(c echo.Context, m abacus.Member) (*http.Response, error) {
+// upstream opens a member's stream of the same subscription, local to
+// it, with the query changed by set and the Last-Event-ID given (none when
+// empty).
+func (s *Server) upstream(c echo.Context, m abacus.Member, set url.Values, lastEventID string) (*http.Response, error) {
 	req := c.Request()
 	q := req.URL.Query()
 	q.Set("local", "true")
+	for k, v := range set {
+		q[k] = v
+	}
 	target := m.URL + req.URL.EscapedPath() + "?" + q.Encode()
 	up, err := http.NewRequestWithContext(req.Context(), http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}
 	up.Header.Set(HopHeader, s.cfg.Instance)
-	for _, h := range []string{"Authorization", "Last-Event-ID"} {
-		if v := req.Header.Get(h); v != "" {
-			up.Header.Set(h, v)
-		}
+	if v := req.Header.Get("Authorization"); v != "" {
+		up.Header.Set("Authorization", v)
+	}
+	if lastEventID != "" {
+		up.Header.Set("Last-Event-ID", lastEventID)
 	}
 	return streamClient.Do(up)
 }
-
-// fanIn merges every member's stream of a prefix into one: events are
-// written whole, in the order they arrive; the stream ends when any member
-// ends its part (a partition moved), so the client reconnects to a fresh
-// snapshot. A client that leaves or stops reading ends every part at once:
-// their requests are cancelled, which closes the connections to the
-// members, so each member drops its part too.
-//
-// Until every part can open, the stream is open and waits (follow.go): a
-// refusal that passes by itself is no answer for a subscriber.
-func (s *Server) fanIn(c echo.Context) error {
-	cancel := s.untilStopping(c)
-	defer cancel()
-	var w *waitingStream
-	var resps []*http.Response
-	for {
-		var err error
-		resps, err = s.prefixParts(c)
-		if err == nil && resps == nil {
-			// This member owns every partition.
-			err = s.servePrefixHere(c, w)
-		}
-		if err == nil {
-			break
-		}
-		if !isTransient(err) {
-			if w == nil {
-				return err
-			}
-			w.refuse(err)
-			w.out.end()
-			return nil
-		}
-		if w == nil {
-			var ok bool
-			if w, ok = s.openWaiting(c); !ok {
-				return nil
-			}
-		}
-		if !w.note(err.Error()) || !s.pause(c, followRetry) {
-			w.out.end()
-			return nil
-		}
-	}
-	if resps == nil {
-		return nil // served here
-	}
-	var out *downstream
-	if w != nil {
-		out = w.out
-	} else {
-		out = newDownstream(c.Response(), s.cfg.StreamWriteTimeout)
-		if !out.open(http.StatusOK) {
-			closeBodies(resps)
-			out.end()
-			return nil
-		}
-	}
-	defer out.end()
-	var wg sync.WaitGroup
-	for _, resp := range resps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel() // one part ending ends the whole stream
-			defer resp.Body.Close()
-			copyEvents(resp.Body, out.write)
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-// prefixParts opens every member's part of a prefix stream, or returns
-// why it cannot (a member's own refusal, as it gave it); nil parts and no
-// error when this member owns every partition. It writes nothing.
-func (s *Server) prefixParts(c echo.Context) ([]*http.Response, error) {
-	members, _, n := s.cfg.Router.Members()
-	if len(members) == 0 {
-		s.refresh()
-		return nil, unavailable("starting", "no members known yet; retry shortly")
-	}
-	for p := range n {
-		if _, ok := s.owner(p); !ok {
-			s.refresh()
-			return nil, unavailable("moving", "partition %d has no known owner right now; retry shortly", p)
-		}
-	}
-	if len(members) == 1 && members[0].Name == s.cfg.Instance {
-		return nil, nil
-	}
-	var resps []*http.Response
-	for _, m := range members {
-		resp, err := s.upstream(c, m)
-		if err != nil {
-			closeBodies(resps)
-			s.refresh()
-			return nil, unavailable("owner_unreachable", "member %s cannot stream right now: %v; retry shortly", m.Name, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			closeBodies(resps)
-			return nil, s.memberRefusal(resp)
-		}
-		resps = append(resps, resp)
-	}
-	return resps, nil
-}
-
-// servePrefixHere serves a prefix stream from this member alone, into the
-// waiting stream w if one is open. It returns a refusal only when it has
-// written nothing.
-func (s *Server) servePrefixHere(c echo.Context, w *waitingStream) error {
-	sub := subscription{key: c.QueryParam("prefix"), prefix: true}
-	if w == nil {
-		return s.serveLocal(c, sub)
-	}
-	if s.cfg.Subscriptions == nil {
-		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
-	}
-	err := s.cfg.Subscriptions.Serve(&afterWait{ResponseWriter: c.Response()}, c.Request(), sub.key, true)
-	if errors.Is(err, abacus.ErrRestoring) {
-		return unavailable("restoring", "a partition of prefix %q is restoring", sub.key)
-	}
-	if err != nil {
-		return err
-	}
-	w.out.end()
-	return nil
-}
-
-// afterWait lets Subscriptions.Serve write into a stream already open
-// (200 sent, waiting comments written): the status it sets is not sent
-// again, and an error answer it writes (too_many_subscribers,
-// shutting_down) becomes an error event.
-type afterWait struct {
-	http.ResponseWriter
-	refused bool
-}
-
-func (a *afterWait) WriteHeader(code int) { a.refused = code != http.StatusOK }
-
-func (a *afterWait) Write(p []byte) (int, error) {
-	if a.refused {
-		if _, err := a.ResponseWriter.Write([]byte("event: error\ndata: " + oneLine(string(p)) + "\n\n")); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	return a.ResponseWriter.Write(p)
-}
-
-// Unwrap gives http.ResponseController the response (flushes, deadlines).
-func (a *afterWait) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 // memberRefusal turns a member's error answer into ours, and closes it.
 func (s *Server) memberRefusal(resp *http.Response) error {

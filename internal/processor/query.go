@@ -43,3 +43,29 @@ func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []It
 	slices.Sort(covered)
 	return items, covered, nil
 }
+
+// ScanPartition returns up to o.Limit keys in byte order from the task of
+// partition here. It fails with one of abacus's errors, as Get does, when
+// this instance cannot answer for the partition now.
+func (p *Processor) ScanPartition(storeName string, partition int32, o store.ScanOptions) ([]Item, error) {
+	if storeName != p.cfg.Store {
+		return nil, abacus.ErrUnknownStore
+	}
+	t, ok := (*p.tasks.Load())[partition]
+	switch {
+	case !ok:
+		return nil, abacus.ErrNotOwned
+	case !t.active.Load():
+		return nil, abacus.ErrRestoring
+	case t.handingOver.Load():
+		return nil, abacus.ErrHandingOver
+	case p.unconfirmed.Load():
+		return nil, abacus.ErrUnconfirmed
+	}
+	var items []Item
+	err := t.store.Scan(o, func(k []byte, v int64) bool {
+		items = append(items, Item{Key: k, Value: v, Partition: partition})
+		return true
+	})
+	return items, err
+}

@@ -13,9 +13,11 @@ const (
 	heartbeat  = ": ping\n\n"
 )
 
-// EventID is the id of the event that carries an update: the partition and
-// the changelog offset that made the count durable, "<partition>-<offset>".
-// It never decreases within a partition.
+// EventID is the id of a prefix stream's event that carries an update:
+// the partition and the changelog offset that made the count durable,
+// "<partition>-<offset>". It never decreases within a partition. (A key
+// stream's event id is its value: a key's count only rises, so the value
+// is the stream's position.)
 func EventID(partition int32, offset int64) string {
 	return string(appendID(nil, partition, offset))
 }
@@ -33,12 +35,25 @@ func appendRetry(b []byte, d time.Duration) []byte {
 	return append(b, "\n\n"...)
 }
 
-// appendCount frames a count event. Snapshot values have no id (the
-// changelog offset they reflect is not known); updates do.
-func appendCount(b []byte, key string, value int64, partition int32, offset int64, withID bool) []byte {
-	if withID {
+// What a count event's id says.
+type idKind uint8
+
+const (
+	noID     idKind = iota // a prefix stream's snapshot: its changelog offset is not known
+	offsetID               // a prefix stream's update: EventID
+	valueID                // a key stream's event: the value
+)
+
+// appendCount frames a count event.
+func appendCount(b []byte, key string, value int64, partition int32, offset int64, id idKind) []byte {
+	switch id {
+	case offsetID:
 		b = append(b, "id: "...)
 		b = appendID(b, partition, offset)
+		b = append(b, '\n')
+	case valueID:
+		b = append(b, "id: "...)
+		b = strconv.AppendInt(b, value, 10)
 		b = append(b, '\n')
 	}
 	b = append(b, "event: "+EventCount+"\ndata: {\"key\":"...)

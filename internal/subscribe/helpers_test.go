@@ -75,11 +75,11 @@ func (m *memStore) source() Source {
 			v, ok := m.values[key]
 			return v, partitionOf(key), ok, nil
 		},
-		CurrentPrefix: func(prefix string, fn func(string, int64, int32) bool) error {
+		CurrentPrefix: func(prefix string, partition int32, fn func(string, int64, int32) bool) error {
 			m.mu.Lock()
 			var keys []string
 			for k := range m.values {
-				if strings.HasPrefix(k, prefix) {
+				if strings.HasPrefix(k, prefix) && (partition < 0 || partitionOf(k) == partition) {
 					keys = append(keys, k)
 				}
 			}

@@ -244,7 +244,9 @@ func (h *Hub) endPartition(e ending) {
 	}
 	for _, set := range h.idx.prefix {
 		for s := range set {
-			h.move(s, final)
+			if !s.onePartition {
+				h.move(s, final)
+			}
 		}
 	}
 }

@@ -13,8 +13,8 @@ type index struct {
 	prefix      map[string]set    // prefix -> its prefix streams
 	lens        []int             // distinct prefix lengths, ascending
 	lenCount    map[int]int       // prefix streams per prefix length
-	byPartition map[int32]set     // partition -> key streams bound to it
-	partitionOf map[*stream]int32 // bound key streams
+	byPartition map[int32]set     // partition -> streams bound to it
+	partitionOf map[*stream]int32 // bound streams: key streams, one-partition prefix streams
 }
 
 type set = map[*stream]struct{}
@@ -63,9 +63,10 @@ func (x *index) remove(s *stream) {
 	}
 }
 
-// bind records the partition of a key stream.
+// bind records the partition of a key stream or of a one-partition
+// prefix stream.
 func (x *index) bind(s *stream, p int32) {
-	if s.prefix {
+	if s.prefix && !s.onePartition {
 		return
 	}
 	if _, ok := x.all[s]; !ok {

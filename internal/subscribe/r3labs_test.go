@@ -59,7 +59,7 @@ func TestR3labsServerCannotFrameOurStreams(t *testing.T) {
 	}
 	// A snapshot value has no id; r3labs writes an empty one (which resets
 	// a client's last event id), and the data before the event type.
-	snapshot := string(appendCount(nil, "a", 0, 1, 0, false))
+	snapshot := string(appendCount(nil, "a", 0, 1, 0, noID))
 	srv.Publish("s", &sse.Event{Event: []byte(EventCount), Data: []byte(`{"key":"a","value":0,"partition":1}`)})
 	br := bufio.NewReader(resp.Body)
 	var got strings.Builder

@@ -29,11 +29,27 @@ type Query struct {
 	// Key is the key followed, or the prefix when Prefix is true.
 	Key    string
 	Prefix bool
+	// OnePartition narrows a prefix stream to the keys of Partition: the
+	// stream is bound to that partition, ends when it leaves, and is
+	// refused (Source's error) while the partition cannot be served here.
+	OnePartition bool
+	Partition    int32
+}
+
+// lastValue reads a key stream's Last-Event-ID: the last value the client
+// was sent (a key stream's event id is its value), or -1 when there is
+// none or it is not one of ours (a prefix stream's "<partition>-<offset>").
+func lastValue(r *http.Request) int64 {
+	v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
+	if err != nil || v < 0 {
+		return -1
+	}
+	return v
 }
 
 // ParseQuery reads ?key=K (one key, not empty) or ?prefix=P (every key
-// that starts with P; the empty prefix matches every key). Its errors wrap
-// ErrBadQuery.
+// that starts with P; the empty prefix matches every key), the latter
+// optionally with &partition=N. Its errors wrap ErrBadQuery.
 func ParseQuery(v url.Values) (Query, error) {
 	_, hasKey := v["key"]
 	_, hasPrefix := v["prefix"]
@@ -48,6 +64,16 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 	default:
 		q.Key, q.Prefix = v.Get("prefix"), true
+	}
+	if ps, ok := v["partition"]; ok {
+		n, err := strconv.ParseInt(ps[0], 10, 32)
+		switch {
+		case !q.Prefix:
+			return q, fmt.Errorf("%w: partition narrows a prefix subscription; a key's partition is the key's", ErrBadQuery)
+		case err != nil || n < 0:
+			return q, fmt.Errorf("%w: partition %q is not a partition number", ErrBadQuery, ps[0])
+		}
+		q.OnePartition, q.Partition = true, int32(n)
 	}
 	if len(q.Key) > MaxQueryBytes {
 		return q, fmt.Errorf("%w: %d bytes; at most %d are allowed", ErrBadQuery, len(q.Key), MaxQueryBytes)
@@ -65,8 +91,10 @@ func ParseQuery(v url.Values) (Query, error) {
 type Current func(key string) (value int64, partition int32, found bool, err error)
 
 // CurrentPrefix calls fn with the committed count of every key with the
-// prefix in this instance's stores, until fn returns false.
-type CurrentPrefix func(prefix string, fn func(key string, value int64, partition int32) bool) error
+// prefix in this instance's stores, until fn returns false; with a
+// partition of 0 or more, only that partition's keys, and an error (not
+// owned here, restoring) when this instance cannot serve it.
+type CurrentPrefix func(prefix string, partition int32, fn func(key string, value int64, partition int32) bool) error
 
 // Source reads the current values a stream starts with. Current serves key
 // subscriptions, CurrentPrefix prefix ones; either may be nil if that kind
@@ -98,8 +126,9 @@ func (h *Hub) Handler(src Source) http.Handler {
 
 // Serve streams one subscription until the client leaves, the stream is
 // dropped or moved, or the hub stops. It first sends the current value (of
-// the key, or of up to SnapshotLimit keys with the prefix), also on a
-// reconnection with Last-Event-ID, then every later update in order.
+// the key, or of up to SnapshotLimit keys with the prefix), then every
+// later update in order. A key stream's reconnection with Last-Event-ID
+// is sent only values above the one that id names.
 //
 // It refuses a subscription past MaxSubscribers, or once the hub stopped,
 // with 503, a JSON error and Retry-After. It returns an error only when
@@ -126,6 +155,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 	defer h.streams.Done()
 
 	s := newStream(q, h.cfg.Buffer)
+	if !q.Prefix {
+		s.floor = lastValue(r)
+	}
 	if err := h.do(r.Context(), func() { h.register(s) }); err != nil {
 		if errors.Is(err, errClosed) {
 			writeShuttingDown(w)
@@ -175,11 +207,16 @@ func (h *Hub) enter() bool {
 // updates they already reflect.
 func (h *Hub) snapshot(ctx context.Context, s *stream, q Query, src Source) (snap []queued, truncated bool, err error) {
 	before := h.published.Load()
+	var keyPartition int32
 	if q.Prefix {
 		if src.CurrentPrefix == nil {
 			return nil, false, fmt.Errorf("%w: prefix subscriptions are not offered", ErrBadQuery)
 		}
-		err = src.CurrentPrefix(q.Key, func(key string, value int64, partition int32) bool {
+		partition := int32(-1)
+		if q.OnePartition {
+			partition = q.Partition
+		}
+		err = src.CurrentPrefix(q.Key, partition, func(key string, value int64, partition int32) bool {
 			if len(snap) == h.cfg.SnapshotLimit {
 				truncated = true
 				return false
@@ -198,7 +235,10 @@ func (h *Hub) snapshot(ctx context.Context, s *stream, q Query, src Source) (sna
 		if err == nil && !found {
 			u.Value = 0 // a key never counted has the count 0
 		}
-		snap = []queued{{Update: u}}
+		snap, keyPartition = []queued{{Update: u}}, u.Partition
+		if u.Value <= s.floor {
+			snap = snap[:0] // the client has it: a reconnection sends only news
+		}
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read current value of %q: %w", q.Key, err)
@@ -210,9 +250,11 @@ func (h *Hub) snapshot(ctx context.Context, s *stream, q Query, src Source) (sna
 		f.floors[e.Key] = e.Value
 	}
 	s.setFence(f)
-	if !q.Prefix {
-		p := snap[0].Partition
-		_ = h.do(ctx, func() { h.bind(s, p) }) // fails only if the stream is over
+	switch {
+	case !q.Prefix:
+		_ = h.do(ctx, func() { h.bind(s, keyPartition) }) // fails only if the stream is over
+	case q.OnePartition:
+		_ = h.do(ctx, func() { h.bind(s, q.Partition) })
 	}
 	return snap, truncated, nil
 }

@@ -13,6 +13,14 @@ type stream struct {
 	key    string // the key, or the prefix
 	prefix bool
 	limit  int // Config.Buffer
+	// A prefix stream of one partition (Query.OnePartition) is offered
+	// that partition's updates only.
+	onePartition bool
+	partition    int32
+	// floor: a key stream is sent values above it only (the value its
+	// client's Last-Event-ID names; -1 for none). Read-only after Serve
+	// set it, before the stream was registered.
+	floor int64
 
 	wake chan struct{} // cap 1: something to write, or the end
 
@@ -48,6 +56,7 @@ func (r endReason) killed() bool { return r == endOverflow || r == endShutdown }
 func newStream(q Query, limit int) *stream {
 	return &stream{
 		key: q.Key, prefix: q.Prefix, limit: limit,
+		onePartition: q.OnePartition, partition: q.Partition, floor: -1,
 		wake:    make(chan struct{}, 1),
 		pending: map[string]queued{},
 	}
@@ -66,7 +75,7 @@ const (
 func (s *stream) offer(q *queued) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.end != open {
+	if s.end != open || q.Value <= s.floor || (s.onePartition && q.Partition != s.partition) {
 		return offerSkipped
 	}
 	if s.fence != nil {

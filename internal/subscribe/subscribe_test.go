@@ -19,7 +19,7 @@ import (
 // partition. It returns how many events it read.
 func expectIncreasing(t *testing.T, c *sseConn, key string, after, last int64) int {
 	t.Helper()
-	prev, prevOffset, n := after, int64(-1), 0
+	prev, n := after, 0
 	for prev != last {
 		f := c.nextEvent(t)
 		got := f.count(t)
@@ -30,11 +30,10 @@ func expectIncreasing(t *testing.T, c *sseConn, key string, after, last int64) i
 		if got.Value <= prev {
 			t.Fatalf("value %d after %d: not strictly increasing", got.Value, prev)
 		}
-		p, o := parseID(t, f.ID)
-		if p != got.Partition || o < prevOffset {
-			t.Fatalf("id %q after offset %d of partition %d", f.ID, prevOffset, got.Partition)
+		if f.ID != strconv.FormatInt(got.Value, 10) {
+			t.Fatalf("key stream event %+v has id %q, want its value", got, f.ID)
 		}
-		prev, prevOffset = got.Value, o
+		prev = got.Value
 	}
 	return n
 }
@@ -50,7 +49,8 @@ func parseID(t *testing.T, id string) (int32, int64) {
 	return int32(p), o
 }
 
-// expectSnapshot reads the retry field and the current value of key.
+// expectSnapshot reads the retry field and the current value of key, whose
+// id is the value.
 func expectSnapshot(t *testing.T, c *sseConn, key string, value int64) {
 	t.Helper()
 	f, ok := c.next(t)
@@ -59,8 +59,8 @@ func expectSnapshot(t *testing.T, c *sseConn, key string, value int64) {
 	}
 	f = c.nextEvent(t)
 	got := f.count(t)
-	if f.ID != "" || got != (countData{Key: key, Value: value, Partition: partitionOf(key)}) {
-		t.Fatalf("snapshot %+v (id %q), want %s=%d without id", got, f.ID, key, value)
+	if f.ID != strconv.FormatInt(value, 10) || got != (countData{Key: key, Value: value, Partition: partitionOf(key)}) {
+		t.Fatalf("snapshot %+v (id %q), want %s=%d with id %[4]d", got, f.ID, key, value)
 	}
 }
 
@@ -212,7 +212,50 @@ func TestEndPartitionSendsMovedAndEndsTheStream(t *testing.T) {
 	}
 }
 
-func TestReconnectWithLastEventIDGetsCurrentValue(t *testing.T) {
+// A key stream's id is its value: a reconnection with Last-Event-ID is sent
+// the current value only when it is news, and no update it has seen.
+// A prefix stream of one partition is sent that partition's keys only, and
+// ends when that partition leaves, not when another one does.
+func TestOnePartitionPrefixStream(t *testing.T) {
+	th := newTestHub(t)
+	in1, in2 := keyIn(1, "p/"), keyIn(2, "p/")
+	th.store.commit(th.Hub, kv{in1, 1}, kv{in2, 1})
+	c := subscribe(t, th.url(prefixQuery("p/")+"&partition=1"), nil)
+	if r, ok := c.next(t); !ok || r.Retry != "1000" {
+		t.Fatalf("first frame %+v, want retry: 1000", r)
+	}
+	if got := c.nextEvent(t).count(t); got != (countData{Key: in1, Value: 1, Partition: 1}) {
+		t.Fatalf("snapshot %+v, want %s=1 of partition 1 alone", got, in1)
+	}
+	th.store.commit(th.Hub, kv{in2, 2})
+	th.store.commit(th.Hub, kv{in1, 2})
+	if f := c.nextEvent(t); f.count(t) != (countData{Key: in1, Value: 2, Partition: 1}) || f.ID == "" {
+		t.Fatalf("update %+v, want %s=2 with an id", f, in1)
+	}
+	th.EndPartition(2, "revoked")
+	th.store.commit(th.Hub, kv{in1, 3})
+	if got := c.nextEvent(t).count(t); got.Value != 3 {
+		t.Fatalf("after partition 2 left: %+v, want %s=3", got, in1)
+	}
+	th.EndPartition(1, "revoked")
+	if f := c.nextEvent(t); f.Event != EventMoved || f.Data != `{"partition":1,"reason":"revoked"}` {
+		t.Fatalf("last event %+v, want moved", f)
+	}
+	c.expectEnd(t)
+
+	for _, q := range []string{keyQuery("k") + "&partition=1", prefixQuery("p/") + "&partition=-1", prefixQuery("p/") + "&partition=x"} {
+		resp, err := http.Get(th.url(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, resp.StatusCode)
+		}
+	}
+}
+
+func TestReconnectWithLastEventIDSendsOnlyNews(t *testing.T) {
 	th := newTestHub(t)
 	const key = "k"
 	th.store.commit(th.Hub, kv{key, 1})
@@ -223,11 +266,28 @@ func TestReconnectWithLastEventIDGetsCurrentValue(t *testing.T) {
 	c.close()
 	eventually(t, "the stream to close", func() bool { return metric(t, th.reg, "abacus_sse_subscribers") == 0 })
 
-	th.store.commit(th.Hub, kv{key, 3}, kv{key + "x", 1}) // missed by the client
+	// Nothing changed: no snapshot, the next update first.
 	c = subscribe(t, th.url(keyQuery(key)), http.Header{"Last-Event-Id": {f.ID}})
-	expectSnapshot(t, c, key, 3)
-	th.store.commit(th.Hub, kv{key, 4})
-	expectIncreasing(t, c, key, 3, 4)
+	if r, ok := c.next(t); !ok || r.Retry != "1000" {
+		t.Fatalf("first frame %+v, want retry: 1000", r)
+	}
+	th.store.commit(th.Hub, kv{key, 3})
+	expectIncreasing(t, c, key, 2, 3)
+	c.close()
+	eventually(t, "the stream to close", func() bool { return metric(t, th.reg, "abacus_sse_subscribers") == 0 })
+
+	// Missed updates: the current value, then what follows.
+	th.store.commit(th.Hub, kv{key, 4}, kv{key + "x", 1})
+	c = subscribe(t, th.url(keyQuery(key)), http.Header{"Last-Event-Id": {"3"}})
+	expectSnapshot(t, c, key, 4)
+	th.store.commit(th.Hub, kv{key, 5})
+	expectIncreasing(t, c, key, 4, 5)
+	c.close()
+
+	// An id that is not a value (a prefix stream's, an older release's)
+	// names no position: the current value comes as on a first connection.
+	c = subscribe(t, th.url(keyQuery(key)), http.Header{"Last-Event-Id": {"2-17"}})
+	expectSnapshot(t, c, key, 5)
 }
 
 func TestHeartbeat(t *testing.T) {

@@ -59,7 +59,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestEventFraming(t *testing.T) {
-	got := string(appendCount(nil, `a"b`, 42, 3, 17, true))
+	got := string(appendCount(nil, `a"b`, 42, 3, 17, offsetID))
 	want := "id: 3-17\nevent: count\ndata: {\"key\":\"a\\\"b\",\"value\":42,\"partition\":3}\n\n"
 	if got != want {
 		t.Errorf("count event %q, want %q", got, want)

@@ -45,7 +45,11 @@ func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit
 	b := appendRetry(o.buf[:0], retry)
 	for i := range snap {
 		e := &snap[i]
-		b = appendCount(b, e.Key, e.Value, e.Partition, 0, false)
+		id := noID
+		if !o.s.prefix {
+			id = valueID
+		}
+		b = appendCount(b, e.Key, e.Value, e.Partition, 0, id)
 		if len(b) >= chunkBytes {
 			if err := o.write(b); err != nil {
 				return err
@@ -65,9 +69,13 @@ func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit
 // updates sends a drained batch, each event with its id.
 func (o *writer) updates(batch []queued) error {
 	b := o.buf[:0]
+	id := offsetID
+	if !o.s.prefix {
+		id = valueID
+	}
 	for i := range batch {
 		e := &batch[i]
-		b = appendCount(b, e.Key, e.Value, e.Partition, e.Offset, true)
+		b = appendCount(b, e.Key, e.Value, e.Partition, e.Offset, id)
 		if len(b) >= chunkBytes || i == len(batch)-1 {
 			if err := o.write(b); err != nil {
 				return err

@@ -1,0 +1,290 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// A prefix subscription spans partitions, and partitions move one at a
+// time. The member the client asked therefore follows each partition on
+// its own: for every partition (or the one asked with &partition=) it
+// opens the owner's stream of the prefix narrowed to that partition
+// (?local=true&partition=p), and when that stream ends (the partition
+// moved, its owner restarts or died) it finds the partition's next owner
+// and opens it there, while the other partitions stream on. The client's
+// stream never ends for a move and never waits on another partition's.
+//
+// A new owner's stream starts with the current values of the partition's
+// keys, most of which the client was sent already. Each partition's
+// follower remembers the last value it sent of every key and passes on
+// only values above it, so a key's values strictly increase and nothing
+// is sent twice, and the new owner's current values catch the client up
+// on whatever changed during the move. That memory is one entry per key
+// sent, for as long as the stream lasts. (e2e
+// TestPrefixSubscriptionThroughAScaleDownAndUp.)
+
+// fanIn merges the per-partition streams of a prefix subscription into
+// one, for as long as the client stays. A lasting refusal (the owner of a
+// partition serves too many subscribers) ends the whole stream with an
+// error event.
+func (s *Server) fanIn(c echo.Context, sub subscription) error {
+	defer s.untilStopping(c)()
+	w, ok := s.openWaiting(c)
+	if !ok {
+		return nil
+	}
+	defer w.out.end()
+	n, ok := s.partitionCount(c, w)
+	if !ok {
+		return nil
+	}
+	parts := []int32{sub.partition}
+	if sub.partition < 0 {
+		parts = parts[:0]
+		for p := range n {
+			parts = append(parts, p)
+		}
+	} else if sub.partition >= n {
+		w.refuse(fail(400, "bad_parameter", "partition %d: the input topic has %d partitions", sub.partition, n))
+		return nil
+	}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := &partFollower{s: s, c: c, sub: sub, partition: p, out: w.out, last: map[string]int64{}}
+			if err := f.run(ctx); err != nil {
+				w.refuse(err)
+			}
+			cancel() // a part ends only with the whole stream
+		}()
+	}
+	// The parts' own heartbeats are not passed on: one per stream is enough.
+	tick := time.NewTicker(waitNoteEvery)
+	defer tick.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+			if !w.out.write([]byte(": ping\n\n")) {
+				cancel()
+			}
+		}
+	}
+}
+
+// partitionCount waits, on the open stream, until the input topic's
+// partition count is known; false when the client left meanwhile.
+func (s *Server) partitionCount(c echo.Context, w *waitingStream) (int32, bool) {
+	for {
+		if members, _, n := s.cfg.Router.Members(); len(members) > 0 && n > 0 {
+			return n, true
+		}
+		s.refresh()
+		if !w.note("no members known yet") || !s.pause(c, followRetry) {
+			return 0, false
+		}
+	}
+}
+
+// partFollower streams one partition's share of a prefix subscription
+// from whichever member owns the partition.
+type partFollower struct {
+	s         *Server
+	c         echo.Context
+	sub       subscription
+	partition int32
+	out       *downstream
+	last      map[string]int64 // key -> last value sent
+
+	reason string // the wait last noted, and when
+	noted  time.Time
+	gone   bool // the client is gone
+}
+
+// run follows the partition until ctx ends, and returns a lasting
+// refusal, if that is what ended it.
+func (f *partFollower) run(ctx context.Context) error {
+	retry := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		reason, streamed, err := f.once(ctx)
+		if err != nil || f.gone {
+			return err
+		}
+		if streamed {
+			retry = 100 * time.Millisecond
+		}
+		if reason != "" && !f.note(reason) {
+			return nil
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		retry = min(2*retry, followRetry)
+	}
+	return nil
+}
+
+// note tells the client what this partition waits for, when that changed
+// or a while passed; false when the client is gone.
+func (f *partFollower) note(reason string) bool {
+	if reason == f.reason && time.Since(f.noted) < waitNoteEvery {
+		return true
+	}
+	f.reason, f.noted = reason, time.Now()
+	return f.out.write([]byte(": waiting: partition " + strconv.Itoa(int(f.partition)) + ": " + oneLine(reason) + "\n\n"))
+}
+
+// once streams from the partition's owner until that stream ends. It
+// returns why it could not stream (empty when it did), whether any event
+// came, and a lasting refusal.
+func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, refusal error) {
+	s, p := f.s, f.partition
+	m, ok := s.owner(p)
+	if !ok {
+		s.refresh()
+		return "no known owner yet", false, nil
+	}
+	var resp *http.Response
+	var err error
+	if m.Name == s.cfg.Instance {
+		resp, err = f.here(ctx)
+	} else {
+		resp, err = s.upstream(f.c, m, url.Values{"partition": {strconv.Itoa(int(p))}}, "")
+		if err != nil {
+			s.refresh()
+			return "owner " + m.Name + " does not answer", false, nil
+		}
+		if resp.StatusCode != http.StatusOK {
+			err = s.memberRefusal(resp)
+		}
+	}
+	if err != nil {
+		if !isTransient(err) {
+			return "", false, err
+		}
+		return m.Name + ": " + err.Error(), false, nil
+	}
+	defer resp.Body.Close()
+	f.reason = "" // streaming: a later wait is news
+	copyEvents(resp.Body, func(block []byte) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		streamed = true
+		event, key, value := countOf(block)
+		switch {
+		case event == "count":
+			if last, ok := f.last[key]; ok && value <= last {
+				return true // sent already, by this owner or an earlier one
+			}
+			f.last[key] = value
+		case event != "":
+			return true // moved: the stream ends next, and this one goes on
+		case bytes.HasPrefix(block, []byte("retry:")), bytes.HasPrefix(block, []byte(": ping")):
+			return true // the client's stream has its own
+		}
+		if !f.out.write(block) {
+			f.gone = true
+			return false
+		}
+		return true
+	})
+	s.refresh()
+	return "", streamed, nil
+}
+
+// here serves the partition's share from this member's own hub, in
+// process: its stream is read as another member's would be, from a pipe.
+// It returns the refusal, as an answer, when the hub cannot serve it.
+func (f *partFollower) here(ctx context.Context) (*http.Response, error) {
+	if f.s.cfg.Subscriptions == nil {
+		return nil, fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	w := &pipeResponse{header: http.Header{}, body: pw, head: make(chan int, 1)}
+	req := f.c.Request().Clone(ctx)
+	req.Header.Del("Last-Event-ID")
+	served := make(chan error, 1)
+	go func() {
+		err := f.s.cfg.Subscriptions.Serve(w, req, f.sub.key, true, f.partition)
+		pw.Close()
+		served <- err
+	}()
+	select {
+	case status := <-w.head:
+		resp := &http.Response{StatusCode: status, Header: w.header, Body: &pipeBody{PipeReader: pr, cancel: cancel, served: served}}
+		if status != http.StatusOK {
+			return nil, f.s.memberRefusal(resp)
+		}
+		return resp, nil
+	case err := <-served:
+		cancel()
+		pr.Close()
+		if err == nil {
+			return nil, unavailable("moving", "partition %d: the stream ended before it began", f.partition)
+		}
+		return nil, f.s.streamRefusal(subscription{key: f.sub.key, prefix: true, partition: f.partition}, err)
+	}
+}
+
+// pipeResponse is the http.ResponseWriter of a stream served in process:
+// the status goes to head, the body into a pipe. Writes block until read,
+// and fail once the reader closed the pipe.
+type pipeResponse struct {
+	header http.Header
+	body   *io.PipeWriter
+	head   chan int
+	sent   bool
+}
+
+func (w *pipeResponse) Header() http.Header { return w.header }
+
+func (w *pipeResponse) WriteHeader(status int) {
+	if !w.sent {
+		w.sent = true
+		w.head <- status
+	}
+}
+
+func (w *pipeResponse) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
+}
+
+// Flush is a no-op: every write reaches the reader as it is made.
+func (w *pipeResponse) Flush() {}
+
+// pipeBody ends the in-process stream when closed, as a closed
+// connection ends another member's: the hub's handler sees its request
+// end (or its next write fail), and Close waits for it to return.
+type pipeBody struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+	served chan error
+}
+
+func (b *pipeBody) Close() error {
+	b.cancel()
+	b.PipeReader.Close()
+	<-b.served
+	return nil
+}
