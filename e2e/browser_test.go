@@ -93,10 +93,6 @@ func (ps *ssePageServer) waitReport(t *testing.T, within time.Duration, kind, va
 // EventSource, across origins (CORS), and shows every value it gets; after
 // N records it shows N last.
 func TestBrowserEventSource(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: run .ci/run (apt-get install chromium)")
-	}
 	ps := newSSEPageServer(t)
 	b := testkit.StartBroker(t, 4)
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: map[string]string{
@@ -107,36 +103,8 @@ func TestBrowserEventSource(t *testing.T) {
 
 	const key = "browser key/ü" // a space, a slash and UTF-8: escaped in the URL
 	page := ps.URL + "/sse.html?" + url.Values{"src": {sseURL(in, key, false)}}.Encode()
-	profile := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+profile,
-		// A safety net: chromium stops loading and dumps what it has after
-		// this, should the test never release the load event.
-		"--timeout=100000",
-		"--dump-dom", page)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	browserDone := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(browserDone)
-	}()
-	defer func() {
-		cancel()
-		<-browserDone
-		if t.Failed() {
-			t.Logf("chromium's stderr:\n%s", stderr.String())
-		}
-	}()
-
+	br := startBrowser(t, page, 2*time.Minute)
+	browserDone := br.done
 	// The page is subscribed once it shows the first value: 0.
 	ps.waitReport(t, time.Minute, "count", "0", browserDone)
 	const n = 120
@@ -144,16 +112,7 @@ func TestBrowserEventSource(t *testing.T) {
 		testkit.Produce(t, b.Addr(), input, "murmur2_random", sseRecords(key, n/3))
 	}
 	ps.waitReport(t, time.Minute, "count", strconv.Itoa(n), browserDone)
-	ps.releaseLoad()
-	select {
-	case <-browserDone:
-	case <-time.After(time.Minute):
-		t.Fatal("chromium did not dump the page within a minute of its load")
-	}
-	if waitErr != nil {
-		t.Fatalf("chromium: %v", waitErr)
-	}
-	dom := stdout.String()
+	dom := br.dom(t, ps)
 
 	if !strings.Contains(dom, `<span id="state">open</span>`) || !strings.Contains(dom, `<span id="errors">0</span>`) {
 		t.Errorf("the page is not open without errors:\n%s", dom)
@@ -180,4 +139,63 @@ func TestBrowserEventSource(t *testing.T) {
 		t.Errorf("the page shows %v; want 0 first and %d last", shown, n)
 	}
 	t.Logf("the page showed %v", shown)
+}
+
+// browser is headless Chromium loading a page and dumping its DOM once the
+// page's load event (held by ssePageServer) is released.
+type browser struct {
+	done           chan struct{}
+	err            error // chromium's exit, once done
+	stdout, stderr bytes.Buffer
+}
+
+// startBrowser opens page in headless Chromium, for at most within.
+func startBrowser(t *testing.T, page string, within time.Duration) *browser {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: run make test, which installs it (apt-get install chromium)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	cmd := exec.CommandContext(ctx, chromium,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(),
+		// A safety net: chromium stops loading and dumps what it has after
+		// this, should the test never release the load event.
+		fmt.Sprintf("--timeout=%d", (within-10*time.Second).Milliseconds()),
+		"--dump-dom", page)
+	br := &browser{done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &br.stdout, &br.stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() {
+		br.err = cmd.Wait()
+		close(br.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-br.done
+		if t.Failed() {
+			t.Logf("chromium's stderr:\n%s", br.stderr.String())
+		}
+	})
+	return br
+}
+
+// dom releases the page's load event and returns the DOM Chromium dumps.
+func (br *browser) dom(t *testing.T, ps *ssePageServer) string {
+	t.Helper()
+	ps.releaseLoad()
+	select {
+	case <-br.done:
+	case <-time.After(time.Minute):
+		t.Fatal("chromium did not dump the page within a minute of its load")
+	}
+	if br.err != nil {
+		t.Fatalf("chromium: %v", br.err)
+	}
+	return br.stdout.String()
 }
