@@ -50,19 +50,23 @@
 // Every stream opens with "retry: <Retry in ms>", then the current value:
 // for a key its committed count (0 for a key never counted), for a prefix
 // the counts of up to SnapshotLimit matching keys owned here (a comment
-// says when the snapshot was truncated). These have no id: the changelog
-// offset they reflect is unknown. Then each update, in commit order:
+// says when the snapshot was truncated). Then each update, in commit
+// order:
 //
 //	id: <partition>-<changelog offset>
 //	event: count
 //	data: {"key":"k","value":42,"partition":3}
 //
-// The id never decreases within a partition. A client that reconnects
-// with Last-Event-ID is sent the current value again, as on a first
-// connection, so it never rests on a stale value; there is no replay,
-// because the current value supersedes every event it missed. Updates
-// already reflected in the snapshot are not sent after it (a fence on
-// the publish sequence around the read, see fence).
+// That is a prefix stream's update; its id never decreases within a
+// partition, and its current values have none (the changelog offset they
+// reflect is unknown). A key stream's events, its current value included,
+// have the value as their id ("id: 42"): a key's count only rises, so the
+// value is the stream's position, and a client that reconnects with
+// Last-Event-ID is sent the current value only when it is above that id
+// (stream.floor), then later updates: nothing twice, nothing missed. A
+// prefix stream's reconnection is sent the current values again. Updates
+// already reflected in the snapshot are not sent after it (a fence on the
+// publish sequence around the read, see fence).
 // Heartbeat comments (": ping") go out every HeartbeatInterval.
 //
 // # Partitions that move
@@ -74,14 +78,15 @@
 //	event: moved
 //	data: {"partition":3,"reason":"revoked"}
 //
-// and closes the stream, so the client's EventSource reconnects, through
-// any pod, to the partition's new owner. A member that relays a key's
-// stream from its owner (internal/api follow.go) does not pass the moved
-// event on: it follows the key to the new owner itself. A prefix stream spans partitions;
-// it is ended the same way when any partition leaves, rather than kept
-// streaming without the partition that left, because a client that reads
-// on would silently miss that partition's updates: reconnecting gets a
-// consistent snapshot from whatever the instance owns now.
+// and closes the stream. A member that relays a key's stream from its
+// owner (internal/api follow.go) does not pass the moved event on: it
+// follows the key to the new owner itself. A prefix stream narrowed to one
+// partition (Query.OnePartition, what a relaying member opens for each
+// partition of a prefix, internal/api prefix.go) is bound to its
+// partition as a key stream is. A prefix stream of every partition here
+// spans partitions; it is ended the same way when any partition leaves,
+// rather than kept streaming without the partition that left, because a
+// client that reads on would silently miss that partition's updates.
 //
 // # Latency
 //
