@@ -31,6 +31,9 @@ type lookupProbe struct {
 	// failures
 	boundedCodes map[int]int
 	staleAnswers int
+	// bounded scans: answers by status, stale pages
+	scanCodes  map[int]int
+	staleScans int
 	failures     []string
 	// the highest committed count an unbounded (or not stale) answer gave
 	last map[string]int64
@@ -39,7 +42,8 @@ type lookupProbe struct {
 // A bounded lookup (?max_lag) answers through the takeover of a member
 // lost with its disk, from the standby of its tasks while the group has
 // not moved them and while they restore: every such lookup is a 200, and
-// those not served by the owner's committed state say stale. A lookup
+// those not served by the owner's committed state say stale. So does a
+// bounded scan, whose page holds every key counted before the kill. A lookup
 // without max_lag answers 503 or a committed count: never one lower than
 // an earlier answer, never above what was produced (exactly_once_v2).
 func TestBoundedLookupsThroughATakeover(t *testing.T) {
@@ -60,7 +64,7 @@ func TestBoundedLookupsThroughATakeover(t *testing.T) {
 	slices.Sort(probeKeys)
 	more := skewed(112, 30_000, 300)
 	f := startFeeder(t, b.Addr(), more, 1_500)
-	probe := &lookupProbe{boundedCodes: map[int]int{}, last: map[string]int64{}}
+	probe := &lookupProbe{boundedCodes: map[int]int{}, scanCodes: map[int]int{}, last: map[string]int64{}}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -83,7 +87,8 @@ func TestBoundedLookupsThroughATakeover(t *testing.T) {
 
 	probe.mu.Lock()
 	defer probe.mu.Unlock()
-	t.Logf("bounded lookups by status %v, %d of them stale; every key exact %.1f s after the kill", probe.boundedCodes, probe.staleAnswers, time.Since(killed).Seconds())
+	t.Logf("bounded lookups by status %v, %d of them stale; bounded scans by status %v, %d of them stale; every key exact %.1f s after the kill",
+		probe.boundedCodes, probe.staleAnswers, probe.scanCodes, probe.staleScans, time.Since(killed).Seconds())
 	for _, f := range probe.failures[:min(len(probe.failures), 5)] {
 		t.Error(f)
 	}
@@ -92,6 +97,9 @@ func TestBoundedLookupsThroughATakeover(t *testing.T) {
 	}
 	if probe.staleAnswers == 0 {
 		t.Error("no bounded lookup was answered by a copy other than the owner's committed state")
+	}
+	if probe.staleScans == 0 {
+		t.Error("no bounded scan was read from a copy other than the owner's committed state")
 	}
 	exactOnEveryMember(t, survivors, all.truth)
 }
@@ -105,6 +113,8 @@ func (pr *lookupProbe) run(t *testing.T, survivors []*testkit.Instance, keys []s
 		case <-time.After(20 * time.Millisecond):
 		}
 		in := survivors[turn%len(survivors)]
+		code, body, err := in.Get("/api/v1/stores/" + storeName + "/keys?limit=1000&max_lag=1000000")
+		pr.scan(in.Name, code, body, err, first, f)
 		for _, k := range keys {
 			path := "/api/v1/stores/" + storeName + "/keys/" + url.PathEscape(k)
 			code, body, err := in.Get(path + "?max_lag=1000000")
@@ -146,6 +156,49 @@ func (pr *lookupProbe) bounded(member, key string, code int, body []byte, err er
 		return
 	}
 	pr.committed(member, key, a.Value, produced, "bounded, not stale")
+}
+
+// scan checks a bounded scan's page: a 200 holding every key of the first
+// workload (counted before the kill), none above what was produced.
+func (pr *lookupProbe) scan(member string, code int, body []byte, err error, first workload, f *feeder) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if err != nil {
+		pr.fail("bounded scan at %s: %v", member, err)
+		return
+	}
+	pr.scanCodes[code]++
+	if code != 200 {
+		pr.fail("bounded scan at %s: %d %s", member, code, body)
+		return
+	}
+	var page struct {
+		Items []struct {
+			Key   string `json:"key"`
+			Value int64  `json:"value"`
+		} `json:"items"`
+		Lag   *int64 `json:"lag"`
+		Stale *bool  `json:"stale"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil || page.Lag == nil || page.Stale == nil {
+		pr.fail("bounded scan at %s: %.200s, without lag and stale", member, body)
+		return
+	}
+	if *page.Stale {
+		pr.staleScans++
+	}
+	seen := 0
+	for _, it := range page.Items {
+		if _, ok := first.truth[it.Key]; ok {
+			seen++
+		}
+		if produced := first.truth[it.Key] + f.sentOf(it.Key, f.sent.Load()); it.Value > produced {
+			pr.fail("bounded scan at %s: %q at %d, above the %d produced", member, it.Key, it.Value, produced)
+		}
+	}
+	if seen != len(first.truth) {
+		pr.fail("bounded scan at %s: %d of the %d keys counted before the kill", member, seen, len(first.truth))
+	}
 }
 
 func (pr *lookupProbe) unbounded(member, key string, code int, body []byte, err error, produced int64) {

@@ -50,6 +50,21 @@ func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, er
 	return out, covered, err
 }
 
+func (c counts) ScanCopies(storeName string, q api.ScanQuery, maxLag int64) ([]api.Item, []api.PartitionCopy, error) {
+	items, copies, err := c.p.ScanCopies(storeName, store.ScanOptions{
+		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
+	}, maxLag)
+	out := make([]api.Item, len(items))
+	for i, it := range items {
+		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
+	}
+	cs := make([]api.PartitionCopy, len(copies))
+	for i, cp := range copies {
+		cs[i] = api.PartitionCopy{Partition: cp.Partition, Lag: cp.Lag, Stale: cp.Stale}
+	}
+	return out, cs, err
+}
+
 // operations adapts the processor and configuration to the api's Operations.
 type operations struct {
 	p   *processor.Processor

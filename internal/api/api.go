@@ -52,6 +52,17 @@ type Counts interface {
 	// Scan returns up to q.Limit keys in byte order from the active tasks
 	// here, and the partitions the answer covers.
 	Scan(store string, q ScanQuery) (items []Item, covered []int32, err error)
+	// ScanCopies returns up to q.Limit keys in byte order from the copies
+	// here (GetCopy's) that lag at most maxLag, and every copy here with
+	// its lag, fresh enough or not.
+	ScanCopies(store string, q ScanQuery, maxLag int64) (items []Item, copies []PartitionCopy, err error)
+}
+
+// PartitionCopy says how fresh a member's copy of a partition is.
+type PartitionCopy struct {
+	Partition int32 `json:"partition"`
+	Lag       int64 `json:"lag"`
+	Stale     bool  `json:"stale"`
 }
 
 // Item is one entry of a scan.

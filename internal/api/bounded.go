@@ -1,11 +1,14 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
@@ -149,4 +152,143 @@ func (s *Server) askCopy(c echo.Context, m abacus.Member) (done bool, lag int64,
 		lag = -1
 	}
 	return false, lag, nil
+}
+
+// scanBounded answers a scan with ?max_lag: each partition's keys come
+// from the freshest copy of it that lags at most maxLag (an active task
+// before any stale copy, then the least lag), on whichever member holds
+// it. The page says the largest lag it was read with, and whether any
+// copy was stale. Only when a partition has no copy fresh enough is the
+// answer 503: too_stale with the best lag on offer, or incomplete when
+// no member holds a copy of it that answers.
+func (s *Server) scanBounded(c echo.Context, store string, q ScanQuery, maxLag int64, local bool) error {
+	limit := q.Limit
+	if local || forwarded(c) {
+		if !forwarded(c) {
+			q.Limit = limit + 1 // one more tells whether a next page exists
+		}
+		items, copies, err := s.cfg.Counts.ScanCopies(store, q, maxLag)
+		if errors.Is(err, abacus.ErrUnknownStore) {
+			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		}
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		page := scanPage{Items: items, Copies: copies, Partitions: []int32{}}
+		if page.Items == nil {
+			page.Items = []Item{}
+		}
+		var lag int64
+		stale := false
+		for _, cp := range copies {
+			if cp.Lag <= maxLag {
+				page.Partitions = append(page.Partitions, cp.Partition)
+				lag, stale = max(lag, cp.Lag), stale || cp.Stale
+			}
+		}
+		if !forwarded(c) && len(items) > limit {
+			page.Items = items[:limit]
+			page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+		}
+		return s.answerBoundedPage(c, page, lag, stale)
+	}
+	if store != s.storeName() {
+		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	}
+	q.Limit = limit + 1
+	items, lag, stale, err := s.scanAllCopies(c.Request().Context(), store, q, maxLag, c.Request().Header.Get("Authorization"))
+	if err != nil {
+		return err
+	}
+	page := scanPage{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+	}
+	return s.answerBoundedPage(c, page, lag, stale)
+}
+
+func (s *Server) answerBoundedPage(c echo.Context, page scanPage, lag int64, stale bool) error {
+	page.Lag, page.Stale = &lag, &stale
+	h := c.Response().Header()
+	h.Set(LagHeader, strconv.FormatInt(lag, 10))
+	h.Set(StaleHeader, strconv.FormatBool(stale))
+	return c.JSON(http.StatusOK, page)
+}
+
+// scanAllCopies asks every member for its bounded local page, picks the
+// copy each partition is read from, and merges their keys.
+func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, maxLag int64, authorization string) (items []Item, lag int64, stale bool, err error) {
+	members, _, n := s.cfg.Router.Members()
+	if n == 0 {
+		return nil, 0, false, unavailable("starting", "the partition count is not known yet; retry shortly")
+	}
+	pages := make([]scanPage, len(members))
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.Name == s.cfg.Instance {
+				pages[i].Items, pages[i].Copies, errs[i] = s.cfg.Counts.ScanCopies(store, q, maxLag)
+				return
+			}
+			pages[i], errs[i] = s.scanRemote(ctx, m, store, q, maxLag, authorization)
+		}()
+	}
+	wg.Wait()
+	// from[p] is the member whose copy of partition p is read.
+	from := make([]int, n)
+	best := make([]PartitionCopy, n)
+	offered := make([]int64, n) // the least lag of any copy, -1 for none
+	for p := range n {
+		from[p], offered[p] = -1, -1
+	}
+	for i, page := range pages {
+		if errs[i] != nil {
+			continue // another member may hold a copy
+		}
+		for _, cp := range page.Copies {
+			if cp.Partition < 0 || cp.Partition >= n {
+				continue
+			}
+			if offered[cp.Partition] < 0 || cp.Lag < offered[cp.Partition] {
+				offered[cp.Partition] = cp.Lag
+			}
+			if cp.Lag > maxLag {
+				continue
+			}
+			b := best[cp.Partition]
+			if from[cp.Partition] < 0 || (b.Stale && !cp.Stale) || (b.Stale == cp.Stale && cp.Lag < b.Lag) {
+				from[cp.Partition], best[cp.Partition] = i, cp
+			}
+		}
+	}
+	for p := range n {
+		switch {
+		case from[p] >= 0:
+			lag, stale = max(lag, best[p].Lag), stale || best[p].Stale
+		case offered[p] >= 0:
+			return nil, 0, false, unavailable("too_stale", "no copy of partition %d lags at most %d changelog records: the freshest lags %d; retry shortly, or accept more", p, maxLag, offered[p])
+		default:
+			s.refresh()
+			return nil, 0, false, unavailable("incomplete", "no member holds a copy of partition %d that answers right now; retry shortly", p)
+		}
+	}
+	for i, page := range pages {
+		for _, it := range page.Items {
+			if it.Partition >= 0 && it.Partition < n && from[it.Partition] == i {
+				items = append(items, it)
+			}
+		}
+	}
+	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
+	if len(items) > q.Limit {
+		items = items[:q.Limit]
+	}
+	if items == nil {
+		items = []Item{}
+	}
+	return items, lag, stale, nil
 }

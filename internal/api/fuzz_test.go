@@ -57,6 +57,11 @@ func (f *fuzzCounts) Get(store string, key []byte) (Count, bool, error) {
 // fuzzStoreKeys are the keys of the store's one partition, in byte order.
 var fuzzStoreKeys = []string{"a", "a\x00", "a/b", "apple", "b", "héllo", "us-1", "us-2", "us-3", "zz"}
 
+func (f *fuzzCounts) ScanCopies(store string, q ScanQuery, _ int64) ([]Item, []PartitionCopy, error) {
+	items, _, err := f.Scan(store, q)
+	return items, []PartitionCopy{{Partition: 0}}, err
+}
+
 func (f *fuzzCounts) Scan(store string, q ScanQuery) ([]Item, []int32, error) {
 	if store != "counts-store" {
 		return nil, nil, abacus.ErrUnknownStore

@@ -249,6 +249,34 @@ func (f *fakeCounts) Scan(store string, q api.ScanQuery) ([]api.Item, []int32, e
 	return items[:min(len(items), q.Limit)], covered, nil
 }
 
+// ScanCopies answers from the partitions held (lag 0, not stale unless
+// restoring) and the copies (stale, with their lag).
+func (f *fakeCounts) ScanCopies(store string, q api.ScanQuery, maxLag int64) ([]api.Item, []api.PartitionCopy, error) {
+	if store != "counts-store" {
+		return nil, nil, abacus.ErrUnknownStore
+	}
+	if f.broken != nil {
+		return nil, nil, f.broken
+	}
+	var copies []api.PartitionCopy
+	for p := range int32(2) {
+		if lag, ok := f.copies[p]; ok && (!f.held[p] || f.restoring[p]) {
+			copies = append(copies, api.PartitionCopy{Partition: p, Lag: lag, Stale: true})
+		} else if f.held[p] && !f.restoring[p] {
+			copies = append(copies, api.PartitionCopy{Partition: p})
+		}
+	}
+	var items []api.Item
+	for k, it := range keys {
+		fresh := slices.ContainsFunc(copies, func(c api.PartitionCopy) bool { return c.Partition == it.Partition && c.Lag <= maxLag })
+		if fresh && strings.HasPrefix(k, q.Prefix) && k >= q.From && (q.To == "" || k < q.To) {
+			items = append(items, it)
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Key < items[j].Key })
+	return items[:min(len(items), q.Limit)], copies, nil
+}
+
 // fakeSnapshots is one member's copies of task stores.
 type fakeSnapshots struct {
 	copies map[int32]int64 // checkpoint by partition
@@ -559,6 +587,22 @@ var answerCases = []answerCase{
 		body: `{"items":[{"key":"banana","value":1,"partition":0},{"key":"cherry","value":2,"partition":1}]}`},
 	{name: "local scan", path: "/api/v1/stores/counts-store/keys?local=true", status: 200,
 		body: `{"items":[{"key":"apple","value":3,"partition":0},{"key":"banana","value":1,"partition":0},{"key":"héllo","value":4,"partition":0}],"partitions":[0]}`},
+	{name: "bounded scan of the owners", path: "/api/v1/stores/counts-store/keys?prefix=a&max_lag=0", status: 200,
+		body: `{"items":[{"key":"a/b c%d","value":1,"partition":1},{"key":"apple","value":3,"partition":0}],"lag":0,"stale":false}`},
+	{name: "bounded scan with a standby here, an owner down", path: "/api/v1/stores/counts-store/keys?prefix=a&max_lag=5", status: 200,
+		setup: func(c *cluster) { c.peerDown, c.self.copies = true, map[int32]int64{1: 3} },
+		body:  `{"items":[{"key":"a/b c%d","value":1,"partition":1},{"key":"apple","value":3,"partition":0}],"lag":3,"stale":true}`},
+	{name: "bounded scan prefers the owner to a standby", path: "/api/v1/stores/counts-store/keys?from=c&max_lag=5", status: 200,
+		setup: func(c *cluster) { c.self.copies = map[int32]int64{1: 3} },
+		body:  `{"items":[{"key":"cherry","value":2,"partition":1},{"key":"date","value":5,"partition":1},{"key":"héllo","value":4,"partition":0}],"lag":0,"stale":false}`},
+	{name: "bounded scan whose copies lag too much", path: "/api/v1/stores/counts-store/keys?max_lag=1", status: 503, code: "too_stale",
+		setup: func(c *cluster) { c.peerDown, c.self.copies = true, map[int32]int64{1: 7} }},
+	{name: "bounded scan of a partition without a copy", path: "/api/v1/stores/counts-store/keys?max_lag=1", status: 503, code: "incomplete",
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "local bounded scan", path: "/api/v1/stores/counts-store/keys?local=true&max_lag=2&prefix=a", status: 200,
+		setup: func(c *cluster) { c.self.copies = map[int32]int64{1: 3} },
+		body:  `{"items":[{"key":"apple","value":3,"partition":0}],"partitions":[0],"copies":[{"partition":0,"lag":0,"stale":false},{"partition":1,"lag":3,"stale":true}],"lag":0,"stale":false}`},
+	{name: "scan max_lag not a number of records", path: "/api/v1/stores/counts-store/keys?max_lag=x", status: 400, code: "bad_parameter"},
 	{name: "scan with a forged cursor", path: "/api/v1/stores/counts-store/keys?cursor=Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eA", status: 400, code: "bad_cursor"},
 	{name: "scan limit 0", path: "/api/v1/stores/counts-store/keys?limit=0", status: 400, code: "bad_parameter"},
 	{name: "scan limit 1001", path: "/api/v1/stores/counts-store/keys?limit=1001", status: 400, code: "bad_parameter"},

@@ -271,6 +271,13 @@ type scanPage struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 	// Partitions is set on local answers: what this instance covered.
 	Partitions []int32 `json:"partitions,omitempty"`
+	// Copies is set on local answers of a bounded scan (?max_lag): every
+	// copy of a partition this instance holds, fresh enough or not.
+	Copies []PartitionCopy `json:"copies,omitempty"`
+	// Lag and Stale answer a bounded scan: the largest lag of the copies
+	// the page was read from, and whether any of them is stale.
+	Lag   *int64 `json:"lag,omitempty"`
+	Stale *bool  `json:"stale,omitempty"`
 }
 
 const (
@@ -295,6 +302,13 @@ func (s *Server) scanKeys(c echo.Context) error {
 		return err
 	}
 	store := c.Param("store")
+	maxLag, bounded, err := maxLagParam(c)
+	if err != nil {
+		return err
+	}
+	if bounded {
+		return s.scanBounded(c, store, q, maxLag, local)
+	}
 	limit := q.Limit
 	if local || forwarded(c) {
 		if !forwarded(c) {
@@ -355,7 +369,9 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 				parts[i].items, parts[i].covered, parts[i].err = s.cfg.Counts.Scan(store, q)
 				return
 			}
-			parts[i].items, parts[i].covered, parts[i].err = s.scanRemote(ctx, m, store, q, authorization)
+			var page scanPage
+			page, parts[i].err = s.scanRemote(ctx, m, store, q, -1, authorization)
+			parts[i].items, parts[i].covered = page.Items, page.Partitions
 		}()
 	}
 	wg.Wait()
@@ -388,24 +404,29 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 	return merged, nil
 }
 
-func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, q ScanQuery, authorization string) ([]Item, []int32, error) {
+// scanRemote asks member m for its local page of the scan; with a maxLag
+// of 0 or more, of the bounded scan.
+func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, q ScanQuery, maxLag int64, authorization string) (scanPage, error) {
 	v := url.Values{"local": {"true"}, "limit": {strconv.Itoa(q.Limit)}}
+	if maxLag >= 0 {
+		v.Set("max_lag", strconv.FormatInt(maxLag, 10))
+	}
 	for k, val := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
 		if val != "" {
 			v.Set(k, val)
 		}
 	}
+	var page scanPage
 	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
 	if err != nil {
-		return nil, nil, err
+		return page, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
+		return page, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	var page scanPage
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
-		return nil, nil, fmt.Errorf("decode scan page: %w", err)
+		return page, fmt.Errorf("decode scan page: %w", err)
 	}
-	return page.Items, page.Partitions, nil
+	return page, nil
 }

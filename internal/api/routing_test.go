@@ -29,6 +29,10 @@ func (notHere) Scan(string, ScanQuery) ([]Item, []int32, error) {
 	return nil, nil, nil
 }
 
+func (notHere) ScanCopies(string, ScanQuery, int64) ([]Item, []PartitionCopy, error) {
+	return nil, nil, nil
+}
+
 // staleRouter believes owner owns every partition.
 type staleRouter struct {
 	owner     *abacus.Member

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
@@ -68,4 +69,50 @@ func (p *Processor) ScanPartition(storeName string, partition int32, o store.Sca
 		return true
 	})
 	return items, err
+}
+
+// PartitionCopy says how fresh this member's copy of a partition is: Lag
+// changelog records behind the end it last saw, and Stale unless it is
+// an active task that answers lookups (Get).
+type PartitionCopy struct {
+	Partition int32
+	Lag       int64
+	Stale     bool
+}
+
+// ScanCopies is ScanLocal over every copy of a partition here that
+// answers (GetCopy's copies: an active task, a standby, the store of a
+// task that restores, is being handed over or whose membership is
+// unconfirmed): it returns up to o.Limit keys in byte order from the
+// copies that lag at most maxLag, and every copy here, fresh enough or
+// not.
+func (p *Processor) ScanCopies(storeName string, o store.ScanOptions, maxLag int64) (items []Item, copies []PartitionCopy, err error) {
+	if storeName != p.cfg.Store {
+		return nil, nil, abacus.ErrUnknownStore
+	}
+	tasks := *p.tasks.Load()
+	for part := range p.numPartitions.Load() {
+		lag, slice, ok := p.copyOf(part)
+		if !ok {
+			continue
+		}
+		t, owned := tasks[part]
+		stale := !owned || !t.active.Load() || t.handingOver.Load() || p.unconfirmed.Load()
+		copies = append(copies, PartitionCopy{Partition: part, Lag: lag, Stale: stale})
+		if lag > maxLag {
+			continue
+		}
+		err := slice.Scan(o, func(k []byte, v int64) bool {
+			items = append(items, Item{Key: k, Value: v, Partition: part})
+			return true
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("scan the copy of partition %d: %w", part, err)
+		}
+	}
+	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
+	if o.Limit > 0 && len(items) > o.Limit {
+		items = items[:o.Limit]
+	}
+	return items, copies, nil
 }
