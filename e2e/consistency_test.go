@@ -34,7 +34,7 @@ type lookupProbe struct {
 	// bounded scans: answers by status, stale pages
 	scanCodes  map[int]int
 	staleScans int
-	failures     []string
+	failures   []string
 	// the highest committed count an unbounded (or not stale) answer gave
 	last map[string]int64
 }
