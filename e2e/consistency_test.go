@@ -318,3 +318,51 @@ func notOwner(pods []*testkit.Instance, p int32) *testkit.Instance {
 	}
 	return pods[0]
 }
+
+// A key subscription with ?max_lag is fed by the standby of the key's
+// task while its owner cannot serve: asked of a third member right after
+// the owner is killed (kill -9), it gets the key's exact count from the
+// standby while the group has not moved the partition yet, when the
+// strict subscription beside it only waits; both then follow the key to
+// its new owner, with values strictly increasing to the truth, on streams
+// that never end.
+func TestSubscriptionWithMaxLagFedByAStandby(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	pods := trio(t, b.Addr(), standbyEnv("exactly_once_v2"))
+	const key, n = "fed-by-a-standby", 300
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sseRecords(key, n))
+	waitCounts(t, time.Minute, pods, map[string]int64{key: n}, false)
+	pl := awaitStandbys(t, pods, 6, 1)
+	p := partitioner.Murmur2([]byte(key), 6)
+	victim, _ := ssePodNamed(t, pods, pl.Active[p])
+	var entry *testkit.Instance
+	for _, in := range pods {
+		if in.Name != victim.Name && !slices.Contains(pl.Standbys[p], in.Name) {
+			entry = in
+		}
+	}
+	t.Logf("partition %d of %q: active on %s, standby on %v; subscribing through %s", p, key, victim.Name, pl.Standbys[p], entry.Name)
+
+	victim.Kill()
+	killed := time.Now()
+	strict := sseMustSubscribe(t, sseURL(entry, key, false), nil)
+	bounded := sseMustSubscribe(t, sseURL(entry, key, false)+"&max_lag=1000", nil)
+	bounded.waitValues(t, 10*time.Second, map[string]int64{key: n})
+	fed := time.Since(killed)
+	if got := strict.counts(t); len(got) != 0 {
+		t.Errorf("the strict subscription got %+v while the owner was dead; want a wait", got)
+	}
+	if owner, _ := sseOwnerOf(t, entry, key); owner != victim.Name {
+		t.Logf("the group had moved partition %d to %s already", p, owner)
+	}
+	t.Logf("the bounded subscription had the count %d from the standby %s after the kill", n, fed.Round(time.Millisecond))
+
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", sseRecords(key, 50))
+	for _, s := range []*sseStream{strict, bounded} {
+		s.waitValues(t, time.Minute, map[string]int64{key: n + 50})
+		sseCheckStream(t, s, key, false)
+		if _, done, err := s.snapshot(); done {
+			t.Errorf("%s ended: %v", s.url, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -96,11 +97,37 @@ func (o operations) Topology() api.Topology {
 	return t
 }
 
-// subscriptions serves live streams from the processor's stores.
+// subscriptions serves live streams from the processor's stores: the
+// active tasks' through hub, the standby copies' through copyHub.
 type subscriptions struct {
-	hub    *subscribe.Hub
-	counts counts
-	store  string
+	hub, copyHub *subscribe.Hub
+	counts       counts
+	store        string
+}
+
+// ServeCopy streams from the copy of the partition here (GetCopy's) that
+// lags at most maxLag, fed by the standby's updates.
+func (s subscriptions) ServeCopy(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32, maxLag int64) error {
+	src := subscribe.Source{
+		Current: func(key string) (int64, int32, bool, error) {
+			cp, err := s.counts.p.GetCopy(s.store, []byte(key), maxLag)
+			return cp.Value, cp.Partition, cp.Found, err
+		},
+		CurrentPrefix: func(prefix string, partition int32, fn func(string, int64, int32) bool) error {
+			if partition < 0 {
+				return fmt.Errorf("%w: a prefix stream of copies is of one partition", subscribe.ErrBadQuery)
+			}
+			items, err := s.counts.p.ScanCopy(s.store, partition, store.ScanOptions{Prefix: []byte(prefix), Limit: subscribe.DefaultSnapshotLimit + 1}, maxLag)
+			for _, it := range items {
+				if !fn(string(it.Key), it.Value, it.Partition) {
+					break
+				}
+			}
+			return err
+		},
+	}
+	q := subscribe.Query{Key: key, Prefix: prefix, OnePartition: partition >= 0, Partition: max(partition, 0)}
+	return s.copyHub.Serve(w, r, q, src)
 }
 
 func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32) error {

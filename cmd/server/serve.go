@@ -43,7 +43,8 @@ type service struct {
 	log       *slog.Logger
 	proc      *processor.Processor
 	http      *api.Server
-	hub       *subscribe.Hub
+	hub       *subscribe.Hub // streams of the active tasks
+	copyHub   *subscribe.Hub // streams of standby copies (?max_lag)
 	disc      *discovery.Discovery
 	publisher *events.Publisher // nil without an events topic
 	copies    *peer.Copies      // this member's copies of task stores, for peers
@@ -93,8 +94,12 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 		s.publisher = events.New(cfg, log, reg)
 	}
 	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
-		Registerer: reg, Logger: log.With("component", "subscribe")}
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": "active"}, reg), Logger: log.With("component", "subscribe")}
 	s.hub = subscribe.New(hubCfg)
+	copyCfg := hubCfg
+	copyCfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"source": "standby"}, reg)
+	copyCfg.Logger = log.With("component", "subscribe", "source", "standby")
+	s.copyHub = subscribe.New(copyCfg)
 	// Closed before the store (closers run last first): the store must
 	// not close under a snapshot being sent.
 	s.copies = peer.NewCopies(db)
@@ -187,6 +192,10 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 		Config: s.cfg, Logger: s.log, Registerer: reg,
 		OnAssignment:  onAssignment,
 		OnCommit:      s.hub.Publish,
+		// A standby's streams end when it stops: their members go back
+		// to the partition's owner.
+		OnStandbyApplied: s.copyHub.Publish,
+		OnStandbyDropped: func(p int32) { s.copyHub.EndPartition(p, "standby stopped") },
 		OnStateChange: onStateChange,
 		OpenStore:     openStore,
 		Seed:          s.newSeed(reg),
@@ -231,7 +240,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Router:         router{s.disc},
 		Health:         health{s.proc},
 		Operations:     operations{s.proc, cfg},
-		Subscriptions:  subscriptions{s.hub, c, cfg.Store},
+		Subscriptions:  subscriptions{hub: s.hub, copyHub: s.copyHub, counts: c, store: cfg.Store},
 		Snapshots:      s.copies,
 		Gatherer:       reg,
 		Registerer:     reg,
@@ -267,6 +276,7 @@ func (s *service) run(ctx context.Context) error {
 		s.goHelper(httpCtx, g, "state events stopped", s.publisher.Run)
 	}
 	s.goHelper(httpCtx, g, "subscriptions stopped", s.hub.Run)
+	s.goHelper(httpCtx, g, "subscriptions of standbys stopped", s.copyHub.Run)
 	s.goHelper(httpCtx, g, "discovery stopped", s.disc.Run)
 	g.Go(func() error {
 		defer stopHTTP()

@@ -149,34 +149,25 @@ func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, 
 		s.refresh()
 		return err.Error(), false, false
 	}
-	m, ok := s.owner(p)
-	if !ok {
-		s.refresh()
-		return "partition " + strconv.Itoa(int(p)) + " has no known owner yet", false, false
-	}
 	lastID := ""
 	if *last >= 0 {
 		lastID = strconv.FormatInt(*last, 10) // the owner sends only news
 	}
-	resp, err := s.upstream(c, m, nil, lastID)
-	if err != nil {
-		s.refresh()
-		return "owner " + m.Name + " does not answer", false, c.Request().Context().Err() != nil
+	ctx := c.Request().Context()
+	ps, reason, refusal := s.openPart(ctx, c, sub, p, lastID)
+	switch {
+	case refusal != nil:
+		w.refuse(refusal)
+		return "", false, true
+	case ps == nil:
+		return reason, false, ctx.Err() != nil
 	}
-	if resp.StatusCode != http.StatusOK {
-		err := s.memberRefusal(resp)
-		if !isTransient(err) {
-			w.refuse(err)
-			return "", false, true
-		}
-		return m.Name + ": " + err.Error(), false, false
-	}
-	defer resp.Body.Close()
+	defer ps.body.Close()
 	w.reason = "" // streaming: a later wait is news
 	gone := false
 	// Until the owner ends the stream (the partition moved, it shuts
 	// down) or dies: then the next owner is found.
-	copyEvents(resp.Body, func(block []byte) bool {
+	copyEvents(ps.body, func(block []byte) bool {
 		streamed = true
 		event, _, value := countOf(block)
 		switch {

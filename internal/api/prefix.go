@@ -3,9 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -157,34 +154,13 @@ func (f *partFollower) note(reason string) bool {
 // came, and a lasting refusal.
 func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, refusal error) {
 	s, p := f.s, f.partition
-	m, ok := s.owner(p)
-	if !ok {
-		s.refresh()
-		return "no known owner yet", false, nil
+	ps, reason, refusal := s.openPart(ctx, f.c, f.sub, p, "")
+	if ps == nil {
+		return reason, false, refusal
 	}
-	var resp *http.Response
-	var err error
-	if m.Name == s.cfg.Instance {
-		resp, err = f.here(ctx)
-	} else {
-		resp, err = s.upstream(f.c, m, url.Values{"partition": {strconv.Itoa(int(p))}}, "")
-		if err != nil {
-			s.refresh()
-			return "owner " + m.Name + " does not answer", false, nil
-		}
-		if resp.StatusCode != http.StatusOK {
-			err = s.memberRefusal(resp)
-		}
-	}
-	if err != nil {
-		if !isTransient(err) {
-			return "", false, err
-		}
-		return m.Name + ": " + err.Error(), false, nil
-	}
-	defer resp.Body.Close()
+	defer ps.body.Close()
 	f.reason = "" // streaming: a later wait is news
-	copyEvents(resp.Body, func(block []byte) bool {
+	copyEvents(ps.body, func(block []byte) bool {
 		if ctx.Err() != nil {
 			return false
 		}
@@ -209,82 +185,4 @@ func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, 
 	})
 	s.refresh()
 	return "", streamed, nil
-}
-
-// here serves the partition's share from this member's own hub, in
-// process: its stream is read as another member's would be, from a pipe.
-// It returns the refusal, as an answer, when the hub cannot serve it.
-func (f *partFollower) here(ctx context.Context) (*http.Response, error) {
-	if f.s.cfg.Subscriptions == nil {
-		return nil, fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	pr, pw := io.Pipe()
-	w := &pipeResponse{header: http.Header{}, body: pw, head: make(chan int, 1)}
-	req := f.c.Request().Clone(ctx)
-	req.Header.Del("Last-Event-ID")
-	served := make(chan error, 1)
-	go func() {
-		err := f.s.cfg.Subscriptions.Serve(w, req, f.sub.key, true, f.partition)
-		pw.Close()
-		served <- err
-	}()
-	select {
-	case status := <-w.head:
-		resp := &http.Response{StatusCode: status, Header: w.header, Body: &pipeBody{PipeReader: pr, cancel: cancel, served: served}}
-		if status != http.StatusOK {
-			return nil, f.s.memberRefusal(resp)
-		}
-		return resp, nil
-	case err := <-served:
-		cancel()
-		pr.Close()
-		if err == nil {
-			return nil, unavailable("moving", "partition %d: the stream ended before it began", f.partition)
-		}
-		return nil, f.s.streamRefusal(subscription{key: f.sub.key, prefix: true, partition: f.partition}, err)
-	}
-}
-
-// pipeResponse is the http.ResponseWriter of a stream served in process:
-// the status goes to head, the body into a pipe. Writes block until read,
-// and fail once the reader closed the pipe.
-type pipeResponse struct {
-	header http.Header
-	body   *io.PipeWriter
-	head   chan int
-	sent   bool
-}
-
-func (w *pipeResponse) Header() http.Header { return w.header }
-
-func (w *pipeResponse) WriteHeader(status int) {
-	if !w.sent {
-		w.sent = true
-		w.head <- status
-	}
-}
-
-func (w *pipeResponse) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.body.Write(b)
-}
-
-// Flush is a no-op: every write reaches the reader as it is made.
-func (w *pipeResponse) Flush() {}
-
-// pipeBody ends the in-process stream when closed, as a closed
-// connection ends another member's: the hub's handler sees its request
-// end (or its next write fail), and Close waits for it to return.
-type pipeBody struct {
-	*io.PipeReader
-	cancel context.CancelFunc
-	served chan error
-}
-
-func (b *pipeBody) Close() error {
-	b.cancel()
-	b.PipeReader.Close()
-	<-b.served
-	return nil
 }

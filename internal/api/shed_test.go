@@ -72,6 +72,10 @@ func TestLoadSheddingAtTheInflightLimit(t *testing.T) {
 // starts.
 type streamingSubs struct{ setup chan struct{} }
 
+func (s streamingSubs) ServeCopy(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32, _ int64) error {
+	return s.Serve(w, r, key, prefix, partition)
+}
+
 func (s streamingSubs) Serve(w http.ResponseWriter, r *http.Request, _ string, _ bool, _ int32) error {
 	if s.setup != nil {
 		<-s.setup

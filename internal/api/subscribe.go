@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,12 @@ type Subscriptions interface {
 	// (one of abacus's when this member cannot serve the partition now),
 	// in which case it has written nothing.
 	Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32) error
+	// ServeCopy is Serve from this member's copy of the partition (its
+	// standby, a task restoring or being handed over) if it lags at most
+	// maxLag changelog records; a prefix only with a partition. It fails
+	// with abacus.ErrNotOwned when there is no copy here, and with an
+	// *abacus.StaleError when it lags more.
+	ServeCopy(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32, maxLag int64) error
 }
 
 // streamClient relays streams: no overall timeout, only for connecting
@@ -44,6 +51,9 @@ type subscription struct {
 	// partition narrows a prefix subscription to one partition; -1 for
 	// every partition.
 	partition int32
+	// maxLag lets a copy within that many changelog records feed the
+	// stream while the owner cannot (?max_lag); -1 for none.
+	maxLag int64
 }
 
 func parseSubscription(c echo.Context) (subscription, error) {
@@ -53,7 +63,7 @@ func parseSubscription(c echo.Context) (subscription, error) {
 	}
 	_, hasKey := params["key"]
 	_, hasPrefix := params["prefix"]
-	sub := subscription{partition: -1}
+	sub := subscription{partition: -1, maxLag: -1}
 	switch {
 	case hasKey == hasPrefix:
 		return sub, fail(http.StatusBadRequest, "bad_query", "give exactly one of key and prefix")
@@ -77,6 +87,11 @@ func parseSubscription(c echo.Context) (subscription, error) {
 			return sub, fail(http.StatusBadRequest, "bad_parameter", "partition %q is not a partition number", v[0])
 		}
 		sub.partition = int32(n)
+	}
+	if maxLag, bounded, err := maxLagParam(c); err != nil {
+		return sub, err
+	} else if bounded {
+		sub.maxLag = maxLag
 	}
 	return sub, nil
 }
@@ -107,14 +122,18 @@ func (s *Server) subscribe(c echo.Context) error {
 	}
 	if sub.prefix {
 		if local || forwarded(c) {
-			return s.serveLocal(c, sub)
+			return s.serveLocalOrCopy(c, sub)
 		}
 		return s.fanIn(c, sub)
 	}
 	_, _, err = s.cfg.Counts.Get(s.storeName(), []byte(sub.key))
 	if local || forwarded(c) {
 		// This member's answer alone: a partition it cannot serve now is
-		// refused, and the asking member waits (follow.go).
+		// refused, and the asking member waits (follow.go), unless a copy
+		// here within max_lag serves it.
+		if err != nil && sub.maxLag >= 0 && !errors.Is(err, abacus.ErrUnknownStore) {
+			return s.serveLocalOrCopy(c, sub)
+		}
 		switch {
 		case errors.Is(err, abacus.ErrRestoring):
 			return unavailable("restoring", "the partition of key %q is restoring; retry shortly", sub.key)
@@ -128,7 +147,7 @@ func (s *Server) subscribe(c echo.Context) error {
 		case err != nil:
 			return fmt.Errorf("read key: %w", err)
 		}
-		return s.serveLocal(c, sub)
+		return s.serveLocalOrCopy(c, sub)
 	}
 	switch {
 	case err == nil:
@@ -141,6 +160,29 @@ func (s *Server) subscribe(c echo.Context) error {
 
 func (s *Server) serveLocal(c echo.Context, sub subscription) error {
 	return s.serveLocalTo(c.Response(), c, sub)
+}
+
+// serveLocalOrCopy serves a local (or another member's) subscription from
+// this member's active task, or, with max_lag, when that cannot serve,
+// from its copy of a key's partition or of the one partition asked.
+func (s *Server) serveLocalOrCopy(c echo.Context, sub subscription) error {
+	err := s.serveLocal(c, sub)
+	if sub.maxLag < 0 || !isTransient(err) || (sub.prefix && sub.partition < 0) {
+		return err
+	}
+	if s.cfg.Subscriptions == nil {
+		return err
+	}
+	cerr := s.cfg.Subscriptions.ServeCopy(c.Response(), c.Request(), sub.key, sub.prefix, sub.partition, sub.maxLag)
+	var stale *abacus.StaleError
+	switch {
+	case errors.As(cerr, &stale):
+		c.Response().Header().Set(LagHeader, strconv.FormatInt(stale.Lag, 10))
+		return unavailable("too_stale", "the copy here lags %d changelog records, more than max_lag %d; retry shortly, or accept more", stale.Lag, sub.maxLag)
+	case errors.Is(cerr, abacus.ErrNotOwned):
+		return err // no copy here: the first refusal says why
+	}
+	return s.streamRefusal(sub, cerr)
 }
 
 // serveLocalTo is serveLocal onto w.
@@ -241,17 +283,21 @@ func (m *movedCatcher) noteLast(b []byte) {
 func (m *movedCatcher) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // upstream opens a member's stream of the same subscription, local to
-// it, with the query changed by set and the Last-Event-ID given (none when
-// empty).
-func (s *Server) upstream(c echo.Context, m abacus.Member, set url.Values, lastEventID string) (*http.Response, error) {
+// it, with the query changed by set (a nil value removes a parameter) and
+// the Last-Event-ID given (none when empty), for as long as ctx lasts.
+func (s *Server) upstream(ctx context.Context, c echo.Context, m abacus.Member, set url.Values, lastEventID string) (*http.Response, error) {
 	req := c.Request()
 	q := req.URL.Query()
 	q.Set("local", "true")
 	for k, v := range set {
-		q[k] = v
+		if v == nil {
+			q.Del(k)
+		} else {
+			q[k] = v
+		}
 	}
 	target := m.URL + req.URL.EscapedPath() + "?" + q.Encode()
-	up, err := http.NewRequestWithContext(req.Context(), http.MethodGet, target, nil)
+	up, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -116,3 +116,26 @@ func (p *Processor) ScanCopies(storeName string, o store.ScanOptions, maxLag int
 	}
 	return items, copies, nil
 }
+
+// ScanCopy returns up to o.Limit keys in byte order from the copy of
+// partition here that GetCopy answers from, if it lags at most maxLag.
+// It fails with abacus.ErrNotOwned when there is no copy here, and with
+// an *abacus.StaleError when it lags more.
+func (p *Processor) ScanCopy(storeName string, partition int32, o store.ScanOptions, maxLag int64) ([]Item, error) {
+	if storeName != p.cfg.Store {
+		return nil, abacus.ErrUnknownStore
+	}
+	lag, slice, ok := p.copyOf(partition)
+	switch {
+	case !ok:
+		return nil, abacus.ErrNotOwned
+	case lag > maxLag:
+		return nil, &abacus.StaleError{Lag: lag}
+	}
+	var items []Item
+	err := slice.Scan(o, func(k []byte, v int64) bool {
+		items = append(items, Item{Key: k, Value: v, Partition: partition})
+		return true
+	})
+	return items, err
+}

@@ -1,6 +1,7 @@
 package standby
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -49,6 +50,9 @@ type tail struct {
 	// read when the standby started.
 	last, cp, eof, high int64
 	applied             int // records since the last tick
+	// pending is what was applied since the checkpoint, each key's
+	// latest, for Config.OnApplied.
+	pending map[string]abacus.Update
 }
 
 func (r *Runner) run(ctx context.Context) {
@@ -205,7 +209,7 @@ func (l *loop) add(p int32) error {
 		w.Cancel()
 		return fmt.Errorf("assign changelog partition: %w", err)
 	}
-	l.tails[p] = &tail{p: p, label: strconv.Itoa(int(p)), st: st, w: w, last: cp, cp: cp, eof: -1, high: high}
+	l.tails[p] = &tail{p: p, label: strconv.Itoa(int(p)), st: st, w: w, last: cp, cp: cp, eof: -1, high: high, pending: map[string]abacus.Update{}}
 	delete(l.lingering, p)
 	l.r.log.Info("standby task started", "task", p, "checkpoint", cp, "changelog_end", high, "records_behind_at_most", max(high-start, 0))
 	return nil
@@ -227,6 +231,9 @@ func (l *loop) drop(p int32, linger bool) {
 	}
 	delete(l.tails, p)
 	l.r.cfg.Metrics.Lag.DeleteLabelValues(t.label)
+	if l.r.cfg.OnDropped != nil {
+		l.r.cfg.OnDropped(p)
+	}
 	if linger {
 		l.lingering[p] = time.Now().Add(l.r.cfg.StateCleanupDelay)
 	}
@@ -262,10 +269,17 @@ func (l *loop) apply(t *tail, e *kafka.Message) error {
 	var err error
 	if e.Value == nil {
 		err = t.w.Delete(e.Key)
-	} else if _, derr := store.DecodeCount(e.Value); derr != nil {
+	} else if n, derr := store.DecodeCount(e.Value); derr != nil {
 		l.r.log.Warn("skipping undecodable changelog record", "task", t.p, "offset", int64(e.TopicPartition.Offset), "error", derr)
 	} else {
 		err = t.w.Put(e.Key, e.Value)
+		if l.r.cfg.OnApplied != nil {
+			k := string(e.Key)
+			// Under at_least_once the store keeps the larger of two
+			// values (counts only grow), and so does what is published.
+			n = max(n, t.pending[k].Value)
+			t.pending[k] = abacus.Update{Key: k, Value: n, Partition: t.p, Offset: int64(e.TopicPartition.Offset)}
+		}
 	}
 	if err != nil {
 		return err
@@ -287,6 +301,11 @@ func (l *loop) checkpoint(t *tail) error {
 		return err
 	}
 	t.cp = t.last
+	if len(t.pending) > 0 {
+		updates := slices.SortedFunc(maps.Values(t.pending), func(a, b abacus.Update) int { return cmp.Compare(a.Offset, b.Offset) })
+		clear(t.pending)
+		l.r.cfg.OnApplied(updates)
+	}
 	return nil
 }
 
@@ -295,6 +314,7 @@ func (l *loop) checkpoint(t *tail) error {
 func (l *loop) failed(t *tail, err error) {
 	l.r.log.Error("standby task could not write its store; retrying", "task", t.p, "error", err, "retry_in", retryAfter)
 	t.last = t.cp // nothing past the checkpoint is written
+	clear(t.pending)
 	t.w.Cancel()
 	if uerr := l.consumer.IncrementalUnassign([]kafka.TopicPartition{{Topic: &l.r.topic, Partition: t.p}}); uerr != nil {
 		l.r.log.Warn("unassign standby changelog partition", "task", t.p, "error", uerr)

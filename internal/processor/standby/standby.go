@@ -39,9 +39,16 @@ type Config struct {
 	// Active reports whether a partition is a task of this member (active
 	// or restoring): no standby runs there, and its store is not wiped.
 	// It is called on the Runner's goroutine and must not block.
-	Active  func(p int32) bool
-	Metrics Metrics
-	Logger  *slog.Logger
+	Active func(p int32) bool
+	// OnApplied, if set, is given the updates a standby made readable in
+	// its store, each key's latest, in changelog order, after every
+	// checkpoint; OnDropped is told when a standby stops (released,
+	// promoted, moved away). Both are called on the Runner's goroutine
+	// and must not block: a subscription hub's Publish and EndPartition.
+	OnApplied func([]abacus.Update)
+	OnDropped func(p int32)
+	Metrics   Metrics
+	Logger    *slog.Logger
 }
 
 // Metrics are the Runner's instruments.
