@@ -190,15 +190,15 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 	}
 	return processor.New(processor.Config{
 		Config: s.cfg, Logger: s.log, Registerer: reg,
-		OnAssignment:  onAssignment,
-		OnCommit:      s.hub.Publish,
+		OnAssignment: onAssignment,
+		OnCommit:     s.hub.Publish,
 		// A standby's streams end when it stops: their members go back
 		// to the partition's owner.
 		OnStandbyApplied: s.copyHub.Publish,
 		OnStandbyDropped: func(p int32) { s.copyHub.EndPartition(p, "standby stopped") },
-		OnStateChange: onStateChange,
-		OpenStore:     openStore,
-		Seed:          s.newSeed(reg),
+		OnStateChange:    onStateChange,
+		OpenStore:        openStore,
+		Seed:             s.newSeed(reg),
 	}, db)
 }
 
