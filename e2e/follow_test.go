@@ -198,12 +198,7 @@ func TestSubscriptionsThroughARollingRestartAndAKill(t *testing.T) {
 		"ABACUS_CORS_ORIGINS":                ps.URL,
 	})
 	w := skewed(21, 60_000, 3_000)
-	key, most := "", int64(0)
-	for k, n := range w.truth {
-		if n > most {
-			key, most = k, n
-		}
-	}
+	key, most := w.hottest()
 	owner, others, _ := sseOwner(t, pods, key)
 	entry := others[0]
 	t.Logf("%q (%d records) is owned by %s; subscribers ask %s", key, most, owner.Name, entry.Name)

@@ -27,6 +27,16 @@ type workload struct {
 	truth   map[string]int64
 }
 
+// hottest is the workload's key with the most records, and their number.
+func (w workload) hottest() (key string, most int64) {
+	for k, n := range w.truth {
+		if n > most || n == most && k < key {
+			key, most = k, n
+		}
+	}
+	return key, most
+}
+
 // skewed makes n records over k keys: a few very hot keys, many cold ones,
 // with spaces, colons, slashes, percent signs and UTF-8 among the keys.
 func skewed(seed uint64, n, k int) workload {

@@ -238,12 +238,7 @@ func TestSubscriptionFollowsItsKeyThroughARollingRestart(t *testing.T) {
 	b := testkit.StartBroker(t, 6)
 	pods := testkit.StartMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_PARTITIONS": "6"}))
 	w := skewed(12, 40_000, 2_000)
-	key, most := "", int64(0)
-	for k, n := range w.truth {
-		if n > most {
-			key, most = k, n
-		}
-	}
+	key, _ := w.hottest()
 	owner, others, _ := sseOwner(t, pods, key)
 	entry, third := others[0], others[1]
 

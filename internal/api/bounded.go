@@ -186,9 +186,8 @@ func (s *Server) scanBounded(c echo.Context, store string, q ScanQuery, maxLag i
 				lag, stale = max(lag, cp.Lag), stale || cp.Stale
 			}
 		}
-		if !forwarded(c) && len(items) > limit {
-			page.Items = items[:limit]
-			page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+		if !forwarded(c) {
+			s.cutPage(&page, limit)
 		}
 		return s.answerBoundedPage(c, page, lag, stale)
 	}
@@ -201,10 +200,7 @@ func (s *Server) scanBounded(c echo.Context, store string, q ScanQuery, maxLag i
 		return err
 	}
 	page := scanPage{Items: items}
-	if len(items) > limit {
-		page.Items = items[:limit]
-		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
-	}
+	s.cutPage(&page, limit)
 	return s.answerBoundedPage(c, page, lag, stale)
 }
 

@@ -328,9 +328,8 @@ func (s *Server) scanKeys(c echo.Context) error {
 			covered = []int32{}
 		}
 		page := scanPage{Items: items, Partitions: covered}
-		if !forwarded(c) && len(items) > limit {
-			page.Items = items[:limit]
-			page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+		if !forwarded(c) {
+			s.cutPage(&page, limit)
 		}
 		return c.JSON(http.StatusOK, page)
 	}
@@ -343,11 +342,18 @@ func (s *Server) scanKeys(c echo.Context) error {
 		return err
 	}
 	page := scanPage{Items: items}
-	if len(items) > limit {
-		page.Items = items[:limit]
+	s.cutPage(&page, limit)
+	return c.JSON(http.StatusOK, page)
+}
+
+// cutPage keeps the first limit items of a page that was read with one
+// more, which tells that a next page exists: the cursor points past the
+// last item kept.
+func (s *Server) cutPage(page *scanPage, limit int) {
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
 		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
 	}
-	return c.JSON(http.StatusOK, page)
 }
 
 // scanAll asks every member for its part and merges the answers; an answer
