@@ -51,13 +51,13 @@ func TestReadmeTour(t *testing.T) {
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
 		code, body, err := in.Get("/api/v1/stores/counts-store/keys/foo")
-		if err == nil && (code != 200 || !strings.Contains(string(body), `"value":2`)) {
+		if err == nil && (code != 200 || !strings.Contains(string(body), `"value":2`) || !strings.Contains(string(body), `"offset":2`)) {
 			err = testkit.Errorf("foo: %d %s", code, body)
 		}
 		return err
 	})
 	code, body, err := in.Get("/api/v1/stores/counts-store/keys/foo")
-	if err != nil || code != 200 || string(body) != `{"key":"foo","value":2,"partition":0,"served_by":"`+hostname(t)+`"}`+"\n" {
+	if err != nil || code != 200 || string(body) != `{"key":"foo","value":2,"partition":0,"served_by":"`+hostname(t)+`","position":{"partition":0,"offset":2}}`+"\n" {
 		t.Errorf("curl foo: %d %q %v", code, body, err)
 	}
 	code, body, err = in.Get("/api/v1/stores/counts-store/keys/foo?after=0:1")

@@ -230,8 +230,10 @@ func BenchmarkLookups(b *testing.B) {
 
 	// Requests, all to the asked member.
 	me := ms[asked]
+	// The answer's beginning: the position that follows depends on the
+	// partition's offsets.
 	body := func(k, servedBy string) []byte {
-		return fmt.Appendf(nil, `{"key":%q,"value":%d,"partition":%d,"served_by":%q}`, k, truth[k], partitioner.Murmur2([]byte(k), partitions), servedBy)
+		return fmt.Appendf(nil, `{"key":%q,"value":%d,"partition":%d,"served_by":%q,"position":{`, k, truth[k], partitioner.Murmur2([]byte(k), partitions), servedBy)
 	}
 	path := func(k string) string { return "/api/v1/stores/" + storeName + "/keys/" + url.PathEscape(k) }
 	var sLocal, sLocalTrue, sForwarded, sMixed, sHealth []request

@@ -27,8 +27,12 @@ type counts struct {
 }
 
 func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
-	v, part, found, err := c.p.Get(storeName, key)
-	return api.Count{Value: v, Partition: part, ServedBy: c.instance}, found, err
+	v, part, found, pos, err := c.p.GetAt(storeName, key)
+	count := api.Count{Value: v, Partition: part, ServedBy: c.instance}
+	if pos >= 0 {
+		count.Position = &api.Position{Partition: part, Offset: pos}
+	}
+	return count, found, err
 }
 
 func (c counts) GetCopy(storeName string, key []byte, maxLag int64) (api.Count, bool, error) {

@@ -28,8 +28,9 @@ type Count struct {
 	// is not the owner's committed state.
 	Lag   *int64 `json:"lag,omitempty"`
 	Stale *bool  `json:"stale,omitempty"`
-	// Position answers a read-your-writes lookup (?after) only: every
-	// record of the key's input partition below it is counted.
+	// Position is where the owner's answer stands on the key's input
+	// partition: every record of it below the offset is counted. Strict
+	// and read-your-writes (?after) answers carry it; a copy's does not.
 	Position *Position `json:"position,omitempty"`
 }
 

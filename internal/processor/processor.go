@@ -226,6 +226,21 @@ func (p *Processor) StoreName() string { return p.cfg.Store }
 // Get returns the committed count of key from this instance's store.
 // It fails with one of abacus's errors when it cannot answer.
 func (p *Processor) Get(storeName string, key []byte) (value int64, partition int32, found bool, err error) {
+	value, partition, found, _, err = p.GetAt(storeName, key)
+	return value, partition, found, err
+}
+
+// GetAt is Get with the position the answer reflects: the input offset
+// of the key's partition below which every record is counted in it (-1
+// when not known yet). It is read before the count, so the count holds
+// at least those records.
+func (p *Processor) GetAt(storeName string, key []byte) (value int64, partition int32, found bool, position int64, err error) {
+	value, partition, found, err = p.get(storeName, key, &position)
+	return value, partition, found, position, err
+}
+
+func (p *Processor) get(storeName string, key []byte, position *int64) (value int64, partition int32, found bool, err error) {
+	*position = -1
 	if storeName != p.cfg.Store {
 		return 0, 0, false, abacus.ErrUnknownStore
 	}
@@ -246,6 +261,7 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 	if p.unconfirmed.Load() {
 		return 0, partition, false, abacus.ErrUnconfirmed
 	}
+	*position = t.readUpTo.Load()
 	value, found, err = t.store.Get(key)
 	return value, partition, found, err
 }

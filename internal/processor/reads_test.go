@@ -87,3 +87,24 @@ func TestGetCopyFromARestoringTask(t *testing.T) {
 		t.Fatalf("active task: %+v, %v", got, err)
 	}
 }
+
+// A strict read carries the position it reflects, read before the count:
+// the task's durable input position; none while the task restores.
+func TestGetAtReportsThePosition(t *testing.T) {
+	p := newTestProcessor(t)
+	p.numPartitions.Store(1)
+	tv := &taskView{partition: 0, store: p.db.Partition(0)}
+	tv.readUpTo.Store(-1)
+	publish(p, tv)
+	if _, _, _, pos, err := p.GetAt(p.cfg.Store, []byte("k")); !errors.Is(err, abacus.ErrRestoring) || pos != -1 {
+		t.Fatalf("restoring: position %d, %v; want -1 and ErrRestoring", pos, err)
+	}
+	if err := p.db.Partition(0).Commit(store.Batch{Counts: map[string]int64{"k": 7}, Checkpoint: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tv.readUpTo.Store(42)
+	tv.active.Store(true)
+	if v, part, found, pos, err := p.GetAt(p.cfg.Store, []byte("k")); err != nil || v != 7 || part != 0 || !found || pos != 42 {
+		t.Fatalf("active: %d %d %v position %d, %v; want 7 in partition 0 at position 42", v, part, found, pos, err)
+	}
+}
