@@ -262,10 +262,12 @@ func (s *subscribers) waitFinal(b *testing.B, within time.Duration, want func(i 
 }
 
 // stalledSubscriber subscribes to every key over raw TCP with a small
-// receive buffer and never reads.
+// receive buffer and never reads. It asks with local=true: one stream of
+// the member's own hub, which must let it go without slowing anything
+// (without it the member would merge a stream per partition for it).
 func stalledSubscriber(b *testing.B, in *testkit.Instance) net.Conn {
 	b.Helper()
-	return testkit.StalledStream(b, in.SubscribeURL(storeName, "", true))
+	return testkit.StalledStream(b, in.SubscribeURL(storeName, "", true)+"&local=true")
 }
 
 var metric = testkit.MustMetric
