@@ -49,14 +49,58 @@
 //
 // A window expires, is deleted and is no longer answered, when End <=
 // streamTime - retention (Expired). Validate keeps retention at least
-// size + grace, so a window expires at least its size after it closes.
-// Pinned by TestExpired and TestExpiryFollowsClosing.
+// size + grace (gap + grace for sessions), so no window expires before it
+// closes; but a session at the shortest retention expires at the very
+// stream time it closes, so a task emits the finals a stream time closes
+// before it deletes what that stream time expires. Pinned by TestExpired
+// and TestExpiryFollowsClosing.
 //
-// # The reference test
+// # Sessions
 //
-// TestReferenceTimeWindows feeds thousands of records, out of order
-// within and beyond the grace, through a task built from this package's
-// API alone, and compares every record's windows, every final value and
-// every deletion with a reference that tries every window start near each
-// record against the stream times.
+// A session of a key spans its first to its last record, both included,
+// Window{Start: first, End: last}; the spec's size is its inactivity gap.
+// The distance of a timestamp to a session is 0 inside it and otherwise
+// the distance to its nearer end. A record joins every session of its key
+// at a distance below the gap (MergeSession); joining two bridges them
+// into one, whose count is 1 + the counts of those it replaces.
+// SessionRange bounds the sessions a store must load to find them.
+//
+// A session closes when stream time reaches End + gap + grace. A record
+// is late when a session it would touch is closed: one it would join, or,
+// if it joins none, the session [ts, ts] it would start
+// (AssignSession). So a closed session never changes again, while, as
+// with time windows, a record however far behind still counts when the
+// session it joins is open. Expired sessions are ignored as if deleted, so
+// when a store deletes them does not matter; at the shortest retention a
+// session expires as it closes, and a record that would have touched it
+// starts a session of its own instead of being late.
+//
+// For example, with a gap of 5 minutes and a grace of 10, one key's
+// records arriving at 10:00, 10:03, 10:11, 10:07, 10:20, 10:16 make:
+//
+//	10:00  [10:00, 10:00] 1
+//	10:03  [10:00, 10:03] 2                    3 minutes after 10:00: joins it
+//	10:11  [10:00, 10:03] 2, [10:11, 10:11] 1  8 after 10:03: a session of its own
+//	10:07  [10:00, 10:11] 4                    4 from both: bridges them
+//	10:20  [10:00, 10:11] 4, [10:20, 10:20] 1  9 after 10:11
+//	10:16  [10:00, 10:11] 4, [10:16, 10:20] 2  5 after 10:11 is not below the gap
+//
+// Once stream time reaches 10:26, [10:00, 10:11] is closed (10:11 + 5 +
+// 10): a record at 10:14 would bridge it with [10:16, 10:20] and is late;
+// one at 10:24 extends [10:16, 10:20] to [10:16, 10:24], count 3. Pinned
+// by TestSessionWorkedExample, TestMergeSessionGap,
+// TestMergeSessionBridges, TestSessionRangeHoldsEveryCandidate,
+// TestAssignSessionLateness, TestAssignSessionNeverChangesClosed and
+// TestAssignSessionIgnoresExpired.
+//
+// # The reference tests
+//
+// TestReferenceTimeWindows and TestReferenceSessions feed thousands of
+// records, out of order within and beyond the grace, through a task built
+// from this package's API alone, and compare every record's outcome, every
+// final value and every deletion with a reference computed another way:
+// for time windows by trying every window start near each record against
+// the stream times, for sessions with sorted lists searched by bounds
+// and, where no session expired next to a later one, with the clusters of
+// the counted records.
 package window

@@ -7,8 +7,8 @@ import (
 )
 
 // ErrNegativeTimestamp is the error of a record stamped before the epoch:
-// it belongs to no window. The processor sends such records to its
-// dead-letter topic.
+// it belongs to no window, and is for the dead-letter topic rather than
+// for counting.
 var ErrNegativeTimestamp = errors.New("timestamp before the epoch")
 
 // Window is a span of event time in milliseconds since the epoch.
@@ -91,7 +91,8 @@ func (s Spec) Assign(ts, streamTime int64) (open []Window, late bool, err error)
 
 // CloseTime is the stream time at which w closes: End + grace for a time
 // window, End + gap + grace for a session, whose gap is its size (until
-// then a record could still extend it). A closed window takes no more
+// then a record less than grace behind stream time could still extend
+// it). A closed window takes no more
 // records; with emit final its count is published once, when it closes.
 func (s Spec) CloseTime(w Window) int64 {
 	end := addSat(w.End, millis(s.Grace))
