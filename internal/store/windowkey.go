@@ -92,7 +92,7 @@ func DecodeWindowKey(b []byte) (Window, error) {
 
 // parseWindowKey checks a window key and returns where its escaped key
 // ends (the index of the terminator) and its times.
-func parseWindowKey(b []byte) (keyEnd int, start, end int64, err error) {
+func parseWindowKey[B ~string | ~[]byte](b B) (keyEnd int, start, end int64, err error) {
 	if len(b) == 0 {
 		return 0, 0, 0, fmt.Errorf("%w: empty", ErrWindowKey)
 	}
@@ -119,8 +119,7 @@ func parseWindowKey(b []byte) (keyEnd int, start, end int64, err error) {
 	if len(times) != windowKeyTimes {
 		return 0, 0, 0, fmt.Errorf("%w: %d bytes after the key, not the %d of a start and an end", ErrWindowKey, len(times), windowKeyTimes)
 	}
-	start = int64(binary.BigEndian.Uint64(times))
-	end = int64(binary.BigEndian.Uint64(times[8:]))
+	start, end = int64(bigEndian64(times)), int64(bigEndian64(times[8:]))
 	if start < 0 || end < start {
 		return 0, 0, 0, fmt.Errorf("%w: a window from %d to %d (times are >= 0, and the end is not before the start)", ErrWindowKey, start, end)
 	}
@@ -128,7 +127,18 @@ func parseWindowKey(b []byte) (keyEnd int, start, end int64, err error) {
 }
 
 // windowKeyEnd is the end of the window key b, which parseWindowKey took.
-func windowKeyEnd(b []byte) int64 { return int64(binary.BigEndian.Uint64(b[len(b)-8:])) }
+func windowKeyEnd[B ~string | ~[]byte](b B) int64 { return int64(bigEndian64(b[len(b)-8:])) }
+
+// bigEndian64 is binary.BigEndian.Uint64 of a string as well (a commit's
+// window keys are the strings of a map, read without a copy).
+func bigEndian64[B ~string | ~[]byte](b B) uint64 {
+	_ = b[7]
+	var n uint64
+	for i := range 8 {
+		n = n<<8 | uint64(b[i])
+	}
+	return n
+}
 
 // appendWindowKeyPrefix appends the bytes every window key of key begins
 // with: the format byte, the escaped key and the terminator.
