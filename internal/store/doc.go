@@ -32,7 +32,9 @@
 // and end, so a key's windows are adjacent. The expiry index sorts a
 // store's windows by end, so ExpireWindows reads those it removes and no
 // other; a window's index entry is written before it and removed after it
-// (see WindowedStore).
+// (see WindowedStore). A store's changelog restores through the same
+// Restorer as the counts' (WindowedStore.NewRestorer), which keeps the
+// index too and writes the store's own checkpoint.
 //
 // Every store of a task commits under one checkpoint protocol: one Batch
 // writes the counts and the windows of each windowed store, then every
