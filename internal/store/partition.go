@@ -16,9 +16,9 @@ import (
 // NoCheckpoint is the checkpoint of a partition that has none yet.
 const NoCheckpoint int64 = -1
 
-// Partition is the store of one task: its counts and its checkpoint.
-// Get, Checkpoint and Scan may run concurrently with each other and with
-// one writer calling Commit or Wipe.
+// Partition is the store of one task: its counts and its checkpoint, and
+// its windowed stores (Windowed). Get, Checkpoint and Scan may run
+// concurrently with each other and with one writer calling Commit or Wipe.
 type Partition struct {
 	db            *badger.DB
 	space         *space

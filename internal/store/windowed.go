@@ -216,10 +216,12 @@ type WindowScanOptions struct {
 
 // ScanWindows calls fn for each window within the bounds in the order of
 // (key, start, end), the order of window keys, until fn returns false or
-// Limit windows were passed. It reads one Badger transaction: a scan
-// that goes on past Limit with After = EncodeWindowKey of the last
-// window passed reads the next page, neither skipping nor repeating a
-// window that no write added or removed in between.
+// Limit windows were passed; each call reads one Badger transaction. The
+// next page of a scan cut at Limit is the same scan with After set to
+// EncodeWindowKey of the last window passed: pages neither skip nor
+// repeat a window that no write added or removed between them
+// (TestScanWindowsPages). Start bounds skip, by a seek per key, the
+// windows of a key outside them.
 func (s *WindowedStore) ScanWindows(o WindowScanOptions, fn func(WindowCount) bool) error {
 	startFrom := max(o.StartFrom, 0)
 	if o.StartTo > 0 && startFrom >= o.StartTo {
