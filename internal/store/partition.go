@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	stdmaps "maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,9 +16,9 @@ import (
 // NoCheckpoint is the checkpoint of a partition that has none yet.
 const NoCheckpoint int64 = -1
 
-// Partition is the store of one task: its counts and its checkpoint.
-// Get, Checkpoint and Scan may run concurrently with each other and with
-// one writer calling Commit or Wipe.
+// Partition is the store of one task: its counts and its checkpoint, and
+// its windowed stores (Windowed). Get, Checkpoint and Scan may run
+// concurrently with each other and with one writer calling Commit or Wipe.
 type Partition struct {
 	db            *badger.DB
 	space         *space
@@ -37,6 +39,25 @@ type Batch struct {
 	Deletes []string
 	// Checkpoint is the changelog offset these values are complete up to.
 	Checkpoint int64
+	// Windowed are the writes to the task's windowed stores, by store
+	// name; a store not named keeps its windows, checkpoint and stream
+	// time as they are.
+	Windowed map[string]WindowedBatch
+}
+
+// WindowedBatch is what one commit writes to one windowed store.
+type WindowedBatch struct {
+	// Puts are the new counts by window key (EncodeWindowKey).
+	Puts map[string]int64
+	// Deletes are window keys removed (a changelog tombstone: a session
+	// merged into another). A key both put and deleted is deleted.
+	Deletes []string
+	// Checkpoint is the offset of the store's own changelog these windows
+	// are complete up to (>= 0).
+	Checkpoint int64
+	// StreamTime is the store's stream time as of the batch, epoch
+	// milliseconds, or NoStreamTime.
+	StreamTime int64
 }
 
 // ID is the partition (task) number.
@@ -134,10 +155,13 @@ func (p *Partition) checkpointIn(txn *badger.Txn) (int64, error) {
 	return cp, nil
 }
 
-// Commit writes the batch's values and its checkpoint, in one Badger
+// Commit writes the batch's values and its checkpoint, with the writes,
+// checkpoints and stream times of its windowed stores, in one Badger
 // transaction when it fits (see the package doc for when it does not).
 // It writes nothing, and fails with a *DiskFullError, when the disk has
-// less free space than the store needs (see space.go).
+// less free space than the store needs (see space.go); and it writes no
+// checkpoint when a windowed store's name, checkpoint, stream time or a
+// window key is invalid.
 func (p *Partition) Commit(b Batch) error {
 	if err := p.space.check(); err != nil {
 		return fmt.Errorf("commit partition %d: %w", p.id, err)
@@ -149,70 +173,192 @@ func (p *Partition) Commit(b Batch) error {
 }
 
 func (p *Partition) commit(b Batch) error {
-	// A batch too big for one transaction goes in several, the checkpoint
-	// in the last: each full transaction is committed in the background
-	// while the next is built, and the last only once all before it are
-	// in. Keys and values share two allocations: Badger holds on to them
-	// until its commit.
-	size := 0
+	// A batch too big for one transaction goes in several, the checkpoints
+	// in the last (txnWriter). Keys and values share two allocations:
+	// Badger holds on to them until its commit.
+	stores := make([]*WindowedStore, 0, len(b.Windowed))
+	for _, name := range slices.Sorted(stdmaps.Keys(b.Windowed)) {
+		s, err := p.Windowed(name)
+		if err != nil {
+			return err
+		}
+		if wb := b.Windowed[name]; wb.Checkpoint < 0 || wb.StreamTime < NoStreamTime {
+			return fmt.Errorf("windowed store %q: checkpoint %d, stream time %d: a checkpoint is an offset (>= 0), a stream time >= %d",
+				name, wb.Checkpoint, wb.StreamTime, NoStreamTime)
+		}
+		stores = append(stores, s)
+	}
+	size, nvalues := 0, len(b.Counts)
 	for k := range b.Counts {
 		size += len(p.keyPrefix) + len(k)
 	}
 	for _, k := range b.Deletes {
 		size += len(p.keyPrefix) + len(k)
 	}
-	keys := make([]byte, 0, size)
-	values := make([]byte, 0, 8*len(b.Counts))
-	var (
-		background sync.WaitGroup
-		mu         sync.Mutex
-		failed     error
-	)
-	txn := p.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	// write sets key to value (deletes it for a nil value), going on in a
-	// new transaction when this one is full.
-	write := func(key, value []byte) error {
-		err := setOrDelete(txn, key, value)
-		if !errors.Is(err, badger.ErrTxnTooBig) {
-			return err
+	for _, s := range stores {
+		wb := b.Windowed[s.name]
+		for k := range wb.Puts {
+			size += s.entryKeysBytes(len(k))
 		}
-		background.Add(1)
-		txn.CommitWith(func(err error) {
-			if err != nil {
-				mu.Lock()
-				failed = errors.Join(failed, err)
-				mu.Unlock()
-			}
-			background.Done()
-		})
-		txn = p.db.NewTransaction(true)
-		return setOrDelete(txn, key, value)
+		for _, k := range wb.Deletes {
+			size += s.entryKeysBytes(len(k))
+		}
+		nvalues += len(wb.Puts)
 	}
-	for k, n := range b.Counts {
+	keys := make([]byte, 0, size)
+	values := make([]byte, 0, 8*nvalues)
+	// key appends prefix, mid and k to keys and returns them as one key.
+	key := func(prefix, mid []byte, k string) []byte {
 		start := len(keys)
-		keys = append(append(keys, p.keyPrefix...), k...)
-		vstart := len(values)
+		keys = append(append(append(keys, prefix...), mid...), k...)
+		return keys[start:len(keys):len(keys)]
+	}
+	value := func(n int64) []byte {
+		start := len(values)
 		values = strconv.AppendInt(values, n, 10)
-		if err := write(keys[start:len(keys):len(keys)], values[vstart:len(values):len(values)]); err != nil {
+		return values[start:len(values):len(values)]
+	}
+	w := &txnWriter{db: p.db, txn: p.db.NewTransaction(true)}
+	defer w.discard()
+	for k, n := range b.Counts {
+		if err := w.write(key(p.keyPrefix, nil, k), value(n)); err != nil {
 			return err
 		}
 	}
 	for _, k := range b.Deletes {
-		start := len(keys)
-		keys = append(append(keys, p.keyPrefix...), k...)
-		if err := write(keys[start:len(keys):len(keys)], nil); err != nil {
+		if err := w.write(key(p.keyPrefix, nil, k), nil); err != nil {
 			return err
 		}
 	}
-	if err := write(p.checkpointKey, encodeCount(b.Checkpoint)); err != nil {
+	var end [8]byte
+	for _, s := range stores {
+		wb := b.Windowed[s.name]
+		// The index entry before the window, the window before its index
+		// entry's removal (see WindowedStore).
+		for k, n := range wb.Puts {
+			if err := s.endOf(k, end[:]); err != nil {
+				return err
+			}
+			if err := w.write(key(s.indexPrefix, end[:], k), []byte{}); err != nil {
+				return err
+			}
+			if err := w.write(key(s.dataPrefix, nil, k), value(n)); err != nil {
+				return err
+			}
+		}
+		for _, k := range wb.Deletes {
+			if err := s.endOf(k, end[:]); err != nil {
+				return err
+			}
+			if err := w.write(key(s.dataPrefix, nil, k), nil); err != nil {
+				return err
+			}
+			if err := w.write(key(s.indexPrefix, end[:], k), nil); err != nil {
+				return err
+			}
+		}
+	}
+	last := make([][2][]byte, 0, 1+2*len(stores))
+	last = append(last, [2][]byte{p.checkpointKey, encodeCount(b.Checkpoint)})
+	for _, s := range stores {
+		wb := b.Windowed[s.name]
+		last = append(last, [2][]byte{s.checkpointKey, encodeCount(wb.Checkpoint)}, [2][]byte{s.streamTimeKey, encodeCount(wb.StreamTime)})
+	}
+	if err := w.writeLast(last); err != nil {
 		return err
 	}
-	background.Wait()
-	if failed != nil {
-		return failed
+	return w.finish()
+}
+
+// txnWriter writes one commit in Badger transactions: in one when it
+// fits, else in several, each full one committed in the background while
+// the next is built, and the last only once all before it are in.
+type txnWriter struct {
+	db  *badger.DB
+	txn *badger.Txn
+	// entries and bytes are what txn holds, as Badger counts them or more
+	// (see entryBytes): what writeLast needs to know that its entries fit.
+	entries, bytes int64
+	background     sync.WaitGroup
+	mu             sync.Mutex
+	failed         error
+}
+
+// entryOverhead is what an entry costs a transaction beyond its key and
+// value: Badger counts 12 bytes (2 meta bytes, 10 for the version in
+// the key); counting more makes writeLast's test err on the safe side.
+const entryOverhead = 16
+
+func entryBytes(key, value []byte) int64 { return int64(len(key) + len(value) + entryOverhead) }
+
+// write sets key to value (deletes it for a nil value), going on in a
+// new transaction when this one is full.
+func (w *txnWriter) write(key, value []byte) error {
+	err := setOrDelete(w.txn, key, value)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		w.next()
+		err = setOrDelete(w.txn, key, value)
 	}
-	return txn.Commit()
+	if err != nil {
+		return err
+	}
+	w.entries++
+	w.bytes += entryBytes(key, value)
+	return nil
+}
+
+// next commits the full transaction in the background and starts the next.
+func (w *txnWriter) next() {
+	w.background.Add(1)
+	w.txn.CommitWith(func(err error) {
+		if err != nil {
+			w.mu.Lock()
+			w.failed = errors.Join(w.failed, err)
+			w.mu.Unlock()
+		}
+		w.background.Done()
+	})
+	w.txn = w.db.NewTransaction(true)
+	w.entries, w.bytes = 0, 0
+}
+
+// writeLast writes the entries (key, value) all into the last
+// transaction: into this one when they fit, else into a new one. The
+// checkpoints go so, after every value and together: a store's stream
+// time always goes with its checkpoint, and one commit moves every
+// store's checkpoint or none (TestCommitWritesTheCheckpointsTogetherLast).
+func (w *txnWriter) writeLast(entries [][2][]byte) error {
+	n, size := int64(len(entries)), int64(0)
+	for _, e := range entries {
+		size += entryBytes(e[0], e[1])
+	}
+	// Badger refuses the entry that brings its count to MaxBatchCount or
+	// its size to MaxBatchSize.
+	if w.entries > 0 && (w.entries+n >= w.db.MaxBatchCount() || w.bytes+size >= w.db.MaxBatchSize()) {
+		w.next()
+	}
+	for _, e := range entries {
+		if err := setOrDelete(w.txn, e[0], e[1]); err != nil {
+			return fmt.Errorf("write the checkpoints in the last transaction: %w", err)
+		}
+	}
+	return nil
+}
+
+// finish commits the last transaction once every one before it is in.
+func (w *txnWriter) finish() error {
+	w.background.Wait()
+	if w.failed != nil {
+		return w.failed
+	}
+	return w.txn.Commit()
+}
+
+// discard drops the last transaction unless finish committed it, and
+// waits for those under way.
+func (w *txnWriter) discard() {
+	w.txn.Discard()
+	w.background.Wait()
 }
 
 // setOrDelete sets key to value in txn, or deletes it for a nil value.
@@ -223,7 +369,8 @@ func setOrDelete(txn *badger.Txn, key, value []byte) error {
 	return txn.Set(key, value)
 }
 
-// Wipe deletes every value and the checkpoint of the partition.
+// Wipe deletes every value and the checkpoint of the partition, and every
+// windowed store of it: windows, expiry index, checkpoint and stream time.
 //
 // It writes a tombstone per key (deleteAll), which compaction then drops.
 // Badger's DropPrefix would rewrite the tables instead, faster for many
@@ -260,8 +407,11 @@ func (p *Partition) empty() (bool, error) {
 	return empty, nil
 }
 
-// deleteAll deletes every key of the partition, checkpoint included, with
-// a tombstone each; it blocks no other writer.
+// deleteAll deletes every key of the partition, checkpoints included, with
+// a tombstone each; it blocks no other writer. The checkpoints and stream
+// times (the meta keys, a few) go last, as a commit writes them last: a
+// crash in between leaves values without a checkpoint, which the next
+// restore wipes, never a checkpoint without the values it covers.
 func (p *Partition) deleteAll() error {
 	if err := p.space.check(); err != nil {
 		return fmt.Errorf("delete partition %d: %w", p.id, err)
@@ -271,8 +421,19 @@ func (p *Partition) deleteAll() error {
 	err := p.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p.keyPrefix[:4]})
 		defer it.Close()
+		var meta [][]byte
 		for it.Rewind(); it.Valid(); it.Next() {
-			if err := wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+			k := it.Item().KeyCopy(nil)
+			if len(k) > 4 && k[4] == metaTag {
+				meta = append(meta, k)
+				continue
+			}
+			if err := wb.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range meta {
+			if err := wb.Delete(k); err != nil {
 				return err
 			}
 		}

@@ -1,13 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Restorer writes a restore's changelog records into a partition. Records
+// Restorer writes a restore's changelog records into a partition's counts
+// (Partition.NewRestorer) or into one of its windowed stores
+// (WindowedStore.NewRestorer), whose records are keyed by window key and
+// whose restore keeps each window's expiry index entry with it. Records
 // are coalesced per key in memory, a chunk at a time (RestoreChunkBytes):
 // a changelog's head, and above all the delta a restart restores, holds
 // many records of each hot key, and only the last (or, keeping the
@@ -24,7 +28,11 @@ import (
 // past the end of the disk (see space.go).
 // A Restorer is used by one goroutine.
 type Restorer struct {
-	p         *Partition
+	p *Partition
+	// ws is the windowed store restored, nil for the partition's counts.
+	ws *WindowedStore
+	// what names the store restored in errors.
+	what      string
 	wb        *badger.WriteBatch // the chunk being written
 	unchecked int                // bytes taken since the last free-space check, -1 before the first
 	// committing is the chunk Badger commits in the background, nil if
@@ -67,8 +75,20 @@ const restoreEntryOverhead = 64
 // NewRestorer starts a batch of restore writes to the partition: each
 // record of the changelog replaces the stored count (exactly-once, where
 // the changelog read_committed is the truth).
-func (p *Partition) NewRestorer() *Restorer {
-	return &Restorer{p: p, wb: p.db.NewWriteBatch(), unchecked: -1, chunk: map[string]restoredCount{}}
+func (p *Partition) NewRestorer() *Restorer { return newRestorer(p, nil) }
+
+// NewRestorer starts a batch of restore writes to the windowed store from
+// its changelog, as Partition.NewRestorer does to the counts: each record
+// (a window key and a count, or a tombstone) replaces the stored window,
+// and the store's own checkpoint follows each chunk.
+func (s *WindowedStore) NewRestorer() *Restorer { return newRestorer(s.p, s) }
+
+func newRestorer(p *Partition, ws *WindowedStore) *Restorer {
+	what := fmt.Sprintf("partition %d", p.id)
+	if ws != nil {
+		what = ws.what()
+	}
+	return &Restorer{p: p, ws: ws, what: what, wb: p.db.NewWriteBatch(), unchecked: -1, chunk: map[string]restoredCount{}}
 }
 
 // NewRestorerKeepingMax starts a batch of restore writes that keep the
@@ -84,17 +104,46 @@ func (p *Partition) NewRestorerKeepingMax() (*Restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := p.NewRestorer()
-	r.keepMax, r.compareStored = true, cp != NoCheckpoint
-	return r, nil
+	return newRestorer(p, nil).keepingMax(cp), nil
 }
 
-// Put sets key to the count in its wire form (a decimal string, as the
-// changelog carries it).
+// NewRestorerKeepingMax is Partition.NewRestorerKeepingMax for the
+// windowed store: a window's count only grows too (a merged session's
+// old windows go with a tombstone, which still deletes).
+func (s *WindowedStore) NewRestorerKeepingMax() (*Restorer, error) {
+	cp, err := s.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	return newRestorer(s.p, s).keepingMax(cp), nil
+}
+
+// keepingMax makes r keep the larger count, of a store at checkpoint cp.
+func (r *Restorer) keepingMax(cp int64) *Restorer {
+	r.keepMax, r.compareStored = true, cp != NoCheckpoint
+	return r
+}
+
+// checkKey refuses a key that is not a window key, for a windowed store.
+func (r *Restorer) checkKey(key []byte) error {
+	if r.ws == nil {
+		return nil
+	}
+	if _, _, _, err := parseWindowKey(key); err != nil {
+		return fmt.Errorf("restore %s: window key %q: %w", r.what, key, err)
+	}
+	return nil
+}
+
+// Put sets key (a window key, for a windowed store) to the count in its
+// wire form (a decimal string, as the changelog carries it).
 func (r *Restorer) Put(key, count []byte) error {
 	n, err := decodeCount(count)
 	if err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+		return fmt.Errorf("restore %s: %w", r.what, err)
+	}
+	if err := r.checkKey(key); err != nil {
+		return err
 	}
 	if err := r.take(len(key) + len(count)); err != nil {
 		return err
@@ -115,6 +164,9 @@ func (r *Restorer) Put(key, count []byte) error {
 
 // Delete removes key (a changelog tombstone).
 func (r *Restorer) Delete(key []byte) error {
+	if err := r.checkKey(key); err != nil {
+		return err
+	}
 	if err := r.take(len(key)); err != nil {
 		return err
 	}
@@ -130,8 +182,8 @@ func (r *Restorer) Delete(key []byte) error {
 func (r *Restorer) Full() bool { return r.chunkBytes >= RestoreChunkBytes }
 
 // Checkpoint writes the chunk and then the checkpoint (the changelog is
-// complete up to offset), and lets Badger commit them while the restore
-// reads on.
+// complete up to offset) of the store restored, and lets Badger commit
+// them while the restore reads on.
 func (r *Restorer) Checkpoint(offset int64) error {
 	if err := r.take(8); err != nil {
 		return err
@@ -139,9 +191,12 @@ func (r *Restorer) Checkpoint(offset int64) error {
 	if err := r.writeChunk(); err != nil {
 		return err
 	}
-	v := encodeCount(offset)
-	if err := r.wb.Set(append([]byte(nil), r.p.checkpointKey...), v); err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+	key := r.p.checkpointKey
+	if r.ws != nil {
+		key = r.ws.checkpointKey
+	}
+	if err := r.wb.Set(bytes.Clone(key), encodeCount(offset)); err != nil {
+		return fmt.Errorf("restore %s: %w", r.what, err)
 	}
 	wb, c := r.wb, &chunkCommit{done: make(chan struct{})}
 	go func() {
@@ -161,7 +216,7 @@ func (r *Restorer) waitCommitted() error {
 	<-c.done
 	r.committing = nil
 	if c.err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, c.err)
+		return fmt.Errorf("restore %s: %w", r.what, c.err)
 	}
 	return nil
 }
@@ -182,27 +237,55 @@ func (r *Restorer) writeChunk() error {
 		defer view.Discard()
 	}
 	for key, e := range r.chunk {
-		k := r.p.dataKey([]byte(key))
+		k := r.dataKey([]byte(key))
 		var err error
 		switch {
 		case e.deleted:
-			err = r.wb.Delete(k)
+			err = r.delete(k, key)
 		case view != nil && !e.restarted:
 			var stored int64
 			if stored, err = r.stored(view, k); err == nil && stored < e.n {
-				err = r.wb.Set(k, encodeCount(e.n))
+				err = r.set(k, key, e.n)
 			}
 		default:
-			err = r.wb.Set(k, encodeCount(e.n))
+			err = r.set(k, key, e.n)
 		}
 		if err != nil {
-			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+			return fmt.Errorf("restore %s: %w", r.what, err)
 		}
 	}
 	clear(r.chunk)
 	r.chunkBytes = 0
 	r.compareStored = r.keepMax // from the second chunk on: with the first
 	return nil
+}
+
+// dataKey is the Badger key of the restored key.
+func (r *Restorer) dataKey(key []byte) []byte {
+	if r.ws != nil {
+		return r.ws.dataKey(key)
+	}
+	return r.p.dataKey(key)
+}
+
+// set writes the count n of key under its Badger key k; a window's index
+// entry goes first (see WindowedStore).
+func (r *Restorer) set(k []byte, key string, n int64) error {
+	if r.ws != nil {
+		if err := r.wb.Set(r.ws.indexKey([]byte(key)), []byte{}); err != nil {
+			return err
+		}
+	}
+	return r.wb.Set(k, encodeCount(n))
+}
+
+// delete deletes key under its Badger key k; a window's index entry goes
+// after it.
+func (r *Restorer) delete(k []byte, key string) error {
+	if err := r.wb.Delete(k); err != nil || r.ws == nil {
+		return err
+	}
+	return r.wb.Delete(r.ws.indexKey([]byte(key)))
 }
 
 // stored is the count Badger holds for the data key k, -1 for none.
@@ -226,7 +309,7 @@ func (r *Restorer) stored(view *badger.Txn, k []byte) (int64, error) {
 func (r *Restorer) take(n int) error {
 	if r.unchecked < 0 || r.unchecked >= spaceCheckBytes {
 		if err := r.p.space.check(); err != nil {
-			return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+			return fmt.Errorf("restore %s: %w", r.what, err)
 		}
 		r.unchecked = 0
 	}
@@ -242,7 +325,7 @@ func (r *Restorer) Flush() error {
 		return err
 	}
 	if err := r.wb.Flush(); err != nil {
-		return fmt.Errorf("restore partition %d: %w", r.p.id, err)
+		return fmt.Errorf("restore %s: %w", r.what, err)
 	}
 	return nil
 }

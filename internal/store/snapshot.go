@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,26 +12,48 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// A peer snapshot is one partition's counts and checkpoint as a stream of
-// bytes, for a member that takes a task over without a copy of its own
-// (docs/state.md, "Peer snapshots"). Format version 1, integers
-// big-endian:
+// A peer snapshot is one partition's counts and checkpoint, with its
+// windowed stores, as a stream of bytes, for a member that takes a task
+// over without a copy of its own (docs/state.md, "Peer snapshots").
+// Format version 2, integers big-endian:
 //
 //	header   magic "abacusSN" (8 bytes), format version (uint16),
 //	         partition (uint32), checkpoint (int64)
 //	entries  per key, in key order: the key's length plus one (uvarint),
 //	         the key, its count (zigzag varint)
 //	end      0x00 (a length no entry has)
-//	trailer  the number of entries (uint64), then the CRC-32C
-//	         (Castagnoli) of every byte before it (uint32)
+//	stores   per windowed store that has a checkpoint, in name order: the
+//	         name's length (one byte, 1 to 100), the name, the store's
+//	         checkpoint (int64) and stream time (int64), then its windows
+//	         as entries are, in window key order, keyed by window key,
+//	         and an end (0x00)
+//	end      0x00 (a length no name has)
+//	trailer  the number of entries, counts and windows (uint64), then the
+//	         CRC-32C (Castagnoli) of every byte before it (uint32)
+//
+// Version 1, the format of members without windowed stores, is version 2
+// without the stores and their end: the header, the entries, the end and
+// the trailer. A partition without a windowed store is written in version
+// 1, which carries all of it, so that a member of the previous release
+// still reads its snapshots; and a version 1 snapshot is still read.
+// A store's windows without a checkpoint of the store (a restore of its
+// changelog stopped before its first chunk's checkpoint) are not sent:
+// they are complete up to nothing, and the receiver restores that store
+// from its changelog's start. Index entries are not sent either: the
+// receiver derives each from its window key.
 //
 // The trailer comes last, so a stream cut off at any byte lacks it; the
 // checksum catches a changed byte anywhere before it. A reader checks the
 // magic and the version before anything else: a later version may lay
 // its bytes out differently, so it is refused, never read as this one.
 
-// SnapshotVersion is the snapshot format this build writes and reads.
-const SnapshotVersion uint16 = 1
+// SnapshotVersion is the latest snapshot format this build writes and
+// reads; it reads every version from 1 on.
+const SnapshotVersion uint16 = 2
+
+// snapshotVersionCounts is the format of a snapshot of a partition
+// without a windowed store.
+const snapshotVersionCounts uint16 = 1
 
 const snapshotMagic = "abacusSN"
 
@@ -61,18 +84,56 @@ var (
 )
 
 // SnapshotInfo is what a snapshot carried: its partition and checkpoint,
-// its keys, and its size in bytes.
+// its entries (counts and windows), of those its windows, and its size in
+// bytes.
 type SnapshotInfo struct {
 	Partition  int32
 	Checkpoint int64
 	Entries    int64
+	Windows    int64
 	Bytes      int64
 }
 
-// WriteSnapshot writes the partition's counts and checkpoint to w, read in
-// one Badger transaction: a consistent copy as of its checkpoint (counts
-// past the checkpoint that a commit in several transactions left are
-// rewritten by the changelog from checkpoint+1, see the package doc). It
+// storeMeta is a windowed store's checkpoint and stream time.
+type storeMeta struct {
+	s                      *WindowedStore
+	checkpoint, streamTime int64
+}
+
+// windowedStoresIn lists the windowed stores of the partition that have a
+// checkpoint as of txn, in name order, with their stream times.
+func (p *Partition) windowedStoresIn(txn *badger.Txn) ([]storeMeta, error) {
+	prefix := append(append(bytes.Clone(p.keyPrefix[:4]), metaTag), "checkpoint/"...)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var out []storeMeta
+	for it.Rewind(); it.Valid(); it.Next() {
+		s, err := p.Windowed(string(it.Item().Key()[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		m := storeMeta{s: s, streamTime: NoStreamTime}
+		if err := it.Item().Value(func(v []byte) (err error) { m.checkpoint, err = decodeCount(v); return err }); err != nil {
+			return nil, fmt.Errorf("read the checkpoint of %s: %w", s.what(), err)
+		}
+		item, err := txn.Get(s.streamTimeKey)
+		if err == nil {
+			err = item.Value(func(v []byte) (err error) { m.streamTime, err = decodeCount(v); return err })
+		}
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, fmt.Errorf("read the stream time of %s: %w", s.what(), err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// WriteSnapshot writes the partition's counts and checkpoint to w, with
+// the windows, checkpoint and stream time of each of its windowed stores
+// that has a checkpoint, read in one Badger transaction: a consistent copy
+// as of its checkpoints (values past a checkpoint that a commit in several
+// transactions left are rewritten by the changelog from checkpoint+1, see
+// the package doc). It
 // fails, having written nothing, with ErrNoCheckpoint for a partition
 // without a checkpoint. A wipe that runs at any time during the read
 // fails the snapshot with ErrSnapshotWiped before its trailer, and the
@@ -98,17 +159,44 @@ func (p *Partition) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 		return fail(ErrNoCheckpoint)
 	}
 	info.Checkpoint = cp
+	stores, err := p.windowedStoresIn(txn)
+	if err != nil {
+		return fail(err)
+	}
+	version := SnapshotVersion
+	if len(stores) == 0 {
+		version = snapshotVersionCounts
+	}
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 64<<10)}
-	sw.header(p.id, cp)
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: p.keyPrefix})
-	defer it.Close()
-	for it.Rewind(); it.Valid() && sw.err == nil; it.Next() {
-		var n int64
-		if err := it.Item().Value(func(v []byte) (err error) { n, err = decodeCount(v); return err }); err != nil {
-			return fail(err)
+	sw.header(version, p.id, cp)
+	// entries writes the entries under prefix, keyed by what follows it.
+	entries := func(prefix []byte) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && sw.err == nil; it.Next() {
+			var n int64
+			if err := it.Item().Value(func(v []byte) (err error) { n, err = decodeCount(v); return err }); err != nil {
+				return err
+			}
+			sw.entry(it.Item().Key()[len(prefix):], n)
+			info.Entries++
 		}
-		sw.entry(it.Item().Key()[len(p.keyPrefix):], n)
-		info.Entries++
+		return nil
+	}
+	if err := entries(p.keyPrefix); err != nil {
+		return fail(err)
+	}
+	if version >= 2 {
+		sw.end()
+		for _, m := range stores {
+			sw.store(m.s.name, m.checkpoint, m.streamTime)
+			before := info.Entries
+			if err := entries(m.s.dataPrefix); err != nil {
+				return fail(fmt.Errorf("%s: %w", m.s.what(), err))
+			}
+			info.Windows += info.Entries - before
+			sw.end()
+		}
 	}
 	if sw.err != nil {
 		return fail(fmt.Errorf("write: %w", sw.err))
@@ -125,11 +213,14 @@ func (p *Partition) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 }
 
 // ReadSnapshot fills the partition, which must have no checkpoint, from a
-// snapshot (WriteSnapshot's), and returns what it carried. It writes the
-// counts as they arrive and the snapshot's checkpoint only after the whole
-// stream is verified, so on any failure the partition is left without a
-// checkpoint; it then deletes the counts it wrote, and what it could not
-// delete is to be wiped (restore does).
+// snapshot (WriteSnapshot's, of any version), and returns what it carried.
+// It writes the counts and windows as they arrive (each window's index
+// entry first), and the snapshot's checkpoints and stream times only
+// after the whole stream is verified, all in one transaction, so on any
+// failure the partition is left without a checkpoint; it then deletes
+// what it wrote, and what it could not delete is to be wiped (restore
+// does). Whatever the partition held without a checkpoint, windowed
+// stores included, goes first.
 //
 // The counts are written as they are, not keeping the larger of a stored
 // one as an at-least-once restore does (NewRestorerKeepingMax): the slice
@@ -153,7 +244,7 @@ func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 	} else if cp != NoCheckpoint {
 		return fail(fmt.Errorf("the partition has a checkpoint (%d): a snapshot only fills one without", cp))
 	}
-	cp, err := sr.header(p.id)
+	version, cp, err := sr.header(p.id)
 	if err != nil {
 		return fail(err)
 	}
@@ -179,25 +270,51 @@ func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 		return info, err
 	}
 	unchecked := spaceCheckBytes
-	for {
-		key, n, ok, err := sr.entry()
+	// entries writes the entries up to their end, into the windowed store
+	// s, or the counts for nil.
+	entries := func(s *WindowedStore) error {
+		for {
+			key, n, ok, err := sr.entry()
+			if err != nil || !ok {
+				return err
+			}
+			if unchecked += len(key) + 32; unchecked >= spaceCheckBytes {
+				if err := p.space.check(); err != nil {
+					return err
+				}
+				unchecked = 0
+			}
+			// Badger holds on to the keys and values until it commits them.
+			if s == nil {
+				err = wb.Set(p.dataKey(key), encodeCount(n))
+			} else if _, _, _, err = parseWindowKey(key); err != nil {
+				return corrupt("%s: a window key after %d bytes: %v", s.what(), sr.n, err)
+			} else if err = wb.Set(s.indexKey(key), []byte{}); err == nil {
+				err = wb.Set(s.dataKey(key), encodeCount(n))
+				info.Windows++
+			}
+			if err != nil {
+				return err
+			}
+			info.Entries++
+		}
+	}
+	if err := entries(nil); err != nil {
+		return fail(err)
+	}
+	var stores []storeMeta
+	for version >= 2 {
+		m, ok, err := sr.store(p, stores)
 		if err != nil {
 			return fail(err)
 		}
 		if !ok {
 			break
 		}
-		if unchecked += len(key) + 32; unchecked >= spaceCheckBytes {
-			if err := p.space.check(); err != nil {
-				return fail(err)
-			}
-			unchecked = 0
-		}
-		// Badger holds on to the key and value until it commits them.
-		if err := wb.Set(p.dataKey(key), encodeCount(n)); err != nil {
+		if err := entries(m.s); err != nil {
 			return fail(err)
 		}
-		info.Entries++
+		stores = append(stores, m)
 	}
 	if err := sr.trailer(info.Entries); err != nil {
 		return fail(err)
@@ -205,9 +322,22 @@ func (p *Partition) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 	if err := wb.Flush(); err != nil {
 		return fail(err)
 	}
-	// The checkpoint last, once every count is in: a crash before it
-	// leaves counts without one, which the next restore wipes.
-	err = p.db.Update(func(txn *badger.Txn) error { return txn.Set(p.checkpointKey, encodeCount(cp)) })
+	// The checkpoints last, once every value is in, together: a crash
+	// before them leaves values without one, which the next restore wipes.
+	err = p.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(p.checkpointKey, encodeCount(cp)); err != nil {
+			return err
+		}
+		for _, m := range stores {
+			if err := txn.Set(m.s.checkpointKey, encodeCount(m.checkpoint)); err != nil {
+				return err
+			}
+			if err := txn.Set(m.s.streamTimeKey, encodeCount(m.streamTime)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -234,9 +364,9 @@ func (s *snapshotWriter) write(b []byte) {
 	_, s.err = s.w.Write(b)
 }
 
-func (s *snapshotWriter) header(partition int32, checkpoint int64) {
+func (s *snapshotWriter) header(version uint16, partition int32, checkpoint int64) {
 	b := append(s.buf[:0], snapshotMagic...)
-	b = binary.BigEndian.AppendUint16(b, SnapshotVersion)
+	b = binary.BigEndian.AppendUint16(b, version)
 	b = binary.BigEndian.AppendUint32(b, uint32(partition))
 	b = binary.BigEndian.AppendUint64(b, uint64(checkpoint))
 	s.write(b)
@@ -247,6 +377,18 @@ func (s *snapshotWriter) entry(key []byte, count int64) {
 	b := binary.AppendUvarint(s.buf[:0], uint64(len(key))+1)
 	b = append(b, key...)
 	b = binary.AppendVarint(b, count)
+	s.write(b)
+	s.buf = b
+}
+
+// end ends a run of entries (version 2).
+func (s *snapshotWriter) end() { s.write([]byte{0}) }
+
+// store starts a windowed store's part (version 2).
+func (s *snapshotWriter) store(name string, checkpoint, streamTime int64) {
+	b := append(append(s.buf[:0], byte(len(name))), name...)
+	b = binary.BigEndian.AppendUint64(b, uint64(checkpoint))
+	b = binary.BigEndian.AppendUint64(b, uint64(streamTime))
 	s.write(b)
 	s.buf = b
 }
@@ -319,30 +461,63 @@ func (s *snapshotReader) full(n int) ([]byte, error) {
 	return b, nil
 }
 
-// header reads and checks the header, and returns the checkpoint.
-func (s *snapshotReader) header(partition int32) (int64, error) {
+// header reads and checks the header, and returns the format version and
+// the checkpoint.
+func (s *snapshotReader) header(partition int32) (uint16, int64, error) {
 	b, err := s.full(snapshotHeaderBytes)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if magic := string(b[:len(snapshotMagic)]); magic != snapshotMagic {
-		return 0, corrupt("not a snapshot: it begins with %q, not %q", magic, snapshotMagic)
+		return 0, 0, corrupt("not a snapshot: it begins with %q, not %q", magic, snapshotMagic)
 	}
 	b = b[len(snapshotMagic):]
-	switch v := binary.BigEndian.Uint16(b); {
+	v := binary.BigEndian.Uint16(b)
+	switch {
 	case v > SnapshotVersion:
-		return 0, fmt.Errorf("%w: format version %d is newer than version %d, the latest this member reads", ErrSnapshotVersion, v, SnapshotVersion)
-	case v != SnapshotVersion:
-		return 0, fmt.Errorf("%w: format version %d is unknown (this member reads version %d)", ErrSnapshotVersion, v, SnapshotVersion)
+		return 0, 0, fmt.Errorf("%w: format version %d is newer than version %d, the latest this member reads", ErrSnapshotVersion, v, SnapshotVersion)
+	case v < snapshotVersionCounts:
+		return 0, 0, fmt.Errorf("%w: format version %d is unknown (this member reads versions %d to %d)", ErrSnapshotVersion, v, snapshotVersionCounts, SnapshotVersion)
 	}
 	if got := int32(binary.BigEndian.Uint32(b[2:])); got != partition {
-		return 0, fmt.Errorf("%w: the snapshot is of partition %d", ErrSnapshotPartition, got)
+		return 0, 0, fmt.Errorf("%w: the snapshot is of partition %d", ErrSnapshotPartition, got)
 	}
 	cp := int64(binary.BigEndian.Uint64(b[6:]))
 	if cp < 0 {
-		return 0, corrupt("checkpoint %d", cp)
+		return 0, 0, corrupt("checkpoint %d", cp)
 	}
-	return cp, nil
+	return v, cp, nil
+}
+
+// store reads the start of a windowed store's part of partition p, after
+// the stores before (in name order); ok is false at the end of the
+// stores.
+func (s *snapshotReader) store(p *Partition, before []storeMeta) (m storeMeta, ok bool, err error) {
+	l, err := s.ReadByte()
+	switch {
+	case err != nil:
+		return m, false, err
+	case l == 0:
+		return m, false, nil
+	case l > MaxWindowedStoreName:
+		return m, false, corrupt("a windowed store name of %d bytes after %d bytes", l, s.n)
+	}
+	b, err := s.full(int(l) + 16)
+	if err != nil {
+		return m, false, err
+	}
+	name := string(b[:l])
+	if len(before) > 0 && before[len(before)-1].s.name >= name {
+		return m, false, corrupt("windowed store %q after %q, out of name order", name, before[len(before)-1].s.name)
+	}
+	if m.s, err = p.Windowed(name); err != nil {
+		return m, false, corrupt("%v", err)
+	}
+	m.checkpoint, m.streamTime = int64(binary.BigEndian.Uint64(b[l:])), int64(binary.BigEndian.Uint64(b[l+8:]))
+	if m.checkpoint < 0 || m.streamTime < NoStreamTime {
+		return m, false, corrupt("%s: checkpoint %d, stream time %d", m.s.what(), m.checkpoint, m.streamTime)
+	}
+	return m, true, nil
 }
 
 // entry reads the next key and count; ok is false at the end of the

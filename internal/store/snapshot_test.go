@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	stdmaps "maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -217,8 +219,9 @@ func TestSnapshotOfANewerFormatIsRefused(t *testing.T) {
 	b, _ := snapshotOf(t, src.Partition(0))
 	binary.BigEndian.PutUint16(b[len(snapshotMagic):], SnapshotVersion+1)
 	err := readRefused(t, dst.Partition(0), b, ErrSnapshotVersion)
-	if !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "version 1") {
-		t.Errorf("error %q; want it to name version 2 and version 1", err)
+	newer, latest := fmt.Sprintf("version %d", SnapshotVersion+1), fmt.Sprintf("version %d", SnapshotVersion)
+	if !strings.Contains(err.Error(), newer) || !strings.Contains(err.Error(), latest) {
+		t.Errorf("error %q; want it to name %s and %s", err, newer, latest)
 	}
 	readRefused(t, dst.Partition(0), []byte(`{"error":{"code":"internal","message":"oops"}}`), ErrSnapshotCorrupt)
 }
@@ -334,4 +337,249 @@ func TestSnapshotOfAPartitionWipedMeanwhileFails(t *testing.T) {
 	if _, err := src.Partition(2).WriteSnapshot(io.Discard); !errors.Is(err, ErrNoCheckpoint) {
 		t.Errorf("snapshot after the wipe: %v; want ErrNoCheckpoint", err)
 	}
+}
+
+// snapshotBytes builds a snapshot by hand, as the format says, apart from
+// snapshotWriter: what WriteSnapshot writes and ReadSnapshot reads is held
+// to it.
+type snapshotBytes struct{ b []byte }
+
+func (s *snapshotBytes) header(version uint16, partition int32, checkpoint int64) *snapshotBytes {
+	s.b = append(s.b, snapshotMagic...)
+	s.b = binary.BigEndian.AppendUint16(s.b, version)
+	s.b = binary.BigEndian.AppendUint32(s.b, uint32(partition))
+	s.b = binary.BigEndian.AppendUint64(s.b, uint64(checkpoint))
+	return s
+}
+
+func (s *snapshotBytes) entry(key string, count int64) *snapshotBytes {
+	s.b = binary.AppendUvarint(s.b, uint64(len(key))+1)
+	s.b = binary.AppendVarint(append(s.b, key...), count)
+	return s
+}
+
+func (s *snapshotBytes) end() *snapshotBytes { s.b = append(s.b, 0); return s }
+
+func (s *snapshotBytes) store(name string, checkpoint, streamTime int64) *snapshotBytes {
+	s.b = append(append(s.b, byte(len(name))), name...)
+	s.b = binary.BigEndian.AppendUint64(s.b, uint64(checkpoint))
+	s.b = binary.BigEndian.AppendUint64(s.b, uint64(streamTime))
+	return s
+}
+
+// trailer ends the entries' runs with the last end, and appends the count
+// and the checksum.
+func (s *snapshotBytes) trailer(entries uint64) []byte {
+	s.b = binary.BigEndian.AppendUint64(append(s.b, 0), entries)
+	return binary.BigEndian.AppendUint32(s.b, crc32.Checksum(s.b, castagnoli))
+}
+
+// windowedSource commits to partition 3 of db the counts and two windowed
+// stores with a checkpoint each, restores a third without one, and fills
+// the neighbouring partitions; it returns the windows by store.
+func windowedSource(t *testing.T, db *DB, counts map[string]int64) map[string]map[string]int64 {
+	t.Helper()
+	windows := map[string]map[string]int64{
+		"minutes":  {wk("a", 0, 60_000): 3, wk("a", 60_000, 120_000): 1, wk("\x00\xff", 0, 60_000): 1 << 62},
+		"sessions": {wk("", 5, 5): 1, wk("a", 10, 400): 7, wk(strings.Repeat("k", 300), 1, 2): 2},
+	}
+	for _, id := range []int32{2, 3, 4} {
+		if err := db.Partition(id).Commit(Batch{Counts: counts, Checkpoint: 41, Windowed: map[string]WindowedBatch{
+			"minutes":  {Puts: windows["minutes"], Checkpoint: 70, StreamTime: 119_000},
+			"sessions": {Puts: windows["sessions"], Checkpoint: 0, StreamTime: NoStreamTime},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := windowedOf(t, db.Partition(3), "unchecked").NewRestorer()
+	if err := r.Put([]byte(wk("a", 1, 2)), EncodeCount(5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return windows
+}
+
+// A partition with windowed stores is sent in version 2: its counts, and
+// each store that has a checkpoint with its windows, checkpoint and
+// stream time, byte for byte as the format says; the receiver holds the
+// same, with an index entry per window. A store without a checkpoint is
+// not sent.
+func TestSnapshotRoundTripWithWindowedStores(t *testing.T) {
+	src, dst := newDB(t, t.TempDir()), newDB(t, t.TempDir())
+	defer src.Close()
+	defer dst.Close()
+	counts := map[string]int64{"a": 4, "\x00": 1}
+	windows := windowedSource(t, src, counts)
+	b, sent := snapshotOf(t, src.Partition(3))
+	want := SnapshotInfo{Partition: 3, Checkpoint: 41, Entries: 8, Windows: 6, Bytes: int64(len(b))}
+	if sent != want {
+		t.Errorf("WriteSnapshot = %+v; want %+v", sent, want)
+	}
+	hand := (&snapshotBytes{}).header(2, 3, 41).entry("\x00", 1).entry("a", 4).end().
+		store("minutes", 70, 119_000)
+	for _, k := range slices.Sorted(stdmaps.Keys(windows["minutes"])) {
+		hand.entry(k, windows["minutes"][k])
+	}
+	hand.end().store("sessions", 0, NoStreamTime)
+	for _, k := range slices.Sorted(stdmaps.Keys(windows["sessions"])) {
+		hand.entry(k, windows["sessions"][k])
+	}
+	if exact := hand.end().trailer(8); !bytes.Equal(b, exact) {
+		t.Errorf("WriteSnapshot wrote\n% x\nthe format says\n% x", b, exact)
+	}
+
+	p := dst.Partition(3)
+	got, err := p.ReadSnapshot(bytes.NewReader(b))
+	if err != nil || got != sent {
+		t.Fatalf("ReadSnapshot = %+v, %v; want %+v", got, err, sent)
+	}
+	if c, cp := contents(t, p), checkpointOf(t, p); !stdmaps.Equal(c, counts) || cp != 41 {
+		t.Errorf("counts %v at checkpoint %d; want %v at 41", c, cp, counts)
+	}
+	for _, tc := range []struct {
+		name           string
+		cp, streamTime int64
+	}{{"minutes", 70, 119_000}, {"sessions", 0, NoStreamTime}, {"unchecked", NoCheckpoint, NoStreamTime}} {
+		s := windowedOf(t, p, tc.name)
+		if w := windowsOf(t, s); !stdmaps.Equal(w, windows[tc.name]) {
+			t.Errorf("%s: windows %v; want %v", tc.name, w, windows[tc.name])
+		}
+		if cp, st := checkpoints(t, s); cp != tc.cp || st != tc.streamTime {
+			t.Errorf("%s: checkpoint %d, stream time %d; want %d, %d", tc.name, cp, st, tc.cp, tc.streamTime)
+		}
+		checkIndex(t, s)
+	}
+	for _, id := range []int32{2, 4} {
+		if empty, err := dst.Partition(id).empty(); err != nil || !empty {
+			t.Errorf("partition %d got something from a snapshot of partition 3 (%v)", id, err)
+		}
+	}
+}
+
+// A partition without windowed stores is sent in version 1, which a
+// member without them reads, byte for byte as version 1 says; and a
+// version 1 snapshot is read.
+func TestSnapshotWithoutWindowedStoresIsVersion1(t *testing.T) {
+	src, dst := newDB(t, t.TempDir()), newDB(t, t.TempDir())
+	defer src.Close()
+	defer dst.Close()
+	commitCounts(t, src.Partition(1), map[string]int64{"a": 1, "b": -2}, 9)
+	b, _ := snapshotOf(t, src.Partition(1))
+	v1 := (&snapshotBytes{}).header(1, 1, 9).entry("a", 1).entry("b", -2).trailer(2)
+	if !bytes.Equal(b, v1) {
+		t.Errorf("WriteSnapshot wrote\n% x\nversion 1 is\n% x", b, v1)
+	}
+	got, err := dst.Partition(1).ReadSnapshot(bytes.NewReader(v1))
+	if err != nil || got != (SnapshotInfo{Partition: 1, Checkpoint: 9, Entries: 2, Bytes: int64(len(v1))}) {
+		t.Fatalf("ReadSnapshot of version 1 = %+v, %v", got, err)
+	}
+	if c := contents(t, dst.Partition(1)); !stdmaps.Equal(c, map[string]int64{"a": 1, "b": -2}) {
+		t.Errorf("version 1 read into %v", c)
+	}
+	// Version 1 has no stores: the bytes of one after its entries are not
+	// a trailer.
+	withStore := (&snapshotBytes{}).header(1, 2, 9).entry("a", 1).end().store("s", 1, 1).end().trailer(1)
+	readRefusedAll(t, dst.Partition(2), withStore, ErrSnapshotCorrupt)
+}
+
+// readRefusedAll is readRefused that also wants the partition empty,
+// windowed stores included.
+func readRefusedAll(t *testing.T, p *Partition, b []byte, want ...error) error {
+	t.Helper()
+	err := readRefused(t, p, b, want...)
+	if empty, eerr := p.empty(); eerr != nil || !empty {
+		t.Fatalf("the partition holds something after a refused snapshot (%v)", err)
+	}
+	return err
+}
+
+// Version 2 snapshots that break the format are refused, each for what is
+// wrong, and leave the partition empty.
+func TestSnapshotWithBadWindowedStoresIsRefused(t *testing.T) {
+	db := newDB(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(0)
+	window := wk("a", 1, 2)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"not a window key", (&snapshotBytes{}).header(2, 0, 5).end().store("s", 1, 1).entry("a", 1).end().trailer(1), "window key"},
+		{"window ends before it starts", (&snapshotBytes{}).header(2, 0, 5).end().store("s", 1, 1).entry(wk("a", 2, 1), 1).end().trailer(1), "window key"},
+		{"stores out of order", (&snapshotBytes{}).header(2, 0, 5).end().store("t", 1, 1).end().store("s", 1, 1).end().trailer(0), "out of name order"},
+		{"a store twice", (&snapshotBytes{}).header(2, 0, 5).end().store("s", 1, 1).end().store("s", 1, 1).end().trailer(0), "out of name order"},
+		{"name too long", (&snapshotBytes{}).header(2, 0, 5).end().store(strings.Repeat("n", 101), 1, 1).end().trailer(0), "name of 101 bytes"},
+		{"no store checkpoint", (&snapshotBytes{}).header(2, 0, 5).end().store("s", -1, 1).entry(window, 1).end().trailer(1), "checkpoint -1"},
+		{"stream time below none", (&snapshotBytes{}).header(2, 0, 5).end().store("s", 1, -2).end().trailer(0), "stream time -2"},
+		{"entries miscounted", (&snapshotBytes{}).header(2, 0, 5).entry("a", 1).end().store("s", 1, 1).entry(window, 1).end().trailer(1), "counts 1 entries"},
+	} {
+		err := readRefusedAll(t, p, tc.b, ErrSnapshotCorrupt)
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want it to say %q", tc.name, err, tc.want)
+		}
+	}
+	good := (&snapshotBytes{}).header(2, 0, 5).entry("a", 1).end().store("s", 1, 1).entry(window, 1).end().trailer(2)
+	if _, err := p.ReadSnapshot(bytes.NewReader(good)); err != nil {
+		t.Errorf("the good one: %v", err)
+	}
+}
+
+// A version 2 snapshot cut off at any byte, or with any byte changed, is
+// refused and leaves the partition empty, windowed stores included.
+func TestSnapshotWithWindowedStoresCutOffOrFlippedIsRefused(t *testing.T) {
+	src, dst := newDB(t, t.TempDir()), newDB(t, t.TempDir())
+	defer src.Close()
+	defer dst.Close()
+	if err := src.Partition(5).Commit(Batch{Counts: map[string]int64{"a": 1}, Checkpoint: 9, Windowed: map[string]WindowedBatch{
+		"m": {Puts: map[string]int64{wk("a", 0, 10): 2, wk("b\x00", 10, 20): 3}, Checkpoint: 4, StreamTime: 15},
+		"s": {Puts: map[string]int64{wk("a", 3, 7): 1}, Checkpoint: 2, StreamTime: 7},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := snapshotOf(t, src.Partition(5))
+	p := dst.Partition(5)
+	for n := range len(b) {
+		readRefusedAll(t, p, b[:n], ErrSnapshotTruncated)
+	}
+	for i := range b {
+		for _, mask := range []byte{0x01, 0x80, 0xff} {
+			flipped := bytes.Clone(b)
+			flipped[i] ^= mask
+			readRefusedAll(t, p, flipped, ErrSnapshotCorrupt, ErrSnapshotTruncated, ErrSnapshotVersion, ErrSnapshotPartition)
+		}
+	}
+	if _, err := p.ReadSnapshot(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if w := windowsOf(t, windowedOf(t, p, "m")); len(w) != 2 {
+		t.Errorf("after the refused ones, the whole snapshot gave %v", w)
+	}
+}
+
+// A snapshot replaces windows left without a checkpoint, as it does
+// counts: a window deleted since may be among them.
+func TestSnapshotReplacesWindowsLeftWithoutACheckpoint(t *testing.T) {
+	src, dst := newDB(t, t.TempDir()), newDB(t, t.TempDir())
+	defer src.Close()
+	defer dst.Close()
+	windows := windowedSource(t, src, map[string]int64{"a": 1})
+	b, _ := snapshotOf(t, src.Partition(3))
+	s := windowedOf(t, dst.Partition(3), "minutes")
+	r := s.NewRestorer()
+	if err := r.Put([]byte(wk("deleted-since", 0, 60_000)), EncodeCount(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Partition(3).ReadSnapshot(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if w := windowsOf(t, s); !stdmaps.Equal(w, windows["minutes"]) {
+		t.Errorf("minutes holds %v; want the snapshot's %v alone", w, windows["minutes"])
+	}
+	checkIndex(t, s)
 }

@@ -123,10 +123,10 @@ func (d *DB) Close() error {
 func (d *DB) Partition(p int32) *Partition {
 	prefix := make([]byte, 5)
 	binary.BigEndian.PutUint32(prefix, uint32(p))
-	prefix[4] = 'k'
+	prefix[4] = countTag
 	meta := make([]byte, 5, 16)
 	copy(meta, prefix)
-	meta[4] = 'm'
+	meta[4] = metaTag
 	wipes, _ := d.wipes.LoadOrStore(p, new(atomic.Uint64))
 	return &Partition{db: d.db, space: d.space, id: p, keyPrefix: prefix, checkpointKey: append(meta, "checkpoint"...),
 		wipes: wipes.(*atomic.Uint64)}
@@ -135,7 +135,8 @@ func (d *DB) Partition(p int32) *Partition {
 // Size reports the on-disk bytes of the LSM tree and the value log.
 func (d *DB) Size() (lsm, vlog int64) { return d.db.Size() }
 
-// Partitions lists the partitions that have a checkpoint on disk.
+// Partitions lists the partitions that have anything on disk: counts,
+// windows or a checkpoint.
 func (d *DB) Partitions() ([]int32, error) {
 	var out []int32
 	err := d.db.View(func(txn *badger.Txn) error {
