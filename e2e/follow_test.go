@@ -197,7 +197,7 @@ func TestSubscriptionsThroughARollingRestartAndAKill(t *testing.T) {
 		"ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS": "2000",
 		"ABACUS_CORS_ORIGINS":                ps.URL,
 	})
-	w := skewed(21, 60_000, 3_000)
+	w := skewed(21, 35_000, 3_000)
 	key, most := w.hottest()
 	owner, others, _ := sseOwner(t, pods, key)
 	entry := others[0]
@@ -287,7 +287,7 @@ func TestPrefixSubscriptionThroughAScaleDownAndUp(t *testing.T) {
 	}
 	var recs []testkit.Record
 	truth := map[string]int64{}
-	for i := range 20_000 {
+	for i := range 14_000 {
 		k := keys[i%len(keys)]
 		recs = append(recs, testkit.Record{Key: []byte(k), Value: []byte("x")})
 		truth[k]++
