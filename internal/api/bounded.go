@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
@@ -219,21 +218,13 @@ func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, m
 	if n == 0 {
 		return nil, 0, false, unavailable("starting", "the partition count is not known yet; retry shortly")
 	}
-	pages := make([]scanPage, len(members))
-	errs := make([]error, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if m.Name == s.cfg.Instance {
-				pages[i].Items, pages[i].Copies, errs[i] = s.cfg.Counts.ScanCopies(store, q, maxLag)
-				return
-			}
-			pages[i], errs[i] = s.scanRemote(ctx, m, store, q, maxLag, authorization)
-		}()
-	}
-	wg.Wait()
+	pages, errs := s.askEveryMember(members, func(m abacus.Member) (page scanPage, err error) {
+		if m.Name == s.cfg.Instance {
+			page.Items, page.Copies, err = s.cfg.Counts.ScanCopies(store, q, maxLag)
+			return page, err
+		}
+		return s.scanRemote(ctx, m, store, q, maxLag, authorization)
+	})
 	// from[p] is the member whose copy of partition p is read.
 	from := make([]int, n)
 	best := make([]PartitionCopy, n)

@@ -360,38 +360,24 @@ func (s *Server) cutPage(page *scanPage, limit int) {
 // that does not cover every partition is a 503, never a partial page.
 func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authorization string) ([]Item, error) {
 	members, _, n := s.cfg.Router.Members()
-	type part struct {
-		items   []Item
-		covered []int32
-		err     error
-	}
-	parts := make([]part, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if m.Name == s.cfg.Instance {
-				parts[i].items, parts[i].covered, parts[i].err = s.cfg.Counts.Scan(store, q)
-				return
-			}
-			var page scanPage
-			page, parts[i].err = s.scanRemote(ctx, m, store, q, -1, authorization)
-			parts[i].items, parts[i].covered = page.Items, page.Partitions
-		}()
-	}
-	wg.Wait()
+	parts, errs := s.askEveryMember(members, func(m abacus.Member) (scanPage, error) {
+		if m.Name == s.cfg.Instance {
+			items, covered, err := s.cfg.Counts.Scan(store, q)
+			return scanPage{Items: items, Partitions: covered}, err
+		}
+		return s.scanRemote(ctx, m, store, q, -1, authorization)
+	})
 	seen := map[int32]bool{}
 	var merged []Item
 	for i, p := range parts {
-		if p.err != nil {
+		if errs[i] != nil {
 			s.refresh()
-			return nil, unavailable("owner_unreachable", "member %s did not answer the scan: %v; retry shortly", members[i].Name, p.err)
+			return nil, unavailable("owner_unreachable", "member %s did not answer the scan: %v; retry shortly", members[i].Name, errs[i])
 		}
-		for _, id := range p.covered {
+		for _, id := range p.Partitions {
 			seen[id] = true
 		}
-		merged = append(merged, p.items...)
+		merged = append(merged, p.Items...)
 	}
 	for id := range n {
 		if !seen[id] {
@@ -408,6 +394,23 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 		merged = merged[:q.Limit]
 	}
 	return merged, nil
+}
+
+// askEveryMember asks every member for its page of a scan, all at once,
+// and returns their pages and errors in the order of members.
+func (s *Server) askEveryMember(members []abacus.Member, ask func(m abacus.Member) (scanPage, error)) ([]scanPage, []error) {
+	pages := make([]scanPage, len(members))
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pages[i], errs[i] = ask(m)
+		}()
+	}
+	wg.Wait()
+	return pages, errs
 }
 
 // scanRemote asks member m for its local page of the scan; with a maxLag

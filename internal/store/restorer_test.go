@@ -92,18 +92,7 @@ func TestRestoreCoalescesAChunk(t *testing.T) {
 	}
 	r := p.NewRestorer()
 	defer r.Cancel()
-	put := func(k string, n int64) {
-		t.Helper()
-		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	del := func(k string) {
-		t.Helper()
-		if err := r.Delete([]byte(k)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put, del := restorerWrites(t, r)
 	put("a", 4)
 	put("a", 2) // lower, but the changelog is the truth here: last wins
 	del("gone")
@@ -156,12 +145,7 @@ func TestRestoreKeepingMaxFromTheStartAcrossChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Cancel()
-	put := func(k string, n int64) {
-		t.Helper()
-		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put, _ := restorerWrites(t, r)
 	checkpoint := func(offset int64) {
 		t.Helper()
 		if err := r.Checkpoint(offset); err != nil {
@@ -217,18 +201,7 @@ func TestWindowedRestoreRoundTrip(t *testing.T) {
 	s := windowedOf(t, p, "s")
 	r := s.NewRestorer()
 	defer r.Cancel()
-	put := func(k string, n int64) {
-		t.Helper()
-		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	del := func(k string) {
-		t.Helper()
-		if err := r.Delete([]byte(k)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put, del := restorerWrites(t, r)
 	put(wk("alice", 0, 10), 5)
 	put(wk("alice", 0, 10), 3) // exactly-once: the last record wins
 	del(wk("bob", 0, 10))      // a stored window deleted
@@ -363,4 +336,21 @@ func TestWindowedRestoreAcrossChunks(t *testing.T) {
 	if parts, err := db.Partitions(); err != nil || fmt.Sprint(parts) != "[8]" {
 		t.Errorf("Partitions() = %v, %v; want [8]", parts, err)
 	}
+}
+
+// restorerWrites are r's Put and Delete, failing the test on an error.
+func restorerWrites(t *testing.T, r *Restorer) (put func(k string, n int64), del func(k string)) {
+	put = func(k string, n int64) {
+		t.Helper()
+		if err := r.Put([]byte(k), EncodeCount(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del = func(k string) {
+		t.Helper()
+		if err := r.Delete([]byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return put, del
 }
