@@ -21,6 +21,10 @@ type boundedAnswer struct {
 	ServedBy string `json:"served_by"`
 	Lag      *int64 `json:"lag"`
 	Stale    *bool  `json:"stale"`
+	Position *struct {
+		Partition int32 `json:"partition"`
+		Offset    int64 `json:"offset"`
+	} `json:"position"`
 }
 
 // lookupProbe asks keys through the survivors over and over, with and
@@ -150,6 +154,9 @@ func (pr *lookupProbe) bounded(member, key string, code int, body []byte, err er
 	}
 	if a.Value > produced {
 		pr.fail("bounded lookup of %q at %s: %d, above the %d produced", key, member, a.Value, produced)
+	}
+	if *a.Stale != (a.Position == nil) {
+		pr.fail("bounded lookup of %q at %s: %s; a position comes with the owner's committed state, and only with it", key, member, body)
 	}
 	if *a.Stale {
 		pr.staleAnswers++

@@ -37,7 +37,11 @@ func (c counts) Get(storeName string, key []byte) (api.Count, bool, error) {
 
 func (c counts) GetCopy(storeName string, key []byte, maxLag int64) (api.Count, bool, error) {
 	cp, err := c.p.GetCopy(storeName, key, maxLag)
-	return api.Count{Value: cp.Value, Partition: cp.Partition, ServedBy: c.instance, Lag: &cp.Lag, Stale: &cp.Stale}, cp.Found, err
+	count := api.Count{Value: cp.Value, Partition: cp.Partition, ServedBy: c.instance, Lag: &cp.Lag, Stale: &cp.Stale}
+	if !cp.Stale && cp.Position >= 0 {
+		count.Position = &api.Position{Partition: cp.Partition, Offset: cp.Position}
+	}
+	return count, cp.Found, err
 }
 
 func (c counts) WaitPosition(ctx context.Context, partition int32, offset int64) (int64, error) {

@@ -30,7 +30,8 @@ type Count struct {
 	Stale *bool  `json:"stale,omitempty"`
 	// Position is where the owner's answer stands on the key's input
 	// partition: every record of it below the offset is counted. Strict
-	// and read-your-writes (?after) answers carry it; a copy's does not.
+	// and read-your-writes (?after) answers carry it, and bounded answers
+	// from the owner's committed state; a stale copy's does not.
 	Position *Position `json:"position,omitempty"`
 }
 

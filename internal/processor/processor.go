@@ -308,6 +308,9 @@ type Copy struct {
 	// membership is unconfirmed).
 	Lag   int64
 	Stale bool
+	// Position is GetAt's, when the task's committed state answered (not
+	// Stale); -1 otherwise.
+	Position int64
 }
 
 // GetCopy answers key from the task here when it can answer (Get), and
@@ -318,22 +321,22 @@ type Copy struct {
 // abacus.ErrNotOwned when there is no copy here, and with an
 // *abacus.StaleError when the copy here lags more.
 func (p *Processor) GetCopy(storeName string, key []byte, maxLag int64) (Copy, error) {
-	value, partition, found, err := p.Get(storeName, key)
+	value, partition, found, position, err := p.GetAt(storeName, key)
 	if err == nil {
-		return Copy{Value: value, Partition: partition, Found: found}, nil
+		return Copy{Value: value, Partition: partition, Found: found, Position: position}, nil
 	}
 	if errors.Is(err, abacus.ErrUnknownStore) || p.numPartitions.Load() == 0 {
-		return Copy{}, err // no store, or no partition yet
+		return Copy{Position: -1}, err // no store, or no partition yet
 	}
 	lag, slice, ok := p.copyOf(partition)
 	if !ok {
-		return Copy{Partition: partition}, err
+		return Copy{Partition: partition, Position: -1}, err
 	}
 	if lag > maxLag {
-		return Copy{Partition: partition, Lag: lag, Stale: true}, &abacus.StaleError{Lag: lag}
+		return Copy{Partition: partition, Lag: lag, Stale: true, Position: -1}, &abacus.StaleError{Lag: lag}
 	}
 	value, found, err = slice.Get(key)
-	return Copy{Value: value, Partition: partition, Found: found, Lag: lag, Stale: true}, err
+	return Copy{Value: value, Partition: partition, Found: found, Lag: lag, Stale: true, Position: -1}, err
 }
 
 // copyOf finds a copy of partition's store here other than an active

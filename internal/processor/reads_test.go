@@ -74,7 +74,7 @@ func TestGetCopyFromARestoringTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := p.GetCopy(p.cfg.Store, []byte("k"), 100)
-	if err != nil || got != (Copy{Value: 7, Partition: 0, Found: true, Lag: 30, Stale: true}) {
+	if err != nil || got != (Copy{Value: 7, Partition: 0, Found: true, Lag: 30, Stale: true, Position: -1}) {
 		t.Fatalf("restoring copy: %+v, %v", got, err)
 	}
 	var stale *abacus.StaleError
@@ -82,8 +82,9 @@ func TestGetCopyFromARestoringTask(t *testing.T) {
 		t.Fatalf("lag 30 against max 29: %v", err)
 	}
 	tv.active.Store(true)
+	tv.readUpTo.Store(12)
 	got, err = p.GetCopy(p.cfg.Store, []byte("k"), 0)
-	if err != nil || got != (Copy{Value: 7, Partition: 0, Found: true}) {
+	if err != nil || got != (Copy{Value: 7, Partition: 0, Found: true, Position: 12}) {
 		t.Fatalf("active task: %+v, %v", got, err)
 	}
 }
