@@ -49,29 +49,29 @@ func (c counts) WaitPosition(ctx context.Context, partition int32, offset int64)
 }
 
 func (c counts) Scan(storeName string, q api.ScanQuery) ([]api.Item, []int32, error) {
-	items, covered, err := c.p.ScanLocal(storeName, store.ScanOptions{
-		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
-	})
-	out := make([]api.Item, len(items))
-	for i, it := range items {
-		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
-	}
-	return out, covered, err
+	items, covered, err := c.p.ScanLocal(storeName, scanOptions(q))
+	return apiItems(items), covered, err
 }
 
 func (c counts) ScanCopies(storeName string, q api.ScanQuery, maxLag int64) ([]api.Item, []api.PartitionCopy, error) {
-	items, copies, err := c.p.ScanCopies(storeName, store.ScanOptions{
-		Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit,
-	}, maxLag)
-	out := make([]api.Item, len(items))
-	for i, it := range items {
-		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
-	}
+	items, copies, err := c.p.ScanCopies(storeName, scanOptions(q), maxLag)
 	cs := make([]api.PartitionCopy, len(copies))
 	for i, cp := range copies {
 		cs[i] = api.PartitionCopy{Partition: cp.Partition, Lag: cp.Lag, Stale: cp.Stale}
 	}
-	return out, cs, err
+	return apiItems(items), cs, err
+}
+
+func scanOptions(q api.ScanQuery) store.ScanOptions {
+	return store.ScanOptions{Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), Limit: q.Limit}
+}
+
+func apiItems(items []processor.Item) []api.Item {
+	out := make([]api.Item, len(items))
+	for i, it := range items {
+		out[i] = api.Item{Key: string(it.Key), Value: it.Value, Partition: it.Partition}
+	}
+	return out
 }
 
 // operations adapts the processor and configuration to the api's Operations.
@@ -125,17 +125,12 @@ func (s subscriptions) ServeCopy(w http.ResponseWriter, r *http.Request, key str
 			if partition < 0 {
 				return fmt.Errorf("%w: a prefix stream of copies is of one partition", subscribe.ErrBadQuery)
 			}
-			items, err := s.counts.p.ScanCopy(s.store, partition, store.ScanOptions{Prefix: []byte(prefix), Limit: subscribe.DefaultSnapshotLimit + 1}, maxLag)
-			for _, it := range items {
-				if !fn(string(it.Key), it.Value, it.Partition) {
-					break
-				}
-			}
+			items, err := s.counts.p.ScanCopy(s.store, partition, snapshotOf(prefix), maxLag)
+			feed(apiItems(items), fn)
 			return err
 		},
 	}
-	q := subscribe.Query{Key: key, Prefix: prefix, OnePartition: partition >= 0, Partition: max(partition, 0)}
-	return s.copyHub.Serve(w, r, q, src)
+	return s.copyHub.Serve(w, r, hubQuery(key, prefix, partition), src)
 }
 
 func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32) error {
@@ -146,12 +141,8 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 		},
 		CurrentPrefix: func(prefix string, partition int32, fn func(string, int64, int32) bool) error {
 			if partition >= 0 {
-				items, err := s.counts.p.ScanPartition(s.store, partition, store.ScanOptions{Prefix: []byte(prefix), Limit: subscribe.DefaultSnapshotLimit + 1})
-				for _, it := range items {
-					if !fn(string(it.Key), it.Value, it.Partition) {
-						break
-					}
-				}
+				items, err := s.counts.p.ScanPartition(s.store, partition, snapshotOf(prefix))
+				feed(apiItems(items), fn)
 				return err
 			}
 			items, covered, err := s.counts.Scan(s.store, api.ScanQuery{Prefix: prefix, Limit: subscribe.DefaultSnapshotLimit + 1})
@@ -160,16 +151,32 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 				// the snapshot and never shown if they do not change.
 				return abacus.ErrRestoring
 			}
-			for _, it := range items {
-				if !fn(it.Key, it.Value, it.Partition) {
-					break
-				}
-			}
+			feed(items, fn)
 			return err
 		},
 	}
-	q := subscribe.Query{Key: key, Prefix: prefix, OnePartition: partition >= 0, Partition: max(partition, 0)}
-	return s.hub.Serve(w, r, q, src)
+	return s.hub.Serve(w, r, hubQuery(key, prefix, partition), src)
+}
+
+// snapshotOf bounds the current values a prefix stream starts with: one
+// more than the hub sends, so that it can say it cut the snapshot short.
+func snapshotOf(prefix string) store.ScanOptions {
+	return store.ScanOptions{Prefix: []byte(prefix), Limit: subscribe.DefaultSnapshotLimit + 1}
+}
+
+// feed hands items to a stream's snapshot until it has enough.
+func feed(items []api.Item, fn func(string, int64, int32) bool) {
+	for _, it := range items {
+		if !fn(it.Key, it.Value, it.Partition) {
+			return
+		}
+	}
+}
+
+// hubQuery is a subscription as the hub takes it; a partition of 0 or
+// more narrows a prefix.
+func hubQuery(key string, prefix bool, partition int32) subscribe.Query {
+	return subscribe.Query{Key: key, Prefix: prefix, OnePartition: partition >= 0, Partition: max(partition, 0)}
 }
 
 // router adapts discovery to the api's Router.

@@ -235,35 +235,36 @@ func (p *Processor) Get(storeName string, key []byte) (value int64, partition in
 // when not known yet). It is read before the count, so the count holds
 // at least those records.
 func (p *Processor) GetAt(storeName string, key []byte) (value int64, partition int32, found bool, position int64, err error) {
-	value, partition, found, err = p.get(storeName, key, &position)
+	if storeName != p.cfg.Store {
+		return 0, 0, false, -1, abacus.ErrUnknownStore
+	}
+	if partition, err = p.PartitionOf(key); err != nil {
+		return 0, 0, false, -1, err
+	}
+	t, err := p.answering(partition)
+	if err != nil {
+		return 0, partition, false, -1, err
+	}
+	position = t.readUpTo.Load()
+	value, found, err = t.store.Get(key)
 	return value, partition, found, position, err
 }
 
-func (p *Processor) get(storeName string, key []byte, position *int64) (value int64, partition int32, found bool, err error) {
-	*position = -1
-	if storeName != p.cfg.Store {
-		return 0, 0, false, abacus.ErrUnknownStore
-	}
-	partition, err = p.PartitionOf(key)
-	if err != nil {
-		return 0, 0, false, err
-	}
+// answering is the task of partition here if it answers reads of its
+// committed state, or one of abacus's errors saying why it does not.
+func (p *Processor) answering(partition int32) (*taskView, error) {
 	t, ok := (*p.tasks.Load())[partition]
-	if !ok {
-		return 0, partition, false, abacus.ErrNotOwned
+	switch {
+	case !ok:
+		return nil, abacus.ErrNotOwned
+	case !t.active.Load():
+		return nil, abacus.ErrRestoring
+	case t.handingOver.Load():
+		return nil, abacus.ErrHandingOver
+	case p.unconfirmed.Load():
+		return nil, abacus.ErrUnconfirmed
 	}
-	if !t.active.Load() {
-		return 0, partition, false, abacus.ErrRestoring
-	}
-	if t.handingOver.Load() {
-		return 0, partition, false, abacus.ErrHandingOver
-	}
-	if p.unconfirmed.Load() {
-		return 0, partition, false, abacus.ErrUnconfirmed
-	}
-	*position = t.readUpTo.Load()
-	value, found, err = t.store.Get(key)
-	return value, partition, found, err
+	return t, nil
 }
 
 // WaitPosition waits until the task of input partition here has every

@@ -29,18 +29,11 @@ func (p *Processor) ScanLocal(storeName string, o store.ScanOptions) (items []It
 			continue
 		}
 		covered = append(covered, id)
-		err := t.store.Scan(o, func(k []byte, v int64) bool {
-			items = append(items, Item{Key: k, Value: v, Partition: id})
-			return true
-		})
-		if err != nil {
+		if items, err = scanInto(items, t.store, id, o); err != nil {
 			return nil, nil, err
 		}
 	}
-	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
-	if o.Limit > 0 && len(items) > o.Limit {
-		items = items[:o.Limit]
-	}
+	items = firstKeys(items, o.Limit)
 	slices.Sort(covered)
 	return items, covered, nil
 }
@@ -52,19 +45,26 @@ func (p *Processor) ScanPartition(storeName string, partition int32, o store.Sca
 	if storeName != p.cfg.Store {
 		return nil, abacus.ErrUnknownStore
 	}
-	t, ok := (*p.tasks.Load())[partition]
-	switch {
-	case !ok:
-		return nil, abacus.ErrNotOwned
-	case !t.active.Load():
-		return nil, abacus.ErrRestoring
-	case t.handingOver.Load():
-		return nil, abacus.ErrHandingOver
-	case p.unconfirmed.Load():
-		return nil, abacus.ErrUnconfirmed
+	t, err := p.answering(partition)
+	if err != nil {
+		return nil, err
 	}
-	var items []Item
-	err := t.store.Scan(o, func(k []byte, v int64) bool {
+	return scanInto(nil, t.store, partition, o)
+}
+
+// firstKeys sorts items by key and keeps the first limit (all for 0).
+func firstKeys(items []Item, limit int) []Item {
+	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+	}
+	return items
+}
+
+// scanInto appends the keys of the store slice of partition within o to
+// items.
+func scanInto(items []Item, slice *store.Partition, partition int32, o store.ScanOptions) ([]Item, error) {
+	err := slice.Scan(o, func(k []byte, v int64) bool {
 		items = append(items, Item{Key: k, Value: v, Partition: partition})
 		return true
 	})
@@ -90,30 +90,21 @@ func (p *Processor) ScanCopies(storeName string, o store.ScanOptions, maxLag int
 	if storeName != p.cfg.Store {
 		return nil, nil, abacus.ErrUnknownStore
 	}
-	tasks := *p.tasks.Load()
 	for part := range p.numPartitions.Load() {
 		lag, slice, ok := p.copyOf(part)
 		if !ok {
 			continue
 		}
-		t, owned := tasks[part]
-		stale := !owned || !t.active.Load() || t.handingOver.Load() || p.unconfirmed.Load()
-		copies = append(copies, PartitionCopy{Partition: part, Lag: lag, Stale: stale})
+		_, notAnswering := p.answering(part)
+		copies = append(copies, PartitionCopy{Partition: part, Lag: lag, Stale: notAnswering != nil})
 		if lag > maxLag {
 			continue
 		}
-		err := slice.Scan(o, func(k []byte, v int64) bool {
-			items = append(items, Item{Key: k, Value: v, Partition: part})
-			return true
-		})
-		if err != nil {
+		if items, err = scanInto(items, slice, part, o); err != nil {
 			return nil, nil, fmt.Errorf("scan the copy of partition %d: %w", part, err)
 		}
 	}
-	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
-	if o.Limit > 0 && len(items) > o.Limit {
-		items = items[:o.Limit]
-	}
+	items = firstKeys(items, o.Limit)
 	return items, copies, nil
 }
 
@@ -132,10 +123,5 @@ func (p *Processor) ScanCopy(storeName string, partition int32, o store.ScanOpti
 	case lag > maxLag:
 		return nil, &abacus.StaleError{Lag: lag}
 	}
-	var items []Item
-	err := slice.Scan(o, func(k []byte, v int64) bool {
-		items = append(items, Item{Key: k, Value: v, Partition: partition})
-		return true
-	})
-	return items, err
+	return scanInto(nil, slice, partition, o)
 }
