@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -119,72 +118,17 @@ func (s *Server) follow(c echo.Context, sub subscription) error {
 }
 
 // followFrom streams on an open stream from whichever member owns the
-// key, skipping values up to last (sent already).
+// key, skipping values up to last (sent already), until the client leaves
+// or a refusal that lasts ends the stream (prefix.go, partFollower).
 func (s *Server) followFrom(c echo.Context, sub subscription, w *waitingStream, last int64) error {
-	retry := 100 * time.Millisecond
-	for {
-		reason, streamed, done := s.followOnce(c, sub, w, &last)
-		if done {
-			return nil
-		}
-		if streamed {
-			retry = 100 * time.Millisecond
-		}
-		if reason != "" && !w.note(reason) {
-			return nil
-		}
-		if !s.pause(c, retry) {
-			return nil
-		}
-		retry = min(2*retry, followRetry)
+	f := &partFollower{s: s, c: c, sub: sub, out: w.out, last: map[string]int64{}}
+	if last >= 0 {
+		f.last[sub.key] = last
 	}
-}
-
-// followOnce streams from the key's owner until that stream ends. It
-// returns why it could not stream (empty when it did), whether any event
-// came, and done when the stream must end (client gone, a lasting refusal).
-func (s *Server) followOnce(c echo.Context, sub subscription, w *waitingStream, last *int64) (reason string, streamed, done bool) {
-	p, err := s.cfg.Router.PartitionOf([]byte(sub.key))
-	if err != nil {
-		s.refresh()
-		return err.Error(), false, false
+	if err := f.run(c.Request().Context()); err != nil {
+		w.refuse(err)
 	}
-	lastID := ""
-	if *last >= 0 {
-		lastID = strconv.FormatInt(*last, 10) // the owner sends only news
-	}
-	ctx := c.Request().Context()
-	ps, reason, refusal := s.openPart(ctx, c, sub, p, lastID)
-	switch {
-	case refusal != nil:
-		w.refuse(refusal)
-		return "", false, true
-	case ps == nil:
-		return reason, false, ctx.Err() != nil
-	}
-	defer ps.body.Close()
-	w.reason = "" // streaming: a later wait is news
-	gone := false
-	// Until the owner ends the stream (the partition moved, it shuts
-	// down) or dies: then the next owner is found.
-	copyEvents(ps.body, func(block []byte) bool {
-		streamed = true
-		event, _, value := countOf(block)
-		switch {
-		case event == "moved":
-			return true // the owner's stream ends next; this one goes on
-		case event == "count" && value <= *last:
-			return true // a new owner's first value, sent already
-		case event == "count":
-			*last = value
-		case bytes.HasPrefix(block, []byte("retry:")):
-			return true // ours was sent
-		}
-		gone = !w.out.write(block)
-		return !gone
-	})
-	s.refresh()
-	return "", streamed, gone || c.Request().Context().Err() != nil
+	return nil
 }
 
 // countOf reads an event's type and, for a count, its key and value.

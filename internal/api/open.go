@@ -18,26 +18,19 @@ import (
 // answered while the owner could not goes on only until the owner can.
 const copyWindow = 5 * time.Second
 
-// partStream is an open stream of one partition's share of a
-// subscription: a key's, or a prefix's keys in one partition.
-type partStream struct {
-	body io.ReadCloser
-	from string // the member streaming
-	copy bool   // a copy's stream, ended after copyWindow
-}
-
-// openPart opens the stream of sub's share of partition p at the
+// openPart opens the stream of sub's share of partition p (a key's stream,
+// or a prefix's keys in p) at the
 // partition's owner; with max_lag, when the owner cannot serve, at a
 // member holding a copy of the partition within the bound (this member
 // first, then the owner's standbys, then the others). lastID is sent as
 // Last-Event-ID (none when empty). It returns why it could not open one,
 // or a lasting refusal.
-func (s *Server) openPart(ctx context.Context, c echo.Context, sub subscription, p int32, lastID string) (ps *partStream, reason string, refusal error) {
+func (s *Server) openPart(ctx context.Context, c echo.Context, sub subscription, p int32, lastID string) (body io.ReadCloser, reason string, refusal error) {
 	m, ok := s.owner(p)
 	if ok {
 		body, err := s.openAt(ctx, c, m, sub, p, lastID, false)
 		if err == nil {
-			return &partStream{body: body, from: m.Name}, "", nil
+			return body, "", nil
 		}
 		if !isTransient(err) {
 			return nil, "", err
@@ -58,7 +51,7 @@ func (s *Server) openPart(ctx context.Context, c echo.Context, sub subscription,
 		cctx, cancel := context.WithTimeout(ctx, copyWindow)
 		body, err := s.openAt(cctx, c, h, sub, p, lastID, true)
 		if err == nil {
-			return &partStream{body: cancelOnClose{body, cancel}, from: h.Name, copy: true}, "", nil
+			return cancelOnClose{body, cancel}, "", nil
 		}
 		cancel()
 	}

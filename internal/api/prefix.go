@@ -98,12 +98,15 @@ func (s *Server) partitionCount(c echo.Context, w *waitingStream) (int32, bool) 
 	}
 }
 
-// partFollower streams one partition's share of a prefix subscription
-// from whichever member owns the partition.
+// partFollower streams one partition's share of a subscription, a key's
+// stream or a prefix's keys in one partition, from whichever member can
+// serve it, from owner to owner.
 type partFollower struct {
-	s         *Server
-	c         echo.Context
-	sub       subscription
+	s   *Server
+	c   echo.Context
+	sub subscription
+	// partition is a prefix's; a key's is looked up at each try, as the
+	// partition count may not be known yet.
 	partition int32
 	out       *downstream
 	last      map[string]int64 // key -> last value sent
@@ -139,28 +142,42 @@ func (f *partFollower) run(ctx context.Context) error {
 	return nil
 }
 
-// note tells the client what this partition waits for, when that changed
-// or a while passed; false when the client is gone.
+// note tells the client what the stream (for a prefix, this partition)
+// waits for, when that changed or a while passed; false when the client
+// is gone.
 func (f *partFollower) note(reason string) bool {
 	if reason == f.reason && time.Since(f.noted) < waitNoteEvery {
 		return true
 	}
 	f.reason, f.noted = reason, time.Now()
-	return f.out.write([]byte(": waiting: partition " + strconv.Itoa(int(f.partition)) + ": " + oneLine(reason) + "\n\n"))
+	if f.sub.prefix {
+		reason = "partition " + strconv.Itoa(int(f.partition)) + ": " + reason
+	}
+	return f.out.write([]byte(": waiting: " + oneLine(reason) + "\n\n"))
 }
 
-// once streams from the partition's owner until that stream ends. It
-// returns why it could not stream (empty when it did), whether any event
-// came, and a lasting refusal.
+// once streams from the partition's owner (or, with max_lag, a copy)
+// until that stream ends. It returns why it could not stream (empty when
+// it did), whether any event came, and a lasting refusal.
 func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, refusal error) {
-	s, p := f.s, f.partition
-	ps, reason, refusal := s.openPart(ctx, f.c, f.sub, p, "")
-	if ps == nil {
+	s, p, lastID := f.s, f.partition, ""
+	if !f.sub.prefix {
+		var err error
+		if p, err = s.cfg.Router.PartitionOf([]byte(f.sub.key)); err != nil {
+			s.refresh()
+			return err.Error(), false, nil
+		}
+		if last, ok := f.last[f.sub.key]; ok {
+			lastID = strconv.FormatInt(last, 10) // the owner sends only news
+		}
+	}
+	body, reason, refusal := s.openPart(ctx, f.c, f.sub, p, lastID)
+	if body == nil {
 		return reason, false, refusal
 	}
-	defer ps.body.Close()
+	defer body.Close()
 	f.reason = "" // streaming: a later wait is news
-	copyEvents(ps.body, func(block []byte) bool {
+	copyEvents(body, func(block []byte) bool {
 		if ctx.Err() != nil {
 			return false
 		}
@@ -174,8 +191,10 @@ func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, 
 			f.last[key] = value
 		case event != "":
 			return true // moved: the stream ends next, and this one goes on
-		case bytes.HasPrefix(block, []byte("retry:")), bytes.HasPrefix(block, []byte(": ping")):
+		case bytes.HasPrefix(block, []byte("retry:")):
 			return true // the client's stream has its own
+		case f.sub.prefix && bytes.HasPrefix(block, []byte(": ping")):
+			return true // fanIn sends one heartbeat for all partitions
 		}
 		if !f.out.write(block) {
 			f.gone = true
