@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -124,11 +123,7 @@ func (s *Server) openHere(ctx context.Context, c echo.Context, sub subscription,
 		if err == nil {
 			return nil, unavailable("moving", "partition %d: the stream ended before it began", p)
 		}
-		var stale *abacus.StaleError
-		if errors.As(err, &stale) {
-			return nil, unavailable("too_stale", "the copy of partition %d here lags %d changelog records, more than %d", p, stale.Lag, sub.maxLag)
-		}
-		return nil, s.streamRefusal(subscription{key: sub.key, prefix: sub.prefix, partition: partition}, err)
+		return nil, s.streamRefusal(subscription{key: sub.key, prefix: sub.prefix, partition: partition, maxLag: sub.maxLag}, err)
 	}
 }
 

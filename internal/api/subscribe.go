@@ -178,7 +178,6 @@ func (s *Server) serveLocalOrCopy(c echo.Context, sub subscription) error {
 	switch {
 	case errors.As(cerr, &stale):
 		c.Response().Header().Set(LagHeader, strconv.FormatInt(stale.Lag, 10))
-		return unavailable("too_stale", "the copy here lags %d changelog records, more than max_lag %d; retry shortly, or accept more", stale.Lag, sub.maxLag)
 	case errors.Is(cerr, abacus.ErrNotOwned):
 		return err // no copy here: the first refusal says why
 	}
@@ -211,6 +210,10 @@ func (s *Server) streamRefusal(sub subscription, err error) error {
 		return unavailable("not_owner", "%s is not owned by %s; retry shortly", what, s.cfg.Instance)
 	case errors.Is(err, abacus.ErrUnconfirmed), errors.Is(err, abacus.ErrHandingOver):
 		return unavailable("moving", "%s may be moving away from %s; retry shortly", what, s.cfg.Instance)
+	}
+	var stale *abacus.StaleError
+	if errors.As(err, &stale) {
+		return unavailable("too_stale", "the copy of %s here lags %d changelog records, more than max_lag %d; retry shortly, or accept more", what, stale.Lag, sub.maxLag)
 	}
 	return err
 }
