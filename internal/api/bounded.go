@@ -153,78 +153,21 @@ func (s *Server) askCopy(c echo.Context, m abacus.Member) (done bool, lag int64,
 	return false, lag, nil
 }
 
-// scanBounded answers a scan with ?max_lag: each partition's keys come
+// scanAllCopies answers a scan with ?max_lag: each partition's keys come
 // from the freshest copy of it that lags at most maxLag (an active task
 // before any stale copy, then the least lag), on whichever member holds
-// it. The page says the largest lag it was read with, and whether any
-// copy was stale. Only when a partition has no copy fresh enough is the
-// answer 503: too_stale with the best lag on offer, or incomplete when
-// no member holds a copy of it that answers.
-func (s *Server) scanBounded(c echo.Context, store string, q ScanQuery, maxLag int64, local bool) error {
-	limit := q.Limit
-	if local || forwarded(c) {
-		if !forwarded(c) {
-			q.Limit = limit + 1 // one more tells whether a next page exists
-		}
-		items, copies, err := s.cfg.Counts.ScanCopies(store, q, maxLag)
-		if errors.Is(err, abacus.ErrUnknownStore) {
-			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-		}
-		if err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		page := scanPage{Items: items, Copies: copies, Partitions: []int32{}}
-		if page.Items == nil {
-			page.Items = []Item{}
-		}
-		var lag int64
-		stale := false
-		for _, cp := range copies {
-			if cp.Lag <= maxLag {
-				page.Partitions = append(page.Partitions, cp.Partition)
-				lag, stale = max(lag, cp.Lag), stale || cp.Stale
-			}
-		}
-		if !forwarded(c) {
-			s.cutPage(&page, limit)
-		}
-		return s.answerBoundedPage(c, page, lag, stale)
-	}
-	if store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-	}
-	q.Limit = limit + 1
-	items, lag, stale, err := s.scanAllCopies(c.Request().Context(), store, q, maxLag, c.Request().Header.Get("Authorization"))
-	if err != nil {
-		return err
-	}
-	page := scanPage{Items: items}
-	s.cutPage(&page, limit)
-	return s.answerBoundedPage(c, page, lag, stale)
-}
-
-func (s *Server) answerBoundedPage(c echo.Context, page scanPage, lag int64, stale bool) error {
-	page.Lag, page.Stale = &lag, &stale
-	h := c.Response().Header()
-	h.Set(LagHeader, strconv.FormatInt(lag, 10))
-	h.Set(StaleHeader, strconv.FormatBool(stale))
-	return c.JSON(http.StatusOK, page)
-}
-
-// scanAllCopies asks every member for its bounded local page, picks the
-// copy each partition is read from, and merges their keys.
-func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, maxLag int64, authorization string) (items []Item, lag int64, stale bool, err error) {
+// it. It asks every member for its bounded local page, picks the copy
+// each partition is read from, and merges their keys; the page says the
+// largest lag it was read with, and whether any copy was stale. Only
+// when a partition has no copy fresh enough is the answer 503: too_stale
+// with the best lag on offer, or incomplete when no member holds a copy
+// of it that answers.
+func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, maxLag int64, authorization string) (scanPage, error) {
 	members, _, n := s.cfg.Router.Members()
 	if n == 0 {
-		return nil, 0, false, unavailable("starting", "the partition count is not known yet; retry shortly")
+		return scanPage{}, unavailable("starting", "the partition count is not known yet; retry shortly")
 	}
-	pages, errs := s.askEveryMember(members, func(m abacus.Member) (page scanPage, err error) {
-		if m.Name == s.cfg.Instance {
-			page.Items, page.Copies, err = s.cfg.Counts.ScanCopies(store, q, maxLag)
-			return page, err
-		}
-		return s.scanRemote(ctx, m, store, q, maxLag, authorization)
-	})
+	pages, errs := s.askEveryMember(ctx, members, store, q, maxLag, authorization)
 	// from[p] is the member whose copy of partition p is read.
 	from := make([]int, n)
 	best := make([]PartitionCopy, n)
@@ -252,17 +195,20 @@ func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, m
 			}
 		}
 	}
+	var lag int64
+	stale := false
 	for p := range n {
 		switch {
 		case from[p] >= 0:
 			lag, stale = max(lag, best[p].Lag), stale || best[p].Stale
 		case offered[p] >= 0:
-			return nil, 0, false, unavailable("too_stale", "no copy of partition %d lags at most %d changelog records: the freshest lags %d; retry shortly, or accept more", p, maxLag, offered[p])
+			return scanPage{}, unavailable("too_stale", "no copy of partition %d lags at most %d changelog records: the freshest lags %d; retry shortly, or accept more", p, maxLag, offered[p])
 		default:
 			s.refresh()
-			return nil, 0, false, unavailable("incomplete", "no member holds a copy of partition %d that answers right now; retry shortly", p)
+			return scanPage{}, unavailable("incomplete", "no member holds a copy of partition %d that answers right now; retry shortly", p)
 		}
 	}
+	var items []Item
 	for i, page := range pages {
 		for _, it := range page.Items {
 			if it.Partition >= 0 && it.Partition < n && from[it.Partition] == i {
@@ -277,5 +223,5 @@ func (s *Server) scanAllCopies(ctx context.Context, store string, q ScanQuery, m
 	if items == nil {
 		items = []Item{}
 	}
-	return items, lag, stale, nil
+	return scanPage{Items: items, Lag: &lag, Stale: &stale}, nil
 }

@@ -306,43 +306,84 @@ func (s *Server) scanKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if bounded {
-		return s.scanBounded(c, store, q, maxLag, local)
+	if !bounded {
+		maxLag = -1
 	}
 	limit := q.Limit
 	if local || forwarded(c) {
 		if !forwarded(c) {
 			q.Limit = limit + 1 // one more tells whether a next page exists
 		}
-		items, covered, err := s.cfg.Counts.Scan(store, q)
-		if errors.Is(err, abacus.ErrUnknownStore) {
-			return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-		}
+		page, err := s.localPage(store, q, maxLag)
 		if err != nil {
-			return fmt.Errorf("scan: %w", err)
+			return err
 		}
-		if items == nil {
-			items = []Item{}
-		}
-		if covered == nil {
-			covered = []int32{}
-		}
-		page := scanPage{Items: items, Partitions: covered}
 		if !forwarded(c) {
 			s.cutPage(&page, limit)
 		}
-		return c.JSON(http.StatusOK, page)
+		return s.answerPage(c, page)
 	}
 	if store != s.storeName() {
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
 	}
 	q.Limit = limit + 1
-	items, err := s.scanAll(c.Request().Context(), store, q, c.Request().Header.Get("Authorization"))
+	ctx, auth := c.Request().Context(), c.Request().Header.Get("Authorization")
+	var page scanPage
+	if bounded {
+		page, err = s.scanAllCopies(ctx, store, q, maxLag, auth)
+	} else {
+		page.Items, err = s.scanAll(ctx, store, q, auth)
+	}
 	if err != nil {
 		return err
 	}
-	page := scanPage{Items: items}
 	s.cutPage(&page, limit)
+	return s.answerPage(c, page)
+}
+
+// localPage is this member's own page of a scan, of its active tasks, or
+// with a maxLag of 0 or more of its copies (the bounded scan).
+func (s *Server) localPage(store string, q ScanQuery, maxLag int64) (scanPage, error) {
+	var page scanPage
+	var err error
+	if maxLag >= 0 {
+		page.Items, page.Copies, err = s.cfg.Counts.ScanCopies(store, q, maxLag)
+	} else {
+		page.Items, page.Partitions, err = s.cfg.Counts.Scan(store, q)
+	}
+	switch {
+	case errors.Is(err, abacus.ErrUnknownStore):
+		return page, fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+	case err != nil:
+		return page, fmt.Errorf("scan: %w", err)
+	}
+	if page.Items == nil {
+		page.Items = []Item{}
+	}
+	if maxLag >= 0 {
+		var lag int64
+		stale := false
+		for _, cp := range page.Copies {
+			if cp.Lag <= maxLag {
+				page.Partitions = append(page.Partitions, cp.Partition)
+				lag, stale = max(lag, cp.Lag), stale || cp.Stale
+			}
+		}
+		page.Lag, page.Stale = &lag, &stale
+	}
+	if page.Partitions == nil {
+		page.Partitions = []int32{}
+	}
+	return page, nil
+}
+
+// answerPage sends a page, with the headers of a bounded scan's.
+func (s *Server) answerPage(c echo.Context, page scanPage) error {
+	if page.Lag != nil && page.Stale != nil {
+		h := c.Response().Header()
+		h.Set(LagHeader, strconv.FormatInt(*page.Lag, 10))
+		h.Set(StaleHeader, strconv.FormatBool(*page.Stale))
+	}
 	return c.JSON(http.StatusOK, page)
 }
 
@@ -360,13 +401,7 @@ func (s *Server) cutPage(page *scanPage, limit int) {
 // that does not cover every partition is a 503, never a partial page.
 func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authorization string) ([]Item, error) {
 	members, _, n := s.cfg.Router.Members()
-	parts, errs := s.askEveryMember(members, func(m abacus.Member) (scanPage, error) {
-		if m.Name == s.cfg.Instance {
-			items, covered, err := s.cfg.Counts.Scan(store, q)
-			return scanPage{Items: items, Partitions: covered}, err
-		}
-		return s.scanRemote(ctx, m, store, q, -1, authorization)
-	})
+	parts, errs := s.askEveryMember(ctx, members, store, q, -1, authorization)
 	seen := map[int32]bool{}
 	var merged []Item
 	for i, p := range parts {
@@ -396,9 +431,10 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 	return merged, nil
 }
 
-// askEveryMember asks every member for its page of a scan, all at once,
-// and returns their pages and errors in the order of members.
-func (s *Server) askEveryMember(members []abacus.Member, ask func(m abacus.Member) (scanPage, error)) ([]scanPage, []error) {
+// askEveryMember asks every member, this one included, for its local
+// page of a scan (with a maxLag of 0 or more, of the bounded scan), all at
+// once, and returns their pages and errors in the order of members.
+func (s *Server) askEveryMember(ctx context.Context, members []abacus.Member, store string, q ScanQuery, maxLag int64, authorization string) ([]scanPage, []error) {
 	pages := make([]scanPage, len(members))
 	errs := make([]error, len(members))
 	var wg sync.WaitGroup
@@ -406,7 +442,11 @@ func (s *Server) askEveryMember(members []abacus.Member, ask func(m abacus.Membe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pages[i], errs[i] = ask(m)
+			if m.Name == s.cfg.Instance {
+				pages[i], errs[i] = s.localPage(store, q, maxLag)
+			} else {
+				pages[i], errs[i] = s.scanRemote(ctx, m, store, q, maxLag, authorization)
+			}
 		}()
 	}
 	wg.Wait()
