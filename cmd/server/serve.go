@@ -194,11 +194,12 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 		OnCommit:     s.hub.Publish,
 		// A standby's streams end when it stops: their members go back
 		// to the partition's owner.
-		OnStandbyApplied: s.copyHub.Publish,
-		OnStandbyDropped: func(p int32) { s.copyHub.EndPartition(p, "standby stopped") },
-		OnStateChange:    onStateChange,
-		OpenStore:        openStore,
-		Seed:             s.newSeed(reg),
+		OnStandbyApplied:   s.copyHub.Publish,
+		OnStandbyListening: s.copyHub.Serving,
+		OnStandbyDropped:   func(p int32) { s.copyHub.EndPartition(p, "standby stopped") },
+		OnStateChange:      onStateChange,
+		OpenStore:          openStore,
+		Seed:               s.newSeed(reg),
 	}, db)
 }
 

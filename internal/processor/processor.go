@@ -48,11 +48,13 @@ type Config struct {
 	// count made durable by a commit, one batch at a time and in order; it
 	// must not block (SSE fan-out queues the work).
 	OnCommit func(updates []abacus.Update)
-	// OnStandbyApplied and OnStandbyDropped, if set, are told what a
-	// standby made readable in its store, and when a standby stops
-	// (standby.Config's OnApplied and OnDropped): live streams of copies.
-	OnStandbyApplied func(updates []abacus.Update)
-	OnStandbyDropped func(partition int32)
+	// OnStandbyApplied, OnStandbyListening and OnStandbyDropped, if set,
+	// are told what a standby made readable in its store while someone
+	// listens, and when a standby stops (standby.Config's OnApplied,
+	// Listening and OnDropped): live streams of copies.
+	OnStandbyApplied   func(updates []abacus.Update)
+	OnStandbyListening func() bool
+	OnStandbyDropped   func(partition int32)
 	// OnAssignment, if set, is called by the loop after every
 	// change of this member's tasks; it must not block.
 	OnAssignment func(partitions []int32)

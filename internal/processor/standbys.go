@@ -57,7 +57,7 @@ func (p *Processor) startStandby(ctx context.Context) {
 	}
 	r := standby.Start(ctx, standby.Config{
 		Config: p.cfg.Config, DB: p.db, Inspector: p.inspectorClient, Active: p.isActive, Logger: p.log,
-		OnApplied: p.cfg.OnStandbyApplied, OnDropped: p.cfg.OnStandbyDropped,
+		OnApplied: p.cfg.OnStandbyApplied, Listening: p.cfg.OnStandbyListening, OnDropped: p.cfg.OnStandbyDropped,
 		Metrics: standby.Metrics{Lag: p.metrics.standbyLag, Applied: p.metrics.standbyApplied, Wipes: p.metrics.wipes},
 	})
 	if want := p.standbyWant.Load(); want != nil {

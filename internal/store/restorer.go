@@ -207,6 +207,10 @@ func (r *Restorer) Checkpoint(offset int64) error {
 	return nil
 }
 
+// WaitCommitted waits until the last Checkpoint's writes are committed,
+// and so readable: for a reader told of them as soon as they are.
+func (r *Restorer) WaitCommitted() error { return r.waitCommitted() }
+
 // waitCommitted waits for the chunk Badger commits in the background.
 func (r *Restorer) waitCommitted() error {
 	c := r.committing

@@ -166,6 +166,10 @@ func (h *Hub) Publish(updates []abacus.Update) {
 	}
 }
 
+// Serving reports whether any stream is open: while none is, Publish
+// drops its updates, and a publisher may skip gathering them.
+func (h *Hub) Serving() bool { return h.admitted.Load() > 0 }
+
 // EndPartition ends, with a final "moved" event, every stream that follows
 // a key of partition and every prefix stream (whose keys span partitions).
 // Updates published before it are written first. It never blocks. Call it

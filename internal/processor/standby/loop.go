@@ -34,6 +34,9 @@ type loop struct {
 	tails     map[int32]*tail
 	wantSeen  *[]int32
 	lingering map[int32]time.Time // stores to wipe, and when
+	// listening: OnApplied is set and someone listens, as of the last
+	// poll; only then are applied updates gathered.
+	listening bool
 	retryAt   map[int32]time.Time // standbys that failed to start or write
 	lastTick  time.Time
 }
@@ -241,6 +244,8 @@ func (l *loop) drop(p int32, linger bool) {
 
 // poll applies what the consumer has, for up to 50 ms.
 func (l *loop) poll() {
+	cfg := l.r.cfg
+	l.listening = cfg.OnApplied != nil && (cfg.Listening == nil || cfg.Listening())
 	switch e := l.consumer.Poll(50).(type) {
 	case *kafka.Message:
 		t := l.tails[e.TopicPartition.Partition]
@@ -273,7 +278,7 @@ func (l *loop) apply(t *tail, e *kafka.Message) error {
 		l.r.log.Warn("skipping undecodable changelog record", "task", t.p, "offset", int64(e.TopicPartition.Offset), "error", derr)
 	} else {
 		err = t.w.Put(e.Key, e.Value)
-		if l.r.cfg.OnApplied != nil {
+		if l.listening {
 			k := string(e.Key)
 			// Under at_least_once the store keeps the larger of two
 			// values (counts only grow), and so does what is published.
@@ -302,6 +307,11 @@ func (l *loop) checkpoint(t *tail) error {
 	}
 	t.cp = t.last
 	if len(t.pending) > 0 {
+		// Published once readable: a stream that reads the store after
+		// an update was published must find it there (Hub.Publish).
+		if err := t.w.WaitCommitted(); err != nil {
+			return err
+		}
 		updates := slices.SortedFunc(maps.Values(t.pending), func(a, b abacus.Update) int { return cmp.Compare(a.Offset, b.Offset) })
 		clear(t.pending)
 		l.r.cfg.OnApplied(updates)

@@ -42,10 +42,13 @@ type Config struct {
 	Active func(p int32) bool
 	// OnApplied, if set, is given the updates a standby made readable in
 	// its store, each key's latest, in changelog order, after every
-	// checkpoint; OnDropped is told when a standby stops (released,
-	// promoted, moved away). Both are called on the Runner's goroutine
-	// and must not block: a subscription hub's Publish and EndPartition.
+	// checkpoint, once committed; they are gathered only while Listening
+	// (if set) says someone listens. OnDropped is told when a standby
+	// stops (released, promoted, moved away). All are called on the
+	// Runner's goroutine and must not block: a subscription hub's
+	// Publish, Serving and EndPartition.
 	OnApplied func([]abacus.Update)
+	Listening func() bool
 	OnDropped func(p int32)
 	Metrics   Metrics
 	Logger    *slog.Logger

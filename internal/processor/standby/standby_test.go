@@ -3,11 +3,13 @@ package standby
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/partitioner"
 	"github.com/abacus-streams/abacus/internal/store"
@@ -63,15 +65,20 @@ func (r *rig) open() {
 	r.db = db
 }
 
-func (r *rig) start() *Runner {
-	return Start(context.Background(), Config{Config: r.cfg, DB: r.db,
+func (r *rig) start() *Runner { return r.startWith(func(*Config) {}) }
+
+// startWith starts a Runner with the rig's settings, changed by more.
+func (r *rig) startWith(more func(*Config)) *Runner {
+	cfg := Config{Config: r.cfg, DB: r.db,
 		Inspector: func() (*kafka.Consumer, error) { return r.insp, nil },
 		Active: func(p int32) bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return r.active[p]
 		},
-		Metrics: r.metrics})
+		Metrics: r.metrics}
+	more(&cfg)
+	return Start(context.Background(), cfg)
 }
 
 // write appends n counts to the changelog, over 50 keys.
@@ -220,4 +227,60 @@ func TestLingeringStoresAreWipedUnlessHeld(t *testing.T) {
 	if cp, _ := r.db.Partition(1).Checkpoint(); cp == store.NoCheckpoint {
 		t.Fatal("partition 1, a standby here, was wiped")
 	}
+}
+
+// While someone listens, a standby publishes what it applied, each key's
+// latest, once readable in its store; while no one does it gathers
+// nothing; a standby that stops says so.
+func TestStandbyPublishesWhatItAppliesWhileListenedTo(t *testing.T) {
+	r := newRig(t, config.ExactlyOnceV2)
+	var mu sync.Mutex
+	var listening bool
+	published := map[string]int64{}
+	var dropped []int32
+	run := r.startWith(func(c *Config) {
+		c.Listening = func() bool { mu.Lock(); defer mu.Unlock(); return listening }
+		c.OnApplied = func(us []abacus.Update) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, u := range us {
+				if got, _, err := r.db.Partition(u.Partition).Get([]byte(u.Key)); err != nil || got < u.Value {
+					t.Errorf("published %s=%d of partition %d before the store held it (%d, %v)", u.Key, u.Value, u.Partition, got, err)
+				}
+				published[u.Key] = u.Value
+			}
+		}
+		c.OnDropped = func(p int32) { mu.Lock(); defer mu.Unlock(); dropped = append(dropped, p) }
+	})
+	defer run.Stop()
+	run.Set([]int32{0, 1, 2, 3})
+	r.write(200)
+	r.exact(0, 1, 2, 3)
+	mu.Lock()
+	if len(published) != 0 {
+		t.Errorf("published %d keys while no one listened", len(published))
+	}
+	listening = true
+	mu.Unlock()
+	r.write(200)
+	r.exact(0, 1, 2, 3)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, n := range r.truth {
+			if published[k] != n {
+				return fmt.Errorf("%s published at %d, want %d", k, published[k], n)
+			}
+		}
+		return nil
+	})
+	run.Set([]int32{0, 1, 2})
+	testkit.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(dropped, []int32{3}) {
+			return fmt.Errorf("dropped %v, want [3]", dropped)
+		}
+		return nil
+	})
 }
