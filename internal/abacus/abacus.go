@@ -88,3 +88,16 @@ type Update struct {
 	// decreases within a partition; events carry it in their id.
 	Offset int64
 }
+
+// KeyStreamPosition reads the Last-Event-ID of a key subscription: a key
+// stream's event id is the count it carries (a key's count only rises,
+// so the value is the stream's position). It is -1 when the id is
+// missing or not such a value (a prefix stream's "<partition>-<offset>",
+// say): the client has no position, and is sent the current value.
+func KeyStreamPosition(lastEventID string) int64 {
+	v, err := strconv.ParseInt(lastEventID, 10, 64)
+	if err != nil || v < 0 {
+		return -1
+	}
+	return v
+}

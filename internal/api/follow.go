@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/labstack/echo/v4"
 )
 
@@ -114,7 +115,7 @@ func (s *Server) follow(c echo.Context, sub subscription) error {
 		return nil
 	}
 	defer w.out.end()
-	return s.followFrom(c, sub, w, lastSent(c))
+	return s.followFrom(c, sub, w, abacus.KeyStreamPosition(c.Request().Header.Get("Last-Event-ID")))
 }
 
 // followFrom streams on an open stream from whichever member owns the

@@ -96,16 +96,6 @@ func parseSubscription(c echo.Context) (subscription, error) {
 	return sub, nil
 }
 
-// lastSent is the value a key subscriber's Last-Event-ID names (a key
-// stream's event id is its value), or -1.
-func lastSent(c echo.Context) int64 {
-	v, err := strconv.ParseInt(c.Request().Header.Get("Last-Event-ID"), 10, 64)
-	if err != nil || v < 0 {
-		return -1
-	}
-	return v
-}
-
 // subscribe streams a key's counts from its owner, or a prefix's counts
 // from every member, as Server-Sent Events.
 func (s *Server) subscribe(c echo.Context) error {
@@ -226,7 +216,7 @@ func (s *Server) streamRefusal(sub subscription, err error) error {
 // partition moved away meanwhile), it is followed from the start.
 func (s *Server) serveThenFollow(c echo.Context, sub subscription) error {
 	defer s.untilStopping(c)()
-	catch := &movedCatcher{ResponseWriter: c.Response(), last: lastSent(c)}
+	catch := &movedCatcher{ResponseWriter: c.Response(), last: abacus.KeyStreamPosition(c.Request().Header.Get("Last-Event-ID"))}
 	err := s.serveLocalTo(catch, c, sub)
 	switch {
 	case isTransient(err) && !catch.wrote:

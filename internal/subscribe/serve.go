@@ -36,17 +36,6 @@ type Query struct {
 	Partition    int32
 }
 
-// lastValue reads a key stream's Last-Event-ID: the last value the client
-// was sent (a key stream's event id is its value), or -1 when there is
-// none or it is not one of ours (a prefix stream's "<partition>-<offset>").
-func lastValue(r *http.Request) int64 {
-	v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	if err != nil || v < 0 {
-		return -1
-	}
-	return v
-}
-
 // ParseQuery reads ?key=K (one key, not empty) or ?prefix=P (every key
 // that starts with P; the empty prefix matches every key), the latter
 // optionally with &partition=N. Its errors wrap ErrBadQuery.
@@ -156,7 +145,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 
 	s := newStream(q, h.cfg.Buffer)
 	if !q.Prefix {
-		s.floor = lastValue(r)
+		s.floor = abacus.KeyStreamPosition(r.Header.Get("Last-Event-ID"))
 	}
 	if err := h.do(r.Context(), func() { h.register(s) }); err != nil {
 		if errors.Is(err, errClosed) {
