@@ -75,7 +75,7 @@ func (s *Server) openAt(ctx context.Context, c echo.Context, m abacus.Member, su
 	resp, err := s.upstream(ctx, c, m, set, lastID)
 	if err != nil {
 		s.refresh()
-		return nil, unavailable("owner_unreachable", "member %s does not answer", m.Name)
+		return nil, unavailable("owner_unreachable", "does not answer for partition %d", p)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, s.memberRefusal(resp)
