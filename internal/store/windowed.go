@@ -339,3 +339,78 @@ func (s *WindowedStore) ExpireWindows(cutoff int64) (int, error) {
 	}
 	return removed, nil
 }
+
+// WindowsEndingIn calls fn, as of the snapshot, for each window of the
+// store whose end lies in (after, upTo], in the order of their ends,
+// until fn returns false. It reads them through the expiry index: the
+// windows a rise of stream time closes are those whose end passed the
+// close line, and emitting their finals reads no other window
+// (TestWindowsEndingIn). An index entry a crash left without its window
+// is skipped.
+func (s *WindowedStore) WindowsEndingIn(snap *Snapshot, after, upTo int64, fn func(WindowCount) bool) error {
+	if upTo <= after || upTo < 0 {
+		return nil
+	}
+	if snap.txn == nil {
+		snap.txn = snap.db.NewTransaction(false)
+	}
+	txn := snap.txn
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: s.indexPrefix})
+	defer it.Close()
+	seek := binary.BigEndian.AppendUint64(bytes.Clone(s.indexPrefix), uint64(max(after+1, 0)))
+	for it.Seek(seek); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) < len(s.indexPrefix)+8 {
+			return fmt.Errorf("scan the windows ending in (%d, %d] of %s: an index entry of %d bytes", after, upTo, s.what(), len(k))
+		}
+		if int64(binary.BigEndian.Uint64(k[len(s.indexPrefix):])) > upTo {
+			return nil
+		}
+		item, err := txn.Get(s.dataKey(k[len(s.indexPrefix)+8:]))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("scan the windows ending in (%d, %d] of %s: %w", after, upTo, s.what(), err)
+		}
+		wc, err := s.window(item)
+		if err != nil {
+			return fmt.Errorf("scan the windows ending in (%d, %d] of %s: %w", after, upTo, s.what(), err)
+		}
+		if !fn(wc) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// RaiseStreamTime sets the store's stream time to t unless it is at t or
+// beyond already: a restore from the changelog learns the stream time
+// from its records' headers, and a store restored onto an older copy
+// keeps the later of the two.
+func (s *WindowedStore) RaiseStreamTime(t int64) error {
+	if t < 0 {
+		return nil
+	}
+	err := s.p.db.Update(func(txn *badger.Txn) error {
+		cur := NoStreamTime
+		item, err := txn.Get(s.streamTimeKey)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) (err error) { cur, err = decodeCount(v); return err }); err != nil {
+				return err
+			}
+		}
+		if cur >= t {
+			return nil
+		}
+		return txn.Set(s.streamTimeKey, encodeCount(t))
+	})
+	if err != nil {
+		return fmt.Errorf("raise the stream time of %s to %d: %w", s.what(), t, err)
+	}
+	return nil
+}

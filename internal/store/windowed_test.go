@@ -709,3 +709,73 @@ func TestWipeRemovesWindowedStores(t *testing.T) {
 		t.Errorf("Partitions() = %v, %v; want [2 4]", parts, err)
 	}
 }
+
+// WindowsEndingIn passes exactly the windows whose end lies in (after,
+// upTo], in the order of their ends, skips an index entry left without
+// its window, and stops when fn says so.
+func TestWindowsEndingIn(t *testing.T) {
+	db := openSmall(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(2)
+	windows := map[string]int64{}
+	for _, key := range []string{"a", "b"} {
+		for _, end := range []int64{0, 5, 10, 15, 20} {
+			windows[wk(key, max(end-5, 0), end)] = end + 1
+		}
+	}
+	if err := p.Commit(Batch{Checkpoint: 3, Windowed: map[string]WindowedBatch{"s": {Puts: windows, Checkpoint: 9, StreamTime: 20}}}); err != nil {
+		t.Fatal(err)
+	}
+	s := windowedOf(t, p, "s")
+	// An index entry without its window, as a crash can leave one.
+	orphan := []byte(wk("c", 8, 12))
+	if err := db.db.Update(func(txn *badger.Txn) error { return txn.Set(s.indexKey(orphan), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		after, upTo int64
+		want        []string
+	}{
+		{-1, 0, []string{"a0-0=1", "b0-0=1"}},
+		{0, 10, []string{"a0-5=6", "b0-5=6", "a5-10=11", "b5-10=11"}},
+		{10, 12, nil},
+		{12, 100, []string{"a10-15=16", "b10-15=16", "a15-20=21", "b15-20=21"}},
+		{20, 20, nil},
+		{15, 10, nil},
+	} {
+		var got []string
+		snap := db.Snapshot()
+		err := s.WindowsEndingIn(snap, c.after, c.upTo, func(wc WindowCount) bool {
+			got = append(got, fmt.Sprintf("%s%d-%d=%d", wc.Key, wc.Start, wc.End, wc.Count))
+			return true
+		})
+		snap.Refresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("(%d, %d]: %v; want %v", c.after, c.upTo, got, c.want)
+		}
+	}
+	n := 0
+	snap := db.Snapshot()
+	defer snap.Refresh()
+	if err := s.WindowsEndingIn(snap, -1, 100, func(WindowCount) bool { n++; return n < 3 }); err != nil || n != 3 {
+		t.Errorf("stopped after %d windows (%v); want 3", n, err)
+	}
+}
+
+// RaiseStreamTime only ever raises the stored stream time.
+func TestRaiseStreamTime(t *testing.T) {
+	db := openSmall(t, t.TempDir())
+	defer db.Close()
+	s := windowedOf(t, db.Partition(1), "s")
+	for _, c := range []struct{ raise, want int64 }{{-1, NoStreamTime}, {50, 50}, {40, 50}, {60, 60}} {
+		if err := s.RaiseStreamTime(c.raise); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.StreamTime(); err != nil || got != c.want {
+			t.Errorf("after raising to %d: %d (%v); want %d", c.raise, got, err, c.want)
+		}
+	}
+}
