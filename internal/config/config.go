@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/window"
 )
 
 // Processing guarantees, as Kafka Streams names them.
@@ -42,8 +44,10 @@ type Config struct {
 	InputTopic     string
 	OutputTopic    string
 	Store          string
-	StateDir       string
-	HTTPAddr       string
+	// Windows are the windowed stores, in the order given.
+	Windows  []window.Spec
+	StateDir string
+	HTTPAddr string
 	// InstanceID is the member name: group.instance.id and transactional.id suffix.
 	InstanceID          string
 	ProcessingGuarantee string
@@ -147,6 +151,12 @@ func (c Config) Brokers() string {
 // ChangelogTopic is the store's changelog, named as Kafka Streams names it.
 func (c Config) ChangelogTopic() string {
 	return c.ApplicationID + "-" + c.Store + "-changelog"
+}
+
+// WindowChangelogTopic is the changelog of the windowed store named
+// store, named as Kafka Streams names a store's changelog.
+func (c Config) WindowChangelogTopic(store string) string {
+	return c.ApplicationID + "-" + store + "-changelog"
 }
 
 // DLQTopic receives the records that could not be counted.

@@ -28,6 +28,10 @@ type taskBatch struct {
 	// changelogBase is where the task's own changelog records begin
 	// (-1: not checked): see foreignChangelogRecords.
 	changelogBase int64
+	// windowed are the task's windowed stores' writes and finals, and
+	// streamTime the task's stream time as of the batch.
+	windowed   []windowedBatch
+	streamTime int64
 }
 
 // commitBatch is the work of one commit, handed from the loop to the
@@ -68,7 +72,15 @@ func (s *session) handOff(ctx context.Context) {
 	b := &commitBatch{ctx: ctx, oldestTS: s.oldestTS, dlq: s.pendingDLQ, done: make(chan struct{})}
 	for _, t := range s.tasks {
 		if t.nextOffset >= 0 || len(t.dirty) > 0 || t.owed >= 0 {
-			b.tasks = append(b.tasks, t.handOff())
+			tb, err := t.handOff(s.snap)
+			if err != nil {
+				s.err = err
+				for _, t := range s.tasks {
+					t.reset()
+				}
+				return
+			}
+			b.tasks = append(b.tasks, tb)
 		}
 	}
 	if len(b.tasks) == 0 && len(b.dlq) == 0 {

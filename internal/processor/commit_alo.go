@@ -21,6 +21,9 @@ func (c *committer) commitAtLeastOnce(b *commitBatch) batchOutcome {
 	if err := c.sendDeadLetters(b.dlq); err != nil {
 		return batchOutcome{err: err}
 	}
+	if err := c.sendWindowed(b.tasks); err != nil {
+		return batchOutcome{err: err}
+	}
 	produced, delivered, err := c.storeBatch(b.ctx, b.tasks)
 	if err != nil {
 		return batchOutcome{err: err}

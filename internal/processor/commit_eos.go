@@ -32,6 +32,9 @@ func (c *committer) commitExactlyOnce(b *commitBatch) batchOutcome {
 			return batchOutcome{err: err}
 		}
 	}
+	if err := c.sendWindowed(b.tasks); err != nil {
+		return batchOutcome{err: err}
+	}
 	produced := time.Now()
 	if aborted, err := c.commitTransaction(b.ctx, b.tasks, c.inputOffsets(b.tasks)); err != nil || aborted {
 		return batchOutcome{aborted: aborted, err: err}

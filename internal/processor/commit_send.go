@@ -168,7 +168,18 @@ func (c *committer) storeTask(tb taskBatch) error {
 			return err
 		}
 	}
-	if err := c.p.db.Partition(tb.partition).Commit(store.Batch{Counts: tb.counts, Checkpoint: cp}); err != nil {
+	batch := store.Batch{Counts: tb.counts, Checkpoint: cp}
+	if len(tb.windowed) > 0 {
+		var err error
+		if batch.Windowed, err = c.windowedStoreBatches(tb); err != nil {
+			return err
+		}
+	}
+	sp := c.p.db.Partition(tb.partition)
+	if err := sp.Commit(batch); err != nil {
+		return err
+	}
+	if err := c.expireWindows(sp, tb); err != nil {
 		return err
 	}
 	if v, ok := (*c.p.tasks.Load())[tb.partition]; ok {

@@ -97,7 +97,11 @@ func (p *Processor) newCommitter(cc committerConfig) (*committer, error) {
 		sendsCounts: p.cfg.CacheMaxBytes > 0,
 		batches:     make(chan *commitBatch, 1), done: make(chan struct{}),
 	}
-	c.delivered = delivery.New(c.changelog, c.output, producer.Events(), func(e kafka.Error) {
+	var windowChangelogs []string
+	for _, w := range p.windowed {
+		windowChangelogs = append(windowChangelogs, w.changelog)
+	}
+	c.delivered = delivery.New(c.changelog, c.output, windowChangelogs, producer.Events(), func(e kafka.Error) {
 		p.metrics.kafkaErrors.Inc()
 		c.log.Debug("producer error", "error", e)
 	})
@@ -106,7 +110,10 @@ func (p *Processor) newCommitter(cc committerConfig) (*committer, error) {
 		c.commit = c.commitExactlyOnce
 	case !c.sendsCounts:
 		c.commit, c.storeBatch = c.commitAtLeastOnce, c.storeWhenDelivered
-	case c.placeOutput():
+	case len(p.windowed) == 0 && c.placeOutput():
+		// A task is stored once its own records are delivered; with
+		// windowed stores, whose records that account does not cover,
+		// every batch waits for all its deliveries.
 		c.commit, c.storeBatch = c.commitAtLeastOnce, c.storeEach
 	default:
 		c.commit, c.storeBatch = c.commitAtLeastOnce, c.sendThenStore

@@ -78,6 +78,11 @@ func (s *session) process(m *kafka.Message) error {
 	if err != nil {
 		return err
 	}
+	if len(t.windows) > 0 {
+		if err := s.countWindows(t, m); err != nil {
+			return err
+		}
+	}
 	if s.p.cfg.CacheMaxBytes == 0 {
 		if err := s.committer.send(t.partition, m.Key, n); err != nil {
 			return err
@@ -102,6 +107,27 @@ func (s *session) reject(m *kafka.Message, reason, message string) error {
 	case config.OnErrorFail:
 		return fatalf("%s at %s[%d]@%d and ABACUS_ON_ERROR=fail", message, *tp.Topic, tp.Partition, int64(tp.Offset))
 	}
+	return s.deadLetter(m, reason, message)
+}
+
+// lateRecord dead-letters a record late for a windowed store, with
+// on_error=dlq; with drop or fail it is only counted
+// (abacus_records_late_total): a late record is a normal event of
+// event-time processing, not an error to stop for.
+func (s *session) lateRecord(m *kafka.Message, storeName string, ts int64) error {
+	if s.p.cfg.OnError != config.OnErrorDLQ {
+		return nil
+	}
+	msg := fmt.Sprintf("record is late for windowed store %s: every window of timestamp %d is closed", storeName, ts)
+	if ts < 0 {
+		msg = fmt.Sprintf("record has no timestamp in the epoch for windowed store %s", storeName)
+	}
+	return s.deadLetter(m, "late", msg)
+}
+
+// deadLetter sends a record to the dead-letter topic with the reason.
+func (s *session) deadLetter(m *kafka.Message, reason, message string) error {
+	tp := m.TopicPartition
 	headers := append(m.Headers[:len(m.Headers):len(m.Headers)],
 		kafka.Header{Key: "abacus.error", Value: []byte(message)},
 		kafka.Header{Key: "abacus.error.reason", Value: []byte(reason)},

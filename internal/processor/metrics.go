@@ -22,6 +22,9 @@ type metrics struct {
 	producedChangelog, producedOutput, producedDLQ prometheus.Counter
 	deadLettered                                   *prometheus.CounterVec // reason
 	dropped                                        *prometheus.CounterVec // reason
+	late                                           *prometheus.CounterVec // store
+	windowsExpired                                 *prometheus.CounterVec // store
+	producedWindowChangelog, producedWindowOutput  prometheus.Counter
 	partitionMismatch                              prometheus.Counter
 	restored                                       *prometheus.CounterVec // partition, source
 	restoredBytes                                  *prometheus.CounterVec // partition, source
@@ -54,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_records_produced_total", Help: "Records produced, by destination (changelog, output, dlq)."}, []string{"destination"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_records_dead_lettered_total", Help: "Input records sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_records_late_total", Help: "Input records late for a windowed store (every window of their timestamp closed), not counted there, by store."}, []string{"store"}),
+		windowsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abacus_windows_expired_total", Help: "Windows deleted from a windowed store once past its retention, by store."}, []string{"store"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_records_dropped_total", Help: "Input records dropped (on_error=drop), by reason."}, []string{"reason"}),
 		partitionMismatch: prometheus.NewCounter(prometheus.CounterOpts{
@@ -105,9 +112,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.broker = newBrokerMetrics(reg)
 	m.producedChangelog = m.produced.WithLabelValues("changelog")
 	m.producedOutput = m.produced.WithLabelValues("output")
+	m.producedWindowChangelog = m.produced.WithLabelValues("window_changelog")
+	m.producedWindowOutput = m.produced.WithLabelValues("window_output")
 	m.producedDLQ = m.produced.WithLabelValues("dlq")
 	reg.MustRegister(m.processSeconds)
-	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.partitionMismatch,
+	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.late, m.windowsExpired, m.partitionMismatch,
 		m.restored, m.restoredBytes, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
 		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.standbyLag, m.standbyApplied, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m

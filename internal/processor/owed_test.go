@@ -14,17 +14,17 @@ func TestOwedOffsetIsHandedOverUntilCommitted(t *testing.T) {
 	tk := newTask(0, nil)
 	tk.nextOffset, tk.rewindTo = 10, 5
 	tk.dirty["k"] = 3
-	b := tk.handOff()
+	b := mustHandOff(t, tk)
 	tk.durable(b, 1<<20, true)
 	if tk.owed != 10 || tk.committed != -1 {
 		t.Fatalf("after a refused commit: owed %d, committed %d; want 10 and -1", tk.owed, tk.committed)
 	}
-	again := tk.handOff()
+	again := mustHandOff(t, tk)
 	if again.nextOffset != 10 || len(again.counts) != 0 {
 		t.Fatalf("a task owing offset 10 with nothing new hands over %+v; want offset 10 and no counts", again)
 	}
 	tk.nextOffset = 12
-	newer := tk.handOff()
+	newer := mustHandOff(t, tk)
 	if newer.nextOffset != 12 {
 		t.Fatalf("a task owing 10 that counted up to 12 hands over offset %d; want 12", newer.nextOffset)
 	}
@@ -52,4 +52,13 @@ func TestRebalancingRefusals(t *testing.T) {
 			t.Errorf("rebalancing(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+func mustHandOff(t *testing.T, tk *task) taskBatch {
+	t.Helper()
+	b, err := tk.handOff(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

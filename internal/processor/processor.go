@@ -97,6 +97,10 @@ type Processor struct {
 	standby     atomic.Pointer[standby.Runner]
 	standbyWant atomic.Pointer[[]int32]
 
+	// windowed are the windowed stores (windows.go), in configuration
+	// order.
+	windowed []*windowedStore
+
 	mismatchOnce sync.Once
 	insp         inspector
 }
@@ -120,6 +124,11 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part, rejoin: make(chan string, 1), active: map[int32]bool{}}
 	p.openDB.Store(db)
 	p.metrics = newMetrics(cfg.Registerer)
+	for _, spec := range cfg.Windows {
+		spec = spec.WithDefaults()
+		p.windowed = append(p.windowed, &windowedStore{spec: spec, changelog: cfg.WindowChangelogTopic(spec.Store), output: spec.OutputTopic})
+		p.metrics.late.WithLabelValues(spec.Store).Add(0)
+	}
 	cfg.Registerer.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "abacus_store_disk_bytes", Help: "Bytes the state store takes on disk (LSM tree and value log)."},
 			func() float64 {

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,15 @@ type task struct {
 	// changelogBase is where the task's own changelog records begin: the
 	// end of the changelog its restore reached (-1 until it is restored).
 	changelogBase int64
+	// windows are the task's parts of the windowed stores, in the order
+	// of the configuration. streamTime is the largest record timestamp
+	// the task has seen (epoch ms; store.NoStreamTime: none), committed
+	// that of the last durable batch, and closedUpTo the stream time
+	// whose closed windows the batches handed off emitted (windows.go).
+	windows             []*windowedTask
+	streamTime          int64
+	committedStreamTime int64
+	closedUpTo          int64
 	// startBlocked is when the restored task first found the consumer not
 	// fetching its partition yet (zero: not waiting); see fetchNotStarted.
 	startBlocked time.Time
@@ -98,6 +108,7 @@ func newTask(p int32, sp *store.Partition) *task {
 		owed:          -1,
 		position:      -1,
 		changelogBase: -1,
+		streamTime:    store.NoStreamTime, committedStreamTime: store.NoStreamTime, closedUpTo: store.NoStreamTime,
 	}
 	t.checkpoint.Store(store.NoCheckpoint)
 	t.readUpTo.Store(-1)
@@ -130,8 +141,15 @@ func (t *task) count(key []byte, snap *store.Snapshot) (int64, bool, error) {
 
 // handOff moves the write buffer into a batch for the committer. A task
 // with nothing new but an owed offset hands that over again.
-func (t *task) handOff() taskBatch {
+func (t *task) handOff(snap *store.Snapshot) (taskBatch, error) {
 	b := taskBatch{partition: t.partition, counts: t.dirty, nextOffset: t.nextOffset, rewindTo: t.rewindTo, changelogBase: t.changelogBase}
+	if len(t.windows) > 0 {
+		var err error
+		if b.windowed, err = t.handOffWindows(snap); err != nil {
+			return taskBatch{}, fmt.Errorf("task %d: %w", t.partition, err)
+		}
+		b.streamTime = t.streamTime
+	}
 	if b.nextOffset < 0 && t.owed >= 0 {
 		b.nextOffset, b.rewindTo = t.owed, t.owed
 	}
@@ -140,7 +158,7 @@ func (t *task) handOff() taskBatch {
 		t.dirty = map[string]int64{}
 	}
 	t.nextOffset = -1
-	return b
+	return b, nil
 }
 
 // durable makes a batch's counts durable in the task's view: they join
@@ -161,6 +179,9 @@ func (t *task) durable(b taskBatch, budget int64, owed bool) {
 		t.clean[k] = v
 	}
 	t.inflight = nil
+	if len(t.windows) > 0 {
+		t.windowsDurable(b.streamTime)
+	}
 	if t.cleanBytes > budget {
 		clear(t.clean)
 		t.cleanBytes = 0
@@ -172,4 +193,5 @@ func (t *task) reset() {
 	clear(t.dirty)
 	t.inflight = nil
 	t.nextOffset = -1
+	t.resetWindows()
 }

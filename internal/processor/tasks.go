@@ -23,6 +23,10 @@ import (
 func (s *session) addTask(p int32) {
 	s.p.setActive(p, true)
 	t := newTask(p, s.p.db.Partition(p))
+	var err error
+	if t.windows, err = s.p.windowedTasks(t.store); err != nil && s.err == nil {
+		s.err = fmt.Errorf("task %d: %w", p, err)
+	}
 	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p)), restore.SourceChangelog).Add(0)
 	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{
 		Partition: p, Store: t.store, Checkpoint: &t.checkpoint, Done: &t.restoreDone, Total: &t.restoreTotal,
@@ -80,6 +84,10 @@ func (s *session) checkRestores() {
 			return
 		}
 		s.snap.Refresh() // the restore wrote the task's counts
+		if err := t.loadStreamTime(); err != nil {
+			s.err = fmt.Errorf("start task %d: %w", t.partition, err)
+			return
+		}
 		t.active.Store(true)
 		t.committed = s.committedOffset(t.partition)
 		t.readUpTo.Store(max(t.committed, start))

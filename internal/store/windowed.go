@@ -22,6 +22,12 @@ const (
 // is in the key of each of its windows, behind one length byte.
 const MaxWindowedStoreName = 100
 
+// StreamTimeHeader names the header of a windowed store's changelog
+// record that carries the task's stream time as of the record's commit
+// (epoch ms, decimal): a restore from the changelog raises the store's
+// stream time to the largest it reads (RaiseStreamTime).
+const StreamTimeHeader = "abacus.stream.time"
+
 // NoStreamTime is the stream time of a windowed store that has none yet.
 const NoStreamTime int64 = -1
 
@@ -413,4 +419,24 @@ func (s *WindowedStore) RaiseStreamTime(t int64) error {
 		return fmt.Errorf("raise the stream time of %s to %d: %w", s.what(), t, err)
 	}
 	return nil
+}
+
+// GetWindowIn returns the count of the window w as of the snapshot, and
+// whether the store has it.
+func (s *WindowedStore) GetWindowIn(snap *Snapshot, w Window) (int64, bool, error) {
+	if snap.txn == nil {
+		snap.txn = snap.db.NewTransaction(false)
+	}
+	item, err := snap.txn.Get(s.dataKey(EncodeWindowKey(w)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("get a window of %s: %w", s.what(), err)
+	}
+	var n int64
+	if err := item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err }); err != nil {
+		return 0, false, fmt.Errorf("get a window of %s: %w", s.what(), err)
+	}
+	return n, true, nil
 }

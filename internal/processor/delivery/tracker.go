@@ -47,6 +47,16 @@ type Tracker struct {
 	// Reports (delivered or failed) per partition in this session.
 	changelogReported map[int32]int64
 	outputReported    map[int32]int64
+	// lastOffsets holds, per topic of trackOffsets (the windowed stores'
+	// changelogs) and partition, the offset of the last record delivered
+	// in this session.
+	trackOffsets map[string]bool
+	lastOffsets  map[topicPartition]int64
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
 }
 
 // changelogSpan is the first and last offset and the number of the
@@ -63,8 +73,9 @@ type Mark struct {
 }
 
 // New starts a tracker that reads events until the channel closes (the producer's
-// Close closes it); onError sees the client's error events.
-func New(changelog, output string, events <-chan kafka.Event, onError func(kafka.Error)) *Tracker {
+// Close closes it); onError sees the client's error events. It keeps the
+// last offset delivered per partition of each of trackOffsets too.
+func New(changelog, output string, trackOffsets []string, events <-chan kafka.Event, onError func(kafka.Error)) *Tracker {
 	d := &Tracker{
 		events:            events,
 		onError:           onError,
@@ -77,6 +88,11 @@ func New(changelog, output string, events <-chan kafka.Event, onError func(kafka
 		inTxn:             map[int32]bool{},
 		changelogReported: map[int32]int64{},
 		outputReported:    map[int32]int64{},
+		trackOffsets:      map[string]bool{},
+		lastOffsets:       map[topicPartition]int64{},
+	}
+	for _, t := range trackOffsets {
+		d.trackOffsets[t] = true
 	}
 	go d.run()
 	return d
@@ -110,6 +126,11 @@ func (d *Tracker) run() {
 				d.delivered[tp.Partition] = &changelogSpan{first: off, last: off, n: 1}
 			} else {
 				sp.first, sp.last, sp.n = min(sp.first, off), max(sp.last, off), sp.n+1
+			}
+		} else if d.trackOffsets[*tp.Topic] {
+			k := topicPartition{*tp.Topic, tp.Partition}
+			if last, ok := d.lastOffsets[k]; !ok || int64(tp.Offset) > last {
+				d.lastOffsets[k] = int64(tp.Offset)
 			}
 		}
 		d.mu.Unlock()
@@ -204,6 +225,16 @@ func (d *Tracker) LastChangelogOffset(p int32) (int64, bool) {
 		return sp.last, true
 	}
 	return 0, false
+}
+
+// LastOffset is the offset of the last record delivered to partition p
+// of topic (one of New's trackOffsets) in this session, and whether there
+// was one.
+func (d *Tracker) LastOffset(topic string, p int32) (int64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	off, ok := d.lastOffsets[topicPartition{topic, p}]
+	return off, ok
 }
 
 // ResetChangelog starts the account of a changelog partition over, for a

@@ -310,8 +310,49 @@ func (r *Restorer) seed(ctx context.Context) error {
 	return nil
 }
 
-// changelogRestore is one pass of a restore over a task's changelog
-// partition: from the checkpoint (or the start) to the end the changelog
+// target is a store a changelog restores: the task's counts, or one of
+// its windowed stores.
+type target struct {
+	topic      string
+	checkpoint func() (int64, error)
+	writer     func(keepMax bool) (*store.Restorer, error)
+	// windowed is the windowed store restored, nil for the counts.
+	windowed *store.WindowedStore
+}
+
+// targets are the task's stores, each with its changelog: the counts
+// first, then the windowed stores in configuration order.
+func (rs *Restorer) targets() ([]target, error) {
+	st := rs.task.Store
+	out := []target{{
+		topic: rs.cfg.ChangelogTopic(), checkpoint: st.Checkpoint,
+		writer: func(keepMax bool) (*store.Restorer, error) {
+			if keepMax {
+				return st.NewRestorerKeepingMax()
+			}
+			return st.NewRestorer(), nil
+		},
+	}}
+	for _, spec := range rs.cfg.Windows {
+		ws, err := st.Windowed(spec.Store)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, target{
+			topic: rs.cfg.WindowChangelogTopic(spec.Store), checkpoint: ws.Checkpoint, windowed: ws,
+			writer: func(keepMax bool) (*store.Restorer, error) {
+				if keepMax {
+					return ws.NewRestorerKeepingMax()
+				}
+				return ws.NewRestorer(), nil
+			},
+		})
+	}
+	return out, nil
+}
+
+// changelogRestore is one pass of a restore over a changelog partition of
+// the task: from the checkpoint (or the start) to the end the changelog
 // had when the pass began.
 type changelogRestore struct {
 	cfg   Config
@@ -319,7 +360,11 @@ type changelogRestore struct {
 	log   *slog.Logger
 	topic string
 	label string
+	tgt   target
 	w     *store.Restorer
+	// streamTime is the largest stream time a windowed store's records
+	// carried (store.StreamTimeHeader).
+	streamTime int64
 	// cp is the store's checkpoint when the pass began; low and high the
 	// changelog's bounds then; last the offset of the last record read.
 	cp, low, high, last int64
@@ -330,10 +375,37 @@ type changelogRestore struct {
 	openSince           time.Time     // first end of the log short of high
 }
 
-// restoreChangelog reads the changelog partition from the checkpoint (or
-// the start) to its end into the store, and returns that end offset.
+// restoreChangelog restores the task's stores from their changelogs, the
+// counts first, and returns the end offset the counts' changelog
+// reached. A windowed store whose checkpoint does not match its changelog
+// wipes the task and fails the attempt: the next restores every store
+// from the start.
 func (rs *Restorer) restoreChangelog(ctx context.Context) (end int64, err error) {
-	r := &changelogRestore{cfg: rs.cfg, t: rs.task, log: rs.log, topic: rs.cfg.ChangelogTopic(), label: strconv.Itoa(int(rs.task.Partition))}
+	targets, err := rs.targets()
+	if err != nil {
+		return -1, storeWrite(err)
+	}
+	for i, tgt := range targets {
+		e, err := rs.restoreTarget(ctx, tgt, i == 0)
+		if err != nil {
+			return -1, err
+		}
+		if i == 0 {
+			end = e
+		}
+	}
+	return end, nil
+}
+
+// restoreTarget reads one changelog partition of the task from the
+// store's checkpoint (or the start) to its end into the store, and
+// returns that end offset. first: the counts' pass, which starts the
+// restore's progress over.
+func (rs *Restorer) restoreTarget(ctx context.Context, tgt target, first bool) (end int64, err error) {
+	r := &changelogRestore{cfg: rs.cfg, t: rs.task, log: rs.log, topic: tgt.topic, tgt: tgt, streamTime: store.NoStreamTime, label: strconv.Itoa(int(rs.task.Partition))}
+	if tgt.windowed != nil {
+		r.log = r.log.With("windowed_store", tgt.windowed.Name())
+	}
 	c, err := kafka.NewConsumer(kafkaconf.Restore(r.cfg.Config))
 	if err != nil {
 		return -1, fmt.Errorf("create restore consumer: %w", err)
@@ -343,9 +415,13 @@ func (rs *Restorer) restoreChangelog(ctx context.Context) (end int64, err error)
 		return -1, err
 	}
 	start := max(r.cp+1, r.low)
-	r.t.Done.Store(0)
-	r.t.Total.Store(max(r.high-start, 0))
-	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(float64(max(r.high-start, 0)))
+	if first {
+		r.t.Done.Store(0)
+		r.t.Total.Store(max(r.high-start, 0))
+		r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(float64(max(r.high-start, 0)))
+	} else {
+		r.t.Total.Add(max(r.high-start, 0))
+	}
 	if start >= r.high {
 		return r.high, nil
 	}
@@ -354,14 +430,11 @@ func (rs *Restorer) restoreChangelog(ctx context.Context) (end int64, err error)
 	if err := c.Assign([]kafka.TopicPartition{{Topic: &r.topic, Partition: r.t.Partition, Offset: kafka.Offset(start)}}); err != nil {
 		return -1, fmt.Errorf("assign changelog partition: %w", err)
 	}
-	if r.cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
-		r.w = r.t.Store.NewRestorer() // read_committed: the changelog is the truth
-	} else {
-		// A changelog record can land after a newer one (sends of a member
-		// that lost its partitions): counts only grow, keep the larger.
-		if r.w, err = r.t.Store.NewRestorerKeepingMax(); err != nil {
-			return -1, err
-		}
+	// Under exactly_once_v2 the changelog, read committed, is the truth.
+	// Otherwise a changelog record can land after a newer one (sends of a
+	// member that lost its partitions): counts only grow, keep the larger.
+	if r.w, err = tgt.writer(r.cfg.ProcessingGuarantee != config.ExactlyOnceV2); err != nil {
+		return -1, err
 	}
 	defer r.w.Cancel() // after a successful Flush there is nothing left to cancel
 	r.last = r.cp
@@ -390,7 +463,7 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("query changelog watermarks: %w", err)
 	}
-	if r.cp, err = r.t.Store.Checkpoint(); err != nil {
+	if r.cp, err = r.tgt.checkpoint(); err != nil {
 		return err
 	}
 	if r.cp != store.NoCheckpoint && (r.cp >= r.high || r.cp+1 < r.low) {
@@ -405,8 +478,16 @@ func (r *changelogRestore) bounds(ctx context.Context) error {
 		}
 		r.cfg.Metrics.Wipes.WithLabelValues(reason).Inc()
 		r.cp = store.NoCheckpoint
+		if r.tgt.windowed != nil {
+			// The wipe took the counts restored before this store: the
+			// next attempt restores every store from the start.
+			r.t.Checkpoint.Store(store.NoCheckpoint)
+			return fmt.Errorf("windowed store %s wiped (%s): restoring the task again from the start", r.tgt.windowed.Name(), reason)
+		}
 	}
-	r.t.Checkpoint.Store(r.cp)
+	if r.tgt.windowed == nil {
+		r.t.Checkpoint.Store(r.cp)
+	}
 	return nil
 }
 
@@ -469,6 +550,9 @@ func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
 	if err != nil {
 		return false, storeWrite(err)
 	}
+	if r.tgt.windowed != nil {
+		r.streamTime = max(r.streamTime, headerStreamTime(e))
+	}
 	r.last = int64(e.TopicPartition.Offset)
 	r.pending++
 	r.pendingBytes += int64(len(e.Key) + len(e.Value))
@@ -479,14 +563,42 @@ func (r *changelogRestore) apply(e *kafka.Message) (done bool, err error) {
 		if err := r.w.Checkpoint(r.last); err != nil {
 			return false, storeWrite(err)
 		}
+		if err := r.raiseStreamTime(); err != nil {
+			return false, err
+		}
 		r.report()
 	}
 	return false, nil
 }
 
+// headerStreamTime is the stream time a windowed store's changelog record
+// carries, store.NoStreamTime if none.
+func headerStreamTime(e *kafka.Message) int64 {
+	for _, h := range e.Headers {
+		if h.Key == store.StreamTimeHeader {
+			if t, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				return t
+			}
+		}
+	}
+	return store.NoStreamTime
+}
+
+// raiseStreamTime stores the stream time a windowed store's records
+// carried so far: a task restored from the changelog alone closes its
+// windows where their last owner did (e2e TestWindowsRestoreOnAnEmptyDisk).
+func (r *changelogRestore) raiseStreamTime() error {
+	if r.tgt.windowed == nil {
+		return nil
+	}
+	return storeWrite(r.tgt.windowed.RaiseStreamTime(r.streamTime))
+}
+
 // report publishes the progress since the last report.
 func (r *changelogRestore) report() {
-	r.t.Checkpoint.Store(r.last)
+	if r.tgt.windowed == nil {
+		r.t.Checkpoint.Store(r.last)
+	}
 	r.t.Done.Add(int64(r.pending))
 	r.cfg.Metrics.Restored.WithLabelValues(r.label, SourceChangelog).Add(float64(r.pending))
 	r.cfg.Metrics.RestoredBytes.WithLabelValues(r.label, SourceChangelog).Add(float64(r.pendingBytes))
@@ -503,6 +615,9 @@ func (r *changelogRestore) finish() error {
 	}
 	if err := r.w.Flush(); err != nil {
 		return storeWrite(err)
+	}
+	if err := r.raiseStreamTime(); err != nil {
+		return err
 	}
 	r.report()
 	r.cfg.Metrics.Remaining.WithLabelValues(r.label).Set(0)

@@ -1,7 +1,8 @@
 // Package topics creates the topics a counting application needs when
-// they are missing (input, output, dead letters, events and the compacted
-// changelog) and checks those that exist: a changelog must have as many
-// partitions as the input.
+// they are missing (input, output, dead letters, events, the compacted
+// changelog, and each windowed store's changelog and output) and checks
+// those that exist: a changelog must have as many partitions as the
+// input.
 package topics
 
 import (
@@ -20,6 +21,10 @@ import (
 // ChangelogSegmentBytes keeps changelog segments small so compaction, which
 // only cleans closed segments, leaves restores less to read.
 const ChangelogSegmentBytes = 4 << 20
+
+// WindowChangelogExtraRetention is how much longer than its store a
+// windowed store's changelog keeps records.
+const WindowChangelogExtraRetention = 24 * time.Hour
 
 // Ensure waits for the broker, creates the topics that are missing and
 // returns the input topic's partition count. It retries with backoff until
@@ -76,20 +81,38 @@ func ensureOnce(ctx context.Context, admin *kafka.AdminClient, cfg config.Config
 		inputN = cfg.Partitions
 		specs = append(specs, kafka.TopicSpecification{Topic: cfg.InputTopic, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
 	}
-	for _, t := range []string{cfg.OutputTopic, cfg.DLQTopic(), cfg.EventsTopic} {
+	outputs := []string{cfg.OutputTopic, cfg.DLQTopic(), cfg.EventsTopic}
+	for _, w := range cfg.Windows {
+		outputs = append(outputs, w.WithDefaults().OutputTopic)
+	}
+	for _, t := range outputs {
 		if _, ok := partitions(t); !ok && t != "" {
 			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: cfg.Partitions, ReplicationFactor: rf})
 		}
 	}
-	changelog := cfg.ChangelogTopic()
-	if n, ok := partitions(changelog); ok && n != inputN {
-		return 0, permanentf("changelog topic %s has %d partitions but input topic %s has %d: they must match (recreate the changelog, or point ABACUS_APPLICATION_ID at a new application)",
-			changelog, n, cfg.InputTopic, inputN)
-	} else if !ok {
-		specs = append(specs, kafka.TopicSpecification{
-			Topic: changelog, NumPartitions: inputN, ReplicationFactor: rf,
-			Config: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.Itoa(ChangelogSegmentBytes)},
+	changelogs := []kafka.TopicSpecification{{
+		Topic: cfg.ChangelogTopic(), NumPartitions: inputN, ReplicationFactor: rf,
+		Config: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.Itoa(ChangelogSegmentBytes)},
+	}}
+	for _, w := range cfg.Windows {
+		// A windowed store's changelog drops what is older than the
+		// store keeps, a day later (as Kafka Streams' window store
+		// changelogs, windowstore.changelog.additional.retention.ms):
+		// its expired windows are never restored for long.
+		retention := w.WithDefaults().Retention + WindowChangelogExtraRetention
+		changelogs = append(changelogs, kafka.TopicSpecification{
+			Topic: cfg.WindowChangelogTopic(w.Store), NumPartitions: inputN, ReplicationFactor: rf,
+			Config: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.FormatInt(retention.Milliseconds(), 10),
+				"segment.bytes": strconv.Itoa(ChangelogSegmentBytes)},
 		})
+	}
+	for _, spec := range changelogs {
+		if n, ok := partitions(spec.Topic); ok && n != inputN {
+			return 0, permanentf("changelog topic %s has %d partitions but input topic %s has %d: they must match (recreate the changelog, or point ABACUS_APPLICATION_ID at a new application)",
+				spec.Topic, n, cfg.InputTopic, inputN)
+		} else if !ok {
+			specs = append(specs, spec)
+		}
 	}
 	if len(specs) > 0 && created {
 		return 0, fmt.Errorf("topic %s not visible in metadata yet", specs[0].Topic)
