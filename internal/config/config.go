@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/window"
 )
 
 // Processing guarantees, as Kafka Streams names them.
@@ -90,6 +92,9 @@ type Config struct {
 	HTTPMaxInflight int
 	// Kafka holds librdkafka properties passed through to every client.
 	Kafka map[string]string
+	// Windows are the windowed stores, in the order given. Load fills
+	// their defaults (window.Spec.WithDefaults).
+	Windows []window.Spec
 }
 
 // maxStandbyReplicas bounds ABACUS_NUM_STANDBY_REPLICAS: each copy costs
@@ -149,7 +154,23 @@ func (c Config) ChangelogTopic() string {
 	return c.ApplicationID + "-" + c.Store + "-changelog"
 }
 
-// DLQTopic receives the records that could not be counted.
+// WindowChangelogTopic is a windowed store's changelog, named as Kafka
+// Streams names it.
+func (c Config) WindowChangelogTopic(store string) string {
+	return c.ApplicationID + "-" + store + "-changelog"
+}
+
+// WindowSpec returns the spec of the windowed store named store, with its
+// defaults filled, and whether there is one.
+func (c Config) WindowSpec(store string) (window.Spec, bool) {
+	for _, s := range c.Windows {
+		if s.Store == store {
+			return s.WithDefaults(), true
+		}
+	}
+	return window.Spec{}, false
+}
+
 // GoMemoryLimit is the soft limit for the Go heap: MemoryLimit, or room
 // for Badger's memtables and caches (about 100 MiB), the rest of the
 // process, and the record cache and the read cache, which a Go map holds
@@ -161,6 +182,7 @@ func (c Config) GoMemoryLimit() int64 {
 	return 192<<20 + 4*c.CacheMaxBytes
 }
 
+// DLQTopic receives the records that could not be counted.
 func (c Config) DLQTopic() string { return c.ApplicationID + "-dlq" }
 
 // TransactionalID is this member's producer identity under exactly_once_v2.
@@ -186,7 +208,9 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("invalid %s=%q: %s", e.Setting, e.Value, e.Reason)
 }
 
-// Validate checks every setting and returns the first *FieldError found.
+// Validate checks every setting and returns the first problem found: a
+// *FieldError, or for the windowed stores a *window.SpecError, whose one
+// line names the entry of the list and its field.
 func (c Config) Validate() error {
 	bad := func(name, value, reason string) error {
 		return &FieldError{Setting: EnvName(name), Value: value, Reason: reason}
@@ -271,7 +295,7 @@ func (c Config) Validate() error {
 	if _, err := ParsePeerTemplate(c.PeerURLTemplate); err != nil {
 		return bad("peer_url_template", c.PeerURLTemplate, err.Error())
 	}
-	return nil
+	return window.Validate(c.Windows, c.Store)
 }
 
 // PeerTemplateData is what ABACUS_PEER_URL_TEMPLATE is executed over.
