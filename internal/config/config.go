@@ -295,7 +295,45 @@ func (c Config) Validate() error {
 	if _, err := ParsePeerTemplate(c.PeerURLTemplate); err != nil {
 		return bad("peer_url_template", c.PeerURLTemplate, err.Error())
 	}
-	return window.Validate(c.Windows, c.Store)
+	if err := window.Validate(c.Windows, c.Store); err != nil {
+		return err
+	}
+	return c.validateWindowTopics()
+}
+
+// validateWindowTopics returns a *window.SpecError for the first windowed
+// store whose output topic is a topic abacus already reads or writes:
+// window.Validate has checked the specs themselves and their names.
+func (c Config) validateWindowTopics() error {
+	taken := map[string]string{}
+	take := func(topic, what string) {
+		if _, ok := taken[topic]; !ok {
+			taken[topic] = what
+		}
+	}
+	take(c.InputTopic, "the input topic")
+	take(c.OutputTopic, "the output topic of the count store")
+	take(c.DLQTopic(), "the DLQ topic")
+	take(c.ChangelogTopic(), "the changelog topic of the count store")
+	if c.EventsTopic != "" {
+		take(c.EventsTopic, "the events topic")
+	}
+	for i, s := range c.Windows {
+		take(c.WindowChangelogTopic(s.Store), fmt.Sprintf("the changelog topic of windows[%d] (%s)", i, s.Store))
+	}
+	for i, s := range c.Windows {
+		s = s.WithDefaults()
+		what, ok := taken[s.OutputTopic]
+		if s.OutputTopic == c.WindowChangelogTopic(s.Store) {
+			what, ok = "the store's own changelog topic", true
+		}
+		if ok {
+			return &window.SpecError{Index: i, Store: s.Store, Field: "output_topic",
+				Reason: fmt.Sprintf("output_topic %q is %s", s.OutputTopic, what)}
+		}
+		take(s.OutputTopic, fmt.Sprintf("also the output topic of windows[%d] (%s)", i, s.Store))
+	}
+	return nil
 }
 
 // PeerTemplateData is what ABACUS_PEER_URL_TEMPLATE is executed over.

@@ -267,11 +267,62 @@ func TestWindowsBadSpecs(t *testing.T) {
 	}
 }
 
+// TestWindowOutputTopicCollisions: a windowed store's output topic may not
+// be a topic abacus already reads or writes.
+func TestWindowOutputTopicCollisions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		windows string
+		env     []string
+		want    string
+	}{
+		{"input topic", "a=tumbling,size=1m,output_topic=input-topic", nil,
+			`windows[0] (a): output_topic "input-topic" is the input topic`},
+		{"count store's output topic", "a=tumbling,size=1m;b=tumbling,size=1m,output_topic=counts-topic", nil,
+			`windows[1] (b): output_topic "counts-topic" is the output topic of the count store`},
+		{"DLQ topic", "a=tumbling,size=1m,output_topic=shop-dlq", []string{"ABACUS_APPLICATION_ID=shop"},
+			`windows[0] (a): output_topic "shop-dlq" is the DLQ topic`},
+		{"count store's changelog", "a=tumbling,size=1m,output_topic=counts-app-counts-store-changelog", nil,
+			`windows[0] (a): output_topic "counts-app-counts-store-changelog" is the changelog topic of the count store`},
+		{"events topic", "a=tumbling,size=1m,output_topic=events", []string{"ABACUS_EVENTS_TOPIC=events"},
+			`windows[0] (a): output_topic "events" is the events topic`},
+		{"another store's output topic", "a=tumbling,size=1m,output_topic=shared;b=session,size=1m;c=tumbling,size=5m,output_topic=shared", nil,
+			`windows[2] (c): output_topic "shared" is also the output topic of windows[0] (a)`},
+		{"another store's default output topic", "a=tumbling,size=1m,output_topic=b-topic;b=tumbling,size=5m", nil,
+			`windows[1] (b): output_topic "b-topic" is also the output topic of windows[0] (a)`},
+		{"a later store's changelog", "a=tumbling,size=1m,output_topic=counts-app-b-changelog;b=tumbling,size=5m", nil,
+			`windows[0] (a): output_topic "counts-app-b-changelog" is the changelog topic of windows[1] (b)`},
+		{"an earlier store's changelog", "a=tumbling,size=1m;b=tumbling,size=5m,output_topic=counts-app-a-changelog", nil,
+			`windows[1] (b): output_topic "counts-app-a-changelog" is the changelog topic of windows[0] (a)`},
+		{"its own changelog", "a=tumbling,size=1m,output_topic=counts-app-a-changelog", nil,
+			`windows[0] (a): output_topic "counts-app-a-changelog" is the store's own changelog topic`},
+	} {
+		_, err := Load(nil, append([]string{"ABACUS_WINDOWS=" + tc.windows}, tc.env...), io.Discard)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s:\ngot  %v\nwant %s", tc.name, err, tc.want)
+			continue
+		}
+		var se *window.SpecError
+		if !errors.As(err, &se) || se.Field != "output_topic" {
+			t.Errorf("%s: want a *window.SpecError naming output_topic, got %#v", tc.name, err)
+		}
+	}
+	// Distinct topics pass, and the events topic is only taken when set.
+	if _, err := Load(nil, []string{"ABACUS_WINDOWS=a=tumbling,size=1m;b=tumbling,size=1m,output_topic=b-out"}, io.Discard); err != nil {
+		t.Errorf("distinct topics: %v", err)
+	}
+}
+
 // TestValidateWithoutLoad: Validate checks a Config built in code, whose
 // windows have not had their defaults filled, as Load would.
 func TestValidateWithoutLoad(t *testing.T) {
 	c := Default()
-	c.Windows = []window.Spec{{Store: "a", Kind: window.Tumbling, Size: time.Minute}, {Store: "b", Kind: window.Tumbling, Size: time.Minute}}
+	c.Windows = []window.Spec{{Store: "a", Kind: window.Tumbling, Size: time.Minute}, {Store: "b", Kind: window.Tumbling, Size: time.Minute, OutputTopic: "a-topic"}}
+	const want = `windows[1] (b): output_topic "a-topic" is also the output topic of windows[0] (a)`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	c.Windows[1].OutputTopic = ""
 	if err := c.Validate(); err != nil {
 		t.Error(err)
 	}
