@@ -44,10 +44,8 @@ type Config struct {
 	InputTopic     string
 	OutputTopic    string
 	Store          string
-	// Windows are the windowed stores, in the order given.
-	Windows  []window.Spec
-	StateDir string
-	HTTPAddr string
+	StateDir       string
+	HTTPAddr       string
 	// InstanceID is the member name: group.instance.id and transactional.id suffix.
 	InstanceID          string
 	ProcessingGuarantee string
@@ -94,6 +92,9 @@ type Config struct {
 	HTTPMaxInflight int
 	// Kafka holds librdkafka properties passed through to every client.
 	Kafka map[string]string
+	// Windows are the windowed stores, in the order given. Load fills
+	// their defaults (window.Spec.WithDefaults).
+	Windows []window.Spec
 }
 
 // maxStandbyReplicas bounds ABACUS_NUM_STANDBY_REPLICAS: each copy costs
@@ -153,13 +154,23 @@ func (c Config) ChangelogTopic() string {
 	return c.ApplicationID + "-" + c.Store + "-changelog"
 }
 
-// WindowChangelogTopic is the changelog of the windowed store named
-// store, named as Kafka Streams names a store's changelog.
+// WindowChangelogTopic is a windowed store's changelog, named as Kafka
+// Streams names it.
 func (c Config) WindowChangelogTopic(store string) string {
 	return c.ApplicationID + "-" + store + "-changelog"
 }
 
-// DLQTopic receives the records that could not be counted.
+// WindowSpec returns the spec of the windowed store named store, with its
+// defaults filled, and whether there is one.
+func (c Config) WindowSpec(store string) (window.Spec, bool) {
+	for _, s := range c.Windows {
+		if s.Store == store {
+			return s.WithDefaults(), true
+		}
+	}
+	return window.Spec{}, false
+}
+
 // GoMemoryLimit is the soft limit for the Go heap: MemoryLimit, or room
 // for Badger's memtables and caches (about 100 MiB), the rest of the
 // process, and the record cache and the read cache, which a Go map holds
@@ -171,6 +182,7 @@ func (c Config) GoMemoryLimit() int64 {
 	return 192<<20 + 4*c.CacheMaxBytes
 }
 
+// DLQTopic receives the records that could not be counted.
 func (c Config) DLQTopic() string { return c.ApplicationID + "-dlq" }
 
 // TransactionalID is this member's producer identity under exactly_once_v2.
@@ -196,7 +208,9 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("invalid %s=%q: %s", e.Setting, e.Value, e.Reason)
 }
 
-// Validate checks every setting and returns the first *FieldError found.
+// Validate checks every setting and returns the first problem found: a
+// *FieldError, or for the windowed stores a *window.SpecError, whose one
+// line names the entry of the list and its field.
 func (c Config) Validate() error {
 	bad := func(name, value, reason string) error {
 		return &FieldError{Setting: EnvName(name), Value: value, Reason: reason}
@@ -280,6 +294,44 @@ func (c Config) Validate() error {
 	}
 	if _, err := ParsePeerTemplate(c.PeerURLTemplate); err != nil {
 		return bad("peer_url_template", c.PeerURLTemplate, err.Error())
+	}
+	if err := window.Validate(c.Windows, c.Store); err != nil {
+		return err
+	}
+	return c.validateWindowTopics()
+}
+
+// validateWindowTopics returns a *window.SpecError for the first windowed
+// store whose output topic is a topic abacus already reads or writes:
+// window.Validate has checked the specs themselves and their names.
+func (c Config) validateWindowTopics() error {
+	taken := map[string]string{}
+	take := func(topic, what string) {
+		if _, ok := taken[topic]; !ok {
+			taken[topic] = what
+		}
+	}
+	take(c.InputTopic, "the input topic")
+	take(c.OutputTopic, "the output topic of the count store")
+	take(c.DLQTopic(), "the DLQ topic")
+	take(c.ChangelogTopic(), "the changelog topic of the count store")
+	if c.EventsTopic != "" {
+		take(c.EventsTopic, "the events topic")
+	}
+	for i, s := range c.Windows {
+		take(c.WindowChangelogTopic(s.Store), fmt.Sprintf("the changelog topic of windows[%d] (%s)", i, s.Store))
+	}
+	for i, s := range c.Windows {
+		s = s.WithDefaults()
+		what, ok := taken[s.OutputTopic]
+		if s.OutputTopic == c.WindowChangelogTopic(s.Store) {
+			what, ok = "the store's own changelog topic", true
+		}
+		if ok {
+			return &window.SpecError{Index: i, Store: s.Store, Field: "output_topic",
+				Reason: fmt.Sprintf("output_topic %q is %s", s.OutputTopic, what)}
+		}
+		take(s.OutputTopic, fmt.Sprintf("also the output topic of windows[%d] (%s)", i, s.Store))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/window"
 	"gopkg.in/yaml.v3"
 )
 
@@ -22,17 +23,21 @@ type setting struct {
 	help string
 	set  func(c *Config, v string) error
 	get  func(c *Config) any
+	// node, if set, reads a value the YAML file gives as a list, a
+	// mapping or nothing (null); a scalar value is read with set, as for
+	// every setting.
+	node func(c *Config, n *yaml.Node) error
 }
 
 func str(name, help string, field func(c *Config) *string) setting {
-	return setting{name, help,
-		func(c *Config, v string) error { *field(c) = v; return nil },
-		func(c *Config) any { return *field(c) }}
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error { *field(c) = v; return nil },
+		get: func(c *Config) any { return *field(c) }}
 }
 
 func integer(name, help string, field func(c *Config) *int) setting {
-	return setting{name, help,
-		func(c *Config, v string) error {
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {
 				return errors.New("must be a whole number")
@@ -40,12 +45,12 @@ func integer(name, help string, field func(c *Config) *int) setting {
 			*field(c) = n
 			return nil
 		},
-		func(c *Config) any { return *field(c) }}
+		get: func(c *Config) any { return *field(c) }}
 }
 
 func bytesize(name, help string, field func(c *Config) *int64) setting {
-	return setting{name, help,
-		func(c *Config, v string) error {
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error {
 			n, err := ParseBytes(v)
 			if err != nil {
 				return err
@@ -53,12 +58,12 @@ func bytesize(name, help string, field func(c *Config) *int64) setting {
 			*field(c) = n
 			return nil
 		},
-		func(c *Config) any { return *field(c) }}
+		get: func(c *Config) any { return *field(c) }}
 }
 
 func duration(name, help string, field func(c *Config) *time.Duration) setting {
-	return setting{name, help,
-		func(c *Config, v string) error {
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
 			if err != nil {
 				return errors.New("must be a duration such as 500ms, 30s or 10m")
@@ -66,7 +71,7 @@ func duration(name, help string, field func(c *Config) *time.Duration) setting {
 			*field(c) = d
 			return nil
 		},
-		func(c *Config) any { return field(c).String() }}
+		get: func(c *Config) any { return field(c).String() }}
 }
 
 // settings is the one description of every setting; Load, the flags, the
@@ -78,6 +83,7 @@ var settings = []setting{
 	str("input_topic", "topic whose records are counted by key", func(c *Config) *string { return &c.InputTopic }),
 	str("output_topic", "topic that receives every new count", func(c *Config) *string { return &c.OutputTopic }),
 	str("store", "name of the state store", func(c *Config) *string { return &c.Store }),
+	windows("windows", "windowed stores, compact form: <store>=<type>,size=5s[,advance=1s,grace=0s,retention=1h,emit=updates,output_topic=NAME];... (YAML: a windows: list)"),
 	str("state_dir", "directory of the local stores", func(c *Config) *string { return &c.StateDir }),
 	str("http_addr", "HTTP listen address", func(c *Config) *string { return &c.HTTPAddr }),
 	str("instance_id", "member name (group.instance.id); defaults to the host name", func(c *Config) *string { return &c.InstanceID }),
@@ -109,8 +115,8 @@ var settings = []setting{
 }
 
 func boolean(name, help string, field func(c *Config) *bool) setting {
-	return setting{name, help,
-		func(c *Config, v string) error {
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
 				return errors.New("must be true or false")
@@ -118,7 +124,44 @@ func boolean(name, help string, field func(c *Config) *bool) setting {
 			*field(c) = b
 			return nil
 		},
-		func(c *Config) any { return *field(c) }}
+		get: func(c *Config) any { return *field(c) }}
+}
+
+// windows reads the windowed stores. A string is their compact form
+// (window.ParseCompact), in the environment, on the command line and in the
+// file; the file may give a list of windows instead (Spec.UnmarshalYAML),
+// or nothing, for none. Every source replaces the whole list. They are
+// shown in the compact form (window.FormatCompact), "" for none.
+func windows(name, help string) setting {
+	return setting{name: name, help: help,
+		set: func(c *Config, v string) error {
+			specs, err := window.ParseCompact(v)
+			if err != nil {
+				return err
+			}
+			c.Windows = specs
+			return nil
+		},
+		get: func(c *Config) any { return window.FormatCompact(c.Windows) },
+		node: func(c *Config, n *yaml.Node) error {
+			switch {
+			case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
+				c.Windows = nil
+				return nil
+			case n.Kind != yaml.SequenceNode:
+				return fmt.Errorf("%s: line %d: must be a list of windows or their compact form (a string)", name, n.Line)
+			}
+			var specs []window.Spec
+			for i, item := range n.Content {
+				var s window.Spec
+				if err := item.Decode(&s); err != nil {
+					return fmt.Errorf("%s[%d]: %w", name, i, err)
+				}
+				specs = append(specs, s)
+			}
+			c.Windows = specs
+			return nil
+		}}
 }
 
 // EnvName is the environment variable of a setting.
@@ -140,8 +183,9 @@ const kafkaEnvPrefix = "ABACUS_KAFKA_"
 
 // Load reads the configuration: defaults, then the YAML file named by
 // ABACUS_CONFIG (or --config), then the environment, then the flags. environ
-// is in os.Environ form. It validates the result. A --help request returns
-// flag.ErrHelp after printing the usage to out.
+// is in os.Environ form. It fills the defaults of the windowed stores and
+// validates the result. A --help request returns flag.ErrHelp after
+// printing the usage to out.
 func Load(args, environ []string, out io.Writer) (Config, error) {
 	c := Default()
 	env := map[string]string{}
@@ -194,6 +238,9 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 	for k, v := range kafkaFlags {
 		c.Kafka[k] = v
 	}
+	for i, s := range c.Windows {
+		c.Windows[i] = s.WithDefaults()
+	}
 	return c, c.Validate()
 }
 
@@ -233,7 +280,7 @@ func loadYAML(c *Config, path string) error {
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
 	}
-	var doc map[string]any
+	var doc map[string]yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("parse config file %s: %w", path, err)
 	}
@@ -247,10 +294,10 @@ func loadYAML(c *Config, path string) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		v := doc[k]
+		n := doc[k]
 		if k == "kafka" {
-			m, ok := v.(map[string]any)
-			if !ok {
+			var m map[string]any
+			if n.Kind != yaml.MappingNode || n.Decode(&m) != nil {
 				return fmt.Errorf("config file %s: kafka: must be a map of librdkafka properties", path)
 			}
 			for pk, pv := range m {
@@ -261,6 +308,16 @@ func loadYAML(c *Config, path string) error {
 		s, ok := byName[strings.ReplaceAll(k, "-", "_")]
 		if !ok {
 			return fmt.Errorf("config file %s: unknown setting %q (known: %s, kafka)", path, k, strings.Join(SettingNames(), ", "))
+		}
+		if s.node != nil && (n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null") {
+			if err := s.node(c, &n); err != nil {
+				return fmt.Errorf("config file %s: %w", path, err)
+			}
+			continue
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return fmt.Errorf("parse config file %s: %s: %w", path, k, err)
 		}
 		if err := s.set(c, fmt.Sprint(v)); err != nil {
 			return &FieldError{Setting: path + ": " + k, Value: shown(k, fmt.Sprint(v)), Reason: err.Error()}
