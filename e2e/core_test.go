@@ -287,6 +287,12 @@ func TestBadConfigurationFailsWithOneClearLine(t *testing.T) {
 		{"ABACUS_COMMIT_INTERVAL=often", `invalid ABACUS_COMMIT_INTERVAL="often": must be a duration such as 500ms, 30s or 10m`},
 		{"ABACUS_PARTITIONER=fnv", `invalid ABACUS_PARTITIONER="fnv": must be one of murmur2, crc32`},
 		{"ABACUS_PARTITIONS=0", `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000`},
+		// Windowed stores: each bad specification names its store and field.
+		{"ABACUS_WINDOWS=trades-5s=hopping,size=5s,advance=6s", `windows[0] (trades-5s): advance 6s is larger than size 5s`},
+		{"ABACUS_WINDOWS=clicks-1m=tumbling,size=1m,advance=10s", `windows[0] (clicks-1m): advance 10s is only for hopping windows, not tumbling`},
+		{"ABACUS_WINDOWS=visits=session,size=30m,grace=-1s", `windows[0] (visits): grace -1s must not be negative`},
+		{"ABACUS_WINDOWS=clicks-1m=sliding,size=1m", `windows[0] (clicks-1m): type "sliding" is not one of tumbling, hopping, session`},
+		{"ABACUS_WINDOWS=clicks=tumbling,size=1m;visits=session,size=30m;clicks=tumbling,size=5m", `windows[2] (clicks): store "clicks" is also the name of windows[0]`},
 	} {
 		cmd := exec.Command(testkit.Binary(t))
 		cmd.Env = []string{tc.env, "ABACUS_STATE_DIR=" + t.TempDir()}

@@ -49,10 +49,12 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Record is one input record; a nil Key is a null key.
+// Record is one input record; a nil Key is a null key. A zero Timestamp
+// leaves the record's timestamp to the producer (the time of the send).
 type Record struct {
-	Key   []byte
-	Value []byte
+	Key       []byte
+	Value     []byte
+	Timestamp time.Time
 }
 
 // Produce writes records to topic with the real client, placing keys with
@@ -85,7 +87,7 @@ func Produce(t testing.TB, brokers, topic, partitioner string, records []Record)
 	}()
 	for _, r := range records {
 		for {
-			err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}, done)
+			err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}, done)
 			if err == nil {
 				break
 			}
