@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,4 +346,271 @@ func TestWindowedStoresMatchAReference(t *testing.T) {
 			}
 		})
 	}
+}
+
+// windowsOfKey asks in for key's windows in store.
+func windowsOfKey(in *testkit.Instance, store, key, query string) (keyWindows, error) {
+	var got keyWindows
+	code, body, err := in.GetJSON("/api/v1/stores/"+store+"/keys/"+url.PathEscape(key)+"/windows"+query, &got)
+	if err != nil || code != 200 {
+		return got, fmt.Errorf("windows of %s in %s: %d %s %v", key, store, code, body, err)
+	}
+	return got, nil
+}
+
+// A record that bridges two sessions of a key leaves one merged session
+// holding all three records, and the output retracts the two it merged
+// (a record with value null for each) before the merged one's count.
+func TestSessionMergeRetractsTheMergedSessions(t *testing.T) {
+	b := testkit.StartBroker(t, 2)
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(map[string]string{
+		"ABACUS_WINDOWS": "visits=session,size=3s", "ABACUS_COMMIT_INTERVAL": "100ms",
+	})})
+	in.WaitReady(time.Minute)
+	at := func(key string, ms int64) testkit.Record {
+		return testkit.Record{Key: []byte(key), Value: []byte("v"), Timestamp: time.UnixMilli(windowBase + ms)}
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{at("alice", 0), at("alice", 5000), at("bob", 1000)})
+	two := []windowJSON{{windowBase, windowBase, 1}, {windowBase + 5000, windowBase + 5000, 1}}
+	testkit.Eventually(t, time.Minute, func() error {
+		got, err := windowsOfKey(in, "visits", "alice", "")
+		if err == nil && !slices.Equal(got.Windows, two) {
+			err = fmt.Errorf("alice's sessions %v; want %v", got.Windows, two)
+		}
+		return err
+	})
+	// 2.5 s from both: within the gap of each, it bridges them.
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{at("alice", 2500)})
+	merged := []windowJSON{{windowBase, windowBase + 5000, 3}}
+	testkit.Eventually(t, time.Minute, func() error {
+		got, err := windowsOfKey(in, "visits", "alice", "")
+		if err == nil && !slices.Equal(got.Windows, merged) {
+			err = fmt.Errorf("alice's sessions %v; want %v", got.Windows, merged)
+		}
+		return err
+	})
+	var alice []string
+	for _, m := range testkit.Messages(t, b.Addr(), "visits-topic") {
+		if string(m.Key) == "alice" {
+			alice = append(alice, string(m.Value))
+		}
+	}
+	s := func(start, end int64, v string) string {
+		return fmt.Sprintf(`{"key":"alice","start":%d,"end":%d,"value":%s}`, windowBase+start, windowBase+end, v)
+	}
+	// The first two sessions' records come in either order (one commit).
+	want := []string{s(0, 0, "1"), s(5000, 5000, "1"), s(0, 0, "null"), s(5000, 5000, "null"), s(0, 5000, "3")}
+	if len(alice) == 5 && alice[0] > alice[1] {
+		alice[0], alice[1] = alice[1], alice[0]
+	}
+	if len(alice) == 5 && alice[2] > alice[3] {
+		alice[2], alice[3] = alice[3], alice[2]
+	}
+	slices.Sort(want[:2])
+	slices.Sort(want[2:4])
+	if !slices.Equal(alice, want) {
+		t.Errorf("alice's output records:\n%s\nwant:\n%s", strings.Join(alice, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Windows past the store's retention are not answered and are deleted
+// from the store (abacus_windows_expired_total), while newer ones stay.
+func TestWindowsPastTheirRetentionAreGone(t *testing.T) {
+	b := testkit.StartBroker(t, 1)
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(map[string]string{
+		"ABACUS_WINDOWS": "minute=tumbling,size=1s,retention=10s", "ABACUS_COMMIT_INTERVAL": "100ms", "ABACUS_PARTITIONS": "1",
+	})})
+	in.WaitReady(time.Minute)
+	base := windowBase - windowBase%1000
+	var recs []testkit.Record
+	for s := range int64(5) {
+		recs = append(recs, testkit.Record{Key: []byte("k"), Value: []byte("v"), Timestamp: time.UnixMilli(base + s*1000)})
+	}
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", recs)
+	testkit.Eventually(t, time.Minute, func() error {
+		got, err := windowsOfKey(in, "minute", "k", "")
+		if err == nil && len(got.Windows) != 5 {
+			err = fmt.Errorf("%d windows; want 5", len(got.Windows))
+		}
+		return err
+	})
+	// Stream time 12.5 s: the windows ending at or before 2.5 s are
+	// expired, [0,1s) and [1s,2s); [2s,3s) on stays.
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{{Key: []byte("k2"), Value: []byte("v"), Timestamp: time.UnixMilli(base + 12_500)}})
+	want := []windowJSON{{base + 2000, base + 3000, 1}, {base + 3000, base + 4000, 1}, {base + 4000, base + 5000, 1}}
+	testkit.Eventually(t, time.Minute, func() error {
+		got, err := windowsOfKey(in, "minute", "k", "")
+		if err == nil && !slices.Equal(got.Windows, want) {
+			err = fmt.Errorf("windows %v; want %v", got.Windows, want)
+		}
+		if err == nil {
+			if n := testkit.MustMetric(t, in, "abacus_windows_expired_total", `store="minute"`); n != 2 {
+				err = fmt.Errorf("abacus_windows_expired_total %v; want 2", n)
+			}
+		}
+		return err
+	})
+	// From an explicit range reaching back past the retention too.
+	got, err := windowsOfKey(in, "minute", "k", fmt.Sprintf("?from=%d&to=%d", base, base+100_000))
+	if err != nil || !slices.Equal(got.Windows, want) {
+		t.Errorf("windows in range: %v (%v); want %v", got.Windows, err, want)
+	}
+}
+
+// storeChangelogRecords counts the records of the count store's changelog and
+// of every windowed store's, read committed.
+func storeChangelogRecords(t *testing.T, brokers string, stores ...string) int {
+	t.Helper()
+	n := len(testkit.Messages(t, brokers, changelog))
+	for _, s := range stores {
+		n += len(testkit.Messages(t, brokers, "counts-app-"+s+"-changelog"))
+	}
+	return n
+}
+
+// A restart on the same disk restores nothing it has (the checkpoints of
+// every store are at their changelogs' ends after a graceful stop); a
+// restart on an empty disk restores every changelog record of every
+// store; both answer every window exactly.
+func TestWindowsRestoreOnAnEmptyDisk(t *testing.T) {
+	b := testkit.StartBroker(t, 4)
+	const keys = 12
+	env := steady(map[string]string{"ABACUS_WINDOWS": windowsEnv, "ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2"})
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: env})
+	in.WaitReady(time.Minute)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", windowedWorkload(5, 2000, keys))
+	ref := windowReference(t, b.Addr())
+	instances := []*testkit.Instance{in}
+	testkit.Eventually(t, 2*time.Minute, func() error { return checkWindowLookups(instances, ref, keys) })
+
+	in.Stop(30 * time.Second)
+	in.Restart()
+	in.WaitReady(time.Minute)
+	if err := checkWindowLookups(instances, ref, keys); err != nil {
+		t.Errorf("after a restart on the same disk: %v", err)
+	}
+	if n := testkit.MustMetric(t, in, "abacus_restored_records_total", `source="changelog"`); n != 0 {
+		t.Errorf("a restart on the same disk restored %v changelog records; want 0", n)
+	}
+
+	in.Stop(30 * time.Second)
+	in.RestartWith(t.TempDir())
+	in.WaitReady(time.Minute)
+	if err := checkWindowLookups(instances, ref, keys); err != nil {
+		t.Errorf("after a restart on an empty disk: %v", err)
+	}
+	want := storeChangelogRecords(t, b.Addr(), hoppingStore, tumblingStore, sessionStore)
+	if n := testkit.MustMetric(t, in, "abacus_restored_records_total", `source="changelog"`); n != float64(want) {
+		t.Errorf("a restart on an empty disk restored %v changelog records; want all %d", n, want)
+	}
+	// The restored stream time closes windows where the first life did:
+	// nothing late is counted, and the finals already written stay the
+	// only ones.
+	checkWindowOutputs(t, b.Addr(), ref)
+}
+
+// kill -9 under exactly_once_v2 while timestamped input flows, then a
+// restart: every window of every store is exact, and every final is
+// written exactly once.
+func TestWindowsExactAfterAKillExactlyOnce(t *testing.T) {
+	b := testkit.StartBroker(t, 4)
+	const keys = 16
+	env := map[string]string{"ABACUS_WINDOWS": windowsEnv, "ABACUS_PROCESSING_GUARANTEE": "exactly_once_v2", "ABACUS_COMMIT_INTERVAL": "200ms"}
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: env})
+	in.WaitReady(time.Minute)
+	recs := windowedWorkload(21, 6000, keys)
+	// The input goes in ten slices; the member is killed after the
+	// fourth and restarted after the sixth.
+	for i := range 10 {
+		testkit.Produce(t, b.Addr(), input, "murmur2_random", recs[i*len(recs)/10:(i+1)*len(recs)/10])
+		switch i {
+		case 3:
+			testkit.Eventually(t, time.Minute, func() error { return atLeastMetric(in, "abacus_records_processed_total", 1000) })
+			in.Kill()
+		case 5:
+			in.Restart()
+		}
+	}
+	in.WaitReady(2 * time.Minute)
+	ref := windowReference(t, b.Addr())
+	testkit.Eventually(t, 2*time.Minute, func() error { return checkWindowLookups([]*testkit.Instance{in}, ref, keys) })
+	checkWindowOutputs(t, b.Addr(), ref)
+}
+
+// windowPage is a page of the windows scan.
+type windowPage struct {
+	Items []struct {
+		Key   string `json:"key"`
+		Start int64  `json:"start"`
+		End   int64  `json:"end"`
+		Value int64  `json:"value"`
+	} `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// Three members: window lookups asked of any member are exact, and the
+// windows scan walks pages across the members with no window repeated
+// and none missing.
+func TestWindowsAcrossThreeMembers(t *testing.T) {
+	b := testkit.StartBroker(t, 6)
+	const keys = 20
+	pods := testkit.StartMembers(t, b.Addr(), 3, steady(map[string]string{"ABACUS_WINDOWS": windowsEnv}))
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", windowedWorkload(31, 3000, keys))
+	ref := windowReference(t, b.Addr())
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		for i := range pods {
+			// Each member asked for every key in turn.
+			if err := checkWindowLookups(append(pods[i:], pods[:i]...), ref, keys); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, store := range []string{hoppingStore, sessionStore} {
+		var want []string
+		for k := range keys {
+			key := fmt.Sprintf("sym-%02d", k)
+			for _, w := range ref[store].windowsOf(key) {
+				want = append(want, fmt.Sprintf("%s %d %d %d", key, w.Start, w.End, w.Value))
+			}
+		}
+		sort.Strings(want)
+		for _, limit := range []int{7, 100} {
+			var got []string
+			u := pods[1].URL + "/api/v1/stores/" + store + "/windows?limit=" + itoa(limit)
+			for page := 0; ; page++ {
+				resp, body := testkit.MustFetch(t, u, nil)
+				var p windowPage
+				if resp.StatusCode != 200 || json.Unmarshal(body, &p) != nil {
+					t.Fatalf("%s page %d: %d %s", store, page, resp.StatusCode, body)
+				}
+				if len(p.Items) > limit {
+					t.Fatalf("%s page %d: %d items; limit %d", store, page, len(p.Items), limit)
+				}
+				for _, it := range p.Items {
+					got = append(got, fmt.Sprintf("%s %d %d %d", it.Key, it.Start, it.End, it.Value))
+				}
+				if p.NextCursor == "" {
+					break
+				}
+				if page > len(want) {
+					t.Fatalf("%s: more pages than windows", store)
+				}
+				u = pods[1].URL + "/api/v1/stores/" + store + "/windows?limit=" + itoa(limit) + "&cursor=" + url.QueryEscape(p.NextCursor)
+			}
+			// Keys are fixed-width, so the text order is the scan's order.
+			if !slices.Equal(got, want) {
+				t.Errorf("%s scan with limit %d: %d windows, want %d; first difference at %d", store, limit, len(got), len(want), firstDiff(got, want))
+			}
+		}
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -56,6 +56,9 @@ type tail struct {
 	// pending is what was applied since the checkpoint, each key's
 	// latest, for Config.OnApplied.
 	pending map[string]abacus.Update
+	// windowed tail the task's windowed stores' changelogs, beside the
+	// counts' (windowed.go).
+	windowed []*windowTail
 }
 
 func (r *Runner) run(ctx context.Context) {
@@ -201,6 +204,13 @@ func (l *loop) add(p int32) error {
 		cfg.Metrics.Wipes.WithLabelValues(reason).Inc()
 		cp = store.NoCheckpoint
 	}
+	windowed, wiped, err := l.windowTails(insp, st, cp == store.NoCheckpoint)
+	if err != nil {
+		return err
+	}
+	if wiped {
+		cp = store.NoCheckpoint
+	}
 	var w *store.Restorer
 	if cfg.ProcessingGuarantee == config.ExactlyOnceV2 {
 		w = st.NewRestorer()
@@ -208,11 +218,18 @@ func (l *loop) add(p int32) error {
 		return err
 	}
 	start := max(cp+1, low)
-	if err := l.consumer.IncrementalAssign([]kafka.TopicPartition{{Topic: &l.r.topic, Partition: p, Offset: kafka.Offset(start)}}); err != nil {
+	assign := []kafka.TopicPartition{{Topic: &l.r.topic, Partition: p, Offset: kafka.Offset(start)}}
+	for _, wt := range windowed {
+		assign = append(assign, kafka.TopicPartition{Topic: &wt.topic, Partition: p, Offset: kafka.Offset(wt.start)})
+	}
+	if err := l.consumer.IncrementalAssign(assign); err != nil {
 		w.Cancel()
+		for _, wt := range windowed {
+			wt.w.Cancel()
+		}
 		return fmt.Errorf("assign changelog partition: %w", err)
 	}
-	l.tails[p] = &tail{p: p, label: strconv.Itoa(int(p)), st: st, w: w, last: cp, cp: cp, eof: -1, high: high, pending: map[string]abacus.Update{}}
+	l.tails[p] = &tail{p: p, label: strconv.Itoa(int(p)), st: st, w: w, last: cp, cp: cp, eof: -1, high: high, pending: map[string]abacus.Update{}, windowed: windowed}
 	delete(l.lingering, p)
 	l.r.log.Info("standby task started", "task", p, "checkpoint", cp, "changelog_end", high, "records_behind_at_most", max(high-start, 0))
 	return nil
@@ -228,8 +245,9 @@ func (l *loop) drop(p int32, linger bool) {
 		}
 	}
 	t.w.Cancel()
+	l.dropWindowed(t)
 	l.count(t)
-	if err := l.consumer.IncrementalUnassign([]kafka.TopicPartition{{Topic: &l.r.topic, Partition: p}}); err != nil {
+	if err := l.consumer.IncrementalUnassign(t.assigned(l.r.topic)); err != nil {
 		l.r.log.Warn("unassign standby changelog partition", "task", p, "error", err)
 	}
 	delete(l.tails, p)
@@ -249,6 +267,12 @@ func (l *loop) poll() {
 	switch e := l.consumer.Poll(50).(type) {
 	case *kafka.Message:
 		t := l.tails[e.TopicPartition.Partition]
+		if t != nil && *e.TopicPartition.Topic != l.r.topic {
+			if err := l.applyWindowed(t, e); err != nil {
+				l.failed(t, err)
+			}
+			return
+		}
 		if t == nil || int64(e.TopicPartition.Offset) <= t.last {
 			return // dropped meanwhile, or fetched again
 		}
@@ -256,7 +280,7 @@ func (l *loop) poll() {
 			l.failed(t, err)
 		}
 	case kafka.PartitionEOF:
-		if t := l.tails[e.Partition]; t != nil {
+		if t := l.tails[e.Partition]; t != nil && e.Topic != nil && *e.Topic == l.r.topic {
 			t.eof = int64(e.Offset)
 		}
 	case kafka.Error:
@@ -299,6 +323,9 @@ func (l *loop) apply(t *tail, e *kafka.Message) error {
 
 // checkpoint writes what the standby applied and its checkpoint.
 func (l *loop) checkpoint(t *tail) error {
+	if err := l.checkpointWindowed(t); err != nil {
+		return err
+	}
 	if t.last == t.cp {
 		return nil
 	}
@@ -326,7 +353,10 @@ func (l *loop) failed(t *tail, err error) {
 	t.last = t.cp // nothing past the checkpoint is written
 	clear(t.pending)
 	t.w.Cancel()
-	if uerr := l.consumer.IncrementalUnassign([]kafka.TopicPartition{{Topic: &l.r.topic, Partition: t.p}}); uerr != nil {
+	for _, wt := range t.windowed {
+		wt.w.Cancel()
+	}
+	if uerr := l.consumer.IncrementalUnassign(t.assigned(l.r.topic)); uerr != nil {
 		l.r.log.Warn("unassign standby changelog partition", "task", t.p, "error", uerr)
 	}
 	delete(l.tails, t.p)
