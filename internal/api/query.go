@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -391,10 +391,18 @@ func (s *Server) answerPage(c echo.Context, page scanPage) error {
 // more, which tells that a next page exists: the cursor points past the
 // last item kept.
 func (s *Server) cutPage(page *scanPage, limit int) {
-	if len(page.Items) > limit {
-		page.Items = page.Items[:limit]
-		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+	page.Items, page.NextCursor = cutItems(page.Items, limit, func(it Item) string { return encodeCursor(s.cfg.ScanSecret, it.Key) })
+}
+
+// cutItems keeps the first limit items of a page read with one more; when
+// there was one more, next makes the cursor of the last item kept. Key and
+// window scans cut their pages with it.
+func cutItems[T any](items []T, limit int, next func(T) string) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
 	}
+	items = items[:limit]
+	return items, next(items[limit-1])
 }
 
 // scanAll asks every member for its part and merges the answers; an answer
@@ -402,17 +410,32 @@ func (s *Server) cutPage(page *scanPage, limit int) {
 func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authorization string) ([]Item, error) {
 	members, _, n := s.cfg.Router.Members()
 	parts, errs := s.askEveryMember(ctx, members, store, q, -1, authorization)
-	seen := map[int32]bool{}
-	var merged []Item
+	items := make([][]Item, len(parts))
+	covered := make([][]int32, len(parts))
 	for i, p := range parts {
+		items[i], covered[i] = p.Items, p.Partitions
+	}
+	return mergeParts(s, members, n, items, covered, errs, func(a, b Item) int { return strings.Compare(a.Key, b.Key) }, q.Limit)
+}
+
+// mergeParts merges the members' parts of a scan, given in the order of
+// members with the partitions each covered and its error, into the first
+// limit items in the order of cmp, one of each run of equal items (a
+// partition answered twice while it moves). A member that failed, or a
+// partition of the n that no part covers, is a 503, never a partial page.
+// Key and window scans merge with it.
+func mergeParts[T any](s *Server, members []abacus.Member, n int32, items [][]T, covered [][]int32, errs []error, cmp func(a, b T) int, limit int) ([]T, error) {
+	seen := map[int32]bool{}
+	var merged []T
+	for i := range members {
 		if errs[i] != nil {
 			s.refresh()
 			return nil, unavailable("owner_unreachable", "member %s did not answer the scan: %v; retry shortly", members[i].Name, errs[i])
 		}
-		for _, id := range p.Partitions {
+		for _, id := range covered[i] {
 			seen[id] = true
 		}
-		merged = append(merged, p.Items...)
+		merged = append(merged, items[i]...)
 	}
 	for id := range n {
 		if !seen[id] {
@@ -423,10 +446,10 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 	if n == 0 {
 		return nil, unavailable("starting", "the partition count is not known yet; retry shortly")
 	}
-	slices.SortFunc(merged, func(a, b Item) int { return bytes.Compare([]byte(a.Key), []byte(b.Key)) })
-	merged = slices.CompactFunc(merged, func(a, b Item) bool { return a.Key == b.Key })
-	if len(merged) > q.Limit {
-		merged = merged[:q.Limit]
+	slices.SortFunc(merged, cmp)
+	merged = slices.CompactFunc(merged, func(a, b T) bool { return cmp(a, b) == 0 })
+	if len(merged) > limit {
+		merged = merged[:limit]
 	}
 	return merged, nil
 }
@@ -435,22 +458,29 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 // page of a scan (with a maxLag of 0 or more, of the bounded scan), all at
 // once, and returns their pages and errors in the order of members.
 func (s *Server) askEveryMember(ctx context.Context, members []abacus.Member, store string, q ScanQuery, maxLag int64, authorization string) ([]scanPage, []error) {
-	pages := make([]scanPage, len(members))
+	return fanOut(s, members,
+		func() (scanPage, error) { return s.localPage(store, q, maxLag) },
+		func(m abacus.Member) (scanPage, error) { return s.scanRemote(ctx, m, store, q, maxLag, authorization) })
+}
+
+// fanOut asks every member, all at once, for its part: this member through
+// local, the others through remote; it returns their parts and errors in
+// the order of members. Key and window scans fan out with it.
+func fanOut[P any](s *Server, members []abacus.Member, local func() (P, error), remote func(abacus.Member) (P, error)) ([]P, []error) {
+	parts := make([]P, len(members))
 	errs := make([]error, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if m.Name == s.cfg.Instance {
-				pages[i], errs[i] = s.localPage(store, q, maxLag)
+				parts[i], errs[i] = local()
 			} else {
-				pages[i], errs[i] = s.scanRemote(ctx, m, store, q, maxLag, authorization)
+				parts[i], errs[i] = remote(m)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return pages, errs
+	return parts, errs
 }
 
 // scanRemote asks member m for its local page of the scan; with a maxLag
@@ -465,8 +495,14 @@ func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, 
 			v.Set(k, val)
 		}
 	}
-	var page scanPage
-	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
+	return getPage[scanPage](ctx, s, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
+}
+
+// getPage asks another member for its local page of a scan at target and
+// reads it; an answer other than 200 is an error.
+func getPage[P any](ctx context.Context, s *Server, target, authorization string) (P, error) {
+	var page P
+	resp, err := s.get(ctx, target, authorization)
 	if err != nil {
 		return page, err
 	}
