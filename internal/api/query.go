@@ -90,26 +90,37 @@ func (s *Server) getKey(c echo.Context) error {
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
 		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-	case errors.Is(err, abacus.ErrRestoring):
-		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", count.Partition, key, s.cfg.Instance)
-	case errors.Is(err, abacus.ErrUnconfirmed):
-		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, abacus.ErrHandingOver):
-		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, abacus.ErrNotOwned):
-		if local || forwarded(c) {
-			s.refresh()
-			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", count.Partition, key, s.cfg.Instance)
-		}
-		return s.forward(c, count.Partition)
 	case err != nil:
-		return fmt.Errorf("get key: %w", err)
+		return s.notAnswered(c, err, count.Partition, key, local, "get key")
 	case !found:
 		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in store %q", key, store)
 	}
 	count.Key = key
 	count.ServedBy = s.cfg.Instance
 	return c.JSON(http.StatusOK, count)
+}
+
+// notAnswered is the answer to a lookup of key, in partition p, that
+// this member could not answer with err: forwarded once to the owner when
+// this member does not own p (never a forwarded or local request, which
+// is a 503), a 503 while p restores or moves here, else err itself, what
+// failed. A key's count and its windows answer alike with it.
+func (s *Server) notAnswered(c echo.Context, err error, p int32, key string, local bool, what string) error {
+	switch {
+	case errors.Is(err, abacus.ErrRestoring):
+		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", p, key, s.cfg.Instance)
+	case errors.Is(err, abacus.ErrUnconfirmed):
+		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, p, key)
+	case errors.Is(err, abacus.ErrHandingOver):
+		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, p, key)
+	case errors.Is(err, abacus.ErrNotOwned):
+		if local || forwarded(c) {
+			s.refresh()
+			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", p, key, s.cfg.Instance)
+		}
+		return s.forward(c, p)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // forward relays the request to the owner of partition p, once.
