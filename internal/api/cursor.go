@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"unicode/utf8"
 
@@ -48,8 +49,31 @@ func (s *Server) parseScan(c echo.Context) (ScanQuery, error) {
 	if err != nil {
 		return ScanQuery{}, err
 	}
-	q := ScanQuery{Prefix: params.Get("prefix"), From: params.Get("from"), To: params.Get("to"), Limit: defaultScanLimit}
-	for name, v := range map[string]string{"prefix": q.Prefix, "from": q.From, "to": q.To} {
+	q, err := scanParams(c, params, "from", "to")
+	if err != nil {
+		return q, err
+	}
+	if v := params.Get("cursor"); v != "" {
+		after, err := decodeCursor(s.cfg.ScanSecret, v)
+		if err != nil {
+			return q, badCursor(err)
+		}
+		if next := after + "\x00"; next > q.From {
+			q.From = next
+		}
+	}
+	return q, nil
+}
+
+func badCursor(err error) error {
+	return fail(http.StatusBadRequest, "bad_cursor", "%v: pass back next_cursor exactly as it was returned", err)
+}
+
+// scanParams reads what key and window scans share: the prefix, the
+// bounds of keys (the parameters fromName and toName) and the limit.
+func scanParams(c echo.Context, params url.Values, fromName, toName string) (ScanQuery, error) {
+	q := ScanQuery{Prefix: params.Get("prefix"), From: params.Get(fromName), To: params.Get(toName), Limit: defaultScanLimit}
+	for name, v := range map[string]string{"prefix": q.Prefix, fromName: q.From, toName: q.To} {
 		if len(v) > MaxKeyBytes {
 			return q, fail(http.StatusBadRequest, "bad_parameter", "%s is %d bytes; at most %d are allowed", name, len(v), MaxKeyBytes)
 		}
@@ -69,16 +93,7 @@ func (s *Server) parseScan(c echo.Context) (ScanQuery, error) {
 		q.Limit = n
 	}
 	if q.To != "" && q.From >= q.To {
-		return q, fail(http.StatusBadRequest, "bad_parameter", "from must be before to")
-	}
-	if v := params.Get("cursor"); v != "" {
-		after, err := decodeCursor(s.cfg.ScanSecret, v)
-		if err != nil {
-			return q, fail(http.StatusBadRequest, "bad_cursor", "%v: pass back next_cursor exactly as it was returned", err)
-		}
-		if next := after + "\x00"; next > q.From {
-			q.From = next
-		}
+		return q, fail(http.StatusBadRequest, "bad_parameter", "%s must be before %s", fromName, toName)
 	}
 	return q, nil
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,27 +89,38 @@ func (s *Server) getKey(c echo.Context) error {
 	count, found, err := s.cfg.Counts.Get(store, []byte(key))
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
-	case errors.Is(err, abacus.ErrRestoring):
-		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", count.Partition, key, s.cfg.Instance)
-	case errors.Is(err, abacus.ErrUnconfirmed):
-		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, abacus.ErrHandingOver):
-		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, count.Partition, key)
-	case errors.Is(err, abacus.ErrNotOwned):
-		if local || forwarded(c) {
-			s.refresh()
-			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", count.Partition, key, s.cfg.Instance)
-		}
-		return s.forward(c, count.Partition)
+		return s.unknownStore(store)
 	case err != nil:
-		return fmt.Errorf("get key: %w", err)
+		return s.notAnswered(c, err, count.Partition, key, local, "get key")
 	case !found:
 		return fail(http.StatusNotFound, "key_not_found", "key %q has no count in store %q", key, store)
 	}
 	count.Key = key
 	count.ServedBy = s.cfg.Instance
 	return c.JSON(http.StatusOK, count)
+}
+
+// notAnswered is the answer to a lookup of key, in partition p, that
+// this member could not answer with err: forwarded once to the owner when
+// this member does not own p (never a forwarded or local request, which
+// is a 503), a 503 while p restores or moves here, else err itself, what
+// failed. A key's count and its windows answer alike with it.
+func (s *Server) notAnswered(c echo.Context, err error, p int32, key string, local bool, what string) error {
+	switch {
+	case errors.Is(err, abacus.ErrRestoring):
+		return unavailable("restoring", "partition %d of key %q is restoring on %s; retry shortly", p, key, s.cfg.Instance)
+	case errors.Is(err, abacus.ErrUnconfirmed):
+		return unavailable("moving", "%s is out of reach of the consumer group's coordinator: partition %d of key %q may be moving to another member; retry shortly", s.cfg.Instance, p, key)
+	case errors.Is(err, abacus.ErrHandingOver):
+		return unavailable("moving", "%s is handing partition %d of key %q over to another member; retry shortly", s.cfg.Instance, p, key)
+	case errors.Is(err, abacus.ErrNotOwned):
+		if local || forwarded(c) {
+			s.refresh()
+			return unavailable("not_owner", "partition %d of key %q is not owned by %s; retry shortly", p, key, s.cfg.Instance)
+		}
+		return s.forward(c, p)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // forward relays the request to the owner of partition p, once.
@@ -188,14 +199,17 @@ func (s *Server) getWith(ctx context.Context, client *http.Client, target, autho
 	return client.Do(req)
 }
 
-// keyMetadata names a key's partition, owner and the owner's URL.
+// keyMetadata names a key's partition, owner and the owner's URL; a
+// windowed store's keys are partitioned as the count store's are.
 func (s *Server) keyMetadata(c echo.Context) error {
 	key, err := pathKey(c)
 	if err != nil {
 		return err
 	}
 	if store := c.Param("store"); store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		if _, err := s.windowStore(store); err != nil {
+			return s.unknownStore(store)
+		}
 	}
 	p, err := s.cfg.Router.PartitionOf([]byte(key))
 	if err != nil {
@@ -324,7 +338,7 @@ func (s *Server) scanKeys(c echo.Context) error {
 		return s.answerPage(c, page)
 	}
 	if store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	}
 	q.Limit = limit + 1
 	ctx, auth := c.Request().Context(), c.Request().Header.Get("Authorization")
@@ -353,7 +367,7 @@ func (s *Server) localPage(store string, q ScanQuery, maxLag int64) (scanPage, e
 	}
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
-		return page, fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return page, s.unknownStore(store)
 	case err != nil:
 		return page, fmt.Errorf("scan: %w", err)
 	}
@@ -391,10 +405,18 @@ func (s *Server) answerPage(c echo.Context, page scanPage) error {
 // more, which tells that a next page exists: the cursor points past the
 // last item kept.
 func (s *Server) cutPage(page *scanPage, limit int) {
-	if len(page.Items) > limit {
-		page.Items = page.Items[:limit]
-		page.NextCursor = encodeCursor(s.cfg.ScanSecret, page.Items[limit-1].Key)
+	page.Items, page.NextCursor = cutItems(page.Items, limit, func(it Item) string { return encodeCursor(s.cfg.ScanSecret, it.Key) })
+}
+
+// cutItems keeps the first limit items of a page read with one more; when
+// there was one more, next makes the cursor of the last item kept. Key and
+// window scans cut their pages with it.
+func cutItems[T any](items []T, limit int, next func(T) string) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
 	}
+	items = items[:limit]
+	return items, next(items[limit-1])
 }
 
 // scanAll asks every member for its part and merges the answers; an answer
@@ -402,17 +424,32 @@ func (s *Server) cutPage(page *scanPage, limit int) {
 func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authorization string) ([]Item, error) {
 	members, _, n := s.cfg.Router.Members()
 	parts, errs := s.askEveryMember(ctx, members, store, q, -1, authorization)
-	seen := map[int32]bool{}
-	var merged []Item
+	items := make([][]Item, len(parts))
+	covered := make([][]int32, len(parts))
 	for i, p := range parts {
+		items[i], covered[i] = p.Items, p.Partitions
+	}
+	return mergeParts(s, members, n, items, covered, errs, func(a, b Item) int { return strings.Compare(a.Key, b.Key) }, q.Limit)
+}
+
+// mergeParts merges the members' parts of a scan, given in the order of
+// members with the partitions each covered and its error, into the first
+// limit items in the order of cmp, one of each run of equal items (a
+// partition answered twice while it moves). A member that failed, or a
+// partition of the n that no part covers, is a 503, never a partial page.
+// Key and window scans merge with it.
+func mergeParts[T any](s *Server, members []abacus.Member, n int32, items [][]T, covered [][]int32, errs []error, cmp func(a, b T) int, limit int) ([]T, error) {
+	seen := map[int32]bool{}
+	var merged []T
+	for i := range members {
 		if errs[i] != nil {
 			s.refresh()
 			return nil, unavailable("owner_unreachable", "member %s did not answer the scan: %v; retry shortly", members[i].Name, errs[i])
 		}
-		for _, id := range p.Partitions {
+		for _, id := range covered[i] {
 			seen[id] = true
 		}
-		merged = append(merged, p.Items...)
+		merged = append(merged, items[i]...)
 	}
 	for id := range n {
 		if !seen[id] {
@@ -423,10 +460,10 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 	if n == 0 {
 		return nil, unavailable("starting", "the partition count is not known yet; retry shortly")
 	}
-	slices.SortFunc(merged, func(a, b Item) int { return bytes.Compare([]byte(a.Key), []byte(b.Key)) })
-	merged = slices.CompactFunc(merged, func(a, b Item) bool { return a.Key == b.Key })
-	if len(merged) > q.Limit {
-		merged = merged[:q.Limit]
+	slices.SortFunc(merged, cmp)
+	merged = slices.CompactFunc(merged, func(a, b T) bool { return cmp(a, b) == 0 })
+	if len(merged) > limit {
+		merged = merged[:limit]
 	}
 	return merged, nil
 }
@@ -435,22 +472,29 @@ func (s *Server) scanAll(ctx context.Context, store string, q ScanQuery, authori
 // page of a scan (with a maxLag of 0 or more, of the bounded scan), all at
 // once, and returns their pages and errors in the order of members.
 func (s *Server) askEveryMember(ctx context.Context, members []abacus.Member, store string, q ScanQuery, maxLag int64, authorization string) ([]scanPage, []error) {
-	pages := make([]scanPage, len(members))
+	return fanOut(s, members,
+		func() (scanPage, error) { return s.localPage(store, q, maxLag) },
+		func(m abacus.Member) (scanPage, error) { return s.scanRemote(ctx, m, store, q, maxLag, authorization) })
+}
+
+// fanOut asks every member, all at once, for its part: this member through
+// local, the others through remote; it returns their parts and errors in
+// the order of members. Key and window scans fan out with it.
+func fanOut[P any](s *Server, members []abacus.Member, local func() (P, error), remote func(abacus.Member) (P, error)) ([]P, []error) {
+	parts := make([]P, len(members))
 	errs := make([]error, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if m.Name == s.cfg.Instance {
-				pages[i], errs[i] = s.localPage(store, q, maxLag)
+				parts[i], errs[i] = local()
 			} else {
-				pages[i], errs[i] = s.scanRemote(ctx, m, store, q, maxLag, authorization)
+				parts[i], errs[i] = remote(m)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return pages, errs
+	return parts, errs
 }
 
 // scanRemote asks member m for its local page of the scan; with a maxLag
@@ -465,8 +509,14 @@ func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, 
 			v.Set(k, val)
 		}
 	}
-	var page scanPage
-	resp, err := s.get(ctx, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
+	return getPage[scanPage](ctx, s, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
+}
+
+// getPage asks another member for its local page of a scan at target and
+// reads it; an answer other than 200 is an error.
+func getPage[P any](ctx context.Context, s *Server, target, authorization string) (P, error) {
+	var page P
+	resp, err := s.get(ctx, target, authorization)
 	if err != nil {
 		return page, err
 	}
