@@ -364,7 +364,7 @@ func windowsOfKey(in *testkit.Instance, store, key, query string) (keyWindows, e
 func TestSessionMergeRetractsTheMergedSessions(t *testing.T) {
 	b := testkit.StartBroker(t, 2)
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(map[string]string{
-		"ABACUS_WINDOWS": "visits=session,size=3s", "ABACUS_COMMIT_INTERVAL": "100ms",
+		"ABACUS_WINDOWS": "visits=session,size=3s,grace=5s", "ABACUS_COMMIT_INTERVAL": "100ms",
 	})})
 	in.WaitReady(time.Minute)
 	at := func(key string, ms int64) testkit.Record {
@@ -379,7 +379,8 @@ func TestSessionMergeRetractsTheMergedSessions(t *testing.T) {
 		}
 		return err
 	})
-	// 2.5 s from both: within the gap of each, it bridges them.
+	// 2.5 s from both: within the gap of each, it bridges them (the first
+	// closes only at 0 + 3 s + 5 s, stream time being 5 s).
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{at("alice", 2500)})
 	merged := []windowJSON{{windowBase, windowBase + 5000, 3}}
 	testkit.Eventually(t, time.Minute, func() error {

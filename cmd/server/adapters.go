@@ -203,3 +203,37 @@ func (h health) Error() string { return h.p.LastError() }
 func (h health) Tasks() []abacus.TaskStatus { return h.p.Tasks() }
 
 func (h health) StandbyTasks() []abacus.TaskStatus { return h.p.StandbyTasks() }
+
+// windows adapts the processor to the api's Windows.
+type windows struct{ p *processor.Processor }
+
+func (w windows) GetWindows(storeName string, key []byte, from, to int64) ([]api.Window, error) {
+	_, got, err := w.p.GetWindows(storeName, key, from, to)
+	out := make([]api.Window, len(got))
+	for i, wc := range got {
+		out[i] = api.Window{Key: string(wc.Key), Start: wc.Start, End: wc.End, Value: wc.Count}
+	}
+	return out, err
+}
+
+func (w windows) ScanWindows(storeName string, q api.WindowScanQuery) ([]api.Window, []int32, error) {
+	o := store.WindowScanOptions{Prefix: []byte(q.Prefix), From: []byte(q.From), To: []byte(q.To), StartFrom: q.StartFrom, StartTo: q.StartTo, Limit: q.Limit}
+	if q.After != nil {
+		o.After = store.EncodeWindowKey(store.Window{Key: []byte(q.After.Key), Start: q.After.Start, End: q.After.End})
+	}
+	items, covered, err := w.p.ScanWindowsLocal(storeName, o)
+	out := make([]api.Window, len(items))
+	for i, it := range items {
+		out[i] = api.Window{Key: string(it.Key), Start: it.Start, End: it.End, Value: it.Count}
+	}
+	return out, covered, err
+}
+
+// windowStores describes the configured windowed stores for the api.
+func windowStores(cfg config.Config) []api.WindowStore {
+	var out []api.WindowStore
+	for _, spec := range cfg.Windows {
+		out = append(out, api.WindowStore{Spec: spec.WithDefaults(), ChangelogTopic: cfg.WindowChangelogTopic(spec.Store)})
+	}
+	return out
+}

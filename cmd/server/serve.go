@@ -241,6 +241,8 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Router:         router{s.disc},
 		Health:         health{s.proc},
 		Operations:     operations{s.proc, cfg},
+		Windows:        windows{s.proc},
+		WindowStores:   windowStores(cfg),
 		Subscriptions:  subscriptions{hub: s.hub, copyHub: s.copyHub, counts: c, store: cfg.Store},
 		Snapshots:      s.copies,
 		Gatherer:       reg,

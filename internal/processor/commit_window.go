@@ -32,22 +32,24 @@ func (c *committer) sendWindowed(tasks []taskBatch) error {
 				}
 				return c.produce(m)
 			}
-			for k, n := range wb.writes.counts {
-				if err := send(&changelog, tb.partition, store.EncodeWindowKey(k.window()), store.EncodeCount(n), -1, headers); err != nil {
-					return err
-				}
-				if updates {
-					if err := send(&output, kafka.PartitionAny, []byte(k.key), windowJSON(k, &n), k.end, nil); err != nil {
-						return err
-					}
-				}
-			}
+			// Retractions first: a consumer of the output sees the merged
+			// sessions go before the session they merged into.
 			for k := range wb.writes.deleted {
 				if err := send(&changelog, tb.partition, store.EncodeWindowKey(k.window()), nil, -1, headers); err != nil {
 					return err
 				}
 				if updates {
 					if err := send(&output, kafka.PartitionAny, []byte(k.key), windowJSON(k, nil), k.end, nil); err != nil {
+						return err
+					}
+				}
+			}
+			for k, n := range wb.writes.counts {
+				if err := send(&changelog, tb.partition, store.EncodeWindowKey(k.window()), store.EncodeCount(n), -1, headers); err != nil {
+					return err
+				}
+				if updates {
+					if err := send(&output, kafka.PartitionAny, []byte(k.key), windowJSON(k, &n), k.end, nil); err != nil {
 						return err
 					}
 				}
