@@ -169,7 +169,7 @@ type outputRecord struct {
 }
 
 // windowedWorkload is n records over keys, their event times 20 ms apart
-// from windowBase, shuffled: one in eight moved back by up to 6 s, beyond
+// from windowBase, shuffled: one in eight moved back by up to 9 s, beyond
 // the grace of every store for many of them. Then one record per key far
 // ahead closes the windows of every partition.
 func windowedWorkload(seed uint64, n, keys int) []testkit.Record {
@@ -178,7 +178,7 @@ func windowedWorkload(seed uint64, n, keys int) []testkit.Record {
 	for i := range n {
 		ts := windowBase + int64(i)*20
 		if rng.IntN(8) == 0 {
-			ts -= rng.Int64N(6000)
+			ts -= rng.Int64N(9000)
 		}
 		key := fmt.Sprintf("sym-%02d", rng.IntN(keys))
 		recs = append(recs, testkit.Record{Key: []byte(key), Value: []byte("t"), Timestamp: time.UnixMilli(ts)})
