@@ -89,6 +89,21 @@ type Update struct {
 	Offset int64
 }
 
+// WindowUpdate is one window of a windowed store made durable by a
+// commit, for subscribers: its new count, or its removal (Deleted: a
+// session merged into another).
+type WindowUpdate struct {
+	Key        string
+	Start, End int64
+	Value      int64
+	Deleted    bool
+	Partition  int32
+	// Offset is the offset of the windowed store's changelog that made
+	// the window durable (the batch's last in the partition). It never
+	// decreases within a partition.
+	Offset int64
+}
+
 // KeyStreamPosition reads the Last-Event-ID of a key subscription: a key
 // stream's event id is the count it carries (a key's count only rises,
 // so the value is the stream's position). It is -1 when the id is

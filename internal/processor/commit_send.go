@@ -242,4 +242,5 @@ func (c *committer) committed(b *commitBatch, updates []abacus.Update, began, pr
 	if len(updates) > 0 {
 		c.p.cfg.OnCommit(updates)
 	}
+	c.publishWindows(b.tasks)
 }

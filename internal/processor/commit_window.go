@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/abacus-streams/abacus/internal/window"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -130,4 +131,34 @@ func (c *committer) expireWindows(sp *store.Partition, tb taskBatch) error {
 		c.p.metrics.windowsExpired.WithLabelValues(wb.spec.Store).Add(float64(n))
 	}
 	return nil
+}
+
+// publishWindows hands a stored batch's windows to OnWindowCommit, store by
+// store, each with the offset its changelog partition reached.
+func (c *committer) publishWindows(tasks []taskBatch) {
+	if c.p.cfg.OnWindowCommit == nil {
+		return
+	}
+	byStore := map[string][]abacus.WindowUpdate{}
+	for _, tb := range tasks {
+		for _, wb := range tb.windowed {
+			cp, ok := c.delivered.LastOffset(wb.changelog, tb.partition)
+			if !ok {
+				continue
+			}
+			ups := byStore[wb.spec.Store]
+			for k := range wb.writes.deleted {
+				ups = append(ups, abacus.WindowUpdate{Key: k.key, Start: k.start, End: k.end, Deleted: true, Partition: tb.partition, Offset: cp})
+			}
+			for k, n := range wb.writes.counts {
+				ups = append(ups, abacus.WindowUpdate{Key: k.key, Start: k.start, End: k.end, Value: n, Partition: tb.partition, Offset: cp})
+			}
+			byStore[wb.spec.Store] = ups
+		}
+	}
+	for _, w := range c.p.windowed {
+		if ups := byStore[w.spec.Store]; len(ups) > 0 {
+			c.p.cfg.OnWindowCommit(w.spec.Store, ups)
+		}
+	}
 }

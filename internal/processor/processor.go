@@ -48,6 +48,9 @@ type Config struct {
 	// count made durable by a commit, one batch at a time and in order; it
 	// must not block (SSE fan-out queues the work).
 	OnCommit func(updates []abacus.Update)
+	// OnWindowCommit, if set, is called likewise with every window of a
+	// windowed store made durable by a commit, store by store.
+	OnWindowCommit func(store string, updates []abacus.WindowUpdate)
 	// OnStandbyApplied, OnStandbyListening and OnStandbyDropped, if set,
 	// are told what a standby made readable in its store while someone
 	// listens, and when a standby stops (standby.Config's OnApplied,
