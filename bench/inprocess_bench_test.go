@@ -47,6 +47,33 @@ func BenchmarkInProcess(b *testing.B) {
 	b.Run("rss12", func(b *testing.B) { inProcess(b, "rss12", config.AtLeastOnce, rssPartitions, rssRecords) })
 	// A full restore of the at-least-once run's changelog.
 	b.Run("restore", inProcessRestore)
+	// BenchmarkWindows' workload with its hopping store.
+	b.Run("hopping", inProcessWindows)
+}
+
+// inProcessWindows profiles BenchmarkWindows' hopping run.
+func inProcessWindows(b *testing.B) {
+	br := testkit.StartBroker(b, numPartitions)
+	admin := newAdmin(b, br.Addr())
+	admin.createTopic(inputTopic, numPartitions)
+	testkit.Produce(b, br.Addr(), inputTopic, "murmur2_random", windowedRecords())
+	app := "inproc-hopping"
+	stop := startInProcess(b, br.Addr(), app, config.AtLeastOnce, numPartitions, "ABACUS_WINDOWS="+windowRuns[0].spec)
+	defer stop()
+	stopProfile := startProfile(b, "hopping")
+	b.ResetTimer()
+	began := time.Now()
+	testkit.Eventually(b, 10*time.Minute, func() error {
+		n, err := admin.committed(app, inputTopic)
+		if err == nil && n < windowRecords {
+			err = testkit.Errorf("%d of %d input offsets committed", n, windowRecords)
+		}
+		return err
+	})
+	elapsed := time.Since(began)
+	b.StopTimer()
+	stopProfile()
+	b.ReportMetric(windowRecords/elapsed.Seconds(), "rec/s")
 }
 
 func inProcess(b *testing.B, name, guarantee string, partitions, keys int) {
@@ -110,17 +137,17 @@ func waitAllCommitted(b *testing.B, admin *kafkaAdmin, app string) {
 
 // startInProcess runs a processor (member abacus-0, an empty state dir)
 // until it is ready; stop cancels it and closes its store.
-func startInProcess(b *testing.B, brokers, app, guarantee string, partitions int) (stop func()) {
+func startInProcess(b *testing.B, brokers, app, guarantee string, partitions int, env ...string) (stop func()) {
 	b.Helper()
-	cfg, err := config.Load(nil, []string{
+	cfg, err := config.Load(nil, append(env,
 		"ABACUS_BOOTSTRAP_SERVERS=" + brokers,
 		"ABACUS_APPLICATION_ID=" + app,
 		"ABACUS_INPUT_TOPIC=" + inputTopic,
 		"ABACUS_INSTANCE_ID=abacus-0",
 		"ABACUS_STATE_DIR=" + b.TempDir(),
 		"ABACUS_PROCESSING_GUARANTEE=" + guarantee,
-		"ABACUS_PARTITIONS=" + strconv.Itoa(partitions),
-	}, io.Discard)
+		"ABACUS_PARTITIONS="+strconv.Itoa(partitions),
+	), io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}

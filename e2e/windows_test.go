@@ -243,7 +243,8 @@ func checkWindowLookups(instances []*testkit.Instance, ref map[string]*refStore,
 
 // checkWindowOutputs checks each store's output topic against the
 // reference: the last record of every window of an updates store is the
-// window's count (a retraction for a merged-away session), and a final
+// window's count (a retraction for a merged-away session that had a
+// record), and a final
 // store has exactly one record per closed window, with its count, and
 // none for a window still open.
 func checkWindowOutputs(t *testing.T, brokers string, ref map[string]*refStore) {
@@ -283,10 +284,13 @@ func checkWindowOutputs(t *testing.T, brokers string, ref map[string]*refStore) 
 				t.Errorf("%s: window %v has %d final records; want exactly 1", name, w, records[w])
 			}
 		}
+		// A session that grew or merged within one commit never had a
+		// record of its own, and needs no retraction; one that had must
+		// end with one.
 		for w := range r.retracted {
-			if rec, ok := last[w]; !ok || rec.Value != nil {
+			if rec, ok := last[w]; ok && rec.Value != nil {
 				bad++
-				t.Errorf("%s: merged-away session %v: last output record %+v (found %v); want a retraction (value null)", name, w, rec, ok)
+				t.Errorf("%s: merged-away session %v: last output record %+v; want a retraction (value null)", name, w, rec)
 			}
 		}
 		for w := range last {

@@ -2,6 +2,8 @@ package processor
 
 import (
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/abacus-streams/abacus/internal/store"
 	"github.com/abacus-streams/abacus/internal/window"
@@ -38,6 +40,12 @@ func (k winKey) window() store.Window {
 type windowBuffer struct {
 	counts  map[winKey]int64
 	deleted map[winKey]struct{}
+	// fresh marks the sessions in counts that exist in no layer below
+	// (the batch in flight, the store): one removed again (a session that
+	// grew or merged within the buffer) leaves no tombstone, so a session
+	// that grows with every record keeps one entry here, not one per
+	// record (BenchmarkWindows' session run).
+	fresh map[winKey]struct{}
 	// byKey lists, for a session store, the windows of each key in counts
 	// or deleted, so that a record finds the key's sessions in the
 	// buffers without a walk over all of them.
@@ -45,25 +53,42 @@ type windowBuffer struct {
 }
 
 func newWindowBuffer() *windowBuffer {
-	return &windowBuffer{counts: map[winKey]int64{}, deleted: map[winKey]struct{}{}, byKey: map[string][]winKey{}}
+	return &windowBuffer{counts: map[winKey]int64{}, deleted: map[winKey]struct{}{}, fresh: map[winKey]struct{}{}, byKey: map[string][]winKey{}}
 }
 
 func (b *windowBuffer) empty() bool { return len(b.counts) == 0 && len(b.deleted) == 0 }
 
-func (b *windowBuffer) put(k winKey, n int64, session bool) {
+func (b *windowBuffer) has(k winKey) bool {
 	_, had := b.counts[k]
 	_, del := b.deleted[k]
-	if session && !had && !del {
+	return had || del
+}
+
+// put sets window k's count; a session's byKey entry is kept, and fresh
+// says the window exists in no layer below.
+func (b *windowBuffer) put(k winKey, n int64, session, fresh bool) {
+	if session && !b.has(k) {
 		b.byKey[k.key] = append(b.byKey[k.key], k)
+		if fresh {
+			b.fresh[k] = struct{}{}
+		}
 	}
 	delete(b.deleted, k)
 	b.counts[k] = n
 }
 
+// remove deletes session k: a tombstone unless it is fresh.
 func (b *windowBuffer) remove(k winKey) {
-	_, had := b.counts[k]
-	_, del := b.deleted[k]
-	if !had && !del {
+	if _, ok := b.fresh[k]; ok {
+		delete(b.fresh, k)
+		delete(b.counts, k)
+		b.byKey[k.key] = slices.DeleteFunc(b.byKey[k.key], func(o winKey) bool { return o == k })
+		if len(b.byKey[k.key]) == 0 {
+			delete(b.byKey, k.key)
+		}
+		return
+	}
+	if !b.has(k) {
 		b.byKey[k.key] = append(b.byKey[k.key], k)
 	}
 	delete(b.counts, k)
@@ -77,6 +102,18 @@ type windowedTask struct {
 	// dirty takes the writes since the last hand-off; inflight holds those
 	// of the batch being committed (nil when none is).
 	dirty, inflight *windowBuffer
+	// stored caches, per key, the sessions the store held as of the loop's
+	// snapshot within a span of time, so that a key's records read the
+	// store once a batch rather than once each; emptied whenever the
+	// snapshot may change (windowsDurable, resetWindows).
+	stored map[string]storedSessions
+}
+
+// storedSessions are a key's sessions in the store that start at or
+// before to and end at or after from.
+type storedSessions struct {
+	from, to int64
+	sessions []store.WindowCount
 }
 
 // windowedTasks opens the windowed stores of a task's store partition.
@@ -117,24 +154,38 @@ func (w *windowedTask) add(k winKey, snap *store.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	w.dirty.put(k, n+1, false)
+	w.dirty.put(k, n+1, false, false)
 	return nil
 }
 
 // sessionsOf returns key's sessions that a record at ts may join, with
 // their counts: the store's as of snap, under the batch in flight's
-// writes, under the write buffer's.
-func (w *windowedTask) sessionsOf(key string, ts int64, snap *store.Snapshot) (map[window.Window]int64, error) {
+// writes, under the write buffer's; below marks those in the store or the
+// batch in flight.
+func (w *windowedTask) sessionsOf(key string, ts int64, snap *store.Snapshot) (sessions map[window.Window]int64, below map[window.Window]bool, err error) {
 	from, to := w.spec.SessionRange(ts)
 	near := func(k winKey) bool { return k.end >= from && k.start <= to }
-	stored, err := w.store.GetWindowsIn(snap, []byte(key), 0, to+1)
-	if err != nil {
-		return nil, err
+	cached, ok := w.stored[key]
+	if !ok || from < cached.from || to > cached.to {
+		// Load ahead: stream time mostly rises, and the next records of
+		// the key ask for a little later.
+		ahead := addSat(to, 4*w.spec.Size.Milliseconds())
+		got, err := w.store.SessionsIn(snap, []byte(key), from, ahead)
+		if err != nil {
+			return nil, nil, err
+		}
+		cached = storedSessions{from: from, to: ahead, sessions: got}
+		if w.stored == nil {
+			w.stored = map[string]storedSessions{}
+		}
+		w.stored[key] = cached
 	}
-	out := make(map[window.Window]int64, len(stored))
-	for _, wc := range stored {
-		if wc.End >= from {
-			out[window.Window{Start: wc.Start, End: wc.End}] = wc.Count
+	sessions = map[window.Window]int64{}
+	below = map[window.Window]bool{}
+	for _, wc := range cached.sessions {
+		if wc.End >= from && wc.Start <= to {
+			win := window.Window{Start: wc.Start, End: wc.End}
+			sessions[win], below[win] = wc.Count, true
 		}
 	}
 	for _, layer := range []*windowBuffer{w.inflight, w.dirty} {
@@ -145,20 +196,33 @@ func (w *windowedTask) sessionsOf(key string, ts int64, snap *store.Snapshot) (m
 			if !near(k) {
 				continue
 			}
+			win := window.Window{Start: k.start, End: k.end}
 			if n, ok := layer.counts[k]; ok {
-				out[window.Window{Start: k.start, End: k.end}] = n
+				sessions[win] = n
+				if layer == w.inflight {
+					below[win] = true
+				}
 			} else {
-				delete(out, window.Window{Start: k.start, End: k.end})
+				delete(sessions, win)
+				delete(below, win)
 			}
 		}
 	}
-	return out, nil
+	return sessions, below, nil
+}
+
+// addSat is a + b, held at the largest int64 instead of wrapping.
+func addSat(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // addSession counts one record at ts in key's sessions; late reports a
 // record that would touch a closed session, which counts nowhere.
 func (w *windowedTask) addSession(key string, ts, streamTime int64, snap *store.Snapshot) (late bool, err error) {
-	sessions, err := w.sessionsOf(key, ts, snap)
+	sessions, below, err := w.sessionsOf(key, ts, snap)
 	if err != nil {
 		return false, err
 	}
@@ -177,7 +241,7 @@ func (w *windowedTask) addSession(key string, ts, streamTime int64, snap *store.
 			w.dirty.remove(winKey{key, r.Start, r.End})
 		}
 	}
-	w.dirty.put(winKey{key, merged.Start, merged.End}, n, true)
+	w.dirty.put(winKey{key, merged.Start, merged.End}, n, true, !below[merged])
 	return false, nil
 }
 
@@ -304,6 +368,7 @@ func (w *windowedTask) closing(after, upTo int64, snap *store.Snapshot) (map[win
 func (t *task) windowsDurable(streamTime int64) {
 	for _, w := range t.windows {
 		w.inflight = nil
+		clear(w.stored)
 	}
 	t.committedStreamTime = max(t.committedStreamTime, streamTime)
 }
@@ -313,6 +378,7 @@ func (t *task) windowsDurable(streamTime int64) {
 func (t *task) resetWindows() {
 	for _, w := range t.windows {
 		w.dirty, w.inflight = newWindowBuffer(), nil
+		clear(w.stored)
 	}
 	t.streamTime, t.closedUpTo = t.committedStreamTime, t.committedStreamTime
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -439,4 +440,39 @@ func (s *WindowedStore) GetWindowIn(snap *Snapshot, w Window) (int64, bool, erro
 		return 0, false, fmt.Errorf("get a window of %s: %w", s.what(), err)
 	}
 	return n, true, nil
+}
+
+// SessionsIn returns, as of the snapshot, the windows of key that start
+// at or before to and end at or after from, ascending by start: the
+// sessions a record may join (window.Spec.SessionRange). It relies on a
+// key's sessions never overlapping, so that their ends ascend with their
+// starts: it walks back from the last window starting at or before to and
+// stops at the first that ends before from, reading one or two windows
+// where GetWindowsIn would read every session of the key
+// (TestSessionsIn).
+func (s *WindowedStore) SessionsIn(snap *Snapshot, key []byte, from, to int64) ([]WindowCount, error) {
+	if to < 0 || to < from {
+		return nil, nil
+	}
+	if snap.txn == nil {
+		snap.txn = snap.db.NewTransaction(false)
+	}
+	prefix := appendWindowKeyPrefix(bytes.Clone(s.dataPrefix), key)
+	it := snap.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
+	defer it.Close()
+	seek := binary.BigEndian.AppendUint64(prefix[:len(prefix):len(prefix)], uint64(to))
+	seek = binary.BigEndian.AppendUint64(seek, ^uint64(0)>>1)
+	var out []WindowCount
+	for it.Seek(seek); it.Valid(); it.Next() {
+		wc, err := s.window(it.Item())
+		if err != nil {
+			return nil, fmt.Errorf("get the sessions of a key in %s: %w", s.what(), err)
+		}
+		if wc.End < from {
+			break
+		}
+		out = append(out, wc)
+	}
+	slices.Reverse(out)
+	return out, nil
 }

@@ -779,3 +779,54 @@ func TestRaiseStreamTime(t *testing.T) {
 		}
 	}
 }
+
+// SessionsIn finds exactly the sessions of a key that start at or before
+// to and end at or after from, and no other key's.
+func TestSessionsIn(t *testing.T) {
+	db := openSmall(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(0)
+	sessions := [][2]int64{{0, 0}, {10, 20}, {30, 30}, {40, 55}, {1 << 40, 1<<40 + 5}}
+	puts := map[string]int64{}
+	for i, s := range sessions {
+		puts[wk("a", s[0], s[1])] = int64(i + 1)
+		puts[wk("a\x00", s[0]+1, s[1]+1)] = 100
+		puts[wk("", s[0]+2, s[1]+2)] = 200
+	}
+	puts[wk("b", 25, 26)] = 300
+	if err := p.Commit(Batch{Checkpoint: 1, Windowed: map[string]WindowedBatch{"s": {Puts: puts, Checkpoint: 1, StreamTime: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	s := windowedOf(t, p, "s")
+	for _, c := range []struct {
+		from, to int64
+		want     string
+	}{
+		{0, 0, "0-0=1"},
+		{-5, 5, "0-0=1"},
+		{1, 9, ""},
+		{5, 25, "10-20=2"},
+		{20, 30, "10-20=2 30-30=3"},
+		{21, 29, ""},
+		{0, 100, "0-0=1 10-20=2 30-30=3 40-55=4"},
+		{50, 1 << 41, "40-55=4 1099511627776-1099511627781=5"},
+		{60, 10, ""},
+	} {
+		snap := db.Snapshot()
+		got, err := s.SessionsIn(snap, []byte("a"), c.from, c.to)
+		snap.Refresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, wc := range got {
+			if string(wc.Key) != "a" {
+				t.Errorf("[%d, %d]: a window of key %q", c.from, c.to, wc.Key)
+			}
+			parts = append(parts, fmt.Sprintf("%d-%d=%d", wc.Start, wc.End, wc.Count))
+		}
+		if g := strings.Join(parts, " "); g != c.want {
+			t.Errorf("[%d, %d]: %q; want %q", c.from, c.to, g, c.want)
+		}
+	}
+}
