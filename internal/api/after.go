@@ -70,7 +70,7 @@ func afterParams(c echo.Context) (after Position, wait time.Duration, ok bool, e
 // with a deadline that covers the wait.
 func (s *Server) getKeyAfter(c echo.Context, store, key string, after Position, wait time.Duration, local bool) error {
 	if store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	}
 	if s.cfg.Router == nil {
 		return unavailable("starting", "no view of the group yet; retry shortly")

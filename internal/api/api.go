@@ -124,6 +124,11 @@ type Config struct {
 	Router         Router
 	Health         Health
 	Operations     Operations
+	// Windows answers the windowed stores that WindowStores describes, in
+	// the order /stores lists them; nil: there are none, and WindowStores
+	// is ignored.
+	Windows      Windows
+	WindowStores []WindowStore
 	// Subscriptions serves live streams from this instance (optional).
 	Subscriptions Subscriptions
 	// Snapshots serves this member's copies of task stores to peers
@@ -187,6 +192,9 @@ const (
 	PathMetricsJS = "/api/v1/streams/metrics"
 	PathTopology  = "/api/v1/streams/topology"
 	PathOffsets   = "/api/v1/streams/offsets"
+
+	// A key's windows, of a windowed store.
+	PathKeyWindows = "/api/v1/stores/:store/keys/:key/windows"
 )
 
 // HopHeader marks a forwarded request; such a request is never forwarded again.
@@ -225,6 +233,15 @@ func New(cfg Config) *Server {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = DefaultMaxInflight
 	}
+	if cfg.Windows == nil {
+		cfg.WindowStores = nil
+	}
+	// Filled as the processor fills them, so that /stores says what each
+	// store does; a copy, the caller's slice is left alone.
+	cfg.WindowStores = slices.Clone(cfg.WindowStores)
+	for i := range cfg.WindowStores {
+		cfg.WindowStores[i].Spec = cfg.WindowStores[i].Spec.WithDefaults()
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
@@ -249,6 +266,7 @@ func New(cfg Config) *Server {
 	v1.GET("/stores/:store/keys/", s.emptyKey)
 	v1.GET("/stores/:store/keys/:key", s.getKey)
 	v1.GET("/stores/:store/keys/:key/metadata", s.keyMetadata)
+	v1.GET("/stores/:store/keys/:key/windows", s.getKeyWindows)
 	v1.GET("/cluster", s.cluster)
 	v1.GET("/streams", s.streams)
 	v1.GET("/streams/status", s.status)

@@ -51,7 +51,7 @@ func (s *Server) getKeyBounded(c echo.Context, store, key string, maxLag int64, 
 	var absent *Count // a lagging copy here without the key
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	case err == nil && !found && count.Lag != nil && *count.Lag > 0:
 		// A copy behind its changelog may not have the key yet (a standby
 		// that just started): a fresher copy is asked first.

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,15 +16,18 @@ import (
 	"unicode/utf8"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/abacus-streams/abacus/internal/window"
 )
 
-// Fuzz targets for what a client controls: the key in the path, the query
-// string of lookups and scans (cursors included). `go test` runs them on
-// their seeds; `make chaos` runs each with -fuzz for a while. Their
-// properties: the server never panics and never answers 5xx to bad input;
-// every answer is JSON, errors {"error":{"code","message"}}; a key reaches
-// the store exactly as the client percent-encoded it; a scan's parameters
-// reach the store as url.ParseQuery reads them.
+// Fuzz targets for what a client controls: the key in the path (of a
+// count, its metadata and its windows), the query string of lookups and
+// scans (cursors included), the time bounds of windows. `go test` runs
+// them on their seeds; `make chaos` runs each listed in the Makefile with
+// -fuzz for a while. Their properties: the server never panics and never
+// answers 5xx to bad input; every answer is JSON, errors
+// {"error":{"code","message"}}; a key reaches the store exactly as the
+// client percent-encoded it; a scan's parameters reach the store as
+// url.ParseQuery reads them.
 
 // fuzzCounts is a store that records what it is asked and answers every
 // key with its length (a key named "missing" is not found).
@@ -31,6 +35,34 @@ type fuzzCounts struct {
 	mu    sync.Mutex
 	keys  []string
 	scans []ScanQuery
+	// ranges are the bounds [from, to) of the windows asked for.
+	ranges [][2]int64
+}
+
+// fuzzWindowStore is the one windowed store of fuzzServer.
+const fuzzWindowStore = "trades"
+
+// GetWindows records the key and the range, as Get does the key, and
+// answers one window of a key (none of one named "missing").
+func (f *fuzzCounts) GetWindows(store string, key []byte, from, to int64) ([]Window, error) {
+	if store != fuzzWindowStore {
+		return nil, abacus.ErrUnknownStore
+	}
+	f.mu.Lock()
+	f.keys = append(f.keys, string(key))
+	f.ranges = append(f.ranges, [2]int64{from, to})
+	f.mu.Unlock()
+	if string(key) == "missing" || from >= to {
+		return nil, nil
+	}
+	return []Window{{Key: string(key), Start: from, End: from + 5000, Value: int64(len(key))}}, nil
+}
+
+func (f *fuzzCounts) ScanWindows(store string, q WindowScanQuery) ([]Window, []int32, error) {
+	if store != fuzzWindowStore {
+		return nil, nil, abacus.ErrUnknownStore
+	}
+	return nil, []int32{0}, nil
 }
 
 func (f *fuzzCounts) WaitPosition(context.Context, int32, int64) (int64, error) {
@@ -89,7 +121,8 @@ func (fuzzRouter) Members() ([]abacus.Member, time.Time, int32) {
 
 func fuzzServer() (*Server, *fuzzCounts) {
 	counts := &fuzzCounts{}
-	return New(Config{Instance: "abacus-0", Store: "counts-store", ScanSecret: "fuzz", Counts: counts, Router: fuzzRouter{}}), counts
+	return New(Config{Instance: "abacus-0", Store: "counts-store", ScanSecret: "fuzz", Counts: counts, Router: fuzzRouter{},
+		Windows: counts, WindowStores: []WindowStore{{Spec: window.Spec{Store: fuzzWindowStore, Kind: window.Tumbling, Size: 5 * time.Second}}}}), counts
 }
 
 // serveTarget sends "GET target" as Go's HTTP server would hand it to the
@@ -112,7 +145,7 @@ func serveTarget(s *Server, target string) (rec *httptest.ResponseRecorder, ok b
 func (f *fuzzCounts) serve(t *testing.T, s *Server, target string) (rec *httptest.ResponseRecorder, ok bool) {
 	t.Helper()
 	f.mu.Lock()
-	f.keys, f.scans = f.keys[:0], f.scans[:0]
+	f.keys, f.scans, f.ranges = f.keys[:0], f.scans[:0], f.ranges[:0]
 	f.mu.Unlock()
 	rec, ok = serveTarget(s, target)
 	if ok {
@@ -147,6 +180,22 @@ func checkAnswerShape(t *testing.T, target string, rec *httptest.ResponseRecorde
 	}
 }
 
+// askedRanges is what ranges of windows the store was asked for since
+// serve.
+func (f *fuzzCounts) askedRanges() [][2]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ranges)
+}
+
+// keyRoutes are the routes of a key, as the prefix and the suffix of its
+// path segment: its count, its metadata and its windows.
+var keyRoutes = [][2]string{
+	{"/api/v1/stores/counts-store/keys/", ""},
+	{"/api/v1/stores/counts-store/keys/", "/metadata"},
+	{"/api/v1/stores/" + fuzzWindowStore + "/keys/", "/windows"},
+}
+
 // validKey is what the API accepts as a key.
 func validKey(k string) bool { return k != "" && len(k) <= MaxKeyBytes && utf8.ValidString(k) }
 
@@ -163,8 +212,8 @@ func FuzzKeyPath(f *testing.F) {
 	}
 	s, counts := fuzzServer()
 	f.Fuzz(func(t *testing.T, segment, query string) {
-		for _, suffix := range []string{"", "/metadata"} {
-			target := "/api/v1/stores/counts-store/keys/" + segment + suffix
+		for _, route := range keyRoutes {
+			target := route[0] + segment + route[1]
 			if query != "" {
 				target += "?" + query
 			}
@@ -195,16 +244,17 @@ func FuzzKeyPath(f *testing.F) {
 
 // FuzzKeyRoundTrip: any valid key, percent-encoded as url.PathEscape does,
 // reaches the store as itself and comes back in the answer, for the
-// lookup and for its metadata; any invalid one is a 400 bad_key.
+// lookup, its metadata and its windows; any invalid one is a 400 bad_key.
 func FuzzKeyRoundTrip(f *testing.F) {
-	for _, k := range []string{"foo", "a/b c%d", "héllo-wörld-1", "日本-3", "x/y 5%", "a:b:2", "metadata", "x/metadata",
+	for _, k := range []string{"foo", "a/b c%d", "héllo-wörld-1", "日本-3", "x/y 5%", "a:b:2", "metadata", "x/metadata", "windows", "x/windows",
 		"keys/", "/", "%2F", "..", ".", "a?b#c", "\x00", "\xff", "", strings.Repeat("é", 2049), "missing"} {
 		f.Add(k)
 	}
 	s, counts := fuzzServer()
 	f.Fuzz(func(t *testing.T, key string) {
-		for _, suffix := range []string{"", "/metadata"} {
-			target := "/api/v1/stores/counts-store/keys/" + url.PathEscape(key) + suffix
+		for _, route := range keyRoutes {
+			suffix := route[1]
+			target := route[0] + url.PathEscape(key) + suffix
 			rec, ok := counts.serve(t, s, target)
 			if !ok {
 				t.Fatalf("GET %q: url.PathEscape(%q) made a target Go's server rejects", target, key)
@@ -230,7 +280,7 @@ func FuzzKeyRoundTrip(f *testing.F) {
 					t.Fatalf("GET %q: key %q answered %d %s", target, key, rec.Code, rec.Body.Bytes())
 				}
 				asked, _ := counts.asked()
-				if suffix == "" && (len(asked) != 1 || asked[0] != key) {
+				if suffix != "/metadata" && (len(asked) != 1 || asked[0] != key) {
 					t.Fatalf("GET %q: the store was asked for %q, want [%q]", target, asked, key)
 				}
 			}
@@ -326,6 +376,60 @@ func FuzzScanQuery(f *testing.F) {
 		if page.NextCursor != "" {
 			if after, err := decodeCursor("fuzz", page.NextCursor); err != nil || after != page.Items[len(page.Items)-1].Key {
 				t.Fatalf("GET %q: next_cursor %q does not name the page's last key (%q, %v)", target, page.NextCursor, after, err)
+			}
+		}
+	})
+}
+
+// FuzzWindowTime sends any value as the from and the to of a key's
+// windows: parseWindowTime takes epoch milliseconds, 0 or more, as they
+// are and an RFC 3339 time as the least whole millisecond at or after it,
+// never a time before the epoch; the route answers 400 naming the
+// parameter for a value it refuses, and otherwise asks the store for
+// exactly that bound.
+func FuzzWindowTime(f *testing.F) {
+	for _, v := range []string{"0", "5000", "1714564800000", "-1", "+5", "9223372036854775807", "9223372036854775808",
+		"2024-05-01T12:00:00Z", "2024-05-01T14:00:00+02:00", "2024-05-01T14:00:00 02:00", "2024-05-01T12:00:00.0001Z",
+		"2024-05-01T12:00:00.999999999-00:30", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.9999Z", "1969-12-31T23:59:59Z",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "2024-13-01T00:00:00Z", "yesterday", "1e3", "0x10", "", " "} {
+		f.Add(v)
+	}
+	s, counts := fuzzServer()
+	f.Fuzz(func(t *testing.T, v string) {
+		ms, err := parseWindowTime(v)
+		if err == nil {
+			if ms < 0 {
+				t.Fatalf("parseWindowTime(%q) = %d, before the epoch", v, ms)
+			}
+			if n, perr := strconv.ParseInt(v, 10, 64); perr == nil && n != ms {
+				t.Fatalf("parseWindowTime(%q) = %d, not the milliseconds given", v, ms)
+			} else if perr != nil {
+				tm, terr := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
+				if terr != nil || time.UnixMilli(ms).Before(tm) || !time.UnixMilli(ms-1).Before(tm) {
+					t.Fatalf("parseWindowTime(%q) = %d, not the least millisecond at or after %v (%v)", v, ms, tm, terr)
+				}
+			}
+		}
+		for _, name := range []string{"from", "to"} {
+			target := "/api/v1/stores/" + fuzzWindowStore + "/keys/k/windows?" + name + "=" + url.QueryEscape(v)
+			rec, ok := counts.serve(t, s, target)
+			if !ok {
+				t.Fatalf("GET %q: url.QueryEscape(%q) made a target Go's server rejects", target, v)
+			}
+			ranges := counts.askedRanges()
+			switch {
+			case v == "":
+				if rec.Code != http.StatusOK || len(ranges) != 1 || ranges[0] != [2]int64{0, math.MaxInt64} {
+					t.Fatalf("GET %q: %d %s, the store asked for %v; want 200 for [0, no bound)", target, rec.Code, rec.Body.Bytes(), ranges)
+				}
+			case err != nil:
+				if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"message":"`+name+` must be`) || len(ranges) != 0 {
+					t.Fatalf("GET %q: %d %s after asking the store for %v; want 400 naming %s", target, rec.Code, rec.Body.Bytes(), ranges, name)
+				}
+			case rec.Code != http.StatusOK || len(ranges) != 1:
+				t.Fatalf("GET %q: %d %s, the store asked for %v", target, rec.Code, rec.Body.Bytes(), ranges)
+			case name == "from" && ranges[0] != [2]int64{ms, math.MaxInt64}, name == "to" && ranges[0] != [2]int64{0, ms}:
+				t.Fatalf("GET %q: the store was asked for [%d, %d); %s is %d", target, ranges[0][0], ranges[0][1], name, ms)
 			}
 		}
 	})

@@ -90,8 +90,10 @@ func pathKey(c echo.Context) (string, error) {
 	if !ok {
 		raw = c.Param("key")
 	}
-	if strings.HasSuffix(c.Path(), "/metadata") {
-		raw = strings.TrimSuffix(raw, "/metadata")
+	for _, suffix := range []string{"/metadata", "/windows"} {
+		if strings.HasSuffix(c.Path(), suffix) {
+			raw = strings.TrimSuffix(raw, suffix)
+		}
 	}
 	key, err := url.PathUnescape(raw)
 	switch {

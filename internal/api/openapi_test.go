@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/abacus"
 	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/testkit"
+	"github.com/abacus-streams/abacus/internal/window"
 )
 
 // These tests hold openapi.yaml to what the server does: the spec names
@@ -277,6 +279,90 @@ func (f *fakeCounts) ScanCopies(store string, q api.ScanQuery, maxLag int64) ([]
 	return items[:min(len(items), q.Limit)], copies, nil
 }
 
+// The world's windows, of the windowed store trades-5s (tumbling, 5 s),
+// in (key, start, end) order; each lives in its key's partition. The
+// windowed store visits (of session windows) holds none.
+var windows = []api.Window{
+	{Key: "a/b c%d", Start: 0, End: 5000, Value: 1},
+	{Key: "apple", Start: 0, End: 5000, Value: 2},
+	{Key: "apple", Start: 5000, End: 10000, Value: 1},
+	{Key: "cherry", Start: 5000, End: 10000, Value: 2},
+	{Key: "héllo", Start: 1714564800000, End: 1714564805000, Value: 3}, // 2024-05-01T12:00:00Z
+	{Key: "héllo", Start: 1714564805000, End: 1714564810000, Value: 1},
+}
+
+// windowStores are the windowed stores of the cluster's members.
+var windowStores = []api.WindowStore{
+	{Spec: window.Spec{Store: "trades-5s", Kind: window.Tumbling, Size: 5 * time.Second, Grace: time.Second}, ChangelogTopic: "counts-app-trades-5s-changelog"},
+	{Spec: window.Spec{Store: "visits", Kind: window.Session, Size: 30 * time.Minute, Emit: window.EmitFinal, OutputTopic: "visits-out"}, ChangelogTopic: "counts-app-visits-changelog"},
+}
+
+// fakeWindows is one member's part of the windowed stores: the windows
+// of data in the partitions its counts hold (partition maps a key to its
+// partition), answering as its counts do.
+type fakeWindows struct {
+	counts    *fakeCounts
+	data      []api.Window
+	partition func(key string) int32
+}
+
+func newFakeWindows(counts *fakeCounts) *fakeWindows {
+	return &fakeWindows{counts: counts, data: windows, partition: partitionOf}
+}
+
+func (f *fakeWindows) GetWindows(store string, key []byte, from, to int64) ([]api.Window, error) {
+	p := f.partition(string(key))
+	switch {
+	case store != "trades-5s" && store != "visits":
+		return nil, abacus.ErrUnknownStore
+	case f.counts.broken != nil:
+		return nil, f.counts.broken
+	case !f.counts.held[p]:
+		return nil, abacus.ErrNotOwned
+	case f.counts.restoring[p]:
+		return nil, abacus.ErrRestoring
+	}
+	var out []api.Window
+	for _, w := range f.data {
+		if store == "trades-5s" && w.Key == string(key) && w.Start >= from && w.Start < to {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeWindows) ScanWindows(store string, q api.WindowScanQuery) ([]api.Window, []int32, error) {
+	switch {
+	case store != "trades-5s" && store != "visits":
+		return nil, nil, abacus.ErrUnknownStore
+	case f.counts.broken != nil:
+		return nil, nil, f.counts.broken
+	}
+	var items []api.Window
+	for _, w := range f.data {
+		p := f.partition(w.Key)
+		if store == "trades-5s" && f.counts.held[p] && !f.counts.restoring[p] && strings.HasPrefix(w.Key, q.Prefix) &&
+			w.Key >= q.From && (q.To == "" || w.Key < q.To) && w.Start >= q.StartFrom && (q.StartTo == 0 || w.Start < q.StartTo) &&
+			(q.After == nil || compareWindows(w, *q.After) > 0) {
+			items = append(items, w)
+		}
+	}
+	slices.SortFunc(items, compareWindows)
+	var covered []int32
+	for p := range f.counts.held {
+		if !f.counts.restoring[p] {
+			covered = append(covered, p)
+		}
+	}
+	slices.Sort(covered)
+	return items[:min(len(items), q.Limit)], covered, nil
+}
+
+// compareWindows orders windows by key, start and end.
+func compareWindows(a, b api.Window) int {
+	return cmp.Or(strings.Compare(a.Key, b.Key), cmp.Compare(a.Start, b.Start), cmp.Compare(a.End, b.End))
+}
+
 // fakeSnapshots is one member's copies of task stores.
 type fakeSnapshots struct {
 	copies map[int32]int64 // checkpoint by partition
@@ -385,8 +471,10 @@ type cluster struct {
 	snaps    fakeSnapshots // abacus-0's copies
 	router   fakeRouter
 	ops      fakeOps
-	peerDown bool                // abacus-1 does not answer
-	config   func(c *api.Config) // more settings of abacus-0
+	peerDown bool // abacus-1 does not answer
+	// windowStores are both members' windowed stores.
+	windowStores []api.WindowStore
+	config       func(c *api.Config) // more settings of abacus-0
 }
 
 func healthy() *cluster {
@@ -394,9 +482,10 @@ func healthy() *cluster {
 		health: fakeHealth{alive: true, ready: true, state: "RUNNING", tasks: []abacus.TaskStatus{
 			{Partition: 0, State: "active", Checkpoint: 41, RestoreDone: 42, RestoreTotal: 42},
 		}, standbys: []abacus.TaskStatus{{Partition: 1, State: "standby", Checkpoint: 97, Lag: ptr(int64(3))}}},
-		self:  fakeCounts{held: map[int32]bool{0: true}},
-		peer:  fakeCounts{held: map[int32]bool{1: true}},
-		snaps: fakeSnapshots{copies: map[int32]int64{0: 41}},
+		self:         fakeCounts{held: map[int32]bool{0: true}},
+		peer:         fakeCounts{held: map[int32]bool{1: true}},
+		snaps:        fakeSnapshots{copies: map[int32]int64{0: 41}},
+		windowStores: windowStores,
 		router: fakeRouter{partitions: 2, refreshed: time.Now().Add(-2 * time.Second), members: []abacus.Member{
 			{Name: "abacus-0", Partitions: []int32{0}, Standbys: []int32{1}}, {Name: "abacus-1", Partitions: []int32{1}, Standbys: []int32{0}},
 		}},
@@ -415,6 +504,7 @@ func (c *cluster) start(t *testing.T) string {
 			ChangelogTopic: "counts-app-counts-store-changelog",
 			ForwardTimeout: 2 * time.Second, Counts: counts, Router: &c.router, Health: &c.health, Operations: c.ops,
 			Snapshots: snaps, Gatherer: reg, Registerer: reg,
+			Windows: newFakeWindows(counts), WindowStores: c.windowStores,
 		}
 		registerSampleMetrics(reg)
 		if more != nil {
@@ -578,6 +668,64 @@ var answerCases = []answerCase{
 		setup: func(c *cluster) { c.router.starting = true }},
 	{name: "metadata of a partition nobody owns", path: "/api/v1/stores/counts-store/keys/cherry/metadata", status: 503, code: "moving",
 		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
+
+	// A key's windows.
+	{name: "windows of a key held here", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 200,
+		body: `{"key":"apple","partition":0,"served_by":"abacus-0","windows":[{"start":0,"end":5000,"value":2},{"start":5000,"end":10000,"value":1}]}`},
+	{name: "windows of a key held by the other member", path: "/api/v1/stores/trades-5s/keys/cherry/windows", status: 200,
+		body: `{"key":"cherry","partition":1,"served_by":"abacus-1","windows":[{"start":5000,"end":10000,"value":2}]}`},
+	{name: "windows of a key with a slash, a space and a percent sign", path: "/api/v1/stores/trades-5s/keys/a%2Fb%20c%25d/windows", status: 200,
+		body: `{"key":"a/b c%d","partition":1,"served_by":"abacus-1","windows":[{"start":0,"end":5000,"value":1}]}`},
+	{name: "windows from a time in epoch milliseconds", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=5000", status: 200,
+		body: `{"key":"apple","partition":0,"served_by":"abacus-0","windows":[{"start":5000,"end":10000,"value":1}]}`},
+	{name: "windows to a time in epoch milliseconds", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=0&to=5000", status: 200,
+		body: `{"key":"apple","partition":0,"served_by":"abacus-0","windows":[{"start":0,"end":5000,"value":2}]}`},
+	{name: "windows between RFC 3339 times", path: "/api/v1/stores/trades-5s/keys/h%C3%A9llo/windows?from=2024-05-01T14:00:00%2B02:00&to=2024-05-01T12:00:04.999Z", status: 200,
+		body: `{"key":"héllo","partition":0,"served_by":"abacus-0","windows":[{"start":1714564800000,"end":1714564805000,"value":3}]}`},
+	{name: "windows after a time a hair past a start", path: "/api/v1/stores/trades-5s/keys/h%C3%A9llo/windows?from=2024-05-01T12:00:00.0001Z", status: 200,
+		body: `{"key":"héllo","partition":0,"served_by":"abacus-0","windows":[{"start":1714564805000,"end":1714564810000,"value":1}]}`},
+	{name: "windows of a key without any", path: "/api/v1/stores/trades-5s/keys/banana/windows", status: 200,
+		body: `{"key":"banana","partition":0,"served_by":"abacus-0","windows":[]}`},
+	{name: "windows of a key none of whose start in the range", path: "/api/v1/stores/trades-5s/keys/cherry/windows?from=0&to=5000", status: 200,
+		body: `{"key":"cherry","partition":1,"served_by":"abacus-1","windows":[]}`},
+	{name: "windows of an empty range", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=5000&to=5000", status: 200,
+		body: `{"key":"apple","partition":0,"served_by":"abacus-0","windows":[]}`},
+	{name: "windows of a session store", path: "/api/v1/stores/visits/keys/apple/windows", status: 200,
+		body: `{"key":"apple","partition":0,"served_by":"abacus-0","windows":[]}`},
+	{name: "windows from a time that is none", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=yesterday", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"from must be epoch milliseconds, 0 or more, or an RFC 3339 time such as 2024-05-01T12:00:00Z, not \"yesterday\""}}`},
+	{name: "windows to a time before the epoch", path: "/api/v1/stores/trades-5s/keys/apple/windows?to=-1", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"to must be epoch milliseconds, 0 or more, or an RFC 3339 time such as 2024-05-01T12:00:00Z, not \"-1\""}}`},
+	{name: "windows from after to", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=2024-05-01T12:00:00Z&to=5000", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"from (1714564800000) must not be after to (5000)"}}`},
+	{name: "windows of a key not UTF-8", path: "/api/v1/stores/trades-5s/keys/%C3%28/windows", status: 400, code: "bad_key"},
+	{name: "windows with broken query encoding", path: "/api/v1/stores/trades-5s/keys/apple/windows?from=%zz", status: 400, code: "bad_query"},
+	{name: "windows of an unknown store", path: "/api/v1/stores/nope/keys/apple/windows", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"no windowed store named \"nope\""}}`},
+	{name: "windows of the count store", path: "/api/v1/stores/counts-store/keys/apple/windows", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"store \"counts-store\" is the count store, not a windowed store: its counts are under /api/v1/stores/counts-store/keys"}}`},
+	{name: "windows without windowed stores", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 404, code: "unknown_store",
+		setup: func(c *cluster) { c.windowStores = nil }},
+	{name: "count of a windowed store", path: "/api/v1/stores/trades-5s/keys/apple", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"store \"trades-5s\" is a windowed store, not the count store: its windows are under /api/v1/stores/trades-5s/windows"}}`},
+	{name: "metadata of a windowed store's key", path: "/api/v1/stores/trades-5s/keys/cherry/metadata", status: 200},
+	{name: "local windows of a key held elsewhere", path: "/api/v1/stores/trades-5s/keys/cherry/windows?local=true", status: 503, code: "not_owner"},
+	{name: "windows of a key restoring", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 503, code: "restoring",
+		setup: func(c *cluster) { c.self.restoring = map[int32]bool{0: true} }},
+	{name: "windows of a key restoring at its owner", path: "/api/v1/stores/trades-5s/keys/cherry/windows", status: 503, code: "restoring",
+		setup: func(c *cluster) { c.peer.restoring = map[int32]bool{1: true} }},
+	{name: "windows of a key being handed over", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 503, code: "moving",
+		setup: func(c *cluster) { c.self.broken = abacus.ErrHandingOver }},
+	{name: "windows of a key whose owner is out of reach of the coordinator", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 503, code: "moving",
+		setup: func(c *cluster) { c.self.broken = abacus.ErrUnconfirmed }},
+	{name: "windows of a partition nobody owns", path: "/api/v1/stores/trades-5s/keys/cherry/windows", status: 503, code: "moving",
+		setup: func(c *cluster) { c.router.members[1].Partitions = nil }},
+	{name: "windows of a key whose owner is down", path: "/api/v1/stores/trades-5s/keys/cherry/windows", status: 503, code: "owner_unreachable",
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "windows while starting", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 503, code: "starting",
+		setup: func(c *cluster) { c.router.starting = true }},
+	{name: "windows from a broken store", path: "/api/v1/stores/trades-5s/keys/apple/windows", status: 500, code: "internal",
+		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
 
 	// Scans.
 	{name: "scan first page", path: "/api/v1/stores/counts-store/keys?limit=2", status: 200},

@@ -89,7 +89,7 @@ func (s *Server) getKey(c echo.Context) error {
 	count, found, err := s.cfg.Counts.Get(store, []byte(key))
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	case err != nil:
 		return s.notAnswered(c, err, count.Partition, key, local, "get key")
 	case !found:
@@ -199,14 +199,17 @@ func (s *Server) getWith(ctx context.Context, client *http.Client, target, autho
 	return client.Do(req)
 }
 
-// keyMetadata names a key's partition, owner and the owner's URL.
+// keyMetadata names a key's partition, owner and the owner's URL; a
+// windowed store's keys are partitioned as the count store's are.
 func (s *Server) keyMetadata(c echo.Context) error {
 	key, err := pathKey(c)
 	if err != nil {
 		return err
 	}
 	if store := c.Param("store"); store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		if _, err := s.windowStore(store); err != nil {
+			return s.unknownStore(store)
+		}
 	}
 	p, err := s.cfg.Router.PartitionOf([]byte(key))
 	if err != nil {
@@ -335,7 +338,7 @@ func (s *Server) scanKeys(c echo.Context) error {
 		return s.answerPage(c, page)
 	}
 	if store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	}
 	q.Limit = limit + 1
 	ctx, auth := c.Request().Context(), c.Request().Header.Get("Authorization")
@@ -364,7 +367,7 @@ func (s *Server) localPage(store string, q ScanQuery, maxLag int64) (scanPage, e
 	}
 	switch {
 	case errors.Is(err, abacus.ErrUnknownStore):
-		return page, fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return page, s.unknownStore(store)
 	case err != nil:
 		return page, fmt.Errorf("scan: %w", err)
 	}

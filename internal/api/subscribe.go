@@ -100,7 +100,7 @@ func parseSubscription(c echo.Context) (subscription, error) {
 // from every member, as Server-Sent Events.
 func (s *Server) subscribe(c echo.Context) error {
 	if store := c.Param("store"); store != s.storeName() {
-		return fail(http.StatusNotFound, "unknown_store", "no store named %q", store)
+		return s.unknownStore(store)
 	}
 	sub, err := parseSubscription(c)
 	if err != nil {

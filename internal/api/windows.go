@@ -1,0 +1,216 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/abacus-streams/abacus/internal/window"
+	"github.com/labstack/echo/v4"
+)
+
+// Windowed stores: per key, windows [start, end) in epoch milliseconds,
+// each with a count. A key's windows are answered as its count is, by the
+// owner of its partition (forwarded there once); a scan of windows pages
+// across every member as a key scan does, with a cursor that names the
+// last window of a page.
+
+// Window is one window of a key and its count; times in epoch milliseconds.
+type Window struct {
+	Key   string `json:"key"`
+	Start int64  `json:"start"`
+	End   int64  `json:"end"`
+	Value int64  `json:"value"`
+}
+
+// WindowScanQuery bounds a windows scan: keys with Prefix in [From, To)
+// (empty To: no bound), windows whose start lies in [StartFrom, StartTo)
+// (StartTo 0: no bound), after the window After (nil: from the first; a
+// cursor), at most Limit.
+type WindowScanQuery struct {
+	Prefix, From, To   string
+	StartFrom, StartTo int64
+	After              *Window
+	Limit              int
+}
+
+// Windows answers from this member's windowed stores; methods may be
+// called concurrently.
+type Windows interface {
+	// GetWindows returns key's committed windows in the windowed store
+	// whose start lies in [from, to) (to is math.MaxInt64 for no bound),
+	// ascending by start. It fails with abacus.ErrUnknownStore when store
+	// names no windowed store, and with abacus's errors as Counts.Get does
+	// (ErrNotOwned, ErrRestoring, ErrUnconfirmed, ErrHandingOver) when
+	// this member cannot answer for the key's partition.
+	GetWindows(store string, key []byte, from, to int64) ([]Window, error)
+	// ScanWindows returns up to q.Limit windows in (key, start, end) order
+	// from the active tasks here, and the partitions the answer covers (as
+	// Counts.Scan).
+	ScanWindows(store string, q WindowScanQuery) (items []Window, covered []int32, err error)
+}
+
+// WindowStore describes a windowed store for /stores and the topology.
+type WindowStore struct {
+	Spec           window.Spec
+	ChangelogTopic string
+}
+
+// windowStore is the windowed store named name, or a 404 unknown_store
+// that, for the count store's name, says it is not a windowed store.
+func (s *Server) windowStore(name string) (WindowStore, error) {
+	for _, ws := range s.cfg.WindowStores {
+		if ws.Spec.Store == name {
+			return ws, nil
+		}
+	}
+	if name == s.storeName() {
+		return WindowStore{}, fail(http.StatusNotFound, "unknown_store", "store %q is the count store, not a windowed store: its counts are under /api/v1/stores/%s/keys", name, name)
+	}
+	return WindowStore{}, fail(http.StatusNotFound, "unknown_store", "no windowed store named %q", name)
+}
+
+// unknownStore is the 404 of the count store's routes for a store they do
+// not serve; for a windowed store's name it says where its windows are.
+func (s *Server) unknownStore(name string) error {
+	if _, err := s.windowStore(name); err == nil {
+		return fail(http.StatusNotFound, "unknown_store", "store %q is a windowed store, not the count store: its windows are under /api/v1/stores/%s/windows", name, name)
+	}
+	return fail(http.StatusNotFound, "unknown_store", "no store named %q", name)
+}
+
+// windowTime reads the time bound named name: epoch milliseconds or an
+// RFC 3339 time; given is false when the parameter is absent.
+func windowTime(params url.Values, name string) (ms int64, given bool, err error) {
+	v := params.Get(name)
+	if v == "" {
+		return 0, false, nil
+	}
+	ms, err = parseWindowTime(v)
+	if err != nil {
+		return 0, false, fail(http.StatusBadRequest, "bad_parameter", "%s must be epoch milliseconds, 0 or more, or an RFC 3339 time such as 2024-05-01T12:00:00Z, not %q", name, v)
+	}
+	return ms, true, nil
+}
+
+var errBeforeEpoch = errors.New("before the epoch")
+
+// parseWindowTime reads epoch milliseconds, or an RFC 3339 time rounded up
+// to the next whole millisecond: window starts are whole milliseconds, so
+// a start lies at or after the time, or before it, exactly when it does so
+// for the rounded time (TestParseWindowTime, FuzzWindowTime). Times before
+// the epoch are refused: no window starts there.
+func parseWindowTime(v string) (int64, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, errBeforeEpoch
+		}
+		return n, nil
+	}
+	// An offset's "+" that the client did not percent-encode arrives as a
+	// space (url.ParseQuery reads "+" so), and no RFC 3339 time holds one.
+	t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
+	if err != nil {
+		return 0, err
+	}
+	ms := t.UnixMilli() // the floor, also before the epoch
+	if t.After(time.UnixMilli(ms)) {
+		ms++
+	}
+	if ms < 0 {
+		return 0, errBeforeEpoch
+	}
+	return ms, nil
+}
+
+// startRange reads from and to, the bounds [from, to) of the windows'
+// starts: from 0 and to math.MaxInt64 when absent (bounded is false).
+func startRange(params url.Values) (from, to int64, bounded bool, err error) {
+	if from, _, err = windowTime(params, "from"); err != nil {
+		return 0, 0, false, err
+	}
+	if to, bounded, err = windowTime(params, "to"); err != nil {
+		return 0, 0, false, err
+	}
+	if !bounded {
+		to = math.MaxInt64
+	}
+	if from > to {
+		return 0, 0, false, fail(http.StatusBadRequest, "bad_parameter", "from (%d) must not be after to (%d)", from, to)
+	}
+	return from, to, bounded, nil
+}
+
+// keyWindows is the body of a key's windows.
+type keyWindows struct {
+	Key       string        `json:"key"`
+	Partition int32         `json:"partition"`
+	ServedBy  string        `json:"served_by"`
+	Windows   []windowCount `json:"windows"`
+}
+
+// windowCount is one window of keyWindows.
+type windowCount struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	Value int64 `json:"value"`
+}
+
+// partitionOf is key's partition, or a 503 while it is not known.
+func (s *Server) partitionOf(key string) (int32, error) {
+	if s.cfg.Router == nil {
+		return 0, unavailable("starting", "no view of the group yet; retry shortly")
+	}
+	p, err := s.cfg.Router.PartitionOf([]byte(key))
+	if err != nil {
+		return 0, unavailable("starting", "%v; retry shortly", err)
+	}
+	return p, nil
+}
+
+// getKeyWindows answers a key's windows from here when this member owns
+// the key's partition, and otherwise forwards the request once to the
+// owner, as getKey does a count.
+func (s *Server) getKeyWindows(c echo.Context) error {
+	key, err := pathKey(c)
+	if err != nil {
+		return err
+	}
+	local, err := wantLocal(c)
+	if err != nil {
+		return err
+	}
+	params, err := parseQuery(c)
+	if err != nil {
+		return err
+	}
+	from, to, _, err := startRange(params)
+	if err != nil {
+		return err
+	}
+	store := c.Param("store")
+	if _, err := s.windowStore(store); err != nil {
+		return err
+	}
+	p, err := s.partitionOf(key)
+	if err != nil {
+		return err
+	}
+	ws, err := s.cfg.Windows.GetWindows(store, []byte(key), from, to)
+	switch {
+	case errors.Is(err, abacus.ErrUnknownStore):
+		return fail(http.StatusNotFound, "unknown_store", "no windowed store named %q", store)
+	case err != nil:
+		return s.notAnswered(c, err, p, key, local, "get windows")
+	}
+	body := keyWindows{Key: key, Partition: p, ServedBy: s.cfg.Instance, Windows: make([]windowCount, len(ws))}
+	for i, w := range ws {
+		body.Windows[i] = windowCount{Start: w.Start, End: w.End, Value: w.Value}
+	}
+	return c.JSON(http.StatusOK, body)
+}
