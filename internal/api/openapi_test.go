@@ -731,6 +731,7 @@ var answerCases = []answerCase{
 	{name: "scan first page", path: "/api/v1/stores/counts-store/keys?limit=2", status: 200},
 	{name: "scan by prefix", path: "/api/v1/stores/counts-store/keys?prefix=a", status: 200,
 		body: `{"items":[{"key":"a/b c%d","value":1,"partition":1},{"key":"apple","value":3,"partition":0}]}`},
+	{name: "scan that matches nothing", path: "/api/v1/stores/counts-store/keys?prefix=zzz", status: 200, body: `{"items":[]}`},
 	{name: "scan of a range", path: "/api/v1/stores/counts-store/keys?from=b&to=d", status: 200,
 		body: `{"items":[{"key":"banana","value":1,"partition":0},{"key":"cherry","value":2,"partition":1}]}`},
 	{name: "local scan", path: "/api/v1/stores/counts-store/keys?local=true", status: 200,

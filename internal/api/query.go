@@ -465,6 +465,9 @@ func mergeParts[T any](s *Server, members []abacus.Member, n int32, items [][]T,
 	if len(merged) > limit {
 		merged = merged[:limit]
 	}
+	if merged == nil {
+		merged = []T{} // "items": [], not null
+	}
 	return merged, nil
 }
 
