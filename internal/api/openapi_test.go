@@ -597,16 +597,47 @@ var answerCases = []answerCase{
 	{name: "status after a failure", path: "/api/v1/streams/status", status: 200, setup: failed,
 		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
 	{name: "config", path: "/api/v1/streams/config", status: 200},
-	{name: "topology", path: "/api/v1/streams/topology", status: 200},
+	{name: "topology", path: "/api/v1/streams/topology", status: 200, setup: func(c *cluster) { c.windowStores = nil },
+		body: `{"source":{"name":"source","topic":"input-topic","description":"consumes the input topic"},` +
+			`"processors":[{"name":"count-by-key","description":"counts"}],` +
+			`"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog","description":"counts"}],` +
+			`"sinks":[{"name":"output","topic":"counts-topic","description":"every new count"}]}`},
+	{name: "topology with windowed stores", path: "/api/v1/streams/topology", status: 200,
+		body: `{"source":{"name":"source","topic":"input-topic","description":"consumes the input topic"},` +
+			`"processors":[{"name":"count-by-key","description":"counts"},` +
+			`{"name":"count-by-window-trades-5s","description":"adds one to the count of each tumbling window (size 5s, grace 1s) of the record key that the record's timestamp falls in, in store trades-5s"},` +
+			`{"name":"count-by-window-visits","description":"adds one to the count of each session window (inactivity gap 30m0s, grace 0s) of the record key that the record's timestamp falls in, in store visits"}],` +
+			`"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog","description":"counts"},` +
+			`{"name":"trades-5s","changelog":"counts-app-trades-5s-changelog","description":"per-partition Badger store of the tumbling windows of each key and their counts, kept 1h0m0s past their end, backed by its compacted changelog"},` +
+			`{"name":"visits","changelog":"counts-app-visits-changelog","description":"per-partition Badger store of the session windows of each key and their counts, kept 1h0m0s past their end, backed by its compacted changelog"}],` +
+			`"sinks":[{"name":"output","topic":"counts-topic","description":"every new count"},` +
+			`{"name":"output-trades-5s","topic":"trades-5s-topic","description":"every new count of a window of store trades-5s"},` +
+			`{"name":"output-visits","topic":"visits-out","description":"the final count of each window of store visits, once, when the window closes"}]}`},
 	{name: "offsets", path: "/api/v1/streams/offsets", status: 200},
 	{name: "offsets while the broker is away", path: "/api/v1/streams/offsets", status: 503, code: "offsets_unavailable",
 		setup: func(c *cluster) { c.ops.offsetsErr = errors.New("broker down") }},
 	{name: "cluster", path: "/api/v1/cluster", status: 200},
 	{name: "cluster before the first view", path: "/api/v1/cluster", status: 200,
 		setup: func(c *cluster) { c.router.refreshed, c.router.partitions = time.Time{}, 0 }},
-	{name: "stores", path: "/api/v1/stores", status: 200,
+	{name: "stores", path: "/api/v1/stores", status: 200, setup: func(c *cluster) { c.windowStores = nil },
 		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
 			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]}]}`},
+	{name: "stores with windowed stores", path: "/api/v1/stores", status: 200,
+		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
+			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]},` +
+			`{"name":"trades-5s","type":"tumbling","size":"5s","advance":"5s","grace":"1s","retention":"1h0m0s","emit":"updates",` +
+			`"output_topic":"trades-5s-topic","changelog_topic":"counts-app-trades-5s-changelog"},` +
+			`{"name":"visits","type":"session","size":"30m0s","grace":"0s","retention":"1h0m0s","emit":"final",` +
+			`"output_topic":"visits-out","changelog_topic":"counts-app-visits-changelog"}]}`},
+	{name: "stores with a hopping windowed store", path: "/api/v1/stores", status: 200,
+		setup: func(c *cluster) {
+			c.windowStores = []api.WindowStore{{Spec: window.Spec{Store: "trades-1m", Kind: window.Hopping, Size: time.Minute, Advance: 10 * time.Second,
+				Retention: 2 * time.Hour, OutputTopic: "trades-1m-out"}, ChangelogTopic: "counts-app-trades-1m-changelog"}}
+		},
+		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
+			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]},` +
+			`{"name":"trades-1m","type":"hopping","size":"1m0s","advance":"10s","grace":"0s","retention":"2h0m0s","emit":"updates",` +
+			`"output_topic":"trades-1m-out","changelog_topic":"counts-app-trades-1m-changelog"}]}`},
 
 	// Key lookups.
 	{name: "key held here", path: "/api/v1/stores/counts-store/keys/apple", status: 200,

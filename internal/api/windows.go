@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,62 @@ type Windows interface {
 type WindowStore struct {
 	Spec           window.Spec
 	ChangelogTopic string
+}
+
+// windowStoreEntry is a windowed store's entry in /stores; durations are
+// Go's ("5s", "1h0m0s").
+type windowStoreEntry struct {
+	Name string      `json:"name"`
+	Type window.Kind `json:"type"`
+	Size string      `json:"size"`
+	// Advance is a time window's (a tumbling window's is its size); a
+	// session has none.
+	Advance        string      `json:"advance,omitempty"`
+	Grace          string      `json:"grace"`
+	Retention      string      `json:"retention"`
+	Emit           window.Emit `json:"emit"`
+	OutputTopic    string      `json:"output_topic"`
+	ChangelogTopic string      `json:"changelog_topic"`
+}
+
+func windowStoreBody(ws WindowStore) windowStoreEntry {
+	sp := ws.Spec
+	e := windowStoreEntry{Name: sp.Store, Type: sp.Kind, Size: sp.Size.String(), Grace: sp.Grace.String(), Retention: sp.Retention.String(),
+		Emit: sp.Emit, OutputTopic: sp.OutputTopic, ChangelogTopic: ws.ChangelogTopic}
+	switch sp.Kind {
+	case window.Hopping:
+		e.Advance = sp.Advance.String()
+	case window.Tumbling:
+		e.Advance = sp.Size.String()
+	}
+	return e
+}
+
+// windowTopology adds each windowed store to t: a processor the source
+// feeds, the store with its changelog, and its output topic as a sink.
+func (s *Server) windowTopology(t Topology) Topology {
+	// Copies: Operations may hand every caller the same slices.
+	t.Processors, t.Stores, t.Sinks = slices.Clone(t.Processors), slices.Clone(t.Stores), slices.Clone(t.Sinks)
+	for _, ws := range s.cfg.WindowStores {
+		sp := ws.Spec
+		shape := fmt.Sprintf("size %s", sp.Size)
+		switch sp.Kind {
+		case window.Hopping:
+			shape += fmt.Sprintf(", advance %s", sp.Advance)
+		case window.Session:
+			shape = fmt.Sprintf("inactivity gap %s", sp.Size)
+		}
+		t.Processors = append(t.Processors, TopologyNode{Name: "count-by-window-" + sp.Store,
+			Description: fmt.Sprintf("adds one to the count of each %s window (%s, grace %s) of the record key that the record's timestamp falls in, in store %s", sp.Kind, shape, sp.Grace, sp.Store)})
+		t.Stores = append(t.Stores, TopologyNode{Name: sp.Store, Changelog: ws.ChangelogTopic,
+			Description: fmt.Sprintf("per-partition Badger store of the %s windows of each key and their counts, kept %s past their end, backed by its compacted changelog", sp.Kind, sp.Retention)})
+		emit := "every new count of a window of store " + sp.Store
+		if sp.Emit == window.EmitFinal {
+			emit = "the final count of each window of store " + sp.Store + ", once, when the window closes"
+		}
+		t.Sinks = append(t.Sinks, TopologyNode{Name: "output-" + sp.Store, Topic: sp.OutputTopic, Description: emit})
+	}
+	return t
 }
 
 // windowStore is the windowed store named name, or a 404 unknown_store
