@@ -193,8 +193,9 @@ const (
 	PathTopology  = "/api/v1/streams/topology"
 	PathOffsets   = "/api/v1/streams/offsets"
 
-	// A key's windows, of a windowed store.
+	// A key's windows and a scan of windows, of a windowed store.
 	PathKeyWindows = "/api/v1/stores/:store/keys/:key/windows"
+	PathWindows    = "/api/v1/stores/:store/windows"
 )
 
 // HopHeader marks a forwarded request; such a request is never forwarded again.
@@ -267,6 +268,7 @@ func New(cfg Config) *Server {
 	v1.GET("/stores/:store/keys/:key", s.getKey)
 	v1.GET("/stores/:store/keys/:key/metadata", s.keyMetadata)
 	v1.GET("/stores/:store/keys/:key/windows", s.getKeyWindows)
+	v1.GET("/stores/:store/windows", s.scanWindows)
 	v1.GET("/cluster", s.cluster)
 	v1.GET("/streams", s.streams)
 	v1.GET("/streams/status", s.status)

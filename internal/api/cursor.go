@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/url"
@@ -15,32 +16,76 @@ import (
 
 // A cursor is the last key of a page, signed so that a client can only
 // hand back cursors a member made: base64url(key || hmac[:16]). The key is
-// not secret; the signature only keeps forged cursors out.
+// not secret; the signature only keeps forged cursors out. A window
+// cursor (windowCursor) is signed the same way under another name, so
+// that neither kind of scan takes the other's cursors.
 const cursorMACBytes = 16
 
-func cursorMAC(secret string, key []byte) []byte {
-	m := hmac.New(sha256.New, []byte("abacus-scan-cursor:"+secret))
-	m.Write(key)
+// The names cursors are signed under, one per kind of scan.
+const (
+	keyCursorKind    = "abacus-scan-cursor:"
+	windowCursorKind = "abacus-window-cursor:"
+)
+
+func cursorMAC(kind, secret string, payload []byte) []byte {
+	m := hmac.New(sha256.New, []byte(kind+secret))
+	m.Write(payload)
 	return m.Sum(nil)[:cursorMACBytes]
 }
 
-func encodeCursor(secret, key string) string {
-	b := append([]byte(key), cursorMAC(secret, []byte(key))...)
+// signCursor is the cursor of payload, signed under kind.
+func signCursor(kind, secret string, payload []byte) string {
+	b := append(payload[:len(payload):len(payload)], cursorMAC(kind, secret, payload)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 var errBadCursor = errors.New("cursor is not one this service issued")
 
-func decodeCursor(secret, cursor string) (string, error) {
+// openCursor is the payload of a cursor signed under kind.
+func openCursor(kind, secret, cursor string) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(b) < cursorMACBytes {
-		return "", errBadCursor
+		return nil, errBadCursor
 	}
-	key, mac := b[:len(b)-cursorMACBytes], b[len(b)-cursorMACBytes:]
-	if !hmac.Equal(mac, cursorMAC(secret, key)) {
-		return "", errBadCursor
+	payload, mac := b[:len(b)-cursorMACBytes], b[len(b)-cursorMACBytes:]
+	if !hmac.Equal(mac, cursorMAC(kind, secret, payload)) {
+		return nil, errBadCursor
 	}
-	return string(key), nil
+	return payload, nil
+}
+
+func encodeCursor(secret, key string) string {
+	return signCursor(keyCursorKind, secret, []byte(key))
+}
+
+func decodeCursor(secret, cursor string) (string, error) {
+	key, err := openCursor(keyCursorKind, secret, cursor)
+	return string(key), err
+}
+
+// windowCursorTimes is the bytes of a window cursor's start and end.
+const windowCursorTimes = 16
+
+// encodeWindowCursor is the cursor of a window scan's page that ends with
+// w: its start and end (big-endian) and its key, signed; the value is left
+// out. The next page resumes strictly after (key, start, end).
+func encodeWindowCursor(secret string, w Window) string {
+	b := make([]byte, 0, windowCursorTimes+len(w.Key))
+	b = binary.BigEndian.AppendUint64(b, uint64(w.Start))
+	b = binary.BigEndian.AppendUint64(b, uint64(w.End))
+	return signCursor(windowCursorKind, secret, append(b, w.Key...))
+}
+
+func decodeWindowCursor(secret, cursor string) (Window, error) {
+	b, err := openCursor(windowCursorKind, secret, cursor)
+	if err != nil || len(b) < windowCursorTimes {
+		return Window{}, errBadCursor
+	}
+	return Window{
+		Start: int64(binary.BigEndian.Uint64(b)),
+		End:   int64(binary.BigEndian.Uint64(b[8:])),
+		Key:   string(b[windowCursorTimes:]),
+	}, nil
 }
 
 // parseScan reads and checks a scan's query parameters.

@@ -281,7 +281,7 @@ func (f *fakeCounts) ScanCopies(store string, q api.ScanQuery, maxLag int64) ([]
 
 // The world's windows, of the windowed store trades-5s (tumbling, 5 s),
 // in (key, start, end) order; each lives in its key's partition. The
-// windowed store visits (sessions) holds none.
+// windowed store visits (of session windows) holds none.
 var windows = []api.Window{
 	{Key: "a/b c%d", Start: 0, End: 5000, Value: 1},
 	{Key: "apple", Start: 0, End: 5000, Value: 2},
@@ -597,16 +597,47 @@ var answerCases = []answerCase{
 	{name: "status after a failure", path: "/api/v1/streams/status", status: 200, setup: failed,
 		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
 	{name: "config", path: "/api/v1/streams/config", status: 200},
-	{name: "topology", path: "/api/v1/streams/topology", status: 200},
+	{name: "topology", path: "/api/v1/streams/topology", status: 200, setup: func(c *cluster) { c.windowStores = nil },
+		body: `{"source":{"name":"source","topic":"input-topic","description":"consumes the input topic"},` +
+			`"processors":[{"name":"count-by-key","description":"counts"}],` +
+			`"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog","description":"counts"}],` +
+			`"sinks":[{"name":"output","topic":"counts-topic","description":"every new count"}]}`},
+	{name: "topology with windowed stores", path: "/api/v1/streams/topology", status: 200,
+		body: `{"source":{"name":"source","topic":"input-topic","description":"consumes the input topic"},` +
+			`"processors":[{"name":"count-by-key","description":"counts"},` +
+			`{"name":"count-by-window-trades-5s","description":"adds one to the count of each tumbling window (size 5s, grace 1s) of the record key that the record's timestamp falls in, in store trades-5s"},` +
+			`{"name":"count-by-window-visits","description":"adds one to the count of each session window (inactivity gap 30m0s, grace 0s) of the record key that the record's timestamp falls in, in store visits"}],` +
+			`"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog","description":"counts"},` +
+			`{"name":"trades-5s","changelog":"counts-app-trades-5s-changelog","description":"per-partition Badger store of the tumbling windows of each key and their counts, kept 1h0m0s past their end, backed by its compacted changelog"},` +
+			`{"name":"visits","changelog":"counts-app-visits-changelog","description":"per-partition Badger store of the session windows of each key and their counts, kept 1h0m0s past their end, backed by its compacted changelog"}],` +
+			`"sinks":[{"name":"output","topic":"counts-topic","description":"every new count"},` +
+			`{"name":"output-trades-5s","topic":"trades-5s-topic","description":"every new count of a window of store trades-5s"},` +
+			`{"name":"output-visits","topic":"visits-out","description":"the final count of each window of store visits, once, when the window closes"}]}`},
 	{name: "offsets", path: "/api/v1/streams/offsets", status: 200},
 	{name: "offsets while the broker is away", path: "/api/v1/streams/offsets", status: 503, code: "offsets_unavailable",
 		setup: func(c *cluster) { c.ops.offsetsErr = errors.New("broker down") }},
 	{name: "cluster", path: "/api/v1/cluster", status: 200},
 	{name: "cluster before the first view", path: "/api/v1/cluster", status: 200,
 		setup: func(c *cluster) { c.router.refreshed, c.router.partitions = time.Time{}, 0 }},
-	{name: "stores", path: "/api/v1/stores", status: 200,
+	{name: "stores", path: "/api/v1/stores", status: 200, setup: func(c *cluster) { c.windowStores = nil },
 		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
 			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]}]}`},
+	{name: "stores with windowed stores", path: "/api/v1/stores", status: 200,
+		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
+			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]},` +
+			`{"name":"trades-5s","type":"tumbling","size":"5s","advance":"5s","grace":"1s","retention":"1h0m0s","emit":"updates",` +
+			`"output_topic":"trades-5s-topic","changelog_topic":"counts-app-trades-5s-changelog"},` +
+			`{"name":"visits","type":"session","size":"30m0s","grace":"0s","retention":"1h0m0s","emit":"final",` +
+			`"output_topic":"visits-out","changelog_topic":"counts-app-visits-changelog"}]}`},
+	{name: "stores with a hopping windowed store", path: "/api/v1/stores", status: 200,
+		setup: func(c *cluster) {
+			c.windowStores = []api.WindowStore{{Spec: window.Spec{Store: "trades-1m", Kind: window.Hopping, Size: time.Minute, Advance: 10 * time.Second,
+				Retention: 2 * time.Hour, OutputTopic: "trades-1m-out"}, ChangelogTopic: "counts-app-trades-1m-changelog"}}
+		},
+		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
+			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]},` +
+			`{"name":"trades-1m","type":"hopping","size":"1m0s","advance":"10s","grace":"0s","retention":"2h0m0s","emit":"updates",` +
+			`"output_topic":"trades-1m-out","changelog_topic":"counts-app-trades-1m-changelog"}]}`},
 
 	// Key lookups.
 	{name: "key held here", path: "/api/v1/stores/counts-store/keys/apple", status: 200,
@@ -731,6 +762,7 @@ var answerCases = []answerCase{
 	{name: "scan first page", path: "/api/v1/stores/counts-store/keys?limit=2", status: 200},
 	{name: "scan by prefix", path: "/api/v1/stores/counts-store/keys?prefix=a", status: 200,
 		body: `{"items":[{"key":"a/b c%d","value":1,"partition":1},{"key":"apple","value":3,"partition":0}]}`},
+	{name: "scan that matches nothing", path: "/api/v1/stores/counts-store/keys?prefix=zzz", status: 200, body: `{"items":[]}`},
 	{name: "scan of a range", path: "/api/v1/stores/counts-store/keys?from=b&to=d", status: 200,
 		body: `{"items":[{"key":"banana","value":1,"partition":0},{"key":"cherry","value":2,"partition":1}]}`},
 	{name: "local scan", path: "/api/v1/stores/counts-store/keys?local=true", status: 200,
@@ -764,6 +796,51 @@ var answerCases = []answerCase{
 	{name: "scan while starting", path: "/api/v1/stores/counts-store/keys", status: 503, code: "starting",
 		setup: func(c *cluster) { c.router.partitions = 0 }},
 	{name: "local scan of a broken store", path: "/api/v1/stores/counts-store/keys?local=true", status: 500, code: "internal",
+		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
+
+	// Scans of windows.
+	{name: "windows scan first page", path: "/api/v1/stores/trades-5s/windows?limit=2", status: 200},
+	{name: "windows scan of everything", path: "/api/v1/stores/trades-5s/windows", status: 200,
+		body: `{"items":[{"key":"a/b c%d","start":0,"end":5000,"value":1},{"key":"apple","start":0,"end":5000,"value":2},{"key":"apple","start":5000,"end":10000,"value":1},{"key":"cherry","start":5000,"end":10000,"value":2},{"key":"héllo","start":1714564800000,"end":1714564805000,"value":3},{"key":"héllo","start":1714564805000,"end":1714564810000,"value":1}]}`},
+	{name: "windows scan by prefix", path: "/api/v1/stores/trades-5s/windows?prefix=a", status: 200,
+		body: `{"items":[{"key":"a/b c%d","start":0,"end":5000,"value":1},{"key":"apple","start":0,"end":5000,"value":2},{"key":"apple","start":5000,"end":10000,"value":1}]}`},
+	{name: "windows scan of a range of keys", path: "/api/v1/stores/trades-5s/windows?from_key=b&to_key=d", status: 200,
+		body: `{"items":[{"key":"cherry","start":5000,"end":10000,"value":2}]}`},
+	{name: "windows scan from a time in epoch milliseconds", path: "/api/v1/stores/trades-5s/windows?from=5000", status: 200,
+		body: `{"items":[{"key":"apple","start":5000,"end":10000,"value":1},{"key":"cherry","start":5000,"end":10000,"value":2},{"key":"héllo","start":1714564800000,"end":1714564805000,"value":3},{"key":"héllo","start":1714564805000,"end":1714564810000,"value":1}]}`},
+	{name: "windows scan between RFC 3339 times", path: "/api/v1/stores/trades-5s/windows?from=1970-01-01T00:00:01Z&to=2024-05-01T14:00:00.0001%2B02:00", status: 200,
+		body: `{"items":[{"key":"apple","start":5000,"end":10000,"value":1},{"key":"cherry","start":5000,"end":10000,"value":2},{"key":"héllo","start":1714564800000,"end":1714564805000,"value":3}]}`},
+	{name: "windows scan of an empty range", path: "/api/v1/stores/trades-5s/windows?from=5000&to=5000", status: 200, body: `{"items":[]}`},
+	{name: "windows scan to the epoch", path: "/api/v1/stores/trades-5s/windows?to=0", status: 200, body: `{"items":[]}`},
+	{name: "windows scan of a session store", path: "/api/v1/stores/visits/windows", status: 200, body: `{"items":[]}`},
+	{name: "local windows scan", path: "/api/v1/stores/trades-5s/windows?local=true", status: 200,
+		body: `{"items":[{"key":"apple","start":0,"end":5000,"value":2},{"key":"apple","start":5000,"end":10000,"value":1},{"key":"héllo","start":1714564800000,"end":1714564805000,"value":3},{"key":"héllo","start":1714564805000,"end":1714564810000,"value":1}],"partitions":[0]}`},
+	{name: "windows scan with a forged cursor", path: "/api/v1/stores/trades-5s/windows?cursor=Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eA", status: 400,
+		body: `{"error":{"code":"bad_cursor","message":"cursor is not one this service issued: pass back next_cursor exactly as it was returned"}}`},
+	{name: "windows scan limit 0", path: "/api/v1/stores/trades-5s/windows?limit=0", status: 400, code: "bad_parameter"},
+	{name: "windows scan from_key after to_key", path: "/api/v1/stores/trades-5s/windows?from_key=b&to_key=a", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"from_key must be before to_key"}}`},
+	{name: "windows scan from a time that is none", path: "/api/v1/stores/trades-5s/windows?from=noon", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"from must be epoch milliseconds, 0 or more, or an RFC 3339 time such as 2024-05-01T12:00:00Z, not \"noon\""}}`},
+	{name: "windows scan from after to", path: "/api/v1/stores/trades-5s/windows?from=2&to=1", status: 400,
+		body: `{"error":{"code":"bad_parameter","message":"from (2) must not be after to (1)"}}`},
+	{name: "windows scan with broken query encoding", path: "/api/v1/stores/trades-5s/windows?prefix=%zz", status: 400, code: "bad_query"},
+	{name: "windows scan of an unknown store", path: "/api/v1/stores/nope/windows", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"no windowed store named \"nope\""}}`},
+	{name: "windows scan of the count store", path: "/api/v1/stores/counts-store/windows?local=true", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"store \"counts-store\" is the count store, not a windowed store: its counts are under /api/v1/stores/counts-store/keys"}}`},
+	{name: "key scan of a windowed store", path: "/api/v1/stores/trades-5s/keys", status: 404,
+		body: `{"error":{"code":"unknown_store","message":"store \"trades-5s\" is a windowed store, not the count store: its windows are under /api/v1/stores/trades-5s/windows"}}`},
+	{name: "local key scan of a windowed store", path: "/api/v1/stores/trades-5s/keys?local=true", status: 404, code: "unknown_store"},
+	{name: "windows scan while a partition restores", path: "/api/v1/stores/trades-5s/windows", status: 503, code: "incomplete",
+		setup: func(c *cluster) { c.peer.restoring = map[int32]bool{1: true} }},
+	{name: "windows scan while a member is down", path: "/api/v1/stores/trades-5s/windows", status: 503, code: "owner_unreachable",
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "windows scan while starting", path: "/api/v1/stores/trades-5s/windows", status: 503, code: "starting",
+		setup: func(c *cluster) { c.router.partitions = 0 }},
+	{name: "windows scan at a member with a broken store", path: "/api/v1/stores/trades-5s/windows", status: 503, code: "owner_unreachable",
+		setup: func(c *cluster) { c.peer.broken = errors.New("badger: corrupt") }},
+	{name: "local windows scan of a broken store", path: "/api/v1/stores/trades-5s/windows?local=true", status: 500, code: "internal",
 		setup: func(c *cluster) { c.self.broken = errors.New("badger: corrupt") }},
 
 	// Between members.

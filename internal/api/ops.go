@@ -16,7 +16,8 @@ import (
 type Operations interface {
 	// Config is the effective configuration with every secret masked.
 	Config() map[string]any
-	// Topology describes what the application does.
+	// Topology describes what the application does with the count store;
+	// the server adds the windowed stores of Config.WindowStores.
 	Topology() Topology
 	// Offsets reports every input partition and this instance's stores.
 	Offsets(ctx context.Context) ([]abacus.PartitionOffsets, error)
@@ -61,7 +62,7 @@ func (s *Server) streamsConfig(c echo.Context) error {
 }
 
 func (s *Server) streamsTopology(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.cfg.Operations.Topology())
+	return c.JSON(http.StatusOK, s.windowTopology(s.cfg.Operations.Topology()))
 }
 
 // offsetsBody is the body of /api/v1/streams/offsets.

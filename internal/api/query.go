@@ -226,7 +226,8 @@ func (s *Server) keyMetadata(c echo.Context) error {
 // storeName is the store this instance serves.
 func (s *Server) storeName() string { return s.cfg.Store }
 
-// stores lists the stores and their partitions here.
+// stores lists the stores: the count store with its partitions here,
+// then the windowed stores.
 func (s *Server) stores(c echo.Context) error {
 	type storeBody struct {
 		Name       string              `json:"name"`
@@ -237,9 +238,11 @@ func (s *Server) stores(c echo.Context) error {
 	if s.cfg.Health != nil {
 		tasks = append(tasks, s.cfg.Health.Tasks()...)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"stores": []storeBody{{
-		Name: s.cfg.Store, Changelog: s.cfg.ChangelogTopic, Partitions: tasks,
-	}}})
+	stores := []any{storeBody{Name: s.cfg.Store, Changelog: s.cfg.ChangelogTopic, Partitions: tasks}}
+	for _, ws := range s.cfg.WindowStores {
+		stores = append(stores, windowStoreBody(ws))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"stores": stores})
 }
 
 // clusterView is the body of /api/v1/cluster.
@@ -464,6 +467,9 @@ func mergeParts[T any](s *Server, members []abacus.Member, n int32, items [][]T,
 	merged = slices.CompactFunc(merged, func(a, b T) bool { return cmp(a, b) == 0 })
 	if len(merged) > limit {
 		merged = merged[:limit]
+	}
+	if merged == nil {
+		merged = []T{} // "items": [], not null
 	}
 	return merged, nil
 }

@@ -111,8 +111,11 @@ func TestCursorRoundTripAndForgery(t *testing.T) {
 	}
 }
 
+// FuzzDecodeCursor reads any cursor as a key scan's and as a window
+// scan's: what either accepts it made, and no cursor is both.
 func FuzzDecodeCursor(f *testing.F) {
 	f.Add(encodeCursor("s", "k"))
+	f.Add(encodeWindowCursor("s", Window{Key: "k", Start: 5000, End: 10000}))
 	f.Add("!!")
 	f.Fuzz(func(t *testing.T, cursor string) {
 		key, err := decodeCursor("s", cursor)
@@ -121,6 +124,15 @@ func FuzzDecodeCursor(f *testing.F) {
 			// that decodes must still carry a valid signature.
 			if _, err := decodeCursor("s", encodeCursor("s", key)); err != nil {
 				t.Fatal(err)
+			}
+		}
+		w, werr := decodeWindowCursor("s", cursor)
+		if werr == nil {
+			if err == nil {
+				t.Fatalf("cursor %q reads as key %q and as window %+v", cursor, key, w)
+			}
+			if got, err := decodeWindowCursor("s", encodeWindowCursor("s", w)); err != nil || got != w {
+				t.Fatalf("window %+v of cursor %q: round trip %+v %v", w, cursor, got, err)
 			}
 		}
 	})

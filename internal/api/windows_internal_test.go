@@ -41,3 +41,33 @@ func TestParseWindowTime(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowCursorRoundTripAndForgery: a window cursor carries its
+// window's key, start and end exactly; one signed with another secret,
+// tampered with, or made for a key scan is refused, and a window cursor is
+// refused by a key scan.
+func TestWindowCursorRoundTripAndForgery(t *testing.T) {
+	for _, w := range []Window{{Key: "a", Start: 0, End: 5000}, {Key: "héllo wörld", Start: 1714564800000, End: 1714564805000},
+		{Key: "", Start: 7, End: 7}, {Key: "x/y%z\x00", Start: 1<<63 - 1, End: 1<<63 - 1}} {
+		got, err := decodeWindowCursor("s", encodeWindowCursor("s", w))
+		if err != nil || got != w {
+			t.Errorf("round trip %+v: %+v %v", w, got, err)
+		}
+	}
+	c := encodeWindowCursor("s", Window{Key: "us-007", Start: 5000, End: 10000, Value: 3})
+	if _, err := decodeWindowCursor("other", c); err == nil {
+		t.Error("a cursor signed with another secret was accepted")
+	}
+	b := []byte(c)
+	b[2] ^= 1
+	if _, err := decodeWindowCursor("s", string(b)); err == nil {
+		t.Error("a tampered cursor was accepted")
+	}
+	if _, err := decodeCursor("s", c); err == nil {
+		t.Error("a key scan accepted a window cursor")
+	}
+	// A key cursor of 16 bytes or more would otherwise read as a window.
+	if _, err := decodeWindowCursor("s", encodeCursor("s", "0123456789abcdef-key")); err == nil {
+		t.Error("a window scan accepted a key cursor")
+	}
+}
