@@ -80,6 +80,7 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Port: port, Env: map[string]string{
 		"ABACUS_PEER_URL_TEMPLATE": fmt.Sprintf("http://127.0.0.1:%d", port),
 		"ABACUS_MAX_SUBSCRIBERS":   "1",
+		"ABACUS_WINDOWS":           "clicks-1m=tumbling,size=1m;visits=session,size=30m",
 	}})
 	in.WaitReady(time.Minute)
 	truth := map[string]int64{"apple": 3, "banana": 1, "cherry": 2, "a/b c%d": 1, "héllo": 4}
@@ -118,6 +119,14 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 		{path: "/api/v1/stores/counts-store/keys?prefix=a&limit=1", status: 200},
 		{path: "/api/v1/stores/counts-store/keys?from=b&to=d", status: 200},
 		{path: "/api/v1/stores/counts-store/keys?local=true", status: 200},
+		{path: "/api/v1/stores/clicks-1m/keys/apple/windows", status: 200},
+		{path: "/api/v1/stores/visits/keys/h%C3%A9llo/windows?from=0&to=2100-01-01T00:00:00Z", status: 200},
+		{path: "/api/v1/stores/clicks-1m/keys/never-counted/windows", status: 200},
+		{path: "/api/v1/stores/clicks-1m/windows", status: 200},
+		{path: "/api/v1/stores/visits/windows?prefix=a&limit=1", status: 200},
+		{path: "/api/v1/stores/clicks-1m/keys/apple/windows?from=yesterday", status: 400, code: "bad_parameter"},
+		{path: "/api/v1/stores/counts-store/keys/apple/windows", status: 404, code: "unknown_store"},
+		{path: "/api/v1/stores/nope/windows", status: 404, code: "unknown_store"},
 
 		{path: "/api/v1/stores/counts-store/keys/never-counted", status: 404, code: "key_not_found"},
 		{path: "/api/v1/stores/nope/keys/apple", status: 404, code: "unknown_store"},

@@ -117,10 +117,24 @@ type streamsStatus struct {
 	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
 	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
 	StandbyTasks   []abacus.TaskStatus `json:"standby_tasks"`
+	// Stores are the member's stores: the count store, then the windowed
+	// stores.
+	Stores []statusStore `json:"stores"`
+}
+
+// statusStore is a store as the status lists it.
+type statusStore struct {
+	Name string `json:"name"`
+	// Type is "count", or the windowed store's kind of windows.
+	Type string `json:"type"`
 }
 
 func (s *Server) status(c echo.Context) error {
 	out := streamsStatus{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}, StandbyTasks: []abacus.TaskStatus{}}
+	out.Stores = []statusStore{{Name: s.cfg.Store, Type: "count"}}
+	for _, ws := range s.cfg.WindowStores {
+		out.Stores = append(out.Stores, statusStore{Name: ws.Spec.Store, Type: string(ws.Spec.Kind)})
+	}
 	if s.cfg.Health != nil {
 		out.State = s.cfg.Health.State()
 		out.Error = s.cfg.Health.Error()

@@ -584,18 +584,18 @@ var answerCases = []answerCase{
 	{name: "streams", path: "/api/v1/streams", status: 200,
 		body: `{"application_id":"counts-app","instance":"abacus-0","version":"test","state":"RUNNING"}`},
 	{name: "status running", path: "/api/v1/streams/status", status: 200,
-		body: `{"state":"RUNNING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],"restoring_tasks":[],"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}]}`},
+		body: `{"state":"RUNNING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],"restoring_tasks":[],"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}],` + statusStores + `}`},
 	{name: "status restoring", path: "/api/v1/streams/status", status: 200, setup: restoring,
 		body: `{"state":"REBALANCING","active_tasks":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}],` +
 			`"restoring_tasks":[{"partition":2,"state":"restoring","checkpoint":-1,"restore_done":10,"restore_total":500}],` +
-			`"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}]}`},
+			`"standby_tasks":[{"partition":1,"state":"standby","checkpoint":97,"restore_done":0,"restore_total":0,"lag":3}],` + statusStores + `}`},
 	{name: "status shutting down", path: "/api/v1/streams/status", status: 200,
 		setup: func(c *cluster) {
 			c.health.state, c.health.ready, c.health.tasks, c.health.standbys = "PENDING_SHUTDOWN", false, nil, nil
 		},
-		body: `{"state":"PENDING_SHUTDOWN","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
+		body: `{"state":"PENDING_SHUTDOWN","active_tasks":[],"restoring_tasks":[],"standby_tasks":[],` + statusStores + `}`},
 	{name: "status after a failure", path: "/api/v1/streams/status", status: 200, setup: failed,
-		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[],"standby_tasks":[]}`},
+		body: `{"state":"ERROR","error":"commit: broker unreachable","active_tasks":[],"restoring_tasks":[],"standby_tasks":[],` + statusStores + `}`},
 	{name: "config", path: "/api/v1/streams/config", status: 200},
 	{name: "topology", path: "/api/v1/streams/topology", status: 200, setup: func(c *cluster) { c.windowStores = nil },
 		body: `{"source":{"name":"source","topic":"input-topic","description":"consumes the input topic"},` +
@@ -1074,3 +1074,7 @@ func sameJSON(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
+
+// statusStores is the stores part of the status of the members these
+// cases run: the count store, then their two windowed stores.
+const statusStores = `"stores":[{"name":"counts-store","type":"count"},{"name":"trades-5s","type":"tumbling"},{"name":"visits","type":"session"}]`
