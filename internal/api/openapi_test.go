@@ -429,7 +429,7 @@ type fakeOps struct{ offsetsErr error }
 func (fakeOps) Config() map[string]any {
 	return map[string]any{
 		"bootstrap_servers": "kafka:9092", "embedded_broker": "127.0.0.1:9092", "application_id": "counts-app",
-		"input_topic": "input-topic", "output_topic": "counts-topic", "store": "counts-store", "state_dir": "/data",
+		"input_topic": "input-topic", "output_topic": "counts-topic", "store": "counts-store", "windows": "", "state_dir": "/data",
 		"http_addr": ":8080", "instance_id": "abacus-0", "processing_guarantee": "exactly_once_v2",
 		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "memory_limit": 0, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
 		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "on_error": "dlq",
