@@ -62,11 +62,12 @@ chart-test:
 
 # bench measures throughput, restore rate and peak RSS against one kfake
 # broker, then a rolling restart of three members under a steady input,
-# then the takeover of a member lost with its disk (about 5 minutes;
-# figures and how to read them in BENCHMARKS.md).
+# then the takeover of a member lost with its disk, then windowed stores
+# beside the count store on the same input (about 8 minutes; figures and
+# how to read them in BENCHMARKS.md).
 # It fails only on errors; a missed target is printed as MISSED.
 bench:
-	$(GO) test -run='^$$' -bench='Core|RollingRestart|Takeover' -benchtime=1x -count=1 -timeout 40m ./bench/
+	$(GO) test -run='^$$' -bench='Core|RollingRestart|Takeover|Windows' -benchtime=1x -count=1 -timeout 40m ./bench/
 
 image:
 # One command, checked against the Dockerfile by test/chart (make -n image):
