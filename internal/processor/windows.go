@@ -245,6 +245,10 @@ func (w *windowedTask) addSession(key string, ts, streamTime int64, snap *store.
 	return false, nil
 }
 
+// windowEntryOverhead approximates the bytes a window in a write buffer
+// costs beyond its key's bytes (map entry, bounds, count).
+const windowEntryOverhead = 96
+
 // countWindows counts a record in the windows of every windowed store of
 // the task, and moves the task's stream time. A record late for a store
 // (every window it belongs to there is closed) is counted in
@@ -257,6 +261,13 @@ func (s *session) countWindows(t *task, m *kafka.Message) error {
 	}
 	streamTime := max(t.streamTime, ts)
 	key := string(m.Key)
+	entries := func() (n int) {
+		for _, w := range t.windows {
+			n += len(w.dirty.counts) + len(w.dirty.deleted)
+		}
+		return n
+	}
+	before := entries()
 	for _, w := range t.windows {
 		late := ts < 0
 		if !late && w.spec.Kind == window.Session {
@@ -284,6 +295,12 @@ func (s *session) countWindows(t *task, m *kafka.Message) error {
 		}
 	}
 	t.streamTime = streamTime
+	// The window buffers share the record cache's budget: a commit comes
+	// early when they grow (commitIfDue), and the loop waits for one in
+	// flight at twice the budget, as for counts.
+	if added := entries() - before; added > 0 && s.p.cfg.CacheMaxBytes > 0 {
+		s.cacheBytes += int64(added) * (int64(len(key)) + windowEntryOverhead)
+	}
 	return nil
 }
 
