@@ -212,6 +212,17 @@ func TestWindowSubscriptionStreamsAKeysWindows(t *testing.T) {
 	})
 	checkWindowStream(t, sessions, key, partition)
 	checkWindowStream(t, hopping, key, partition)
+	// Every event's data, the retractions' too, is openapi.yaml's WindowEvent.
+	schema := loadOpenAPI(t).doc.Components.Schemas["WindowEvent"].Value
+	for _, s := range []*sseStream{sessions, hopping} {
+		blocks, _, _ := s.snapshot()
+		for _, b := range blocks {
+			var data any
+			if b.Event == subscribe.EventCount && (json.Unmarshal([]byte(b.Data), &data) != nil || schema.VisitJSON(data) != nil) {
+				t.Errorf("%s: event data %s does not match WindowEvent: %v", s.url, b.Data, schema.VisitJSON(data))
+			}
+		}
+	}
 	t.Logf("sessions: %d events; hopping: %d events for %d windows", len(sessions.windowEvents(t)), len(hopping.windowEvents(t)), len(held))
 }
 
