@@ -194,7 +194,8 @@ func (f *partFollower) relayWindows(block []byte) bool {
 // the snapshot has not (unless it was truncated: then what it left out is
 // not known to be gone), then the windows the client does not hold with
 // that value. The client holds nothing before the first snapshot, which
-// therefore goes on whole. id is the snapshot's, the retractions'.
+// therefore goes on whole. id is the snapshot's, the retractions'
+// (TestWindowRelayTurnsTheNextOwnersSnapshotIntoChanges).
 func (f *partFollower) passSnapshot(id string) bool {
 	r := f.win
 	now := make(map[windowName]int64, len(r.snapshot))
@@ -251,7 +252,8 @@ func appendRetraction(b []byte, id string, name windowName) []byte {
 // hold notes that the client holds the window at value, and prunes the
 // windows held when there are many: those surely expired, whose
 // retraction a later move therefore need not send (the client drops
-// expired windows itself, as it must without moves).
+// expired windows itself, as it must without moves;
+// TestWindowRelayForgetsExpiredWindows).
 func (r *windowRelay) hold(name windowName, value int64) {
 	r.held[name] = value
 	r.maxEnd = max(r.maxEnd, name.end)

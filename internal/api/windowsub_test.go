@@ -139,3 +139,31 @@ func TestWindowSubscriptionRefusals(t *testing.T) {
 		}
 	}
 }
+
+// The windows a relay remembers are pruned of the ones surely expired, so
+// a long stream's memory is bounded by the store's retention, not by its
+// age: stream time is at least the largest end seen less a window's size.
+func TestWindowRelayForgetsExpiredWindows(t *testing.T) {
+	spec := window.Spec{Store: "t", Kind: window.Hopping, Size: 5 * time.Second, Advance: time.Second, Retention: 60 * time.Second}
+	r := &windowRelay{spec: spec, held: map[windowName]int64{}, nextPrune: minPrune}
+	const n = 20_000 // windows a second apart: 20,000 s of them
+	for i := range int64(n) {
+		r.hold(windowName{"k", i * 1000, i*1000 + 5000}, 1)
+	}
+	if len(r.held) >= 2*minPrune {
+		t.Errorf("%d windows held after %d; want fewer than %d", len(r.held), n, 2*minPrune)
+	}
+	// Stream time is at least the last end less the size; the windows
+	// that end within the retention before it are kept.
+	streamTime := int64(n-1)*1000 + 5000 - 5000
+	for i := int64(n - 1); i >= 0; i-- {
+		w := windowName{"k", i * 1000, i*1000 + 5000}
+		_, ok := r.held[w]
+		if live := w.end > streamTime-60_000; live && !ok {
+			t.Fatalf("window %v, not expired at stream time %d, was forgotten", w, streamTime)
+		}
+		if w.end < streamTime-200_000 {
+			break
+		}
+	}
+}
