@@ -150,11 +150,11 @@ func at(key string, ms int64) testkit.Record {
 }
 
 // A key's subscription to a session store and to a hopping store on one
-// member: the client, keeping the latest value of each window and
-// dropping retracted ones, holds exactly the key's windows as a lookup
-// answers them, before and after a record that bridges two sessions; the
-// bridge comes as the two merged sessions' retractions, then the session
-// they merged into.
+// member, and a prefix's to the session store: the client, keeping the
+// latest value of each window and dropping retracted ones, holds exactly
+// the key's windows as a lookup answers them, before and after a record
+// that bridges two sessions; the bridge comes as the two merged sessions'
+// retractions, then the session they merged into.
 func TestWindowSubscriptionStreamsAKeysWindows(t *testing.T) {
 	b := testkit.StartBroker(t, 2)
 	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: steady(map[string]string{
@@ -165,6 +165,7 @@ func TestWindowSubscriptionStreamsAKeysWindows(t *testing.T) {
 	_, partition := sseOwnerOf(t, in, key)
 	sessions := sseMustSubscribe(t, in.SubscribeURL(sessionStore, key, false), nil)
 	hopping := sseMustSubscribe(t, in.SubscribeURL(hoppingStore, key, false), nil)
+	prefixed := sseMustSubscribe(t, in.SubscribeURL(sessionStore, "al", true), nil) // alice's alone
 
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{at(key, 0), at(key, 5000), at("bob", 1000)})
 	two := []windowJSON{{windowBase, windowBase, 1}, {windowBase + 5000, windowBase + 5000, 1}}
@@ -210,8 +211,10 @@ func TestWindowSubscriptionStreamsAKeysWindows(t *testing.T) {
 		}
 		return nil
 	})
+	waitHeldIsLookup(t, time.Minute, prefixed, in, sessionStore, key, nil)
 	checkWindowStream(t, sessions, key, partition)
 	checkWindowStream(t, hopping, key, partition)
+	checkWindowStream(t, prefixed, key, partition)
 	// Every event's data, the retractions' too, is openapi.yaml's WindowEvent.
 	schema := loadOpenAPI(t).doc.Components.Schemas["WindowEvent"].Value
 	for _, s := range []*sseStream{sessions, hopping} {
