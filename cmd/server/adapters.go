@@ -158,6 +158,63 @@ func (s subscriptions) Serve(w http.ResponseWriter, r *http.Request, key string,
 	return s.hub.Serve(w, r, hubQuery(key, prefix, partition), src)
 }
 
+// windowSubscriptions serves live streams of the windowed stores' windows
+// from the processor's active tasks, each store's through its own hub.
+type windowSubscriptions struct {
+	hubs map[string]*subscribe.Hub
+	p    *processor.Processor
+}
+
+func (s windowSubscriptions) ServeWindows(w http.ResponseWriter, r *http.Request, storeName, key string, prefix bool, partition int32) error {
+	h := s.hubs[storeName]
+	if h == nil {
+		return abacus.ErrUnknownStore
+	}
+	src := subscribe.Source{Windows: func(key string, prefix bool, partition int32, fn func(abacus.WindowUpdate) bool) (map[int32]int64, error) {
+		if !prefix {
+			part, ws, cp, err := s.p.GetWindowsAt(storeName, []byte(key))
+			if err != nil {
+				return nil, err
+			}
+			feedWindows(ws, part, cp, fn)
+			return map[int32]int64{part: cp}, nil
+		}
+		parts := []int32{partition}
+		if partition < 0 {
+			parts = parts[:0]
+			for _, t := range s.p.Tasks() {
+				parts = append(parts, t.Partition)
+			}
+		}
+		checkpoints := make(map[int32]int64, len(parts))
+		for _, p := range parts {
+			// A restoring task fails the read: its windows would be
+			// missing from the snapshot.
+			ws, cp, err := s.p.ScanWindowsPartitionAt(storeName, p, store.WindowScanOptions{Prefix: []byte(key), Limit: subscribe.DefaultSnapshotLimit + 1})
+			if err != nil {
+				return nil, err
+			}
+			checkpoints[p] = cp
+			if !feedWindows(ws, p, cp, fn) {
+				break
+			}
+		}
+		return checkpoints, nil
+	}}
+	return h.Serve(w, r, hubQuery(key, prefix, partition), src)
+}
+
+// feedWindows hands a partition's windows, read at checkpoint, to a
+// stream's snapshot until it has enough; false then.
+func feedWindows(ws []store.WindowCount, partition int32, checkpoint int64, fn func(abacus.WindowUpdate) bool) bool {
+	for _, w := range ws {
+		if !fn(abacus.WindowUpdate{Key: string(w.Key), Start: w.Start, End: w.End, Value: w.Count, Partition: partition, Offset: checkpoint}) {
+			return false
+		}
+	}
+	return true
+}
+
 // snapshotOf bounds the current values a prefix stream starts with: one
 // more than the hub sends, so that it can say it cut the snapshot short.
 func snapshotOf(prefix string) store.ScanOptions {

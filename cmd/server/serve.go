@@ -39,15 +39,19 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 
 // service is one instance with every part built and wired, none running.
 type service struct {
-	cfg       config.Config
-	log       *slog.Logger
-	proc      *processor.Processor
-	http      *api.Server
-	hub       *subscribe.Hub // streams of the active tasks
-	copyHub   *subscribe.Hub // streams of standby copies (?max_lag)
-	disc      *discovery.Discovery
-	publisher *events.Publisher // nil without an events topic
-	copies    *peer.Copies      // this member's copies of task stores, for peers
+	cfg     config.Config
+	log     *slog.Logger
+	proc    *processor.Processor
+	http    *api.Server
+	hub     *subscribe.Hub // streams of the active tasks
+	copyHub *subscribe.Hub // streams of standby copies (?max_lag)
+	// windowHubs stream each windowed store's windows from the active
+	// tasks, by store; they and hub share ABACUS_MAX_SUBSCRIBERS. Not
+	// changed after build.
+	windowHubs map[string]*subscribe.Hub
+	disc       *discovery.Discovery
+	publisher  *events.Publisher // nil without an events topic
+	copies     *peer.Copies      // this member's copies of task stores, for peers
 	// closers release what build acquired; close runs them last first, so
 	// the store closes before the embedded broker goes.
 	closers []func()
@@ -95,8 +99,20 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	}
 	hubCfg := subscribe.Config{MaxSubscribers: cfg.MaxSubscribers, WriteTimeout: subscribe.DefaultWriteTimeout,
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": "active"}, reg), Logger: log.With("component", "subscribe")}
+	// The windowed stores' hubs, one per store, count their streams with
+	// the count store's against one ABACUS_MAX_SUBSCRIBERS, and in the
+	// same metrics: they all serve the active tasks.
+	hubCfg.Group = subscribe.NewGroup(hubCfg)
 	s.hub = subscribe.New(hubCfg)
+	s.windowHubs = make(map[string]*subscribe.Hub, len(cfg.Windows))
+	for _, spec := range cfg.Windows {
+		wcfg := hubCfg
+		wcfg.Windows = true
+		wcfg.Logger = log.With("component", "subscribe", "store", spec.Store)
+		s.windowHubs[spec.Store] = subscribe.New(wcfg)
+	}
 	copyCfg := hubCfg
+	copyCfg.Group = nil
 	copyCfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"source": "standby"}, reg)
 	copyCfg.Logger = log.With("component", "subscribe", "source", "standby")
 	s.copyHub = subscribe.New(copyCfg)
@@ -184,6 +200,9 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 		for p := range owned {
 			if !now[p] {
 				s.hub.EndPartition(p, "revoked")
+				for _, h := range s.windowHubs {
+					h.EndPartition(p, "revoked")
+				}
 			}
 		}
 		owned = now
@@ -192,6 +211,11 @@ func (s *service) newProcessor(reg prometheus.Registerer, db *store.DB, openStor
 		Config: s.cfg, Logger: s.log, Registerer: reg,
 		OnAssignment: onAssignment,
 		OnCommit:     s.hub.Publish,
+		OnWindowCommit: func(store string, updates []abacus.WindowUpdate) {
+			if h := s.windowHubs[store]; h != nil {
+				h.PublishWindows(updates)
+			}
+		},
 		// A standby's streams end when it stops: their members go back
 		// to the partition's owner.
 		OnStandbyApplied:   s.copyHub.Publish,
@@ -231,30 +255,31 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 	cfg := s.cfg
 	c := counts{s.proc, cfg.InstanceID}
 	return api.New(api.Config{
-		ApplicationID:  cfg.ApplicationID,
-		Instance:       cfg.InstanceID,
-		Version:        version,
-		Store:          cfg.Store,
-		ChangelogTopic: cfg.ChangelogTopic(),
-		ScanSecret:     cfg.ApplicationID,
-		Counts:         c,
-		Router:         router{s.disc},
-		Health:         health{s.proc},
-		Operations:     operations{s.proc, cfg},
-		Windows:        windows{s.proc},
-		WindowStores:   windowStores(cfg),
-		Subscriptions:  subscriptions{hub: s.hub, copyHub: s.copyHub, counts: c, store: cfg.Store},
-		Snapshots:      s.copies,
-		Gatherer:       reg,
-		Registerer:     reg,
-		Logger:         s.log.With("component", "http"),
-		AuthToken:      cfg.AuthToken,
-		AuthBasic:      cfg.AuthBasic,
-		AuthMetrics:    cfg.AuthMetrics,
-		CORSOrigins:    cfg.CORSOrigins,
-		TLSCertFile:    cfg.TLSCertFile,
-		TLSKeyFile:     cfg.TLSKeyFile,
-		MaxInflight:    cfg.HTTPMaxInflight,
+		ApplicationID:       cfg.ApplicationID,
+		Instance:            cfg.InstanceID,
+		Version:             version,
+		Store:               cfg.Store,
+		ChangelogTopic:      cfg.ChangelogTopic(),
+		ScanSecret:          cfg.ApplicationID,
+		Counts:              c,
+		Router:              router{s.disc},
+		Health:              health{s.proc},
+		Operations:          operations{s.proc, cfg},
+		Windows:             windows{s.proc},
+		WindowStores:        windowStores(cfg),
+		Subscriptions:       subscriptions{hub: s.hub, copyHub: s.copyHub, counts: c, store: cfg.Store},
+		WindowSubscriptions: windowSubscriptions{hubs: s.windowHubs, p: s.proc},
+		Snapshots:           s.copies,
+		Gatherer:            reg,
+		Registerer:          reg,
+		Logger:              s.log.With("component", "http"),
+		AuthToken:           cfg.AuthToken,
+		AuthBasic:           cfg.AuthBasic,
+		AuthMetrics:         cfg.AuthMetrics,
+		CORSOrigins:         cfg.CORSOrigins,
+		TLSCertFile:         cfg.TLSCertFile,
+		TLSKeyFile:          cfg.TLSKeyFile,
+		MaxInflight:         cfg.HTTPMaxInflight,
 
 		// Streams passed through let a stalled client go as the hub does.
 		StreamWriteTimeout: streamWriteTimeout,
@@ -280,6 +305,9 @@ func (s *service) run(ctx context.Context) error {
 	}
 	s.goHelper(httpCtx, g, "subscriptions stopped", s.hub.Run)
 	s.goHelper(httpCtx, g, "subscriptions of standbys stopped", s.copyHub.Run)
+	for name, h := range s.windowHubs {
+		s.goHelper(httpCtx, g, "subscriptions of windowed store "+name+" stopped", h.Run)
+	}
 	s.goHelper(httpCtx, g, "discovery stopped", s.disc.Run)
 	g.Go(func() error {
 		defer stopHTTP()

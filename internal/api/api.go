@@ -131,6 +131,9 @@ type Config struct {
 	WindowStores []WindowStore
 	// Subscriptions serves live streams from this instance (optional).
 	Subscriptions Subscriptions
+	// WindowSubscriptions serves live streams of the windowed stores'
+	// windows from this instance (optional).
+	WindowSubscriptions WindowSubscriptions
 	// Snapshots serves this member's copies of task stores to peers
 	// (optional: without, the member holds none).
 	Snapshots  Snapshots

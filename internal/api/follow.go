@@ -115,6 +115,12 @@ func (s *Server) follow(c echo.Context, sub subscription) error {
 		return nil
 	}
 	defer w.out.end()
+	if sub.store != "" {
+		if err := s.windowFollower(c, sub, w.out, 0).run(c.Request().Context()); err != nil {
+			w.refuse(err)
+		}
+		return nil
+	}
 	return s.followFrom(c, sub, w, abacus.KeyStreamPosition(c.Request().Header.Get("Last-Event-ID")))
 }
 

@@ -87,7 +87,7 @@ func (s *Server) openAt(ctx context.Context, c echo.Context, m abacus.Member, su
 // (its copy's with copy), in process: its stream is read as another
 // member's would be, from a pipe.
 func (s *Server) openHere(ctx context.Context, c echo.Context, sub subscription, p int32, fromCopy bool) (io.ReadCloser, error) {
-	if s.cfg.Subscriptions == nil {
+	if sub.store == "" && s.cfg.Subscriptions == nil || sub.store != "" && s.cfg.WindowSubscriptions == nil {
 		return nil, fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
 	}
 	partition := int32(-1)
@@ -102,9 +102,12 @@ func (s *Server) openHere(ctx context.Context, c echo.Context, sub subscription,
 	served := make(chan error, 1)
 	go func() {
 		var err error
-		if fromCopy {
+		switch {
+		case sub.store != "":
+			err = s.cfg.WindowSubscriptions.ServeWindows(w, req, sub.store, sub.key, sub.prefix, partition)
+		case fromCopy:
 			err = s.cfg.Subscriptions.ServeCopy(w, req, sub.key, sub.prefix, partition, sub.maxLag)
-		} else {
+		default:
 			err = s.cfg.Subscriptions.Serve(w, req, sub.key, sub.prefix, partition)
 		}
 		pw.Close()

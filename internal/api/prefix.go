@@ -61,6 +61,9 @@ func (s *Server) fanIn(c echo.Context, sub subscription) error {
 		go func() {
 			defer wg.Done()
 			f := &partFollower{s: s, c: c, sub: sub, partition: p, out: w.out, last: map[string]int64{}}
+			if sub.store != "" {
+				f = s.windowFollower(c, sub, w.out, p)
+			}
 			if err := f.run(ctx); err != nil {
 				w.refuse(err)
 			}
@@ -110,6 +113,9 @@ type partFollower struct {
 	partition int32
 	out       *downstream
 	last      map[string]int64 // key -> last value sent
+	// win, for a windowed store's stream, stands for last: the windows
+	// sent (windowsub.go).
+	win *windowRelay
 
 	reason string // the wait last noted, and when
 	noted  time.Time
@@ -167,7 +173,7 @@ func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, 
 			s.refresh()
 			return err.Error(), false, nil
 		}
-		if last, ok := f.last[f.sub.key]; ok {
+		if last, ok := f.last[f.sub.key]; ok && f.win == nil {
 			lastID = strconv.FormatInt(last, 10) // the owner sends only news
 		}
 	}
@@ -177,11 +183,19 @@ func (f *partFollower) once(ctx context.Context) (reason string, streamed bool, 
 	}
 	defer body.Close()
 	f.reason = "" // streaming: a later wait is news
+	if f.win != nil {
+		// Each owner's stream opens with its snapshot; one cut short
+		// before its end is dropped.
+		f.win.inSnapshot, f.win.snapshot, f.win.truncated = true, nil, false
+	}
 	copyEvents(body, func(block []byte) bool {
 		if ctx.Err() != nil {
 			return false
 		}
 		streamed = true
+		if f.win != nil {
+			return f.relayWindows(block)
+		}
 		event, key, value := countOf(block)
 		switch {
 		case event == "count":

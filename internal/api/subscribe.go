@@ -46,6 +46,9 @@ var streamClient = &http.Client{Transport: &http.Transport{
 
 // subscription is the query of a subscribe request.
 type subscription struct {
+	// store names the windowed store whose windows are followed; empty
+	// for the count store.
+	store  string
 	key    string
 	prefix bool
 	// partition narrows a prefix subscription to one partition; -1 for
@@ -100,6 +103,9 @@ func parseSubscription(c echo.Context) (subscription, error) {
 // from every member, as Server-Sent Events.
 func (s *Server) subscribe(c echo.Context) error {
 	if store := c.Param("store"); store != s.storeName() {
+		if _, err := s.windowStore(store); err == nil {
+			return s.subscribeWindows(c, store)
+		}
 		return s.unknownStore(store)
 	}
 	sub, err := parseSubscription(c)
@@ -176,6 +182,12 @@ func (s *Server) serveLocalOrCopy(c echo.Context, sub subscription) error {
 
 // serveLocalTo is serveLocal onto w.
 func (s *Server) serveLocalTo(w http.ResponseWriter, c echo.Context, sub subscription) error {
+	if sub.store != "" {
+		if s.cfg.WindowSubscriptions == nil {
+			return fail(http.StatusNotFound, "not_found", "subscriptions to windowed stores are not served here")
+		}
+		return s.streamRefusal(sub, s.cfg.WindowSubscriptions.ServeWindows(w, c.Request(), sub.store, sub.key, sub.prefix, sub.partition))
+	}
 	if s.cfg.Subscriptions == nil {
 		return fail(http.StatusNotFound, "not_found", "subscriptions are not served here")
 	}

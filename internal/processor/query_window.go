@@ -62,6 +62,67 @@ func (p *Processor) GetWindows(storeName string, key []byte, from, to int64) (pa
 	return partition, unexpired(got, w.spec, st), nil
 }
 
+// GetWindowsAt is GetWindows of every window of key, with the checkpoint
+// of the windowed store's changelog they hold every record of, read in
+// one view of the store (store.WindowedStore.GetWindowsAt): a live stream
+// that starts with them needs no update at or below the checkpoint.
+func (p *Processor) GetWindowsAt(storeName string, key []byte) (partition int32, windows []store.WindowCount, checkpoint int64, err error) {
+	w := p.windowedNamed(storeName)
+	if w == nil {
+		return 0, nil, store.NoCheckpoint, abacus.ErrUnknownStore
+	}
+	if partition, err = p.PartitionOf(key); err != nil {
+		return 0, nil, store.NoCheckpoint, err
+	}
+	t, err := p.answering(partition)
+	if err != nil {
+		return partition, nil, store.NoCheckpoint, err
+	}
+	ws, err := t.store.Windowed(storeName)
+	if err != nil {
+		return partition, nil, store.NoCheckpoint, err
+	}
+	got, m, err := ws.GetWindowsAt(key)
+	if err != nil {
+		return partition, nil, store.NoCheckpoint, err
+	}
+	return partition, unexpired(got, w.spec, m.StreamTime), m.Checkpoint, nil
+}
+
+// ScanWindowsPartitionAt returns up to o.Limit unexpired windows in (key,
+// start, end) order from the task of partition here, with the checkpoint
+// as GetWindowsAt does. It fails as GetWindows does when this member
+// cannot answer for the partition now.
+func (p *Processor) ScanWindowsPartitionAt(storeName string, partition int32, o store.WindowScanOptions) ([]store.WindowCount, int64, error) {
+	w := p.windowedNamed(storeName)
+	if w == nil {
+		return nil, store.NoCheckpoint, abacus.ErrUnknownStore
+	}
+	t, err := p.answering(partition)
+	if err != nil {
+		return nil, store.NoCheckpoint, err
+	}
+	ws, err := t.store.Windowed(storeName)
+	if err != nil {
+		return nil, store.NoCheckpoint, err
+	}
+	// Expired windows do not count against the limit: ask for them all,
+	// and drop them as the view's stream time says.
+	var got []store.WindowCount
+	all := o
+	all.Limit = 0
+	m, err := ws.ScanWindowsAt(all, func(m store.Mark, wc store.WindowCount) bool {
+		if !w.spec.Expired(window.Window{Start: wc.Start, End: wc.End}, m.StreamTime) {
+			got = append(got, wc)
+		}
+		return o.Limit <= 0 || len(got) < o.Limit
+	})
+	if err != nil {
+		return nil, store.NoCheckpoint, err
+	}
+	return got, m.Checkpoint, nil
+}
+
 // unexpired drops the windows expired at stream time st.
 func unexpired(ws []store.WindowCount, spec window.Spec, st int64) []store.WindowCount {
 	return slices.DeleteFunc(ws, func(wc store.WindowCount) bool {

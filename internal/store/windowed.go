@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
@@ -135,22 +136,82 @@ func (s *WindowedStore) StreamTime() (int64, error) {
 }
 
 // readMeta reads the number under key, none if there is none.
-func (s *WindowedStore) readMeta(key []byte, none int64) (int64, error) {
-	n := none
-	err := s.p.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err })
+func (s *WindowedStore) readMeta(key []byte, none int64) (n int64, err error) {
+	err = s.p.db.View(func(txn *badger.Txn) error {
+		n, err = metaIn(txn, key, none)
+		return err
 	})
 	if err != nil {
 		return none, err
 	}
 	return n, nil
+}
+
+// metaIn is readMeta as of txn.
+func metaIn(txn *badger.Txn, key []byte, none int64) (int64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return none, nil
+	}
+	n := none
+	if err == nil {
+		err = item.Value(func(v []byte) (err error) { n, err = decodeCount(v); return err })
+	}
+	return n, err
+}
+
+// Mark is where a read of a windowed store stands: the checkpoint and
+// the stream time of the view it read.
+type Mark struct {
+	// Checkpoint is the offset of the store's changelog the windows read
+	// hold every record of, or NoCheckpoint. A commit writes its
+	// checkpoints in its last transaction (TestCommitWritesTheCheckpointsTogetherLast),
+	// so a view holds every window of the batches up to its checkpoint,
+	// and perhaps some of the next one's.
+	Checkpoint int64
+	// StreamTime is the store's stream time, or NoStreamTime.
+	StreamTime int64
+}
+
+// GetWindowsAt returns every window of key, ascending by start then end,
+// and the Mark of the same view: a live stream that starts with them
+// needs no update at or below the checkpoint (TestWindowsAtReadOneView).
+func (s *WindowedStore) GetWindowsAt(key []byte) (ws []WindowCount, m Mark, err error) {
+	err = s.p.db.View(func(txn *badger.Txn) (err error) {
+		if m, err = s.markIn(txn); err != nil {
+			return err
+		}
+		ws, err = s.getWindows(txn, key, 0, math.MaxInt64)
+		return err
+	})
+	if err != nil {
+		return nil, Mark{NoCheckpoint, NoStreamTime}, fmt.Errorf("read the windows of a key in %s: %w", s.what(), err)
+	}
+	return ws, m, nil
+}
+
+// ScanWindowsAt is ScanWindows with the Mark of the view it reads, handed
+// to fn with each window (so that fn can drop the expired ones before
+// they count against its limit) and returned.
+func (s *WindowedStore) ScanWindowsAt(o WindowScanOptions, fn func(Mark, WindowCount) bool) (m Mark, err error) {
+	err = s.p.db.View(func(txn *badger.Txn) (err error) {
+		if m, err = s.markIn(txn); err != nil {
+			return err
+		}
+		return s.scanWindows(txn, o, func(wc WindowCount) bool { return fn(m, wc) })
+	})
+	if err != nil {
+		return Mark{NoCheckpoint, NoStreamTime}, fmt.Errorf("scan %s: %w", s.what(), err)
+	}
+	return m, nil
+}
+
+func (s *WindowedStore) markIn(txn *badger.Txn) (m Mark, err error) {
+	if m.Checkpoint, err = metaIn(txn, s.checkpointKey, NoCheckpoint); err != nil {
+		return m, err
+	}
+	m.StreamTime, err = metaIn(txn, s.streamTimeKey, NoStreamTime)
+	return m, err
 }
 
 // GetWindows returns the windows of key whose start lies in [from, to),
@@ -230,68 +291,71 @@ type WindowScanOptions struct {
 // (TestScanWindowsPages). Start bounds skip, by a seek per key, the
 // windows of a key outside them.
 func (s *WindowedStore) ScanWindows(o WindowScanOptions, fn func(WindowCount) bool) error {
+	err := s.p.db.View(func(txn *badger.Txn) error { return s.scanWindows(txn, o, fn) })
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", s.what(), err)
+	}
+	return nil
+}
+
+// scanWindows is ScanWindows as of txn.
+func (s *WindowedStore) scanWindows(txn *badger.Txn, o WindowScanOptions, fn func(WindowCount) bool) error {
 	startFrom := max(o.StartFrom, 0)
 	if o.StartTo > 0 && startFrom >= o.StartTo {
 		return nil
 	}
-	err := s.p.db.View(func(txn *badger.Txn) error {
-		base := s.dataPrefix
-		// Each window key of a key with o.Prefix begins with these bytes;
-		// those of the keys from o.From on are at or after the like ones
-		// of o.From (see windowkey.go).
-		prefix := appendEscapedKey(append(bytes.Clone(base), windowKeyV1), o.Prefix)
-		seek := prefix
-		if len(o.From) > 0 {
-			if from := appendEscapedKey(append(bytes.Clone(base), windowKeyV1), o.From); bytes.Compare(from, seek) > 0 {
-				seek = from
-			}
+	base := s.dataPrefix
+	// Each window key of a key with o.Prefix begins with these bytes;
+	// those of the keys from o.From on are at or after the like ones
+	// of o.From (see windowkey.go).
+	prefix := appendEscapedKey(append(bytes.Clone(base), windowKeyV1), o.Prefix)
+	seek := prefix
+	if len(o.From) > 0 {
+		if from := appendEscapedKey(append(bytes.Clone(base), windowKeyV1), o.From); bytes.Compare(from, seek) > 0 {
+			seek = from
 		}
-		if len(o.After) > 0 {
-			// The least bytes above After.
-			if after := append(append(bytes.Clone(base), o.After...), 0x00); bytes.Compare(after, seek) > 0 {
-				seek = after
-			}
+	}
+	if len(o.After) > 0 {
+		// The least bytes above After.
+		if after := append(append(bytes.Clone(base), o.After...), 0x00); bytes.Compare(after, seek) > 0 {
+			seek = after
 		}
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
-		defer it.Close()
-		n := 0
-		for it.Seek(seek); it.Valid(); {
-			wk := it.Item().Key()[len(base):]
-			keyEnd, start, _, err := parseWindowKey(wk)
-			if err != nil {
-				return err
-			}
-			switch {
-			case start < startFrom:
-				// On to this key's first window from startFrom.
-				it.Seek(binary.BigEndian.AppendUint64(append(bytes.Clone(base), wk[:keyEnd+2]...), uint64(startFrom)))
-				continue
-			case o.StartTo > 0 && start >= o.StartTo:
-				// On to the next key: its windows' keys go on from this
-				// key's escaped bytes with 0x00 0xFF or a byte above 0x00,
-				// after this key's windows' 0x00 0x01.
-				it.Seek(append(append(bytes.Clone(base), wk[:keyEnd]...), 0x00, 0x02))
-				continue
-			}
-			wc, err := s.window(it.Item())
-			if err != nil {
-				return err
-			}
-			if len(o.To) > 0 && bytes.Compare(wc.Key, o.To) >= 0 {
-				return nil
-			}
-			if !fn(wc) {
-				return nil
-			}
-			if n++; o.Limit > 0 && n >= o.Limit {
-				return nil
-			}
-			it.Next()
+	}
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
+	defer it.Close()
+	n := 0
+	for it.Seek(seek); it.Valid(); {
+		wk := it.Item().Key()[len(base):]
+		keyEnd, start, _, err := parseWindowKey(wk)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("scan %s: %w", s.what(), err)
+		switch {
+		case start < startFrom:
+			// On to this key's first window from startFrom.
+			it.Seek(binary.BigEndian.AppendUint64(append(bytes.Clone(base), wk[:keyEnd+2]...), uint64(startFrom)))
+			continue
+		case o.StartTo > 0 && start >= o.StartTo:
+			// On to the next key: its windows' keys go on from this
+			// key's escaped bytes with 0x00 0xFF or a byte above 0x00,
+			// after this key's windows' 0x00 0x01.
+			it.Seek(append(append(bytes.Clone(base), wk[:keyEnd]...), 0x00, 0x02))
+			continue
+		}
+		wc, err := s.window(it.Item())
+		if err != nil {
+			return err
+		}
+		if len(o.To) > 0 && bytes.Compare(wc.Key, o.To) >= 0 {
+			return nil
+		}
+		if !fn(wc) {
+			return nil
+		}
+		if n++; o.Limit > 0 && n >= o.Limit {
+			return nil
+		}
+		it.Next()
 	}
 	return nil
 }

@@ -830,3 +830,66 @@ func TestSessionsIn(t *testing.T) {
 		}
 	}
 }
+
+// GetWindowsAt and ScanWindowsAt read the windows and the Mark in one
+// view: while commits go on, each setting every window and the
+// checkpoint to the same number, a read never sees a window ahead of or
+// behind its checkpoint, nor another key's window in a key's answer.
+func TestWindowsAtReadOneView(t *testing.T) {
+	db := newDB(t, t.TempDir())
+	defer db.Close()
+	p := db.Partition(2)
+	s := windowedOf(t, p, "sessions")
+	if ws, m, err := s.GetWindowsAt([]byte("a")); err != nil || len(ws) != 0 || m != (Mark{NoCheckpoint, NoStreamTime}) {
+		t.Fatalf("before any commit: %v, %+v, %v; want no windows and no mark", ws, m, err)
+	}
+	const commits = 300
+	done := make(chan error, 1)
+	go func() {
+		for i := int64(1); i <= commits; i++ {
+			puts := map[string]int64{wk("a", 0, 10): i, wk("a", 20, 30): i, wk("ab", 0, 10): i}
+			if err := p.Commit(Batch{Checkpoint: i, Windowed: map[string]WindowedBatch{"sessions": {Puts: puts, Checkpoint: i, StreamTime: 1000 + i}}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	check := func(ws []WindowCount, m Mark, n int) {
+		t.Helper()
+		if m.Checkpoint >= 1 && len(ws) != n {
+			t.Fatalf("%d windows at checkpoint %d; want %d", len(ws), m.Checkpoint, n)
+		}
+		for _, w := range ws {
+			if w.Count != m.Checkpoint || m.StreamTime != 1000+m.Checkpoint {
+				t.Fatalf("window %s %d-%d = %d with the mark %+v: not one view", w.Key, w.Start, w.End, w.Count, m)
+			}
+		}
+	}
+	for reads := 0; ; reads++ {
+		ws, m, err := s.GetWindowsAt([]byte("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(ws, m, 2)
+		var all []WindowCount
+		m, err = s.ScanWindowsAt(WindowScanOptions{Prefix: []byte("a")}, func(_ Mark, wc WindowCount) bool { all = append(all, wc); return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(all, m, 3)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ws, m, err = s.GetWindowsAt([]byte("a")); err != nil || m.Checkpoint != commits {
+				t.Fatalf("after the last commit: mark %+v, %v; want checkpoint %d", m, err, commits)
+			}
+			check(ws, m, 2)
+			t.Logf("%d reads", reads)
+			return
+		default:
+		}
+	}
+}

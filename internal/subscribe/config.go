@@ -39,6 +39,13 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Retry is the reconnection delay sent to clients in the retry field.
 	Retry time.Duration
+	// Windows makes the hub a windowed store's: it is fed PublishWindows,
+	// starts its streams with Source.Windows, and frames windows.
+	Windows bool
+	// Group, if set, is the hubs this one shares MaxSubscribers and
+	// metrics with; the hub then uses neither its own MaxSubscribers nor
+	// its Registerer. Nil: the hub is a group of its own.
+	Group *Group
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

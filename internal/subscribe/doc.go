@@ -69,6 +69,37 @@
 // publish sequence around the read, see fence).
 // Heartbeat comments (": ping") go out every HeartbeatInterval.
 //
+// # Windowed stores
+//
+// A windowed store's windows stream through a hub of their own
+// (Config.Windows), one per store, so that a stream never sees another
+// store's updates; the hubs of a member share MaxSubscribers and their
+// metrics through a Group. The processor's committer feeds such a hub with
+// PublishWindows. Everything above holds, with a window, (key, start, end),
+// in the place of a key: the inbox and each stream's pending set hold one
+// update per window (the window's latest count, or its retraction), so a
+// window's update is never lost to another window's of the same key; a
+// key stream may hold as many as the key has windows changing, and is
+// dropped past Buffer of them like a prefix stream. Events are count
+// events whose data is the window:
+//
+//	id: 3-1187
+//	event: count
+//	data: {"key":"k","start":1000,"end":6000,"value":4}
+//
+// with "value":null for a retraction (a session merged into another). The
+// id is "<partition>-<offset>" of the windowed store's changelog, for a
+// key stream too: a key's windows have no single value to stand for the
+// stream's position. The snapshot's windows carry the id of the store's
+// checkpoint in their partition, read in one view with them, and the
+// fence drops exactly the updates at or below it. Each partition's part
+// of the snapshot is followed by the comment ": snapshot end <id>"
+// (SnapshotEnd), which no EventSource shows: a member relaying the
+// stream reads it to retract, after a move, the windows the new owner's
+// snapshot no longer has. A reconnection with Last-Event-ID is sent the
+// current windows again, then the updates past the id's offset in its
+// partition.
+//
 // # Partitions that move
 //
 // When a partition leaves the instance (revocation, lost assignment,

@@ -3,6 +3,7 @@ package subscribe
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"slices"
@@ -21,7 +22,8 @@ var errClosed = errors.New("subscribe: hub closed")
 type Hub struct {
 	cfg     Config
 	log     *slog.Logger
-	metrics *metrics
+	group   *Group
+	metrics *metrics // the group's
 	dropLog rateLog
 
 	in   inbox
@@ -30,9 +32,10 @@ type Hub struct {
 
 	// published is the number of the last batch Publish queued or skipped.
 	published atomic.Uint64
-	// admitted counts the streams counted against MaxSubscribers. While it
-	// is zero Publish skips the queue: a stream admitted later reads the
-	// store, which already holds every update published before.
+	// admitted counts this hub's streams counted against the group's
+	// MaxSubscribers. While it is zero Publish skips the queue: a stream
+	// admitted later reads the store, which already holds every update
+	// published before.
 	admitted atomic.Int64
 	// fanned is the last batch the loop has handed to the streams.
 	fanned atomic.Uint64
@@ -59,10 +62,15 @@ type endMark struct {
 // Run starts the fan-out.
 func New(cfg Config) *Hub {
 	cfg = cfg.withDefaults()
+	g := cfg.Group
+	if g == nil {
+		g = NewGroup(cfg)
+	}
 	return &Hub{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "subscribe"),
-		metrics: newMetrics(cfg.Registerer),
+		group:   g,
+		metrics: g.metrics,
 		in:      inbox{latest: map[string]queued{}},
 		wake:    make(chan struct{}, 1),
 		cmds:    make(chan func()),
@@ -144,17 +152,46 @@ func (h *Hub) Publish(updates []abacus.Update) {
 	if len(updates) == 0 {
 		return
 	}
+	h.publish(func(b uint64) (replaced int) {
+		for _, u := range updates {
+			if h.in.put(u, b) {
+				replaced++
+			}
+		}
+		return replaced
+	})
+}
+
+// PublishWindows is Publish for a windowed store's hub (Config.Windows):
+// a commit's windows of the store, each its new count or its retraction.
+// The queue holds at most one update per window, (key, start, end), so a
+// window's update is never dropped for another window's of the same key
+// (TestWindowUpdatesCoalescePerWindow). The processor's committer calls
+// it after each commit, as OnWindowCommit.
+func (h *Hub) PublishWindows(updates []abacus.WindowUpdate) {
+	if len(updates) == 0 {
+		return
+	}
+	h.publish(func(b uint64) (replaced int) {
+		for _, u := range updates {
+			if h.in.add(windowQueued(u, b)) {
+				replaced++
+			}
+		}
+		return replaced
+	})
+}
+
+// publish queues one batch: put queues its updates under the inbox's
+// lock, and returns how many replaced one queued already.
+func (h *Hub) publish(put func(batch uint64) (replaced int)) {
 	h.in.mu.Lock()
 	h.in.batch++
 	b := h.in.batch
 	wanted := !h.in.closed && h.admitted.Load() > 0
 	replaced := 0
 	if wanted {
-		for _, u := range updates {
-			if h.in.put(u, b) {
-				replaced++
-			}
-		}
+		replaced = put(b)
 	}
 	h.published.Store(b)
 	h.in.mu.Unlock()
@@ -292,11 +329,49 @@ type ending struct {
 	reason    string
 }
 
-// queued is an update waiting in the inbox or in a stream.
+// queued is an update waiting in the inbox or in a stream: a key's count,
+// or, in a windowed store's hub, a window's (windowed).
 type queued struct {
 	abacus.Update
 	batch uint64 // the Publish call that brought it, from 1
 	order uint64 // its place among all updates published
+
+	// A window's update: its bounds, and whether it is a retraction (a
+	// session merged away; Value is then unused).
+	windowed   bool
+	deleted    bool
+	start, end int64
+	// window is what a window's update is queued under, in the inbox and
+	// in a stream's pending set: the key and the bounds (windowSlot).
+	window string
+}
+
+// windowQueued is the queued form of a window's update.
+func windowQueued(u abacus.WindowUpdate, batch uint64) queued {
+	return queued{
+		Update: abacus.Update{Key: u.Key, Value: u.Value, Partition: u.Partition, Offset: u.Offset},
+		batch:  batch, windowed: true, deleted: u.Deleted, start: u.Start, end: u.End,
+		window: windowSlot(u.Key, u.Start, u.End),
+	}
+}
+
+// slot is what q is queued under, replacing an update queued under the
+// same: a count's key, a window's key and bounds.
+func (q *queued) slot() string {
+	if q.windowed {
+		return q.window
+	}
+	return q.Key
+}
+
+// windowSlot names a window in a windowed store's queues: the key, then
+// the start and end in 16 bytes. The tail's length is fixed, so no two
+// windows share a name (only windows share a windowed hub's queues).
+func windowSlot(key string, start, end int64) string {
+	b := make([]byte, 0, len(key)+16)
+	b = append(b, key...)
+	b = binary.BigEndian.AppendUint64(b, uint64(start))
+	return string(binary.BigEndian.AppendUint64(b, uint64(end)))
 }
 
 // appendOrdered appends the updates of m to buf in publish order.
@@ -328,9 +403,17 @@ type inbox struct {
 // put queues u, replacing the queued update of the same key; it reports
 // whether it replaced one.
 func (in *inbox) put(u abacus.Update, batch uint64) (replaced bool) {
+	return in.add(queued{Update: u, batch: batch})
+}
+
+// add queues q, replacing the update queued under its slot; it reports
+// whether it replaced one.
+func (in *inbox) add(q queued) (replaced bool) {
 	in.order++
-	_, replaced = in.latest[u.Key]
-	in.latest[u.Key] = queued{Update: u, batch: batch, order: in.order}
+	q.order = in.order
+	k := q.slot()
+	_, replaced = in.latest[k]
+	in.latest[k] = q
 	return replaced
 }
 

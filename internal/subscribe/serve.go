@@ -85,12 +85,24 @@ type Current func(key string) (value int64, partition int32, found bool, err err
 // owned here, restoring) when this instance cannot serve it.
 type CurrentPrefix func(prefix string, partition int32, fn func(key string, value int64, partition int32) bool) error
 
+// CurrentWindows calls fn with the current windows of key in this
+// instance's stores of a windowed store (with prefix, of every key that
+// starts with key; with a partition of 0 or more, only that partition's
+// keys) until fn returns false, each with its Partition and, as Offset,
+// the checkpoint of the store's changelog in that partition the windows
+// hold every record of, read with them. It returns every partition it
+// read with that checkpoint, those without windows too: for a key, the
+// key's partition alone. An error (not owned here, restoring) fails the
+// subscription before anything is written.
+type CurrentWindows func(key string, prefix bool, partition int32, fn func(abacus.WindowUpdate) bool) (checkpoints map[int32]int64, err error)
+
 // Source reads the current values a stream starts with. Current serves key
-// subscriptions, CurrentPrefix prefix ones; either may be nil if that kind
-// is not offered.
+// subscriptions, CurrentPrefix prefix ones, Windows both of a windowed
+// store's hub; each may be nil if that kind is not offered.
 type Source struct {
 	Current       Current
 	CurrentPrefix CurrentPrefix
+	Windows       CurrentWindows
 }
 
 // Handler serves ?key= and ?prefix= subscriptions from src. It answers a
@@ -119,21 +131,32 @@ func (h *Hub) Handler(src Source) http.Handler {
 // later update in order. A key stream's reconnection with Last-Event-ID
 // is sent only values above the one that id names.
 //
+// A windowed store's hub sends the current windows (of the key, or up to
+// SnapshotLimit windows of the keys with the prefix), each partition's
+// followed by a SnapshotEnd comment, then every later update of a
+// window. A reconnection with Last-Event-ID "<partition>-<offset>" is
+// sent the current windows again, then only the updates past that offset
+// in that partition (TestWindowReconnectSkipsWhatTheClientHad).
+//
 // It refuses a subscription past MaxSubscribers, or once the hub stopped,
 // with 503, a JSON error and Retry-After. It returns an error only when
 // the first read from src failed, and then has written nothing: the
 // caller answers (the error is src's, wrapped). Serve blocks until Run
 // has started.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source) error {
-	if h.admitted.Add(1) > int64(h.cfg.MaxSubscribers) {
+	// Counted here first: Publish must queue from now on, for the read
+	// of the current values to come.
+	h.admitted.Add(1)
+	if !h.group.admit() {
 		h.admitted.Add(-1)
 		h.metrics.rejected.Inc()
 		WriteError(w, http.StatusServiceUnavailable, "too_many_subscribers",
-			fmt.Sprintf("this instance serves at most %d subscriptions; retry later", h.cfg.MaxSubscribers), rejectRetryAfter)
+			fmt.Sprintf("this instance serves at most %d subscriptions; retry later", h.group.max), rejectRetryAfter)
 		return nil
 	}
 	h.metrics.subscribers.Inc()
 	defer func() {
+		h.group.leave()
 		h.admitted.Add(-1)
 		h.metrics.subscribers.Dec()
 	}()
@@ -144,7 +167,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 	defer h.streams.Done()
 
 	s := newStream(q, h.cfg.Buffer)
-	if !q.Prefix {
+	switch {
+	case h.cfg.Windows:
+		s.windowed = true
+		s.after.partition, s.after.offset, s.after.set = ParseEventID(r.Header.Get("Last-Event-ID"))
+	case !q.Prefix:
 		s.floor = abacus.KeyStreamPosition(r.Header.Get("Last-Event-ID"))
 	}
 	if err := h.do(r.Context(), func() { h.register(s) }); err != nil {
@@ -154,7 +181,15 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 		return nil // else the client left
 	}
 	defer h.unregister(s)
-	snap, truncated, err := h.snapshot(r.Context(), s, q, src)
+	var snap []queued
+	var truncated bool
+	var checkpoints map[int32]int64
+	var err error
+	if h.cfg.Windows {
+		snap, truncated, checkpoints, err = h.windowSnapshot(r.Context(), s, q, src)
+	} else {
+		snap, truncated, err = h.snapshot(r.Context(), s, q, src)
+	}
 	if err != nil {
 		return err
 	}
@@ -172,7 +207,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, q Query, src Source)
 	w.WriteHeader(http.StatusOK)
 	out := newWriter(w, s, h.cfg.WriteTimeout)
 	defer s.detach()
-	err = out.begin(h.cfg.Retry, snap, truncated, h.cfg.SnapshotLimit)
+	err = out.begin(h.cfg.Retry, snap, truncated, h.cfg.SnapshotLimit, checkpoints)
 	if err == nil {
 		h.metrics.eventsSent.Add(float64(len(snap)))
 		err = h.pump(r.Context(), s, out)
@@ -246,6 +281,43 @@ func (h *Hub) snapshot(ctx context.Context, s *stream, q Query, src Source) (sna
 		_ = h.do(ctx, func() { h.bind(s, q.Partition) })
 	}
 	return snap, truncated, nil
+}
+
+// windowSnapshot reads a windowed stream's current windows and fences
+// the pending updates they already hold, by the checkpoints read with
+// them. It returns them, whether the limit cut them, and the checkpoints.
+func (h *Hub) windowSnapshot(ctx context.Context, s *stream, q Query, src Source) (snap []queued, truncated bool, checkpoints map[int32]int64, err error) {
+	if src.Windows == nil {
+		return nil, false, nil, fmt.Errorf("%w: windowed subscriptions are not offered", ErrBadQuery)
+	}
+	before := h.published.Load()
+	partition := int32(-1)
+	if q.OnePartition {
+		partition = q.Partition
+	}
+	checkpoints, err = src.Windows(q.Key, q.Prefix, partition, func(w abacus.WindowUpdate) bool {
+		if len(snap) == h.cfg.SnapshotLimit {
+			truncated = true
+			return false
+		}
+		snap = append(snap, windowQueued(w, 0))
+		return true
+	})
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("read current windows of %q: %w", q.Key, err)
+	}
+	// As in snapshot; the checkpoints alone decide, the batches only say
+	// when the fence is passed.
+	s.setFence(&fence{before: before, until: h.published.Load() + 1, checkpoints: checkpoints})
+	switch {
+	case !q.Prefix:
+		for p := range checkpoints { // the key's partition alone
+			_ = h.do(ctx, func() { h.bind(s, p) })
+		}
+	case q.OnePartition:
+		_ = h.do(ctx, func() { h.bind(s, q.Partition) })
+	}
+	return snap, truncated, checkpoints, nil
 }
 
 // pump writes the stream's updates as they come, and heartbeats, until it

@@ -21,6 +21,12 @@ type stream struct {
 	// client's Last-Event-ID names; -1 for none). Read-only after Serve
 	// set it, before the stream was registered.
 	floor int64
+	// windowed: the stream is a windowed store's. Its client's
+	// Last-Event-ID, "<partition>-<offset>", is after: the updates of
+	// that partition at or below that offset are not sent (the client had
+	// them). Read-only after Serve set them, as floor.
+	windowed bool
+	after    position
 
 	wake chan struct{} // cap 1: something to write, or the end
 
@@ -35,6 +41,18 @@ type stream struct {
 	// rc is the handler's response while it writes; finish uses it to cut
 	// a blocked write short.
 	rc *http.ResponseController
+}
+
+// position is a partition's changelog offset a client had reached.
+type position struct {
+	partition int32
+	offset    int64
+	set       bool
+}
+
+// covers reports whether q, a window's update, is at or before p.
+func (p position) covers(q *queued) bool {
+	return p.set && q.Partition == p.partition && q.Offset <= p.offset
 }
 
 // pastDeadline fails the write under way and every later one.
@@ -75,7 +93,7 @@ const (
 func (s *stream) offer(q *queued) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.end != open || q.Value <= s.floor || (s.onePartition && q.Partition != s.partition) {
+	if s.end != open || s.had(q) || (s.onePartition && q.Partition != s.partition) {
 		return offerSkipped
 	}
 	if s.fence != nil {
@@ -86,14 +104,24 @@ func (s *stream) offer(q *queued) int {
 		}
 	}
 	outcome := offerQueued
-	if _, ok := s.pending[q.Key]; ok {
+	k := q.slot()
+	if _, ok := s.pending[k]; ok {
 		outcome = offerCoalesced
 	} else if len(s.pending) >= s.limit {
 		return offerOverflow
 	}
-	s.pending[q.Key] = *q
+	s.pending[k] = *q
 	s.notify()
 	return outcome
+}
+
+// had reports whether the client had q before it connected, as its
+// Last-Event-ID says.
+func (s *stream) had(q *queued) bool {
+	if q.windowed {
+		return s.after.covers(q)
+	}
+	return q.Value <= s.floor
 }
 
 func (s *stream) notify() {
@@ -185,12 +213,22 @@ func (s *stream) ended() endReason {
 // past until are not, and a batch between may be. Counts only grow, so an
 // update in that window whose value is not above the snapshot's is one the
 // snapshot holds already.
+//
+// A windowed store's snapshot says exactly what it holds: every window
+// of each partition it read up to the checkpoint read with them
+// (store.WindowedStore.GetWindowsAt), so the updates at or below it are
+// in the snapshot, and the later ones are not (TestWindowSnapshotFence).
 type fence struct {
 	before, until uint64
 	floors        map[string]int64 // key -> value sent in the snapshot
+	checkpoints   map[int32]int64  // a windowed snapshot's: partition -> checkpoint
 }
 
 func (f *fence) drops(q *queued) bool {
+	if q.windowed {
+		cp, ok := f.checkpoints[q.Partition]
+		return ok && q.Offset <= cp
+	}
 	floor, ok := f.floors[q.Key]
 	if !ok {
 		return false

@@ -2,7 +2,9 @@ package subscribe
 
 import (
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -40,8 +42,9 @@ func (o *writer) write(b []byte) error {
 	return o.rc.Flush()
 }
 
-// begin sends the retry field and the snapshot.
-func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit int) error {
+// begin sends the retry field and the snapshot; a windowed stream's
+// ends with the SnapshotEnd comment of each partition in checkpoints.
+func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit int, checkpoints map[int32]int64) error {
 	b := appendRetry(o.buf[:0], retry)
 	for i := range snap {
 		e := &snap[i]
@@ -49,7 +52,11 @@ func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit
 		if !o.s.prefix {
 			id = valueID
 		}
-		b = appendCount(b, e.Key, e.Value, e.Partition, 0, id)
+		if e.windowed {
+			b = appendWindow(b, e)
+		} else {
+			b = appendCount(b, e.Key, e.Value, e.Partition, 0, id)
+		}
 		if len(b) >= chunkBytes {
 			if err := o.write(b); err != nil {
 				return err
@@ -58,9 +65,16 @@ func (o *writer) begin(retry time.Duration, snap []queued, truncated bool, limit
 		}
 	}
 	if truncated {
-		b = append(b, ": snapshot truncated at "...)
+		b = append(b, ": "+SnapshotTruncated+" "...)
 		b = strconv.AppendInt(b, int64(limit), 10)
-		b = append(b, " keys\n\n"...)
+		if o.s.windowed {
+			b = append(b, " windows\n\n"...)
+		} else {
+			b = append(b, " keys\n\n"...)
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(checkpoints)) {
+		b = appendSnapshotEnd(b, p, checkpoints[p])
 	}
 	o.buf = b
 	return o.write(b)
@@ -75,7 +89,11 @@ func (o *writer) updates(batch []queued) error {
 	}
 	for i := range batch {
 		e := &batch[i]
-		b = appendCount(b, e.Key, e.Value, e.Partition, e.Offset, id)
+		if e.windowed {
+			b = appendWindow(b, e)
+		} else {
+			b = appendCount(b, e.Key, e.Value, e.Partition, e.Offset, id)
+		}
 		if len(b) >= chunkBytes || i == len(batch)-1 {
 			if err := o.write(b); err != nil {
 				return err
