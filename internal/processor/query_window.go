@@ -33,7 +33,7 @@ func (p *Processor) WindowedStores() []window.Spec {
 // GetWindows returns the committed windows of key in the windowed store
 // whose start lies in [from, to), ascending by start, and the key's
 // partition. A window past the store's retention is never answered, even
-// before the committer deletes it (TestGetWindowsHidesExpired). It fails
+// before the committer deletes it (e2e TestWindowsPastTheirRetentionAreGone). It fails
 // as Get does.
 func (p *Processor) GetWindows(storeName string, key []byte, from, to int64) (partition int32, windows []store.WindowCount, err error) {
 	w := p.windowedNamed(storeName)
