@@ -81,9 +81,16 @@ func exactOnEveryMember(t *testing.T, pods []*testkit.Instance, truth map[string
 
 // scaling are settings for tests where members leave for good: a static
 // member's partitions move when its session times out, 15 s here, long
-// enough for a loaded machine's heartbeats (see steady).
+// enough for a loaded machine's heartbeats (see steady). A static member
+// stopped just after it rejoined a rebalance (the fourth member of
+// TestRoutineRebalancesCountExactlyAtLeastOnce, stopped as soon as all
+// four are ready, can be) holds the rebalance until its rebalance timeout,
+// on Kafka as on the embedded broker: librdkafka's max.poll.interval.ms,
+// 30 s here as in the rolling tests (docs/reliability.md), where the 5
+// minutes of its default outlast every wait of the tests.
 func scaling(env map[string]string) map[string]string {
-	out := map[string]string{"ABACUS_KAFKA_SESSION_TIMEOUT_MS": "15000", "ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
+	out := map[string]string{"ABACUS_KAFKA_SESSION_TIMEOUT_MS": "15000", "ABACUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+		"ABACUS_KAFKA_MAX_POLL_INTERVAL_MS": "30000"}
 	for k, v := range env {
 		out[k] = v
 	}
