@@ -15,6 +15,7 @@ FROM golang:1.26-bookworm AS build
 # VERSION is stamped into the binary as main.version, exactly as the
 # Makefile's build target does (`make image` passes --build-arg VERSION).
 ARG VERSION=dev
+ARG COMMIT=
 
 WORKDIR /src
 
@@ -29,7 +30,7 @@ COPY internal/ internal/
 # linux/amd64 (and arm64) glibc, so no extra C library is installed.
 # /out/data is made here because the runtime image has no shell to mkdir.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=1 go build -trimpath -ldflags "-X main.version=${VERSION}" -o /out/abacus ./cmd/server \
+    CGO_ENABLED=1 go build -trimpath -ldflags "-X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/abacus ./cmd/server \
     && mkdir -p /out/data
 
 FROM gcr.io/distroless/base-debian12:nonroot AS runtime

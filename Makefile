@@ -1,7 +1,8 @@
 # abacus: the two commands a newcomer needs are `go run ./cmd/server` and `make test`.
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/abacus
 
 .PHONY: build test test-deps unit chart-test fuzz-brief bench image clean

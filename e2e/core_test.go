@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +277,19 @@ func TestNullKeysGoToDeadLetterTopic(t *testing.T) {
 	}
 	if headers["abacus.source.topic"] != input || headers["abacus.error"] != "record has a null key" {
 		t.Errorf("headers %v", headers)
+	}
+}
+
+// abacus version prints the version, the source revision and the Go
+// version on stdout, and exits 0.
+func TestVersionSubcommand(t *testing.T) {
+	cmd := exec.Command(testkit.Binary(t), "version")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	want := fmt.Sprintf("abacus dev (commit %s, %s)\n", testkit.SourceRevision(), runtime.Version())
+	if err != nil || string(out) != want || stderr.Len() != 0 {
+		t.Errorf("abacus version: %v, stdout %q, stderr %q; want %q on stdout", err, out, stderr.String(), want)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,20 @@ func TestMetricsLintAndLag(t *testing.T) {
 		if !bytes.Contains(body, []byte("\n"+name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+	// The member's tasks by state, what it runs, and when it last
+	// committed: nothing yet, so its start.
+	for state, want := range map[string]float64{"active": 4, "restoring": 0, "standby": 0} {
+		if got := testkit.SumMetric(body, "abacus_tasks", `state="`+state+`"`); got != want {
+			t.Errorf("abacus_tasks{state=%q} %v; want %v", state, got, want)
+		}
+	}
+	info := fmt.Sprintf(`abacus_build_info{commit=%q,goversion=%q,version="dev"} 1`, testkit.SourceRevision(), runtime.Version())
+	if !bytes.Contains(body, []byte("\n"+info+"\n")) {
+		t.Errorf("/metrics lacks %s", info)
+	}
+	if last := testkit.SumMetric(body, "abacus_last_commit_timestamp_seconds"); last < float64(in.Started().Unix()-1) || last > float64(time.Now().Unix()) {
+		t.Errorf("abacus_last_commit_timestamp_seconds %v before any commit; want the member's start, %d", last, in.Started().Unix())
 	}
 }
 

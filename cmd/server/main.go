@@ -2,6 +2,7 @@
 //
 //	abacus [--setting=value ...]   run the service (see --help for settings)
 //	abacus broker [flags]          run the embedded Kafka-protocol broker alone
+//	abacus version                 print the version and the source revision
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 )
 
@@ -21,7 +23,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Environ(), os.Stderr)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -33,13 +35,13 @@ func main() {
 }
 
 // run dispatches to a subcommand; only main calls os.Exit.
-func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "broker":
 			return runBroker(ctx, args[1:], stderr)
 		case "version", "--version":
-			fmt.Fprintln(stderr, "abacus", version)
+			fmt.Fprintf(stdout, "abacus %s (commit %s, %s)\n", version, buildCommit(), runtime.Version())
 			return nil
 		}
 	}

@@ -88,7 +88,7 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo())
 	// The hooks run once Run starts, after build has set s.proc.
 	rejoin := func([]int32) { s.proc.Rejoin("orphaned_partitions") }
 	if s.disc, err = discovery.New(discovery.Config{Config: cfg, Logger: log, OnOrphaned: rejoin, OnView: s.placeStandbys}); err != nil {

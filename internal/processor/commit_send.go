@@ -224,6 +224,7 @@ func (c *committer) committed(b *commitBatch, updates []abacus.Update, began, pr
 	}
 	c.p.metrics.commits.Inc()
 	c.p.metrics.commitSeconds.Observe(time.Since(began).Seconds())
+	c.p.metrics.lastCommit.SetToCurrentTime()
 	if c.log.Enabled(b.ctx, slog.LevelDebug) {
 		keys := 0
 		for _, tb := range b.tasks {

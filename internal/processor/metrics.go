@@ -23,6 +23,7 @@ type metrics struct {
 	deadLettered                                   *prometheus.CounterVec // reason
 	dropped                                        *prometheus.CounterVec // reason
 	late                                           *prometheus.CounterVec // store
+	lastCommit                                     prometheus.Gauge
 	windowsExpired                                 *prometheus.CounterVec // store
 	producedWindowChangelog, producedWindowOutput  prometheus.Counter
 	partitionMismatch                              prometheus.Counter
@@ -57,6 +58,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "abacus_records_produced_total", Help: "Records produced, by destination (changelog, output, dlq)."}, []string{"destination"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_records_dead_lettered_total", Help: "Input records sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abacus_last_commit_timestamp_seconds", Help: "When this member last made a batch durable (Unix time; its start before the first): with lag above zero, a stale value means commits stopped."}),
 		late: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "abacus_records_late_total", Help: "Input records late for a windowed store (every window of their timestamp closed), not counted there, by store."}, []string{"store"}),
 		windowsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -116,7 +119,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.producedWindowOutput = m.produced.WithLabelValues("window_output")
 	m.producedDLQ = m.produced.WithLabelValues("dlq")
 	reg.MustRegister(m.processSeconds)
-	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.late, m.windowsExpired, m.partitionMismatch,
+	reg.MustRegister(m.consumed, m.processed, m.produced, m.deadLettered, m.dropped, m.late, m.windowsExpired, m.lastCommit, m.partitionMismatch,
 		m.restored, m.restoredBytes, m.restoreRemaining, m.lag, m.state, m.rebalances, m.commits, m.commitSeconds,
 		m.aborts, m.sessionRestarts, m.wipes, m.e2eSeconds, m.kafkaErrors, m.unconfirmed, m.rejoins, m.standbyLag, m.standbyApplied, m.redelivered, m.otherWriter, m.commitsDeferred)
 	return m

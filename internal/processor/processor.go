@@ -127,6 +127,13 @@ func New(cfg Config, db *store.DB) (*Processor, error) {
 	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), db: db, part: part, rejoin: make(chan string, 1), active: map[int32]bool{}}
 	p.openDB.Store(db)
 	p.metrics = newMetrics(cfg.Registerer)
+	p.metrics.lastCommit.SetToCurrentTime()
+	for _, state := range []string{"active", "restoring", "standby"} {
+		cfg.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "abacus_tasks", Help: "Tasks of this member by state: active, restoring (becoming active), standby (warm copies of other members' tasks).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 { return float64(p.tasksIn(state)) }))
+	}
 	for _, spec := range cfg.Windows {
 		spec = spec.WithDefaults()
 		p.windowed = append(p.windowed, &windowedStore{spec: spec, changelog: cfg.WindowChangelogTopic(spec.Store), output: spec.OutputTopic})
@@ -262,6 +269,24 @@ func (p *Processor) GetAt(storeName string, key []byte) (value int64, partition 
 	position = t.readUpTo.Load()
 	value, found, err = t.store.Get(key)
 	return value, partition, found, position, err
+}
+
+// tasksIn counts this member's tasks in state: active, restoring or
+// standby.
+func (p *Processor) tasksIn(state string) int {
+	if state == "standby" {
+		if r := p.standby.Load(); r != nil {
+			return len(r.Status())
+		}
+		return 0
+	}
+	n := 0
+	for _, t := range *p.tasks.Load() {
+		if t.status().State == state {
+			n++
+		}
+	}
+	return n
 }
 
 // answering is the task of partition here if it answers reads of its

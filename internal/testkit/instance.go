@@ -37,7 +37,9 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "abacus")
-		args := []string{"build", "-o", binPath}
+		// Stamped as make build stamps it, whatever GOFLAGS says of the
+		// toolchain's own VCS stamp.
+		args := []string{"build", "-o", binPath, "-ldflags", "-X main.commit=" + SourceRevision()}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
@@ -51,6 +53,19 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// SourceRevision is the checkout's commit, abbreviated to 12 digits as
+// make build stamps it into the binary ("unknown" outside a checkout).
+func SourceRevision() string {
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("git", "rev-parse", "--short=12", "HEAD")
+	cmd.Dir = filepath.Dir(file)
+	out, err := cmd.Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // Instance is one abacus process.
