@@ -72,9 +72,10 @@ bench:
 
 image:
 # One command, checked against the Dockerfile by test/chart (make -n image):
-# VERSION becomes main.version in the binary, as in `make build`. Name the
-# image with IMAGE=registry/abacus:tag (default abacus:$(VERSION)).
-	docker build --build-arg VERSION=$(VERSION) --file Dockerfile --tag $(or $(IMAGE),abacus:$(VERSION)) .
+# VERSION and COMMIT become main.version and main.commit in the binary, as
+# in `make build`. Name the image with IMAGE=registry/abacus:tag (default
+# abacus:$(VERSION)).
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --file Dockerfile --tag $(or $(IMAGE),abacus:$(VERSION)) .
 
 # chaos runs the long chaos tests of docs/reliability.md (about 20 minutes):
 # rolling kill -9, scale-down and broker cuts over 1M records under both
