@@ -293,6 +293,24 @@ func TestVersionSubcommand(t *testing.T) {
 	}
 }
 
+// abacus --help lists the subcommands and the settings and exits 0; a
+// bare boolean flag takes no argument.
+func TestHelpAndBareBooleanFlag(t *testing.T) {
+	out, err := exec.Command(testkit.Binary(t), "--help").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "Usage:\n  abacus [--setting=value ...]   run the service\n") ||
+		!strings.Contains(string(out), "  --auth-metrics, ABACUS_AUTH_METRICS (bool, default false)\n") {
+		t.Errorf("abacus --help: %v\n%s", err, out)
+	}
+	// --auth-metrics alone, then a setting that fails: the failure is the
+	// partitions', so --auth-metrics did not swallow it.
+	cmd := exec.Command(testkit.Binary(t), "--auth-metrics", "--partitions=0")
+	cmd.Env = []string{"ABACUS_STATE_DIR=" + t.TempDir()}
+	out, err = cmd.CombinedOutput()
+	if want := `abacus: invalid --partitions="0": must be between 1 and 10000`; err == nil || strings.TrimSpace(string(out)) != want {
+		t.Errorf("abacus --auth-metrics --partitions=0: %v %q; want %q", err, out, want)
+	}
+}
+
 // Bad configuration fails at start with one line naming the setting.
 func TestBadConfigurationFailsWithOneClearLine(t *testing.T) {
 	for _, tc := range []struct {
@@ -302,6 +320,8 @@ func TestBadConfigurationFailsWithOneClearLine(t *testing.T) {
 		{"ABACUS_COMMIT_INTERVAL=often", `invalid ABACUS_COMMIT_INTERVAL="often": must be a duration such as 500ms, 30s or 10m`},
 		{"ABACUS_PARTITIONER=fnv", `invalid ABACUS_PARTITIONER="fnv": must be one of murmur2, crc32`},
 		{"ABACUS_PARTITIONS=0", `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000`},
+		// A typo in a variable's name is not left unread.
+		{"ABACUS_COMIT_INTERVAL=5s", `unknown environment variable ABACUS_COMIT_INTERVAL (did you mean ABACUS_COMMIT_INTERVAL?): no setting has that name (--help lists them)`},
 		// Windowed stores: each bad specification names its store and field.
 		{"ABACUS_WINDOWS=trades-5s=hopping,size=5s,advance=6s", `windows[0] (trades-5s): advance 6s is larger than size 5s`},
 		{"ABACUS_WINDOWS=clicks-1m=tumbling,size=1m,advance=10s", `windows[0] (clicks-1m): advance 10s is only for hopping windows, not tumbling`},

@@ -65,7 +65,7 @@ func startTourBinary(t *testing.T, env ...string) (kcat, brokerAddr string, in *
 	dir := t.TempDir()
 	cmd := exec.Command(testkit.Binary(t))
 	httpAddr := "127.0.0.1:" + itoa(testkit.FreePort(t))
-	cmd.Env = append(append(os.Environ(), "ABACUS_EMBEDDED_BROKER="+brokerAddr, "ABACUS_HTTP_ADDR="+httpAddr), env...)
+	cmd.Env = append(append(testkit.InheritedEnv(false), "ABACUS_EMBEDDED_BROKER="+brokerAddr, "ABACUS_HTTP_ADDR="+httpAddr), env...)
 	cmd.Dir = dir
 	log = &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func TestUnknownSettingInFileIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load([]string{"--config", file}, nil, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), `unknown setting "input_topc"`) {
+	if err == nil || !strings.HasPrefix(err.Error(), "config file "+file+`: unknown setting "input_topc" (did you mean input_topic?) (known: `) {
 		t.Errorf("got %v", err)
 	}
 }
@@ -126,5 +127,89 @@ func TestConfigurationDocListsEverySetting(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+EnvName(name)+"`") && !strings.Contains(string(doc), EnvName(name)+"`") {
 			t.Errorf("docs/configuration.md does not list %s", EnvName(name))
 		}
+	}
+}
+
+// An ABACUS_ variable that names no setting stops the start with the
+// closest name; the pass-through, ABACUS_CONFIG and Kubernetes' service
+// links for a Service named abacus are not settings and are let be.
+func TestUnknownVariables(t *testing.T) {
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"ABACUS_COMIT_INTERVAL=1s"}, "unknown environment variable ABACUS_COMIT_INTERVAL (did you mean ABACUS_COMMIT_INTERVAL?): no setting has that name (--help lists them)"},
+		{[]string{"ABACUS_INPUT_TOPICS=x", "ABACUS_ZZZ=1"}, "unknown environment variable ABACUS_INPUT_TOPICS (did you mean ABACUS_INPUT_TOPIC?): no setting has that name (--help lists them)"},
+		{[]string{"ABACUS_ZZZ=1"}, "unknown environment variable ABACUS_ZZZ: no setting has that name (--help lists them)"},
+		{[]string{"ABACUS_KAFKA_SASL_USERNAME=u", "ABACUS_SERVICE_HOST=10.0.0.1", "ABACUS_SERVICE_PORT=8080", "ABACUS_SERVICE_PORT_HTTP=8080",
+			"ABACUS_PORT=tcp://10.0.0.1:8080", "ABACUS_PORT_8080_TCP=tcp://10.0.0.1:8080", "ABACUS_PORT_8080_TCP_PROTO=tcp",
+			"ABACUS_PORT_8080_TCP_PORT=8080", "ABACUS_PORT_8080_TCP_ADDR=10.0.0.1", "ABACUS_HEADLESS_SERVICE_HOST=10.0.0.2",
+			"ABACUS_SERVICE=abacus", "OTHER_THING=1"}, ""},
+	} {
+		_, err := Load(nil, c.env, io.Discard)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%v: %q; want %q", c.env, got, c.want)
+		}
+	}
+}
+
+// A boolean setting's flag stands alone, and does not take the next
+// argument as its value.
+func TestBareBooleanFlag(t *testing.T) {
+	c, err := Load([]string{"--auth-metrics", "--log-level=debug"}, nil, io.Discard)
+	if err != nil || !c.AuthMetrics || c.LogLevel != "debug" {
+		t.Errorf("got auth_metrics %v, log_level %q, %v", c.AuthMetrics, c.LogLevel, err)
+	}
+	c, err = Load([]string{"--auth-metrics=false"}, []string{"ABACUS_AUTH_METRICS=true"}, io.Discard)
+	if err != nil || c.AuthMetrics {
+		t.Errorf("--auth-metrics=false over the environment: %v, %v", c.AuthMetrics, err)
+	}
+	if _, err := Load([]string{"--auth-metrics=maybe"}, nil, io.Discard); err == nil || err.Error() != `invalid --auth-metrics="maybe": must be true or false` {
+		t.Errorf("got %v", err)
+	}
+}
+
+// --help lists the subcommands and every setting with its flag, variable,
+// type, default and meaning.
+func TestHelpListsEverySetting(t *testing.T) {
+	var out strings.Builder
+	if _, err := Load([]string{"--help"}, nil, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	help := out.String()
+	for _, want := range []string{
+		"  abacus broker [flags]", "  abacus version ",
+		"  --commit-interval, ABACUS_COMMIT_INTERVAL (duration, default 1s)\n      how often offsets and state are committed\n",
+		"  --auth-metrics, ABACUS_AUTH_METRICS (bool, default false)\n",
+		"  --cache-max-bytes, ABACUS_CACHE_MAX_BYTES (size, default 10485760)\n",
+		"  --input-topic, ABACUS_INPUT_TOPIC (string, default \"input-topic\")\n",
+		"  --windows, ABACUS_WINDOWS (windows, default none)\n",
+		"  --kafka property=value, ABACUS_KAFKA_<PROPERTY> (repeatable)\n",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	for _, name := range SettingNames() {
+		if !strings.Contains(help, "  --"+FlagName(name)+", "+EnvName(name)+" (") {
+			t.Errorf("--help lacks the setting %s", name)
+		}
+	}
+}
+
+// A value Validate refuses is named as it was given: by its flag when a
+// flag gave it, by its variable when the environment did.
+func TestValidationErrorsNameTheSource(t *testing.T) {
+	_, err := Load([]string{"--partitions=0"}, []string{"ABACUS_PARTITIONS=3"}, io.Discard)
+	if err == nil || err.Error() != `invalid --partitions="0": must be between 1 and 10000` {
+		t.Errorf("flag: %v", err)
+	}
+	_, err = Load(nil, []string{"ABACUS_PARTITIONS=0"}, io.Discard)
+	if err == nil || err.Error() != `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000` {
+		t.Errorf("environment: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ import (
 type setting struct {
 	name string
 	help string
+	// kind names the value's type in --help: string, int, size,
+	// duration, bool or windows.
+	kind string
 	set  func(c *Config, v string) error
 	get  func(c *Config) any
 	// node, if set, reads a value the YAML file gives as a list, a
@@ -30,13 +34,13 @@ type setting struct {
 }
 
 func str(name, help string, field func(c *Config) *string) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "string",
 		set: func(c *Config, v string) error { *field(c) = v; return nil },
 		get: func(c *Config) any { return *field(c) }}
 }
 
 func integer(name, help string, field func(c *Config) *int) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "int",
 		set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {
@@ -49,7 +53,7 @@ func integer(name, help string, field func(c *Config) *int) setting {
 }
 
 func bytesize(name, help string, field func(c *Config) *int64) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "size",
 		set: func(c *Config, v string) error {
 			n, err := ParseBytes(v)
 			if err != nil {
@@ -62,7 +66,7 @@ func bytesize(name, help string, field func(c *Config) *int64) setting {
 }
 
 func duration(name, help string, field func(c *Config) *time.Duration) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "duration",
 		set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
 			if err != nil {
@@ -115,7 +119,7 @@ var settings = []setting{
 }
 
 func boolean(name, help string, field func(c *Config) *bool) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "bool",
 		set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
@@ -133,7 +137,7 @@ func boolean(name, help string, field func(c *Config) *bool) setting {
 // or nothing, for none. Every source replaces the whole list. They are
 // shown in the compact form (window.FormatCompact), "" for none.
 func windows(name, help string) setting {
-	return setting{name: name, help: help,
+	return setting{name: name, help: help, kind: "windows",
 		set: func(c *Config, v string) error {
 			specs, err := window.ParseCompact(v)
 			if err != nil {
@@ -197,9 +201,12 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 
 	fs := flag.NewFlagSet("abacus", flag.ContinueOnError)
 	fs.SetOutput(out)
-	flagValues := map[string]*string{}
+	fs.Usage = func() { usage(out) }
+	flagValues := map[string]*settingFlag{}
 	for _, s := range settings {
-		flagValues[s.name] = fs.String(FlagName(s.name), "", s.help+" (env "+EnvName(s.name)+")")
+		f := &settingFlag{bool: s.kind == "bool"}
+		flagValues[s.name] = f
+		fs.Var(f, FlagName(s.name), s.help)
 	}
 	configFile := fs.String("config", env["ABACUS_CONFIG"], "YAML configuration file (env ABACUS_CONFIG)")
 	var kafkaFlags kvFlag
@@ -216,8 +223,15 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 			return c, err
 		}
 	}
+	if err := unknownVariables(env); err != nil {
+		return c, err
+	}
+	// source names where each setting given was last read from, so that
+	// an error Validate finds names it as the user wrote it.
+	source := map[string]string{}
 	for _, s := range settings {
 		if v, ok := env[EnvName(s.name)]; ok {
+			source[EnvName(s.name)] = EnvName(s.name)
 			if err := s.set(&c, v); err != nil {
 				return c, &FieldError{Setting: EnvName(s.name), Value: shown(s.name, v), Reason: err.Error()}
 			}
@@ -229,8 +243,10 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 		}
 	}
 	for _, s := range settings {
-		if v := *flagValues[s.name]; isSet(fs, FlagName(s.name)) {
-			if err := s.set(&c, v); err != nil {
+		if f := flagValues[s.name]; f.given {
+			source[EnvName(s.name)] = "--" + FlagName(s.name)
+			if err := s.set(&c, f.value); err != nil {
+				v := f.value
 				return c, &FieldError{Setting: "--" + FlagName(s.name), Value: shown(s.name, v), Reason: err.Error()}
 			}
 		}
@@ -241,7 +257,12 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 	for i, s := range c.Windows {
 		c.Windows[i] = s.WithDefaults()
 	}
-	return c, c.Validate()
+	err := c.Validate()
+	var fe *FieldError
+	if errors.As(err, &fe) && source[fe.Setting] != "" {
+		fe.Setting = source[fe.Setting]
+	}
+	return c, err
 }
 
 func shown(name, v string) string {
@@ -249,12 +270,6 @@ func shown(name, v string) string {
 		return Mask
 	}
 	return v
-}
-
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 // normalizeFlags lets --input_topic stand for --input-topic, so a flag can be
@@ -307,7 +322,7 @@ func loadYAML(c *Config, path string) error {
 		}
 		s, ok := byName[strings.ReplaceAll(k, "-", "_")]
 		if !ok {
-			return fmt.Errorf("config file %s: unknown setting %q (known: %s, kafka)", path, k, strings.Join(SettingNames(), ", "))
+			return fmt.Errorf("config file %s: unknown setting %q%s (known: %s, kafka)", path, k, didYouMean(k, append(SettingNames(), "kafka")), strings.Join(SettingNames(), ", "))
 		}
 		if s.node != nil && (n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null") {
 			if err := s.node(c, &n); err != nil {
@@ -362,4 +377,136 @@ func ParseBytes(s string) (int64, error) {
 		return 0, errors.New("must be a size in bytes such as 10485760 or 10MiB")
 	}
 	return n * mult, nil
+}
+
+// settingFlag is a setting's command-line flag: the value given, if any.
+// A boolean setting's flag may stand alone (--auth-metrics means true),
+// as Go's own boolean flags do; its value is then given with =.
+type settingFlag struct {
+	value string
+	given bool
+	bool  bool
+}
+
+func (f *settingFlag) String() string { return f.value }
+
+func (f *settingFlag) Set(v string) error {
+	f.value, f.given = v, true
+	return nil
+}
+
+// IsBoolFlag tells the flag package that a boolean setting's flag takes
+// no separate argument.
+func (f *settingFlag) IsBoolFlag() bool { return f.bool }
+
+// usage writes --help: the subcommands, then every setting of the table
+// with its flag, its variable, its type, its default and its meaning.
+func usage(out io.Writer) {
+	def := Default()
+	fmt.Fprint(out, `Usage:
+  abacus [--setting=value ...]   run the service
+  abacus broker [flags]          run the embedded Kafka-protocol broker alone (abacus broker --help)
+  abacus version                 print the version and the source revision
+
+Settings, each a flag, an environment variable or a key of the YAML file
+named by --config (ABACUS_CONFIG); flags win over the environment, which
+wins over the file (docs/configuration.md):
+
+`)
+	for _, s := range settings {
+		shown := fmt.Sprint(s.get(&def))
+		if shown == "" {
+			shown = "none"
+		} else if s.kind == "string" {
+			shown = strconv.Quote(shown)
+		}
+		fmt.Fprintf(out, "  --%s, %s (%s, default %s)\n      %s\n", FlagName(s.name), EnvName(s.name), s.kind, shown, s.help)
+	}
+	fmt.Fprint(out, `  --config, ABACUS_CONFIG (string, default none)
+      YAML configuration file
+  --kafka property=value, ABACUS_KAFKA_<PROPERTY> (repeatable)
+      a librdkafka property passed through (ABACUS_KAFKA_SASL_PASSWORD is sasl.password)
+`)
+}
+
+// unknownVariables refuses an ABACUS_ variable that names no setting, so
+// that a typo (ABACUS_COMIT_INTERVAL) stops the start instead of leaving
+// the default in place without a word. ABACUS_CONFIG and the
+// ABACUS_KAFKA_ pass-through are known; so are the variables Kubernetes
+// injects for a Service named abacus or abacus-... in the pod's
+// namespace (ABACUS_SERVICE_HOST, ABACUS_PORT_8080_TCP, ...) when the
+// pod does not turn service links off (TestUnknownVariables).
+func unknownVariables(env map[string]string) error {
+	var unknown []string
+	for k := range env {
+		if strings.HasPrefix(k, "ABACUS_") && !KnownVariable(k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := []string{"ABACUS_CONFIG"}
+	for _, s := range settings {
+		names = append(names, EnvName(s.name))
+	}
+	return fmt.Errorf("unknown environment variable %s%s: no setting has that name (--help lists them)", unknown[0], didYouMean(unknown[0], names))
+}
+
+// KnownVariable reports whether Load takes the ABACUS_ variable name: a
+// setting's, ABACUS_CONFIG, the ABACUS_KAFKA_ pass-through, or one of
+// Kubernetes' service links (serviceLink).
+func KnownVariable(name string) bool {
+	if name == "ABACUS_CONFIG" || strings.HasPrefix(name, kafkaEnvPrefix) || serviceLink.MatchString(name) {
+		return true
+	}
+	for _, s := range settings {
+		if EnvName(s.name) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceLink matches the variables of Kubernetes' service links for a
+// Service whose name starts with abacus: <NAME>_SERVICE_HOST,
+// <NAME>_SERVICE_PORT[_<PORT NAME>], <NAME>_PORT and
+// <NAME>_PORT_<port>_<PROTOCOL>[_PROTO|_PORT|_ADDR].
+var serviceLink = regexp.MustCompile(`^ABACUS(_[A-Z0-9_]+)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+
+// didYouMean suggests the known name closest to name, when one is close
+// enough to be a typo of it: " (did you mean X?)", or "".
+func didYouMean(name string, known []string) string {
+	best, bestDist := "", len(name)/3+1
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

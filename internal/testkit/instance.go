@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/abacus-streams/abacus/internal/config"
 )
 
 var (
@@ -53,6 +55,22 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// InheritedEnv is this process's environment as an abacus process
+// started by a test inherits it: without the ABACUS_ variables that are
+// no setting of abacus (a test harness's own, such as ABACUS_CHAOS, which
+// abacus would refuse as unknown), and without every ABACUS_ variable when
+// serverDefaults, so that a developer's shell cannot skew a run.
+func InheritedEnv(serverDefaults bool) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "ABACUS_") || (!serverDefaults && config.KnownVariable(name)) {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // SourceRevision is the checkout's commit, abbreviated to 12 digits as
@@ -111,12 +129,7 @@ func StartInstance(t testing.TB, c InstanceConfig) *Instance {
 		c.StateDir = t.TempDir()
 	}
 	addr := c.Host + ":" + strconv.Itoa(c.Port)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !c.ServerDefaults || !strings.HasPrefix(kv, "ABACUS_") {
-			env = append(env, kv)
-		}
-	}
+	env := InheritedEnv(c.ServerDefaults)
 	env = append(env,
 		"ABACUS_BOOTSTRAP_SERVERS="+c.Brokers,
 		"ABACUS_INSTANCE_ID="+c.Name,
