@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -99,7 +100,11 @@ func TestContract(t *testing.T) {
 	}
 	for _, c := range renderCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkContract(t, c.render(t), known)
+			objs := c.render(t)
+			checkContract(t, objs, known)
+			if c.name == "defaults" {
+				checkProbesMatchTheDocs(t, only[*appsv1.StatefulSet](t, objs).Spec.Template.Spec.Containers[0])
+			}
 		})
 	}
 }
@@ -240,6 +245,30 @@ func checkProbes(t *testing.T, c *corev1.Container, port int32, cfg config.Confi
 		window := time.Duration(sp.PeriodSeconds*sp.FailureThreshold) * time.Second
 		if window <= cfg.StartupTimeout {
 			t.Errorf("startupProbe gives up after %s, before the binary's startup timeout %s", window, cfg.StartupTimeout)
+		}
+	}
+}
+
+// checkProbesMatchTheDocs: the probe timings docs/operations.md gives as
+// the chart's defaults are the ones the chart renders by default.
+func checkProbesMatchTheDocs(t *testing.T, c corev1.Container) {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, probe := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
+		m := regexp.MustCompile(`(?m)^` + kind + `:.*periodSeconds: (\d+), +timeoutSeconds: (\d+), failureThreshold: (\d+)\}`).FindSubmatch(doc)
+		if m == nil {
+			t.Errorf("docs/operations.md gives no %s line with periodSeconds, timeoutSeconds and failureThreshold", kind)
+			continue
+		}
+		if probe == nil {
+			continue
+		}
+		got := fmt.Sprintf("%d %d %d", probe.PeriodSeconds, probe.TimeoutSeconds, probe.FailureThreshold)
+		if want := fmt.Sprintf("%s %s %s", m[1], m[2], m[3]); got != want {
+			t.Errorf("%s renders period, timeout, failure threshold %s; docs/operations.md says %s", kind, got, want)
 		}
 	}
 }
