@@ -341,3 +341,28 @@ func TestBadConfigurationFailsWithOneClearLine(t *testing.T) {
 		}
 	}
 }
+
+// ABACUS_CREATE_TOPICS=false against a broker without the topics stops
+// the start with one line listing each missing topic with its partitions
+// and configs; with the topics there, the member runs and counts.
+func TestCreateTopicsFalse(t *testing.T) {
+	b := testkit.StartBroker(t, 2)
+	dir := t.TempDir()
+	cmd := exec.Command(testkit.Binary(t))
+	cmd.Env = []string{"ABACUS_BOOTSTRAP_SERVERS=" + b.Addr(), "ABACUS_STATE_DIR=" + dir, "ABACUS_CREATE_TOPICS=false",
+		"ABACUS_HTTP_ADDR=127.0.0.1:" + itoa(testkit.FreePort(t)), "ABACUS_INSTANCE_ID=abacus-0", "ABACUS_PARTITIONS=2"}
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	want := "abacus: topics missing and ABACUS_CREATE_TOPICS=false: create input-topic (2 partitions); counts-topic (2 partitions); " +
+		"counts-app-dlq (2 partitions); counts-app-counts-store-changelog (2 partitions, cleanup.policy=compact, segment.bytes=4194304)"
+	if err == nil || lines[len(lines)-1] != want {
+		t.Fatalf("without the topics: %v, last line %q; want %q", err, lines[len(lines)-1], want)
+	}
+	for _, topic := range []string{input, output, dlq, changelog} {
+		createTopic(t, b.Addr(), topic, 2)
+	}
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: b.Addr(), Env: map[string]string{"ABACUS_CREATE_TOPICS": "false", "ABACUS_PARTITIONS": "2"}})
+	in.WaitReady(time.Minute)
+	testkit.Produce(t, b.Addr(), input, "murmur2_random", []testkit.Record{{Key: []byte("foo"), Value: []byte("x")}})
+	waitCounts(t, time.Minute, []*testkit.Instance{in}, map[string]int64{"foo": 1}, false)
+}

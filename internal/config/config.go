@@ -55,12 +55,19 @@ type Config struct {
 	CacheMaxBytes int64
 	// MemoryLimit is the Go heap's soft limit; 0 derives it from the
 	// caches (GoMemoryLimit).
-	MemoryLimit       int64
-	PeerURLTemplate   string
-	Namespace         string
-	Service           string
-	Partitioner       string
-	Partitions        int
+	MemoryLimit     int64
+	PeerURLTemplate string
+	Namespace       string
+	Service         string
+	Partitioner     string
+	Partitions      int
+	// ReplicationFactor of the topics abacus creates; 0 takes min(3,
+	// brokers).
+	ReplicationFactor int
+	// CreateTopics lets abacus create the topics it needs that are
+	// missing; false makes a missing topic a startup error that lists
+	// what to create (topics managed by Strimzi KafkaTopics, or ACLs).
+	CreateTopics      bool
 	OnError           string
 	ShutdownTimeout   time.Duration
 	StartupTimeout    time.Duration
@@ -126,6 +133,7 @@ func Default() Config {
 		Service:             "abacus",
 		Partitioner:         Murmur2,
 		Partitions:          4,
+		CreateTopics:        true,
 		OnError:             OnErrorDLQ,
 		ShutdownTimeout:     30 * time.Second,
 		StartupTimeout:      2 * time.Minute,
@@ -257,6 +265,9 @@ func (c Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions > 10000 {
 		return bad("partitions", strconv.Itoa(c.Partitions), "must be between 1 and 10000")
+	}
+	if c.ReplicationFactor < 0 || c.ReplicationFactor > 32767 {
+		return bad("replication_factor", strconv.Itoa(c.ReplicationFactor), "must be between 0 (min(3, brokers)) and 32767")
 	}
 	if c.CommitInterval < 10*time.Millisecond {
 		return bad("commit_interval", c.CommitInterval.String(), "must be at least 10ms")

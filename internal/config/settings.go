@@ -100,6 +100,8 @@ var settings = []setting{
 	str("service", "headless Service name, for the peer URL template", func(c *Config) *string { return &c.Service }),
 	str("partitioner", "partitioner the producers use: murmur2 or crc32", func(c *Config) *string { return &c.Partitioner }),
 	integer("partitions", "partitions of the topics abacus creates", func(c *Config) *int { return &c.Partitions }),
+	integer("replication_factor", "replication factor of the topics abacus creates (0 = min(3, brokers))", func(c *Config) *int { return &c.ReplicationFactor }),
+	boolean("create_topics", "create the topics abacus needs that are missing; false: a missing topic stops the start with what to create", func(c *Config) *bool { return &c.CreateTopics }),
 	str("on_error", "records that cannot be counted: dlq, drop or fail", func(c *Config) *string { return &c.OnError }),
 	duration("shutdown_timeout", "how long a graceful shutdown may take", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	duration("startup_timeout", "how long to wait for the broker and the input topic", func(c *Config) *time.Duration { return &c.StartupTimeout }),

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/config"
@@ -68,6 +70,9 @@ func ensureOnce(ctx context.Context, admin *kafka.AdminClient, cfg config.Config
 		return 0, fmt.Errorf("read cluster metadata: %w", err)
 	}
 	rf := min(3, len(md.Brokers))
+	if cfg.ReplicationFactor > 0 {
+		rf = cfg.ReplicationFactor
+	}
 	partitions := func(topic string) (int, bool) {
 		t, ok := md.Topics[topic]
 		if !ok || t.Error.Code() == kafka.ErrUnknownTopicOrPart || t.Error.Code() == kafka.ErrUnknownTopic {
@@ -114,6 +119,9 @@ func ensureOnce(ctx context.Context, admin *kafka.AdminClient, cfg config.Config
 			specs = append(specs, spec)
 		}
 	}
+	if len(specs) > 0 && !cfg.CreateTopics {
+		return 0, permanentf("topics missing and ABACUS_CREATE_TOPICS=false: create %s", describeTopics(specs))
+	}
 	if len(specs) > 0 && created {
 		return 0, fmt.Errorf("topic %s not visible in metadata yet", specs[0].Topic)
 	}
@@ -138,6 +146,25 @@ func ensureOnce(ctx context.Context, admin *kafka.AdminClient, cfg config.Config
 		return 0, fmt.Errorf("input topic %s has no partitions yet", cfg.InputTopic)
 	}
 	return int32(inputN), nil
+}
+
+// describeTopics lists topics to create with their partitions and
+// configs, for a user who creates them.
+func describeTopics(specs []kafka.TopicSpecification) string {
+	parts := make([]string, len(specs))
+	for i, sp := range specs {
+		desc := fmt.Sprintf("%s (%d partitions", sp.Topic, sp.NumPartitions)
+		keys := make([]string, 0, len(sp.Config))
+		for k := range sp.Config {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			desc += fmt.Sprintf(", %s=%s", k, sp.Config[k])
+		}
+		parts[i] = desc + ")"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // permanentError is a failure that retrying does not mend.
