@@ -140,12 +140,12 @@ func waitAllCommitted(b *testing.B, admin *kafkaAdmin, app string) {
 func startInProcess(b *testing.B, brokers, app, guarantee string, partitions int, env ...string) (stop func()) {
 	b.Helper()
 	cfg, err := config.Load(nil, append(env,
-		"ABACUS_BOOTSTRAP_SERVERS=" + brokers,
-		"ABACUS_APPLICATION_ID=" + app,
-		"ABACUS_INPUT_TOPIC=" + inputTopic,
+		"ABACUS_BOOTSTRAP_SERVERS="+brokers,
+		"ABACUS_APPLICATION_ID="+app,
+		"ABACUS_INPUT_TOPIC="+inputTopic,
 		"ABACUS_INSTANCE_ID=abacus-0",
-		"ABACUS_STATE_DIR=" + b.TempDir(),
-		"ABACUS_PROCESSING_GUARANTEE=" + guarantee,
+		"ABACUS_STATE_DIR="+b.TempDir(),
+		"ABACUS_PROCESSING_GUARANTEE="+guarantee,
 		"ABACUS_PARTITIONS="+strconv.Itoa(partitions),
 	), io.Discard)
 	if err != nil {

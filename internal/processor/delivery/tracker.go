@@ -49,7 +49,7 @@ type Tracker struct {
 	outputReported    map[int32]int64
 	// lastOffsets holds, per topic of trackOffsets (the windowed stores'
 	// changelogs) and partition, the offset of the last record delivered
-	// in this session.
+	// since the producer started.
 	trackOffsets map[string]bool
 	lastOffsets  map[topicPartition]int64
 }
@@ -228,7 +228,7 @@ func (d *Tracker) LastChangelogOffset(p int32) (int64, bool) {
 }
 
 // LastOffset is the offset of the last record delivered to partition p
-// of topic (one of New's trackOffsets) in this session, and whether there
+// of topic (one of New's trackOffsets) since the producer started, and whether there
 // was one.
 func (d *Tracker) LastOffset(topic string, p int32) (int64, bool) {
 	d.mu.Lock()
