@@ -19,8 +19,8 @@ test: test-deps
 	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
 
-# test-deps installs kcat, gcc, npm, Chromium (Debian packages) and the
-# chart tools when they are missing; on a machine that has them it only
+# test-deps installs kcat, gcc, npm, Chromium, promtool (Debian packages)
+# and the chart tools when they are missing; on a machine that has them it only
 # checks (scripts/install-test-deps.sh).
 test-deps:
 	@bash scripts/install-test-deps.sh
@@ -42,7 +42,10 @@ chart-test:
 # The chart, Dockerfile and image checks live in the nested module test/chart
 # (it keeps the Kubernetes libraries out of go.mod). helm is looked up in
 # $(go env GOPATH)/bin, where scripts/install-chart-tools.sh puts it, even if
-# that is not on PATH; a missing tool fails the target, it is never skipped.
+# that is not on PATH, and promtool (the alerts' and the dashboard's PromQL)
+# on PATH, where Debian's prometheus package puts it
+# (scripts/install-test-deps.sh); a missing tool fails the target, it is
+# never skipped.
 # When internal/config or internal/api gains a dependency, test/chart/go.mod
 # needs `go mod tidy` too; the target says so instead of failing obscurely.
 	@gobin="$$($(GO) env GOPATH | cut -d: -f1)/bin"; \
@@ -53,13 +56,17 @@ chart-test:
 			echo "chart-test: $$tool is missing: run scripts/install-chart-tools.sh" >&2; exit 1; \
 		fi; \
 	done; \
+	promtool="$${PROMTOOL:-$$(command -v promtool)}"; \
+	if [ ! -x "$$promtool" ]; then \
+		echo "chart-test: promtool is missing: run scripts/install-test-deps.sh (Debian: apt-get install prometheus)" >&2; exit 1; \
+	fi; \
 	cd test/chart || exit 1; \
 	if ! $(GO) mod tidy -diff >/dev/null; then \
 		echo "chart-test: test/chart/go.mod lags the packages it imports from the root module; run: (cd test/chart && go mod tidy)" >&2; exit 1; \
 	fi; \
 	set -x; \
 	$(GO) vet ./... && \
-	HELM="$$helm" DOCKERFILELINT="$$lint" $(GO) test -count=1 -timeout 10m ./...
+	HELM="$$helm" DOCKERFILELINT="$$lint" PROMTOOL="$$promtool" $(GO) test -count=1 -timeout 10m ./...
 
 # bench measures throughput, restore rate and peak RSS against one kfake
 # broker, then a rolling restart of three members under a steady input,

@@ -14,16 +14,22 @@
 //     with testdata/all-on.yaml, which switches every option on, and with a
 //     few single-option variants. Every rendered object is decoded strictly
 //     (unknown or duplicate fields fail) into its k8s.io/api type; the
-//     ServiceMonitor, which has no such type, is checked field by field.
+//     ServiceMonitor and the PrometheusRule, which have no such type, into
+//     structs of the fields the chart may render.
 //   - The rendered pod is held against the binary: every ABACUS_* variable
 //     is a setting config.SettingNames knows, the whole environment passes
 //     config.Load, the probes, metrics and the NOTES' curl lines use paths
 //     api.ServedPaths lists, and every port agrees with ABACUS_HTTP_ADDR.
 //   - values.schema.json rejects a wrong type and an unknown key.
+//   - The PrometheusRule's groups pass promtool check rules, and promtool
+//     test rules runs testdata/alerts.test.yaml against them: synthetic
+//     series that make every alert fire, and some stay quiet.
 //   - The Dockerfile passes BuildKit's parse-time checks and dockerfilelint,
 //     and builds what `make build` builds, the way `make -n image` says.
 //
-// helm is found at $HELM, at $(go env GOPATH)/bin/helm or on PATH, and
-// dockerfilelint at $DOCKERFILELINT or in .tools/; a missing tool fails the
-// tests (run scripts/install-chart-tools.sh), it never skips them.
+// helm is found at $HELM, at $(go env GOPATH)/bin/helm or on PATH,
+// dockerfilelint at $DOCKERFILELINT or in .tools/, and promtool at
+// $PROMTOOL or on PATH; a missing tool fails the tests (run
+// scripts/install-chart-tools.sh, and scripts/install-test-deps.sh for
+// promtool), it never skips them.
 package chart

@@ -52,6 +52,12 @@ func chartDir(t *testing.T) string {
 // the test: a missing tool is an error, never a reason to skip.
 func findTool(t *testing.T, name string, candidates ...string) string {
 	t.Helper()
+	return findToolOr(t, name, installHint, candidates...)
+}
+
+// findToolOr is findTool with its own hint of how to install the tool.
+func findToolOr(t *testing.T, name, hint string, candidates ...string) string {
+	t.Helper()
 	for _, c := range candidates {
 		if c == "" {
 			continue
@@ -63,7 +69,7 @@ func findTool(t *testing.T, name string, candidates ...string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	t.Fatalf("%s not found (looked at %s and on PATH): %s", name, strings.Join(nonEmpty(candidates), ", "), installHint)
+	t.Fatalf("%s not found (looked at %s and on PATH): %s", name, strings.Join(nonEmpty(candidates), ", "), hint)
 	return ""
 }
 
@@ -128,7 +134,7 @@ type object struct {
 	Name   string
 	Raw    []byte
 	// Obj is the strictly decoded object, or an *unstructured.Unstructured
-	// for kinds without a Go type (ServiceMonitor).
+	// for kinds without a Go type (ServiceMonitor, PrometheusRule).
 	Obj runtime.Object
 }
 
@@ -137,7 +143,10 @@ var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableS
 
 // kindsWithoutGoType are decoded as unstructured and checked by hand:
 // monitoring.coreos.com has no k8s.io/api package.
-var kindsWithoutGoType = map[string]bool{"monitoring.coreos.com/v1/ServiceMonitor": true}
+var kindsWithoutGoType = map[string]bool{
+	"monitoring.coreos.com/v1/ServiceMonitor": true,
+	"monitoring.coreos.com/v1/PrometheusRule": true,
+}
 
 // decodeManifests splits helm's output into documents and decodes each one.
 func decodeManifests(out string) ([]object, error) {

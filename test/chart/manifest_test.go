@@ -31,7 +31,7 @@ func renderCases() []renderCase {
 	return []renderCase{
 		{name: "defaults", kinds: baseKinds},
 		{name: "all-on", files: []string{"all-on.yaml"},
-			kinds: []string{"NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
+			kinds: []string{"NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
 		{name: "no-persistence", sets: []string{"persistence.enabled=false"}, kinds: baseKinds},
 		{name: "no-standbys", sets: []string{"standbyReplicas=0"}, kinds: baseKinds},
 		{name: "no-storage-class", sets: []string{"persistence.storageClassName=-"}, kinds: baseKinds},
