@@ -23,7 +23,9 @@
 //   - values.schema.json rejects a wrong type and an unknown key.
 //   - The PrometheusRule's groups pass promtool check rules, and promtool
 //     test rules runs testdata/alerts.test.yaml against them: synthetic
-//     series that make every alert fire, and some stay quiet.
+//     series that make every alert fire, and some stay quiet. The Grafana
+//     dashboard (charts/abacus/dashboards/abacus.json) is valid JSON whose
+//     PromQL promtool accepts, shipped unchanged in the ConfigMap.
 //   - The Dockerfile passes BuildKit's parse-time checks and dockerfilelint,
 //     and builds what `make build` builds, the way `make -n image` says.
 //

@@ -31,7 +31,7 @@ func renderCases() []renderCase {
 	return []renderCase{
 		{name: "defaults", kinds: baseKinds},
 		{name: "all-on", files: []string{"all-on.yaml"},
-			kinds: []string{"NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
+			kinds: []string{"ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
 		{name: "no-persistence", sets: []string{"persistence.enabled=false"}, kinds: baseKinds},
 		{name: "no-standbys", sets: []string{"standbyReplicas=0"}, kinds: baseKinds},
 		{name: "no-storage-class", sets: []string{"persistence.storageClassName=-"}, kinds: baseKinds},
@@ -261,7 +261,9 @@ func checkMetadata(t *testing.T, objs []object) {
 			t.Errorf("%s: %T has no metadata", o.Source, o.Obj)
 			continue
 		}
-		if meta.GetNamespace() != namespace {
+		// The dashboard's ConfigMap goes where Grafana's sidecar looks
+		// (grafanaDashboard.namespace; TestGrafanaDashboardValues).
+		if meta.GetNamespace() != namespace && !strings.HasSuffix(o.Source, "/dashboard-configmap.yaml") {
 			t.Errorf("%s %s: namespace %q, want %q", o.Kind, o.Name, meta.GetNamespace(), namespace)
 		}
 		if meta.GetLabels()["app.kubernetes.io/instance"] != release {
