@@ -46,8 +46,9 @@ chart-test:
 # on PATH, where Debian's prometheus package puts it
 # (scripts/install-test-deps.sh); a missing tool fails the target, it is
 # never skipped.
-# When internal/config or internal/api gains a dependency, test/chart/go.mod
-# needs `go mod tidy` too; the target says so instead of failing obscurely.
+# When internal/config, internal/api or internal/broker gains a dependency,
+# test/chart/go.mod needs `go mod tidy` too; the target says so instead of
+# failing obscurely.
 	@gobin="$$($(GO) env GOPATH | cut -d: -f1)/bin"; \
 	helm="$${HELM:-$$gobin/helm}"; \
 	lint="$${DOCKERFILELINT:-$(CURDIR)/test/chart/.tools/node_modules/.bin/dockerfilelint}"; \

@@ -5,8 +5,8 @@
 // It is a module of its own so that the Kubernetes client libraries it
 // decodes manifests with stay out of the service's go.mod. It replaces
 // github.com/abacus-streams/abacus with the work tree (../..) and imports
-// internal/config and internal/api from it, which Go allows because this
-// module's path lies under the service's.
+// internal/config, internal/api and internal/broker from it, which Go
+// allows because this module's path lies under the service's.
 //
 // The tests run the real tools, never a copy of their logic:
 //
@@ -25,7 +25,11 @@
 //     test rules runs testdata/alerts.test.yaml against them: synthetic
 //     series that make every alert fire, and some stay quiet. The Grafana
 //     dashboard (charts/abacus/dashboards/abacus.json) is valid JSON whose
-//     PromQL promtool accepts, shipped unchanged in the ConfigMap.
+//     PromQL promtool accepts, shipped unchanged in the ConfigMap. Every
+//     metric family, label and label value the alerts and the dashboard
+//     select is on the /metrics of real abacus processes (the binary built
+//     from the work tree, run against the embedded broker) once they have
+//     counted, dead-lettered and dropped records.
 //   - The Dockerfile passes BuildKit's parse-time checks and dockerfilelint,
 //     and builds what `make build` builds, the way `make -n image` says.
 //
