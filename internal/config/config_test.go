@@ -212,4 +212,17 @@ func TestValidationErrorsNameTheSource(t *testing.T) {
 	if err == nil || err.Error() != `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000` {
 		t.Errorf("environment: %v", err)
 	}
+	file := filepath.Join(t.TempDir(), "abacus.yaml")
+	if err := os.WriteFile(file, []byte("partitions: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load([]string{"--config=" + file}, nil, io.Discard)
+	if err == nil || err.Error() != `invalid `+file+`: partitions="0": must be between 1 and 10000` {
+		t.Errorf("file: %v", err)
+	}
+	// A later source that sets the value again is the one named.
+	_, err = Load([]string{"--config=" + file}, []string{"ABACUS_PARTITIONS=0"}, io.Discard)
+	if err == nil || err.Error() != `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000` {
+		t.Errorf("file, then environment: %v", err)
+	}
 }

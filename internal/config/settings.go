@@ -220,17 +220,18 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 		return c, fmt.Errorf("unexpected argument %q (settings are flags such as --input-topic=NAME)", fs.Arg(0))
 	}
 
+	// source names where each setting given was last read from, so that
+	// an error Validate finds names it as the user wrote it
+	// (TestValidationErrorsNameTheSource).
+	source := map[string]string{}
 	if *configFile != "" {
-		if err := loadYAML(&c, *configFile); err != nil {
+		if err := loadYAML(&c, *configFile, source); err != nil {
 			return c, err
 		}
 	}
 	if err := unknownVariables(env); err != nil {
 		return c, err
 	}
-	// source names where each setting given was last read from, so that
-	// an error Validate finds names it as the user wrote it.
-	source := map[string]string{}
 	for _, s := range settings {
 		if v, ok := env[EnvName(s.name)]; ok {
 			source[EnvName(s.name)] = EnvName(s.name)
@@ -292,7 +293,9 @@ func normalizeFlags(args []string) []string {
 	return out
 }
 
-func loadYAML(c *Config, path string) error {
+// loadYAML reads the configuration file into c and notes in source, by
+// environment variable name, the file key each setting came from.
+func loadYAML(c *Config, path string, source map[string]string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
@@ -326,6 +329,7 @@ func loadYAML(c *Config, path string) error {
 		if !ok {
 			return fmt.Errorf("config file %s: unknown setting %q%s (known: %s, kafka)", path, k, didYouMean(k, append(SettingNames(), "kafka")), strings.Join(SettingNames(), ", "))
 		}
+		source[EnvName(s.name)] = path + ": " + k
 		if s.node != nil && (n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null") {
 			if err := s.node(c, &n); err != nil {
 				return fmt.Errorf("config file %s: %w", path, err)
