@@ -108,6 +108,25 @@ func TestPeerTemplate(t *testing.T) {
 	}
 }
 
+// With a certificate to serve HTTPS, the default peer template is
+// https://; a template given is kept as it is.
+func TestPeerTemplateFollowsTLS(t *testing.T) {
+	tls := []string{"ABACUS_TLS_CERT_FILE=c.pem", "ABACUS_TLS_KEY_FILE=k.pem"}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, DefaultPeerURLTemplate},
+		{tls, DefaultPeerURLTemplateTLS},
+		{append(tls, "ABACUS_PEER_URL_TEMPLATE=http://{{.Member}}:{{.Port}}"), "http://{{.Member}}:{{.Port}}"},
+	} {
+		c, err := Load(nil, tc.env, io.Discard)
+		if err != nil || c.PeerURLTemplate != tc.want {
+			t.Errorf("%v: %v, template %q; want %q", tc.env, err, c.PeerURLTemplate, tc.want)
+		}
+	}
+}
+
 func TestSecretsAreRecognised(t *testing.T) {
 	for k, want := range map[string]bool{"sasl.password": true, "ssl.key.password": true, "sasl.oauthbearer.client.secret": true,
 		"sasl.jaas.config": true, "api_token": true, "bootstrap.servers": false, "sasl.username": false} {

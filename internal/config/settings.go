@@ -114,6 +114,7 @@ var settings = []setting{
 	boolean("auth_metrics", "also require auth for /metrics", func(c *Config) *bool { return &c.AuthMetrics }),
 	str("tls_cert_file", "TLS certificate (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSCertFile }),
 	str("tls_key_file", "TLS private key (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSKeyFile }),
+	str("tls_ca_file", "CA certificates (PEM) members' HTTPS certificates are verified with (empty: the system's)", func(c *Config) *string { return &c.TLSCAFile }),
 	str("cors_origins", "origins allowed to call /api/v1 from browsers, comma-separated (empty: CORS off)", func(c *Config) *string { return &c.CORSOrigins }),
 	str("events_topic", "topic receiving state changes as CloudEvents (empty: none)", func(c *Config) *string { return &c.EventsTopic }),
 	integer("max_subscribers", "most live subscriptions one instance serves", func(c *Config) *int { return &c.MaxSubscribers }),
@@ -259,6 +260,11 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 	}
 	for i, s := range c.Windows {
 		c.Windows[i] = s.WithDefaults()
+	}
+	if c.TLSCertFile != "" && source[EnvName("peer_url_template")] == "" {
+		// Members serving HTTPS call each other over HTTPS unless told
+		// otherwise (TestPeerTemplateFollowsTLS).
+		c.PeerURLTemplate = DefaultPeerURLTemplateTLS
 	}
 	err := c.Validate()
 	var fe *FieldError
