@@ -164,6 +164,8 @@ func TestAllOn(t *testing.T) {
 		"ABACUS_KAFKA_STATISTICS_INTERVAL_MS":              "60000",
 		"ABACUS_SHUTDOWN_TIMEOUT":                          "60s",
 		"ABACUS_NUM_STANDBY_REPLICAS":                      "2",
+		"ABACUS_REPLICATION_FACTOR":                        "3",
+		"ABACUS_CREATE_TOPICS":                             "false",
 	} {
 		if got, _ := envValue(c, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)

@@ -45,6 +45,8 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "too many standby replicas", set: "standbyReplicas=6", wants: "/standbyReplicas"},
 		{name: "negative standby replicas", set: "standbyReplicas=-1", wants: "/standbyReplicas"},
 		{name: "standby replicas not a number", set: "standbyReplicas=one", wants: "/standbyReplicas"},
+		{name: "negative replication factor", set: "config.replicationFactor=-1", wants: "/config/replicationFactor"},
+		{name: "create topics not a boolean", set: "config.createTopics=sometimes", wants: "/config/createTopics"},
 		{name: "grace period within shutdown", set: "terminationGracePeriodSeconds=30", wants: "must be larger than config.shutdownTimeoutSeconds", templateOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
