@@ -158,7 +158,10 @@ func TestAllOn(t *testing.T) {
 		"ABACUS_KAFKA_FETCH_MAX_BYTES":                     "52428800",
 		"ABACUS_KAFKA_ENABLE_SSL_CERTIFICATE_VERIFICATION": "true",
 		"ABACUS_KAFKA_SESSION_TIMEOUT_MS":                  "120000",
-		"ABACUS_PEER_URL_TEMPLATE":                         "http://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}",
+		"ABACUS_PEER_URL_TEMPLATE":                         "https://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}",
+		"ABACUS_TLS_CERT_FILE":                             "/etc/abacus/tls/tls.crt",
+		"ABACUS_TLS_KEY_FILE":                              "/etc/abacus/tls/tls.key",
+		"ABACUS_TLS_CA_FILE":                               "/etc/abacus/tls/ca.crt",
 		"ABACUS_CACHE_MAX_BYTES":                           "0",
 		"ABACUS_PROCESSING_GUARANTEE":                      "exactly_once_v2",
 		"ABACUS_KAFKA_STATISTICS_INTERVAL_MS":              "60000",
@@ -176,6 +179,10 @@ func TestAllOn(t *testing.T) {
 	}
 	if !hasMount(c, "kafka-tls", "/etc/abacus/kafka-tls") || volume(pod, "kafka-tls") == nil {
 		t.Error("extra volume kafka-tls is not mounted")
+	}
+	if v := volume(pod, "tls"); !hasMount(c, "tls", "/etc/abacus/tls") || v == nil || v.Projected == nil || len(v.Projected.Sources) != 2 ||
+		v.Projected.Sources[1].Secret.Name != "abacus-ca" || v.Projected.Sources[1].Secret.Items[0].Key != "ca.pem" {
+		t.Errorf("want the TLS Secret and the CA Secret's ca.pem mounted at /etc/abacus/tls, got %+v", v)
 	}
 	if sts.Spec.Template.Labels["team"] != "streams" || sts.Spec.Template.Annotations["example.com/owner"] != "streams" {
 		t.Error("podLabels or podAnnotations missing")

@@ -47,6 +47,11 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "standby replicas not a number", set: "standbyReplicas=one", wants: "/standbyReplicas"},
 		{name: "negative replication factor", set: "config.replicationFactor=-1", wants: "/config/replicationFactor"},
 		{name: "create topics not a boolean", set: "config.createTopics=sometimes", wants: "/config/createTopics"},
+		{name: "tls not a boolean", set: "tls.enabled=yes", wants: "/tls/enabled"},
+		{name: "unknown tls key", set: "tls.secretName=abacus-tls", wants: "secretName"},
+		{name: "tls server name with a scheme", set: "tls.serverName=https://abacus", wants: "/tls/serverName"},
+		{name: "tls without a Secret", set: "tls.enabled=true", wants: "tls.enabled needs tls.existingSecret", templateOnly: true},
+		{name: "tls with http peers", file: "bad-tls-http-peers.yaml", wants: "with tls.enabled they serve HTTPS only", templateOnly: true},
 		{name: "grace period within shutdown", set: "terminationGracePeriodSeconds=30", wants: "must be larger than config.shutdownTimeoutSeconds", templateOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,13 +28,40 @@ type serviceMonitor struct {
 			MatchNames []string `json:"matchNames,omitempty"`
 		} `json:"namespaceSelector"`
 		Selector  metav1.LabelSelector `json:"selector"`
-		Endpoints []struct {
-			Port          string `json:"port"`
-			Path          string `json:"path"`
-			Interval      string `json:"interval,omitempty"`
-			ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
-		} `json:"endpoints"`
+		Endpoints []smEndpoint         `json:"endpoints"`
 	} `json:"spec"`
+}
+
+// smEndpoint is one endpoint of a ServiceMonitor.
+type smEndpoint struct {
+	Port          string       `json:"port"`
+	Path          string       `json:"path"`
+	Interval      string       `json:"interval,omitempty"`
+	ScrapeTimeout string       `json:"scrapeTimeout,omitempty"`
+	Scheme        string       `json:"scheme,omitempty"`
+	TLSConfig     *smTLSConfig `json:"tlsConfig,omitempty"`
+}
+
+// smTLSConfig is the operator's TLSConfig, as far as the chart fills it.
+type smTLSConfig struct {
+	ServerName         string               `json:"serverName,omitempty"`
+	InsecureSkipVerify *bool                `json:"insecureSkipVerify,omitempty"`
+	CA                 *smSecretOrConfigMap `json:"ca,omitempty"`
+}
+
+// smSecretOrConfigMap is the operator's reference to a key of a Secret (or
+// ConfigMap, which the chart does not use).
+type smSecretOrConfigMap struct {
+	Secret *corev1.SecretKeySelector `json:"secret,omitempty"`
+}
+
+// dump shows a value as JSON, for messages that compare nested structs.
+func dump(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // decodeServiceMonitor decodes a rendered ServiceMonitor by hand,
@@ -97,6 +124,16 @@ func checkServiceMonitor(t *testing.T, o object, objs []object) {
 	}
 	if !served(ep.Path) {
 		t.Errorf("ServiceMonitor scrapes %s, which abacus does not serve (api.ServedPaths: %v)", ep.Path, servedPaths())
+	}
+	// The scheme the pods serve, and a certificate Prometheus verifies.
+	c := container(t, sts)
+	if _, tls := envValue(c, "ABACUS_TLS_CERT_FILE"); tls {
+		if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.ServerName == "" ||
+			ep.TLSConfig.InsecureSkipVerify == nil || *ep.TLSConfig.InsecureSkipVerify {
+			t.Errorf("the pods serve HTTPS; want scheme https and a verifying tlsConfig with a serverName, got %q %+v", ep.Scheme, ep.TLSConfig)
+		}
+	} else if ep.Scheme != "" || ep.TLSConfig != nil {
+		t.Errorf("the pods serve HTTP; got scheme %q and tlsConfig %+v", ep.Scheme, ep.TLSConfig)
 	}
 	interval, err1 := time.ParseDuration(ep.Interval)
 	timeout, err2 := time.ParseDuration(ep.ScrapeTimeout)
