@@ -251,8 +251,21 @@ func mountedFile(pod corev1.PodSpec, c *corev1.Container, path string) error {
 	return fmt.Errorf("%s is in no mount of the container", path)
 }
 
+// fakeSecrets stand for the Secrets the tests name, as the kubelet would
+// read them: a missing key of an optional reference leaves its variable
+// unset.
+var fakeSecrets = map[string]map[string]string{
+	"abacus-auth": {
+		"token": "t0ken", "basic": "reader:s3cret",
+		"api-token": "t0ken", "api-basic": "reader:s3cret",
+		"username": "reader", "password": "s3cret",
+	},
+	"abacus-token-only": {"token": "t0ken"},
+}
+
 // environ is the container's environment as the binary would see it in pod
-// pod of namespace: downward API fields resolved, other references faked.
+// pod of namespace: downward API fields and fakeSecrets resolved, other
+// references faked.
 func environ(t *testing.T, c *corev1.Container, pod string) []string {
 	t.Helper()
 	known := knownSettings()
@@ -268,6 +281,16 @@ func environ(t *testing.T, c *corev1.Container, pod string) []string {
 				v = pod
 			case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 				v = namespace
+			case e.ValueFrom.SecretKeyRef != nil && fakeSecrets[e.ValueFrom.SecretKeyRef.Name] != nil:
+				ref := e.ValueFrom.SecretKeyRef
+				value, ok := fakeSecrets[ref.Name][ref.Key]
+				if !ok && (ref.Optional == nil || !*ref.Optional) {
+					t.Errorf("%s: Secret %s has no key %s, and the reference is not optional: the pod would not start", e.Name, ref.Name, ref.Key)
+				}
+				if !ok {
+					continue
+				}
+				v = value
 			case strings.HasPrefix(e.Name, "ABACUS_") && !strings.HasPrefix(e.Name, "ABACUS_KAFKA_"):
 				t.Errorf("%s comes from a reference the test cannot resolve: %+v", e.Name, e.ValueFrom)
 				continue
@@ -431,6 +454,18 @@ func TestNotes(t *testing.T) {
 	for _, want := range []string{"https://abacus.streams.svc.cluster.local:8080", "--cacert ca.crt, from key ca.crt of Secret abacus-tls", "--resolve abacus.streams.svc:8080:127.0.0.1"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("NOTES.txt with TLS lacks %q:\n%s", want, text)
+		}
+	}
+
+	// With authentication the notes say where the credentials are.
+	text = renderNotes(t, "auth.existingSecret=abacus-auth", `auth.tokenKey=api\.token`)
+	for _, want := range []string{
+		`add -H "Authorization: Bearer $TOKEN"`,
+		`get secret abacus-auth -o jsonpath='{.data.api\.token}' | base64 -d)`,
+		`or -u "$(kubectl --namespace streams get secret abacus-auth -o jsonpath='{.data.basic}' | base64 -d)"`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt with authentication lacks %q:\n%s", want, text)
 		}
 	}
 }

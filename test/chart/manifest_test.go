@@ -162,6 +162,7 @@ func TestAllOn(t *testing.T) {
 		"ABACUS_TLS_CERT_FILE":                             "/etc/abacus/tls/tls.crt",
 		"ABACUS_TLS_KEY_FILE":                              "/etc/abacus/tls/tls.key",
 		"ABACUS_TLS_CA_FILE":                               "/etc/abacus/tls/ca.crt",
+		"ABACUS_AUTH_METRICS":                              "true",
 		"ABACUS_CACHE_MAX_BYTES":                           "0",
 		"ABACUS_PROCESSING_GUARANTEE":                      "exactly_once_v2",
 		"ABACUS_KAFKA_STATISTICS_INTERVAL_MS":              "60000",
@@ -173,6 +174,14 @@ func TestAllOn(t *testing.T) {
 		if got, _ := envValue(c, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
+	}
+	for name, key := range map[string]string{"ABACUS_AUTH_TOKEN": "api-token", "ABACUS_AUTH_BASIC": "api-basic"} {
+		if ref := envSecret(c, name); ref == nil || ref.Name != "abacus-auth" || ref.Key != key {
+			t.Errorf("%s from %+v, want key %s of Secret abacus-auth", name, ref, key)
+		}
+	}
+	if ep := onlyServiceMonitor(t, objs).Spec.Endpoints[0]; ep.Authorization == nil || ep.Authorization.Credentials.Key != "api-token" {
+		t.Errorf("ServiceMonitor authorization %s, want the token of key api-token", dump(ep.Authorization))
 	}
 	if _, ok := envValue(c, "GOMEMLIMIT"); !ok {
 		t.Error("extraEnv GOMEMLIMIT missing")
@@ -486,6 +495,16 @@ func envValue(c *corev1.Container, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// envSecret is the Secret key a variable comes from, or nil.
+func envSecret(c *corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
 }
 
 func countEnv(c *corev1.Container, name string) int {

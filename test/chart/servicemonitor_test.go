@@ -34,12 +34,28 @@ type serviceMonitor struct {
 
 // smEndpoint is one endpoint of a ServiceMonitor.
 type smEndpoint struct {
-	Port          string       `json:"port"`
-	Path          string       `json:"path"`
-	Interval      string       `json:"interval,omitempty"`
-	ScrapeTimeout string       `json:"scrapeTimeout,omitempty"`
-	Scheme        string       `json:"scheme,omitempty"`
-	TLSConfig     *smTLSConfig `json:"tlsConfig,omitempty"`
+	Port          string           `json:"port"`
+	Path          string           `json:"path"`
+	Interval      string           `json:"interval,omitempty"`
+	ScrapeTimeout string           `json:"scrapeTimeout,omitempty"`
+	Scheme        string           `json:"scheme,omitempty"`
+	TLSConfig     *smTLSConfig     `json:"tlsConfig,omitempty"`
+	Authorization *smAuthorization `json:"authorization,omitempty"`
+	BasicAuth     *smBasicAuth     `json:"basicAuth,omitempty"`
+}
+
+// smAuthorization is the operator's SafeAuthorization: an Authorization
+// header of the type with credentials from a Secret's key.
+type smAuthorization struct {
+	Type        string                    `json:"type,omitempty"`
+	Credentials *corev1.SecretKeySelector `json:"credentials,omitempty"`
+}
+
+// smBasicAuth is the operator's BasicAuth: user and password from Secrets'
+// keys.
+type smBasicAuth struct {
+	Username corev1.SecretKeySelector `json:"username"`
+	Password corev1.SecretKeySelector `json:"password"`
 }
 
 // smTLSConfig is the operator's TLSConfig, as far as the chart fills it.
@@ -135,9 +151,44 @@ func checkServiceMonitor(t *testing.T, o object, objs []object) {
 	} else if ep.Scheme != "" || ep.TLSConfig != nil {
 		t.Errorf("the pods serve HTTP; got scheme %q and tlsConfig %+v", ep.Scheme, ep.TLSConfig)
 	}
+	// Credentials when /metrics needs them: the pods' token, or basic ones.
+	if metricsAuth, _ := envValue(c, "ABACUS_AUTH_METRICS"); metricsAuth == "true" {
+		switch {
+		case ep.Authorization != nil:
+			token := envSecret(c, "ABACUS_AUTH_TOKEN")
+			if ep.Authorization.Type != "Bearer" || token == nil || ep.Authorization.Credentials == nil ||
+				ep.Authorization.Credentials.Name != token.Name || ep.Authorization.Credentials.Key != token.Key {
+				t.Errorf("ServiceMonitor authorization %s, want Bearer with the pods' token %s", dump(ep.Authorization), dump(token))
+			}
+		case ep.BasicAuth != nil:
+			if ep.BasicAuth.Username.Key == "" || ep.BasicAuth.Password.Key == "" || envSecret(c, "ABACUS_AUTH_BASIC") == nil {
+				t.Errorf("ServiceMonitor basicAuth %s, want a user and a password key beside the pods' basic credentials", dump(ep.BasicAuth))
+			}
+		default:
+			t.Error("/metrics needs credentials (ABACUS_AUTH_METRICS=true), and the ServiceMonitor sends none")
+		}
+	} else if ep.Authorization != nil || ep.BasicAuth != nil {
+		t.Errorf("/metrics needs no credentials, and the ServiceMonitor sends %s %s", dump(ep.Authorization), dump(ep.BasicAuth))
+	}
 	interval, err1 := time.ParseDuration(ep.Interval)
 	timeout, err2 := time.ParseDuration(ep.ScrapeTimeout)
 	if err1 != nil || err2 != nil || timeout > interval {
 		t.Errorf("interval %q and scrapeTimeout %q: want durations with timeout <= interval", ep.Interval, ep.ScrapeTimeout)
 	}
+}
+
+// onlyServiceMonitor decodes the one ServiceMonitor rendered, failing unless
+// there is exactly one.
+func onlyServiceMonitor(t *testing.T, objs []object) *serviceMonitor {
+	t.Helper()
+	var monitors []*serviceMonitor
+	for _, o := range objs {
+		if o.Kind == "ServiceMonitor" {
+			monitors = append(monitors, decodeServiceMonitor(t, o))
+		}
+	}
+	if len(monitors) != 1 {
+		t.Fatalf("want one ServiceMonitor, rendered %d", len(monitors))
+	}
+	return monitors[0]
 }

@@ -167,16 +167,7 @@ func TestTLS(t *testing.T) {
 				t.Errorf("annotation prometheus.io/scheme %q, want %q", got, want)
 			}
 
-			var monitors []*serviceMonitor
-			for _, o := range objs {
-				if o.Kind == "ServiceMonitor" {
-					monitors = append(monitors, decodeServiceMonitor(t, o))
-				}
-			}
-			if len(monitors) != 1 {
-				t.Fatalf("want one ServiceMonitor, rendered %d", len(monitors))
-			}
-			if eps := monitors[0].Spec.Endpoints; len(eps) != 1 || !reflect.DeepEqual(eps[0], tc.wantMonitor) {
+			if eps := onlyServiceMonitor(t, objs).Spec.Endpoints; len(eps) != 1 || !reflect.DeepEqual(eps[0], tc.wantMonitor) {
 				t.Errorf("ServiceMonitor endpoints:\n got %s\nwant %s", dump(eps), dump([]smEndpoint{tc.wantMonitor}))
 			}
 		})

@@ -163,3 +163,20 @@ TLS values that cannot work together fail the install with what to do.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Authentication values that cannot work together fail the install with what
+to do.
+*/}}
+{{- define "abacus.checkAuth" -}}
+{{- $auth := .Values.auth }}
+{{- if and $auth.metrics (not $auth.existingSecret) }}
+{{- fail "auth.metrics puts /metrics behind authentication, which needs auth.existingSecret: a Secret with a bearer token (auth.tokenKey) and/or user:password (auth.basicKey)" }}
+{{- end }}
+{{- if and $auth.existingSecret (not $auth.tokenKey) (not $auth.basicKey) }}
+{{- fail (printf "auth.existingSecret %q needs auth.tokenKey or auth.basicKey: the keys of its bearer token and of its user:password credentials" $auth.existingSecret) }}
+{{- end }}
+{{- if and $auth.metrics .Values.metrics.serviceMonitor.enabled (not $auth.tokenKey) (not (and $auth.basicUsernameKey $auth.basicPasswordKey)) }}
+{{- fail "auth.metrics with metrics.serviceMonitor.enabled: Prometheus needs credentials: set auth.tokenKey (a bearer token), or auth.basicUsernameKey and auth.basicPasswordKey (Prometheus's basicAuth reads the user and the password from separate keys)" }}
+{{- end }}
+{{- end }}
