@@ -93,15 +93,6 @@ func TestServedPaths(t *testing.T) {
 	}
 }
 
-// settingsAhead are variables the chart sets for settings that the binary
-// of this tree may not read yet. While config.SettingNames lacks one, the
-// contract leaves it out of what config.Load sees instead of failing; once
-// the binary reads it, it is checked as any other (and its name here can
-// go).
-var settingsAhead = map[string]bool{
-	"ABACUS_TLS_CA_FILE": true, // the CA the pods verify each other with
-}
-
 // knownSettings is every ABACUS_ variable the binary reads.
 func knownSettings() map[string]bool {
 	known := map[string]bool{}
@@ -135,10 +126,6 @@ func checkContract(t *testing.T, objs []object, known map[string]bool) {
 	// pass-through and the config file.
 	for _, e := range c.Env {
 		if !strings.HasPrefix(e.Name, "ABACUS_") || strings.HasPrefix(e.Name, "ABACUS_KAFKA_") || e.Name == "ABACUS_CONFIG" {
-			continue
-		}
-		if !known[e.Name] && settingsAhead[e.Name] {
-			t.Logf("the chart sets %s, which this binary does not read yet; left out of config.Load", e.Name)
 			continue
 		}
 		if !known[e.Name] {
@@ -268,12 +255,8 @@ var fakeSecrets = map[string]map[string]string{
 // references faked.
 func environ(t *testing.T, c *corev1.Container, pod string) []string {
 	t.Helper()
-	known := knownSettings()
 	var env []string
 	for _, e := range c.Env {
-		if settingsAhead[e.Name] && !known[e.Name] {
-			continue
-		}
 		v := e.Value
 		if e.ValueFrom != nil {
 			switch {
