@@ -5,24 +5,24 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/abacus
 
-.PHONY: build test test-deps unit chart-test chart-docs fuzz-brief bench image clean
+.PHONY: build test tools unit chart-test chart-docs fuzz-brief bench image clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
 
-# test installs what its tests need when it is missing (test-deps), runs
+# test installs what its tests need when it is missing (tools), runs
 # every test with the race detector, then fuzzes the HTTP parsing briefly,
 # then the chart and image checks.
-test: test-deps
+test: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
 
-# test-deps installs kcat, gcc, npm, Chromium (Debian packages) and the
+# tools installs kcat, gcc, npm, Chromium (Debian packages) and the
 # chart tools when they are missing; on a machine that has them it only
-# checks (scripts/install-test-deps.sh).
-test-deps:
+# checks, in a few seconds (scripts/install-test-deps.sh).
+tools:
 	@bash scripts/install-test-deps.sh
 
 # fuzz-brief runs each HTTP fuzz target for FUZZTIME (the plain test run
@@ -50,7 +50,7 @@ chart-test:
 	lint="$${DOCKERFILELINT:-$(CURDIR)/test/chart/.tools/node_modules/.bin/dockerfilelint}"; \
 	for tool in "$$helm" "$$lint"; do \
 		if [ ! -x "$$tool" ]; then \
-			echo "chart-test: $$tool is missing: run scripts/install-chart-tools.sh" >&2; exit 1; \
+			echo "chart-test: $$tool is missing: run make tools" >&2; exit 1; \
 		fi; \
 	done; \
 	cd test/chart || exit 1; \

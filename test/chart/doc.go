@@ -30,5 +30,5 @@
 //
 // helm is found at $HELM, at $(go env GOPATH)/bin/helm or on PATH, and
 // dockerfilelint at $DOCKERFILELINT or in .tools/; a missing tool fails the
-// tests (run scripts/install-chart-tools.sh), it never skips them.
+// tests (run make tools), it never skips them.
 package chart
