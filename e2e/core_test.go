@@ -301,7 +301,9 @@ func TestVersionSubcommand(t *testing.T) {
 // bare boolean flag takes no argument.
 func TestHelpAndBareBooleanFlag(t *testing.T) {
 	out, err := exec.Command(testkit.Binary(t), "--help").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "Usage:\n  abacus [--setting=value ...]   run the service\n") ||
+	if err != nil || !strings.HasPrefix(string(out), "Usage:\n  abacus [--setting=value ...]   run the service\n"+
+		"  abacus broker [flags]          run the embedded Kafka-protocol broker alone (abacus broker --help)\n"+
+		"  abacus version                 print the version and the source revision\n") ||
 		!strings.Contains(string(out), "  --auth-metrics, ABACUS_AUTH_METRICS (bool, default false)\n") {
 		t.Errorf("abacus --help: %v\n%s", err, out)
 	}
