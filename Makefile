@@ -5,24 +5,24 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/abacus
 
-.PHONY: build test test-deps unit chart-test fuzz-brief bench image clean
+.PHONY: build test tools unit chart-test chart-docs fuzz-brief bench image clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
 
-# test installs what its tests need when it is missing (test-deps), runs
+# test installs what its tests need when it is missing (tools), runs
 # every test with the race detector, then fuzzes the HTTP parsing briefly,
 # then the chart and image checks.
-test: test-deps
+test: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
 
-# test-deps installs kcat, gcc, npm, Chromium, promtool (Debian packages)
-# and the chart tools when they are missing; on a machine that has them it only
-# checks (scripts/install-test-deps.sh).
-test-deps:
+# tools installs kcat, gcc, npm, Chromium, promtool (Debian packages) and
+# the chart tools when they are missing; on a machine that has them it only
+# checks, in a few seconds (scripts/install-test-deps.sh).
+tools:
 	@bash scripts/install-test-deps.sh
 
 # fuzz-brief runs each HTTP fuzz target for FUZZTIME (the plain test run
@@ -43,9 +43,8 @@ chart-test:
 # (it keeps the Kubernetes libraries out of go.mod). helm is looked up in
 # $(go env GOPATH)/bin, where scripts/install-chart-tools.sh puts it, even if
 # that is not on PATH, and promtool (the alerts' and the dashboard's PromQL)
-# on PATH, where Debian's prometheus package puts it
-# (scripts/install-test-deps.sh); a missing tool fails the target, it is
-# never skipped.
+# on PATH, where Debian's prometheus package puts it (make tools); a missing
+# tool fails the target, it is never skipped.
 # When internal/config, internal/api or internal/broker gains a dependency,
 # test/chart/go.mod needs `go mod tidy` too; the target says so instead of
 # failing obscurely.
@@ -54,12 +53,12 @@ chart-test:
 	lint="$${DOCKERFILELINT:-$(CURDIR)/test/chart/.tools/node_modules/.bin/dockerfilelint}"; \
 	for tool in "$$helm" "$$lint"; do \
 		if [ ! -x "$$tool" ]; then \
-			echo "chart-test: $$tool is missing: run scripts/install-chart-tools.sh" >&2; exit 1; \
+			echo "chart-test: $$tool is missing: run make tools" >&2; exit 1; \
 		fi; \
 	done; \
 	promtool="$${PROMTOOL:-$$(command -v promtool)}"; \
 	if [ ! -x "$$promtool" ]; then \
-		echo "chart-test: promtool is missing: run scripts/install-test-deps.sh (Debian: apt-get install prometheus)" >&2; exit 1; \
+		echo "chart-test: promtool is missing: run make tools (Debian: apt-get install prometheus)" >&2; exit 1; \
 	fi; \
 	cd test/chart || exit 1; \
 	if ! $(GO) mod tidy -diff >/dev/null; then \
@@ -68,6 +67,12 @@ chart-test:
 	set -x; \
 	$(GO) vet ./... && \
 	HELM="$$helm" DOCKERFILELINT="$$lint" PROMTOOL="$$promtool" $(GO) test -count=1 -timeout 10m ./...
+
+# chart-docs writes the table of every chart value into
+# charts/abacus/README.md from the comments of values.yaml and the types of
+# values.schema.json; make chart-test fails while the README lags them.
+chart-docs:
+	cd test/chart && $(GO) run ./cmd/chartdocs
 
 # bench measures throughput, restore rate and peak RSS against one kfake
 # broker, then a rolling restart of three members under a steady input,

@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/abacus-streams/abacus/internal/config"
 	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
@@ -297,7 +301,9 @@ func TestVersionSubcommand(t *testing.T) {
 // bare boolean flag takes no argument.
 func TestHelpAndBareBooleanFlag(t *testing.T) {
 	out, err := exec.Command(testkit.Binary(t), "--help").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "Usage:\n  abacus [--setting=value ...]   run the service\n") ||
+	if err != nil || !strings.HasPrefix(string(out), "Usage:\n  abacus [--setting=value ...]   run the service\n"+
+		"  abacus broker [flags]          run the embedded Kafka-protocol broker alone (abacus broker --help)\n"+
+		"  abacus version                 print the version and the source revision\n") ||
 		!strings.Contains(string(out), "  --auth-metrics, ABACUS_AUTH_METRICS (bool, default false)\n") {
 		t.Errorf("abacus --help: %v\n%s", err, out)
 	}
@@ -338,6 +344,29 @@ func TestBadConfigurationFailsWithOneClearLine(t *testing.T) {
 		}
 		if got := strings.TrimSpace(string(out)); got != "abacus: "+tc.want {
 			t.Errorf("%s: output %q, want %q", tc.env, got, "abacus: "+tc.want)
+		}
+	}
+}
+
+// A configuration file's unknown key and bad value stop the start with
+// exit code 1 and one line naming the file and the key.
+func TestConfigFileErrorsNameTheFileAndKey(t *testing.T) {
+	known := strings.Join(append(config.SettingNames(), "kafka"), ", ")
+	for _, tc := range []struct{ file, want string }{
+		{"comit_interval: 5s\n", `config file %s: unknown setting "comit_interval" (did you mean commit_interval?) (known: ` + known + `)`},
+		{"commit_interval: 1s\npartitions: 0\n", `invalid %s: partitions="0": must be between 1 and 10000`},
+	} {
+		file := filepath.Join(t.TempDir(), "abacus.yaml")
+		if err := os.WriteFile(file, []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(testkit.Binary(t), "--config", file)
+		cmd.Env = []string{"ABACUS_STATE_DIR=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		want := "abacus: " + fmt.Sprintf(tc.want, file)
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%q: %v, output %q; want exit 1 and %q", tc.file, err, out, want)
 		}
 	}
 }

@@ -71,6 +71,18 @@ func TestMetricsLintAndLag(t *testing.T) {
 		"ABACUS_COMMIT_INTERVAL": "1h", "ABACUS_CACHE_MAX_BYTES": "1GiB",
 	}})
 	in.WaitReady(time.Minute)
+	// Every owned partition has its lag series from the assignment on, at
+	// 0 on an empty input, so that absent() alerts mean "nobody owns it".
+	_, body, err := in.Get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		series := fmt.Sprintf("\nabacus_consumer_lag{partition=\"%d\",topic=\"input-topic\"} 0\n", p)
+		if !bytes.Contains(body, []byte(series)) {
+			t.Errorf("/metrics lacks %q once the member is ready", series[1:])
+		}
+	}
 	w := skewed(30, 1_000, 100)
 	testkit.Produce(t, b.Addr(), input, "murmur2_random", w.records)
 	testkit.Eventually(t, time.Minute, func() error {
@@ -137,6 +149,18 @@ func TestMetricsLintAndLag(t *testing.T) {
 	if last := testkit.SumMetric(body, "abacus_last_commit_timestamp_seconds"); last < float64(in.Started().Unix()-1) || last > float64(time.Now().Unix()) {
 		t.Errorf("abacus_last_commit_timestamp_seconds %v before any commit; want the member's start, %d", last, in.Started().Unix())
 	}
+	// Broker errors are a counter; the producer's figures are there with
+	// nothing sent yet (the commit interval is an hour); the member's one
+	// rebalance, its first assignment, was timed.
+	for _, line := range []string{
+		"# TYPE abacus_kafka_broker_errors_total counter",
+		"abacus_producer_queue_messages 0", "abacus_producer_retries_total 0", "abacus_producer_errors_total 0",
+		"abacus_rebalance_duration_seconds_count 1",
+	} {
+		if !bytes.Contains(body, []byte("\n"+line+"\n")) {
+			t.Errorf("/metrics lacks the line %q", line)
+		}
+	}
 }
 
 // Acceptance 4: readiness is false while a large changelog restores and
@@ -175,6 +199,13 @@ func TestProbesThroughRestoreAndBrokerOutage(t *testing.T) {
 			_, status, _ := in.Get("/api/v1/streams/status")
 			if bytes.Contains(status, []byte(`"restoring_tasks":[{`)) {
 				sawRestoring = true
+				// A restoring task's partition has its lag series already,
+				// so absent() alerts do not fire through a restore.
+				if _, metrics, err := in.Get("/metrics"); err == nil {
+					if n := bytes.Count(metrics, []byte("\nabacus_consumer_lag{")); n != 4 {
+						t.Errorf("%d abacus_consumer_lag series while restoring; want one per assigned partition, 4", n)
+					}
+				}
 			}
 			return fmt.Errorf("not ready: %s", body)
 		}

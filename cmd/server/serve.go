@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -39,8 +42,11 @@ func serve(ctx context.Context, args, environ []string, stderr io.Writer) error 
 
 // service is one instance with every part built and wired, none running.
 type service struct {
-	cfg     config.Config
-	log     *slog.Logger
+	cfg config.Config
+	log *slog.Logger
+	// peerTLS verifies other members' HTTPS certificates (nil: the
+	// system's roots).
+	peerTLS *tls.Config
 	proc    *processor.Processor
 	http    *api.Server
 	hub     *subscribe.Hub // streams of the active tasks
@@ -67,12 +73,16 @@ func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	peerTLS, err := loadPeerTLS(cfg.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
 	log.Info("starting abacus", "version", version, "application_id", cfg.ApplicationID,
 		"input_topic", cfg.InputTopic, "processing_guarantee", cfg.ProcessingGuarantee)
 	setMemoryLimit(cfg, environ, log)
 
-	s := &service{cfg: cfg, log: log}
+	s := &service{cfg: cfg, log: log, peerTLS: peerTLS}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -239,7 +249,7 @@ func (s *service) newSeed(reg prometheus.Registerer) func(context.Context, int32
 			return v.Members, v.Refreshed
 		},
 		Refresh:       s.disc.Trigger,
-		Transport:     api.PeerTransport(),
+		Transport:     api.PeerTransport(s.peerTLS),
 		Authorization: api.PeerAuthorization(s.cfg.AuthToken, s.cfg.AuthBasic),
 		Registerer:    reg,
 		Logger:        s.log,
@@ -279,6 +289,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		CORSOrigins:         cfg.CORSOrigins,
 		TLSCertFile:         cfg.TLSCertFile,
 		TLSKeyFile:          cfg.TLSKeyFile,
+		PeerTLS:             s.peerTLS,
 		MaxInflight:         cfg.HTTPMaxInflight,
 
 		// Streams passed through let a stalled client go as the hub does.
@@ -360,4 +371,22 @@ func setMemoryLimit(cfg config.Config, environ []string, log *slog.Logger) {
 	}
 	debug.SetMemoryLimit(cfg.GoMemoryLimit())
 	log.Info("Go heap soft limit", "limit_bytes", cfg.GoMemoryLimit())
+}
+
+// loadPeerTLS reads the CA certificates that other members' HTTPS
+// certificates are verified with; none (nil) for an empty path, which
+// leaves the system's roots (TestTLSBetweenMembers).
+func loadPeerTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read ABACUS_TLS_CA_FILE: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ABACUS_TLS_CA_FILE %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -161,6 +162,9 @@ type Config struct {
 	CORSOrigins string
 	// TLSCertFile and TLSKeyFile make Serve speak HTTPS.
 	TLSCertFile, TLSKeyFile string
+	// PeerTLS verifies the certificates of members serving HTTPS when
+	// this one forwards to them; nil uses the system's roots.
+	PeerTLS *tls.Config
 }
 
 // Server serves the HTTP surface.
@@ -172,6 +176,8 @@ type Server struct {
 	stoppingOnce sync.Once
 	echo         *echo.Echo
 	client       *http.Client
+	// streamClient relays subscriptions from other members.
+	streamClient *http.Client
 	// waitClient forwards lookups that wait (?after): their deadline is
 	// the request's own.
 	waitClient *http.Client
@@ -249,9 +255,10 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
-	transport := forwardTransport()
+	transport := forwardTransport(cfg.PeerTLS)
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
-		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport}}
+		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport},
+		streamClient: newStreamClient(cfg.PeerTLS)}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
 	// instead of a dropped connection.

@@ -435,7 +435,7 @@ func (fakeOps) Config() map[string]any {
 		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "replication_factor": 0, "create_topics": true, "on_error": "dlq",
 		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "num_standby_replicas": 1, "log_level": "info",
 		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
-		"tls_key_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
+		"tls_key_file": "", "tls_ca_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
 		"http_max_inflight": 512, "kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -56,10 +57,12 @@ func (l *inflight) shed(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// forwardTransport is the transport of forwarded lookups and scans.
-func forwardTransport() *http.Transport {
+// forwardTransport is the transport of forwarded lookups and scans;
+// peerTLS (nil: the system's roots) verifies members serving HTTPS.
+func forwardTransport(peerTLS *tls.Config) *http.Transport {
 	return &http.Transport{
 		MaxConnsPerHost: forwardConnsPerHost, MaxIdleConnsPerHost: forwardConnsPerHost,
 		IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		TLSClientConfig: peerTLS.Clone(),
 	}
 }

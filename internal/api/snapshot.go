@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -58,7 +59,7 @@ type TaskCheckpoint struct {
 
 // PeerTransport is the transport of calls between members: lookups and
 // scans forwarded to their owner, and snapshots.
-func PeerTransport() *http.Transport { return forwardTransport() }
+func PeerTransport(peerTLS *tls.Config) *http.Transport { return forwardTransport(peerTLS) }
 
 // PeerAuthorization is the Authorization header of a member's own calls
 // to another member (a forwarded lookup passes on its client's instead):

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,13 +37,16 @@ type Subscriptions interface {
 	ServeCopy(w http.ResponseWriter, r *http.Request, key string, prefix bool, partition int32, maxLag int64) error
 }
 
-// streamClient relays streams: no overall timeout, only for connecting
-// and for the upstream's first byte.
-var streamClient = &http.Client{Transport: &http.Transport{
-	DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-	ResponseHeaderTimeout: 5 * time.Second,
-	MaxIdleConnsPerHost:   16,
-}}
+// newStreamClient is the client that relays streams: no overall
+// timeout, only for connecting and for the upstream's first byte.
+func newStreamClient(peerTLS *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		TLSClientConfig:       peerTLS.Clone(),
+	}}
+}
 
 // subscription is the query of a subscribe request.
 type subscription struct {
@@ -313,7 +317,7 @@ func (s *Server) upstream(ctx context.Context, c echo.Context, m abacus.Member, 
 	if lastEventID != "" {
 		up.Header.Set("Last-Event-ID", lastEventID)
 	}
-	return streamClient.Do(up)
+	return s.streamClient.Do(up)
 }
 
 // memberRefusal turns a member's error answer into ours, and closes it.

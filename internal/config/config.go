@@ -34,6 +34,9 @@ const (
 // DefaultPeerURLTemplate is the StatefulSet's stable DNS name of a member.
 const DefaultPeerURLTemplate = "http://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}"
 
+// DefaultPeerURLTemplateTLS is the default when the members serve HTTPS.
+const DefaultPeerURLTemplateTLS = "https://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}"
+
 // Config is the effective configuration of one abacus instance.
 type Config struct {
 	// BootstrapServers of the Kafka cluster; empty starts the embedded broker.
@@ -87,6 +90,10 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, if set, serve HTTPS.
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSCAFile, if set, holds the CA certificates (PEM) that members'
+	// HTTPS certificates are verified with when one calls another;
+	// empty: the system's roots.
+	TLSCAFile string
 	// CORSOrigins lists the origins allowed to call /api/v1 from a browser
 	// (comma-separated, "*" for any); empty turns CORS off.
 	CORSOrigins string

@@ -108,6 +108,25 @@ func TestPeerTemplate(t *testing.T) {
 	}
 }
 
+// With a certificate to serve HTTPS, the default peer template is
+// https://; a template given is kept as it is.
+func TestPeerTemplateFollowsTLS(t *testing.T) {
+	tls := []string{"ABACUS_TLS_CERT_FILE=c.pem", "ABACUS_TLS_KEY_FILE=k.pem"}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, DefaultPeerURLTemplate},
+		{tls, DefaultPeerURLTemplateTLS},
+		{append(tls, "ABACUS_PEER_URL_TEMPLATE=http://{{.Member}}:{{.Port}}"), "http://{{.Member}}:{{.Port}}"},
+	} {
+		c, err := Load(nil, tc.env, io.Discard)
+		if err != nil || c.PeerURLTemplate != tc.want {
+			t.Errorf("%v: %v, template %q; want %q", tc.env, err, c.PeerURLTemplate, tc.want)
+		}
+	}
+}
+
 func TestSecretsAreRecognised(t *testing.T) {
 	for k, want := range map[string]bool{"sasl.password": true, "ssl.key.password": true, "sasl.oauthbearer.client.secret": true,
 		"sasl.jaas.config": true, "api_token": true, "bootstrap.servers": false, "sasl.username": false} {
@@ -211,5 +230,18 @@ func TestValidationErrorsNameTheSource(t *testing.T) {
 	_, err = Load(nil, []string{"ABACUS_PARTITIONS=0"}, io.Discard)
 	if err == nil || err.Error() != `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000` {
 		t.Errorf("environment: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "abacus.yaml")
+	if err := os.WriteFile(file, []byte("partitions: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load([]string{"--config=" + file}, nil, io.Discard)
+	if err == nil || err.Error() != `invalid `+file+`: partitions="0": must be between 1 and 10000` {
+		t.Errorf("file: %v", err)
+	}
+	// A later source that sets the value again is the one named.
+	_, err = Load([]string{"--config=" + file}, []string{"ABACUS_PARTITIONS=0"}, io.Discard)
+	if err == nil || err.Error() != `invalid ABACUS_PARTITIONS="0": must be between 1 and 10000` {
+		t.Errorf("file, then environment: %v", err)
 	}
 }

@@ -114,6 +114,7 @@ var settings = []setting{
 	boolean("auth_metrics", "also require auth for /metrics", func(c *Config) *bool { return &c.AuthMetrics }),
 	str("tls_cert_file", "TLS certificate (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSCertFile }),
 	str("tls_key_file", "TLS private key (PEM) for the HTTP server", func(c *Config) *string { return &c.TLSKeyFile }),
+	str("tls_ca_file", "CA certificates (PEM) members' HTTPS certificates are verified with (empty: the system's)", func(c *Config) *string { return &c.TLSCAFile }),
 	str("cors_origins", "origins allowed to call /api/v1 from browsers, comma-separated (empty: CORS off)", func(c *Config) *string { return &c.CORSOrigins }),
 	str("events_topic", "topic receiving state changes as CloudEvents (empty: none)", func(c *Config) *string { return &c.EventsTopic }),
 	integer("max_subscribers", "most live subscriptions one instance serves", func(c *Config) *int { return &c.MaxSubscribers }),
@@ -220,17 +221,18 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 		return c, fmt.Errorf("unexpected argument %q (settings are flags such as --input-topic=NAME)", fs.Arg(0))
 	}
 
+	// source names where each setting given was last read from, so that
+	// an error Validate finds names it as the user wrote it
+	// (TestValidationErrorsNameTheSource).
+	source := map[string]string{}
 	if *configFile != "" {
-		if err := loadYAML(&c, *configFile); err != nil {
+		if err := loadYAML(&c, *configFile, source); err != nil {
 			return c, err
 		}
 	}
 	if err := unknownVariables(env); err != nil {
 		return c, err
 	}
-	// source names where each setting given was last read from, so that
-	// an error Validate finds names it as the user wrote it.
-	source := map[string]string{}
 	for _, s := range settings {
 		if v, ok := env[EnvName(s.name)]; ok {
 			source[EnvName(s.name)] = EnvName(s.name)
@@ -258,6 +260,11 @@ func Load(args, environ []string, out io.Writer) (Config, error) {
 	}
 	for i, s := range c.Windows {
 		c.Windows[i] = s.WithDefaults()
+	}
+	if c.TLSCertFile != "" && source[EnvName("peer_url_template")] == "" {
+		// Members serving HTTPS call each other over HTTPS unless told
+		// otherwise (TestPeerTemplateFollowsTLS).
+		c.PeerURLTemplate = DefaultPeerURLTemplateTLS
 	}
 	err := c.Validate()
 	var fe *FieldError
@@ -292,7 +299,9 @@ func normalizeFlags(args []string) []string {
 	return out
 }
 
-func loadYAML(c *Config, path string) error {
+// loadYAML reads the configuration file into c and notes in source, by
+// environment variable name, the file key each setting came from.
+func loadYAML(c *Config, path string, source map[string]string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
@@ -326,6 +335,7 @@ func loadYAML(c *Config, path string) error {
 		if !ok {
 			return fmt.Errorf("config file %s: unknown setting %q%s (known: %s, kafka)", path, k, didYouMean(k, append(SettingNames(), "kafka")), strings.Join(SettingNames(), ", "))
 		}
+		source[EnvName(s.name)] = path + ": " + k
 		if s.node != nil && (n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null") {
 			if err := s.node(c, &n); err != nil {
 				return fmt.Errorf("config file %s: %w", path, err)

@@ -90,6 +90,8 @@ func Producer(cfg config.Config) *kafka.ConfigMap {
 		// as they come (the processor's delivery tracker), so these stay small.
 		"go.produce.channel.size": 1000,
 		"go.events.channel.size":  1000,
+		// The queue and the retries for the metrics (processor/stats.go).
+		"statistics.interval.ms": 1000,
 	})
 	(*m)["partitioner"] = partitioner.LibrdkafkaName(cfg.Partitioner)
 	(*m)["enable.idempotence"] = true

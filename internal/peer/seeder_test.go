@@ -127,7 +127,7 @@ func TestSeedTakesTheMostAdvancedCopy(t *testing.T) {
 	commit(t, ahead, 3, want, 20)
 	commit(t, none, 2, counts(5, "other"), 30) // another partition's copy
 
-	s, _ := newSeeder(Config{View: view(self, behind, ahead, none), Transport: api.PeerTransport()})
+	s, _ := newSeeder(Config{View: view(self, behind, ahead, none), Transport: api.PeerTransport(nil)})
 	st := openDB(t).Partition(3)
 	got, err := s.Seed(context.Background(), 3, st)
 	if err != nil {

@@ -101,9 +101,16 @@ func (p *Processor) newCommitter(cc committerConfig) (*committer, error) {
 	for _, w := range p.windowed {
 		windowChangelogs = append(windowChangelogs, w.changelog)
 	}
-	c.delivered = delivery.New(c.changelog, c.output, windowChangelogs, producer.Events(), func(e kafka.Error) {
-		p.metrics.kafkaErrors.Inc()
-		c.log.Debug("producer error", "error", e)
+	c.delivered = delivery.New(c.changelog, c.output, windowChangelogs, producer.Events(), func(ev kafka.Event) {
+		switch e := ev.(type) {
+		case kafka.Error:
+			p.metrics.kafkaErrors.Inc()
+			c.log.Debug("producer error", "error", e)
+		case *kafka.Stats:
+			p.metrics.observeProducer(parseStats(e.String()))
+		case *kafka.Message:
+			p.metrics.producer.errors.Inc()
+		}
 	})
 	switch {
 	case c.eos:

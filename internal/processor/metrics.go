@@ -46,6 +46,11 @@ type metrics struct {
 	standbyApplied                                 *prometheus.CounterVec // partition
 	processSeconds                                 prometheus.Histogram
 	broker                                         brokerMetrics
+	producer                                       producerMetrics
+	// rebalanceSeconds times a rebalance as this member lives it: from
+	// its first callback (a revocation, or the assignment when nothing
+	// was revoked) to the end of its assignment callback.
+	rebalanceSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -113,6 +118,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "abacus_process_duration_seconds", Help: "Time to count one input record (one record in 64 is timed).",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)})
 	m.broker = newBrokerMetrics(reg)
+	m.producer = newProducerMetrics(reg)
+	m.rebalanceSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "abacus_rebalance_duration_seconds", Help: "Time a rebalance held this member: from its revocation callback (or its assignment callback when nothing was revoked) to the end of its assignment callback, commits before the revocation included.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
+	reg.MustRegister(m.rebalanceSeconds)
 	m.producedChangelog = m.produced.WithLabelValues("changelog")
 	m.producedOutput = m.produced.WithLabelValues("output")
 	m.producedWindowChangelog = m.produced.WithLabelValues("window_changelog")

@@ -17,8 +17,15 @@ func (s *session) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 	if _, revoked := ev.(kafka.RevokedPartitions); (!revoked || !c.AssignmentLost()) && s.membership.rebalanced() {
 		s.membershipChanged("by", "rebalance")
 	}
+	if s.rebalanceStarted.IsZero() {
+		s.rebalanceStarted = time.Now()
+	}
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
+		defer func() {
+			s.p.metrics.rebalanceSeconds.Observe(time.Since(s.rebalanceStarted).Seconds())
+			s.rebalanceStarted = time.Time{}
+		}()
 		s.p.metrics.rebalances.Inc()
 		s.assigned = true
 		if err := c.IncrementalAssign(e.Partitions); err != nil {

@@ -25,14 +25,17 @@ const bookkeepEvery = 64
 // restoring task's restorer owns that task's store partition until the
 // loop sees it finished (package restore).
 type session struct {
-	p         *Processor
-	ctx       context.Context
-	log       *slog.Logger
-	consumer  *kafka.Consumer
-	committer *committer
-	poll      *poller
-	input     string
-	dlq       string
+	p *Processor
+	// rebalanceStarted is when the rebalance under way reached this
+	// member (its first callback); zero between rebalances.
+	rebalanceStarted time.Time
+	ctx              context.Context
+	log              *slog.Logger
+	consumer         *kafka.Consumer
+	committer        *committer
+	poll             *poller
+	input            string
+	dlq              string
 
 	tasks      map[int32]*task
 	assigned   bool // the first assignment arrived

@@ -28,6 +28,11 @@ func (s *session) addTask(p int32) {
 		s.err = fmt.Errorf("task %d: %w", p, err)
 	}
 	s.p.metrics.restored.WithLabelValues(strconv.Itoa(int(p)), restore.SourceChangelog).Add(0)
+	// The partition's lag series exists from the assignment on (0 until
+	// the task is restored and its committed offset read), so that an
+	// alert on a missing series means a partition nobody owns
+	// (TestMetricsLintAndLag).
+	s.p.metrics.lag.WithLabelValues(s.input, strconv.Itoa(int(p))).Add(0)
 	t.restore = restore.Start(s.ctx, s.p.restoreConfig(), restore.Task{
 		Partition: p, Store: t.store, Checkpoint: &t.checkpoint, Done: &t.restoreDone, Total: &t.restoreTotal,
 	})

@@ -35,6 +35,11 @@ func NewGet(ctx context.Context, rawURL string, header http.Header) (*http.Reque
 
 // Fetch GETs rawURL with header and reads the whole answer.
 func Fetch(rawURL string, header http.Header) (*http.Response, []byte, error) {
+	return FetchWith(client, rawURL, header)
+}
+
+// FetchWith is Fetch through the client given.
+func FetchWith(client *http.Client, rawURL string, header http.Header) (*http.Response, []byte, error) {
 	req, err := NewGet(context.Background(), rawURL, header)
 	if err != nil {
 		return nil, nil, err

@@ -3,6 +3,7 @@ package testkit
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -90,9 +91,10 @@ func SourceRevision() string {
 type Instance struct {
 	t        testing.TB
 	Name     string
-	URL      string // http://host:port
+	URL      string // http://host:port, or https:// with InstanceConfig.TLS
 	StateDir string
 	env      []string
+	client   *http.Client
 	cmd      *exec.Cmd
 	log      *LogBuffer
 	exited   chan struct{}
@@ -114,6 +116,10 @@ type InstanceConfig struct {
 	// ABACUS_* variables of this process's environment, so that a
 	// developer's shell cannot skew a run. Env still applies.
 	ServerDefaults bool
+	// TLS, when set, is how the test's requests verify an instance that
+	// serves HTTPS (its ABACUS_TLS_* settings are in Env): the instance's
+	// URL is https:// and its Get methods go through TLS.
+	TLS *tls.Config
 }
 
 // StartInstance starts an abacus process; it is killed when the test ends.
@@ -148,7 +154,11 @@ func StartInstance(t testing.TB, c InstanceConfig) *Instance {
 	for k, v := range c.Env {
 		env = append(env, k+"="+v)
 	}
-	in := &Instance{t: t, Name: c.Name, URL: "http://" + addr, StateDir: c.StateDir, env: env}
+	in := &Instance{t: t, Name: c.Name, URL: "http://" + addr, StateDir: c.StateDir, env: env, client: client}
+	if c.TLS != nil {
+		in.URL = "https://" + addr
+		in.client = &http.Client{Timeout: client.Timeout, Transport: &http.Transport{TLSClientConfig: c.TLS}}
+	}
 	in.start()
 	t.Cleanup(func() {
 		in.Kill()
@@ -262,7 +272,7 @@ func (in *Instance) Get(path string) (int, []byte, error) {
 
 // GetWith fetches a path of the instance with request headers.
 func (in *Instance) GetWith(path string, header http.Header) (int, []byte, error) {
-	resp, body, err := Fetch(in.URL+path, header)
+	resp, body, err := FetchWith(in.client, in.URL+path, header)
 	if resp == nil {
 		return 0, nil, err
 	}

@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -92,12 +93,18 @@ func TestServedPaths(t *testing.T) {
 	}
 }
 
-// TestContract checks every render case's pod against the binary.
-func TestContract(t *testing.T) {
+// knownSettings is every ABACUS_ variable the binary reads.
+func knownSettings() map[string]bool {
 	known := map[string]bool{}
 	for _, name := range config.SettingNames() {
 		known[config.EnvName(name)] = true
 	}
+	return known
+}
+
+// TestContract checks every render case's pod against the binary.
+func TestContract(t *testing.T) {
+	known := knownSettings()
 	for _, c := range renderCases() {
 		t.Run(c.name, func(t *testing.T) {
 			objs := c.render(t)
@@ -166,6 +173,10 @@ func checkContract(t *testing.T, objs []object, known map[string]bool) {
 	}
 	checkProbes(t, c, port, cfg)
 	checkGracePeriod(t, sts, cfg)
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
 	if ann := sts.Spec.Template.Annotations; ann["prometheus.io/scrape"] == "true" {
 		if ann["prometheus.io/port"] != strconv.Itoa(int(port)) {
 			t.Errorf("prometheus.io/port %q, container port %d", ann["prometheus.io/port"], port)
@@ -173,12 +184,75 @@ func checkContract(t *testing.T, objs []object, known map[string]bool) {
 		if !served(ann["prometheus.io/path"]) {
 			t.Errorf("prometheus.io/path %q is not served (api.ServedPaths: %v)", ann["prometheus.io/path"], servedPaths())
 		}
+		if got := cmp.Or(ann["prometheus.io/scheme"], "http"); got != scheme {
+			t.Errorf("prometheus.io/scheme %q, but the pods serve %s", got, scheme)
+		}
 	}
-	checkPeerURL(t, cfg, pod, port)
+	if u := checkPeerURL(t, cfg, pod, port); u != nil && u.Scheme != scheme {
+		t.Errorf("peers call each other at %s, but the pods serve %s", u, scheme)
+	}
+	for _, name := range []string{"ABACUS_TLS_CERT_FILE", "ABACUS_TLS_KEY_FILE", "ABACUS_TLS_CA_FILE"} {
+		if path, ok := envValue(c, name); ok {
+			if err := mountedFile(sts.Spec.Template.Spec, c, path); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+}
+
+// mountedFile checks that a path names a file that a Secret volume (plain
+// or projected) puts in a read-only mount of the container.
+func mountedFile(pod corev1.PodSpec, c *corev1.Container, path string) error {
+	dir, file := filepath.Split(path)
+	for _, m := range c.VolumeMounts {
+		if filepath.Clean(m.MountPath) != filepath.Clean(dir) {
+			continue
+		}
+		if !m.ReadOnly {
+			return fmt.Errorf("%s is in mount %s, which is not read-only", path, m.Name)
+		}
+		v := volume(pod, m.Name)
+		if v == nil {
+			return fmt.Errorf("mount %s has no volume", m.Name)
+		}
+		var items []corev1.KeyToPath
+		switch {
+		case v.Secret != nil:
+			items = v.Secret.Items
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					items = append(items, src.Secret.Items...)
+				}
+			}
+		default:
+			return fmt.Errorf("%s is in volume %s, which holds no Secret", path, m.Name)
+		}
+		for _, it := range items {
+			if it.Path == file {
+				return nil
+			}
+		}
+		return fmt.Errorf("volume %s puts no item at %s (items %+v)", m.Name, file, items)
+	}
+	return fmt.Errorf("%s is in no mount of the container", path)
+}
+
+// fakeSecrets stand for the Secrets the tests name, as the kubelet would
+// read them: a missing key of an optional reference leaves its variable
+// unset.
+var fakeSecrets = map[string]map[string]string{
+	"abacus-auth": {
+		"token": "t0ken", "basic": "reader:s3cret",
+		"api-token": "t0ken", "api-basic": "reader:s3cret",
+		"username": "reader", "password": "s3cret",
+	},
+	"abacus-token-only": {"token": "t0ken"},
 }
 
 // environ is the container's environment as the binary would see it in pod
-// pod of namespace: downward API fields resolved, other references faked.
+// pod of namespace: downward API fields and fakeSecrets resolved, other
+// references faked.
 func environ(t *testing.T, c *corev1.Container, pod string) []string {
 	t.Helper()
 	var env []string
@@ -190,6 +264,16 @@ func environ(t *testing.T, c *corev1.Container, pod string) []string {
 				v = pod
 			case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 				v = namespace
+			case e.ValueFrom.SecretKeyRef != nil && fakeSecrets[e.ValueFrom.SecretKeyRef.Name] != nil:
+				ref := e.ValueFrom.SecretKeyRef
+				value, ok := fakeSecrets[ref.Name][ref.Key]
+				if !ok && (ref.Optional == nil || !*ref.Optional) {
+					t.Errorf("%s: Secret %s has no key %s, and the reference is not optional: the pod would not start", e.Name, ref.Name, ref.Key)
+				}
+				if !ok {
+					continue
+				}
+				v = value
 			case strings.HasPrefix(e.Name, "ABACUS_") && !strings.HasPrefix(e.Name, "ABACUS_KAFKA_"):
 				t.Errorf("%s comes from a reference the test cannot resolve: %+v", e.Name, e.ValueFrom)
 				continue
@@ -237,6 +321,11 @@ func checkProbes(t *testing.T, c *corev1.Container, port int32, cfg config.Confi
 		if get.Path != p.path {
 			t.Errorf("%s path %s, want %s", p.kind, get.Path, p.path)
 		}
+		// The kubelet speaks HTTPS to a server that does, and verifies no
+		// certificate.
+		if want := tlsScheme(cfg); get.Scheme != want && (get.Scheme != "" || want != corev1.URISchemeHTTP) {
+			t.Errorf("%s scheme %q, want %s", p.kind, get.Scheme, want)
+		}
 		if got, err := containerPort(c, get.Port); err != nil || got != port {
 			t.Errorf("%s port %s: %d, %v; want the http port %d", p.kind, get.Port.String(), got, err, port)
 		}
@@ -273,6 +362,14 @@ func checkProbesMatchTheDocs(t *testing.T, c corev1.Container) {
 	}
 }
 
+// tlsScheme is the scheme the pods serve with the configuration.
+func tlsScheme(cfg config.Config) corev1.URIScheme {
+	if cfg.TLSCertFile != "" {
+		return corev1.URISchemeHTTPS
+	}
+	return corev1.URISchemeHTTP
+}
+
 func checkGracePeriod(t *testing.T, sts *appsv1.StatefulSet, cfg config.Config) {
 	t.Helper()
 	g := sts.Spec.Template.Spec.TerminationGracePeriodSeconds
@@ -282,8 +379,9 @@ func checkGracePeriod(t *testing.T, sts *appsv1.StatefulSet, cfg config.Config) 
 }
 
 // checkPeerURL: the peer URL template in force names the pod's stable DNS
-// name under the headless Service, on the container's port.
-func checkPeerURL(t *testing.T, cfg config.Config, pod string, port int32) {
+// name under the headless Service, on the container's port. It returns the
+// pod's URL.
+func checkPeerURL(t *testing.T, cfg config.Config, pod string, port int32) *url.URL {
 	t.Helper()
 	tmpl, err := config.ParsePeerTemplate(cfg.PeerURLTemplate)
 	if err != nil {
@@ -303,38 +401,14 @@ func checkPeerURL(t *testing.T, cfg config.Config, pod string, port int32) {
 	if err != nil || host != wantHost || p != strconv.Itoa(int(port)) {
 		t.Errorf("peer URL %s, want host %s port %d", u, wantHost, port)
 	}
+	return u
 }
 
 // TestNotes renders NOTES.txt and checks its curl lines against the routes.
 // helm template does not render NOTES.txt, so the test renders a copy of the
 // chart in which the notes are the data of a ConfigMap.
 func TestNotes(t *testing.T) {
-	dir := t.TempDir()
-	copyDir(t, chartDir(t), dir)
-	notes, err := os.ReadFile(filepath.Join(dir, "templates", "NOTES.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapper := `{{- define "notes-under-test" }}` + string(notes) + "{{- end }}\n" +
-		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include \"notes-under-test\" . | quote }}\n"
-	if err := os.Remove(filepath.Join(dir, "templates", "NOTES.txt")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "templates", "notes-under-test.yaml"), []byte(wrapper), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := helmTemplate(t, dir, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decodeManifests(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text string
-	for _, cm := range all[*corev1.ConfigMap](objs) {
-		text = cm.Data["notes"]
-	}
+	text := renderNotes(t)
 	for _, want := range []string{
 		"curl http://<svc>:8080/api/v1/stores/counts-store/keys/<key>",
 		`curl -N "http://<svc>:8080/api/v1/stores/counts-store/subscribe?key=<key>"`,
@@ -353,6 +427,62 @@ func TestNotes(t *testing.T) {
 			t.Errorf("NOTES.txt curls %s, which is not served (api.ServedPaths: %v)", m[1], servedPaths())
 		}
 	}
+
+	// With TLS every curl line says https, and the notes say how to
+	// verify the certificate.
+	text = renderNotes(t, "tls.enabled=true", "tls.existingSecret=abacus-tls")
+	if n := len(regexp.MustCompile(`curl (?:-N )?"?https://<svc>:8080/`).FindAllString(text, -1)); n != len(curls) || strings.Contains(text, "http://<svc>") {
+		t.Errorf("with TLS, want %d curl lines at https://, got %d:\n%s", len(curls), n, text)
+	}
+	for _, want := range []string{"https://abacus.streams.svc.cluster.local:8080", "--cacert ca.crt, from key ca.crt of Secret abacus-tls", "--resolve abacus.streams.svc:8080:127.0.0.1"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt with TLS lacks %q:\n%s", want, text)
+		}
+	}
+
+	// With authentication the notes say where the credentials are.
+	text = renderNotes(t, "auth.existingSecret=abacus-auth", `auth.tokenKey=api\.token`)
+	for _, want := range []string{
+		`add -H "Authorization: Bearer $TOKEN"`,
+		`get secret abacus-auth -o jsonpath='{.data.api\.token}' | base64 -d)`,
+		`or -u "$(kubectl --namespace streams get secret abacus-auth -o jsonpath='{.data.basic}' | base64 -d)"`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("NOTES.txt with authentication lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// renderNotes renders NOTES.txt with the given --set pairs.
+func renderNotes(t *testing.T, sets ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyDir(t, chartDir(t), dir)
+	notes, err := os.ReadFile(filepath.Join(dir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := `{{- define "notes-under-test" }}` + string(notes) + "{{- end }}\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include \"notes-under-test\" . | quote }}\n"
+	if err := os.Remove(filepath.Join(dir, "templates", "NOTES.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "templates", "notes-under-test.yaml"), []byte(wrapper), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := helmTemplate(t, dir, nil, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeManifests(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms := all[*corev1.ConfigMap](objs)
+	if len(cms) != 1 {
+		t.Fatalf("want the notes' ConfigMap, rendered %d ConfigMaps", len(cms))
+	}
+	return cms[0].Data["notes"]
 }
 
 func copyDir(t *testing.T, from, to string) {

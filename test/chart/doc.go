@@ -1,6 +1,9 @@
 // Package chart holds the tests of abacus's Kubernetes packaging: the Helm
-// chart in charts/abacus, the Dockerfile and the Makefile's image target. It
-// has no code of its own; `make chart-test` runs it.
+// chart in charts/abacus, the Dockerfile and the Makefile's image target;
+// `make chart-test` runs them. Its only code outside the tests writes the
+// chart README's table of values (package valuesdoc, run by `make
+// chart-docs` through cmd/chartdocs), which TestChartReadme holds the
+// README to.
 //
 // It is a module of its own so that the Kubernetes client libraries it
 // decodes manifests with stay out of the service's go.mod. It replaces
@@ -21,6 +24,8 @@
 //     config.Load, the probes, metrics and the NOTES' curl lines use paths
 //     api.ServedPaths lists, and every port agrees with ABACUS_HTTP_ADDR.
 //   - values.schema.json rejects a wrong type and an unknown key.
+//   - charts/abacus/README.md lists every value with its type, default and
+//     the comment values.yaml gives it, and every value has one.
 //   - The PrometheusRule's groups pass promtool check rules, and promtool
 //     test rules runs testdata/alerts.test.yaml against them: synthetic
 //     series that make every alert fire, and some stay quiet. The Grafana
@@ -35,7 +40,6 @@
 //
 // helm is found at $HELM, at $(go env GOPATH)/bin/helm or on PATH,
 // dockerfilelint at $DOCKERFILELINT or in .tools/, and promtool at
-// $PROMTOOL or on PATH; a missing tool fails the tests (run
-// scripts/install-chart-tools.sh, and scripts/install-test-deps.sh for
-// promtool), it never skips them.
+// $PROMTOOL or on PATH; a missing tool fails the tests (run make tools), it
+// never skips them.
 package chart

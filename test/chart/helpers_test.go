@@ -27,7 +27,7 @@ const (
 	release   = "abacus"
 	namespace = "streams"
 	// installHint is how to get the tools the tests need.
-	installHint = "run scripts/install-chart-tools.sh"
+	installHint = "run make tools"
 )
 
 // repoRoot is the work tree: this module sits at test/chart.

@@ -158,22 +158,40 @@ func TestAllOn(t *testing.T) {
 		"ABACUS_KAFKA_FETCH_MAX_BYTES":                     "52428800",
 		"ABACUS_KAFKA_ENABLE_SSL_CERTIFICATE_VERIFICATION": "true",
 		"ABACUS_KAFKA_SESSION_TIMEOUT_MS":                  "120000",
-		"ABACUS_PEER_URL_TEMPLATE":                         "http://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}",
+		"ABACUS_PEER_URL_TEMPLATE":                         "https://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}",
+		"ABACUS_TLS_CERT_FILE":                             "/etc/abacus/tls/tls.crt",
+		"ABACUS_TLS_KEY_FILE":                              "/etc/abacus/tls/tls.key",
+		"ABACUS_TLS_CA_FILE":                               "/etc/abacus/tls/ca.crt",
+		"ABACUS_AUTH_METRICS":                              "true",
 		"ABACUS_CACHE_MAX_BYTES":                           "0",
 		"ABACUS_PROCESSING_GUARANTEE":                      "exactly_once_v2",
 		"ABACUS_KAFKA_STATISTICS_INTERVAL_MS":              "60000",
 		"ABACUS_SHUTDOWN_TIMEOUT":                          "60s",
 		"ABACUS_NUM_STANDBY_REPLICAS":                      "2",
+		"ABACUS_REPLICATION_FACTOR":                        "3",
+		"ABACUS_CREATE_TOPICS":                             "false",
 	} {
 		if got, _ := envValue(c, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
+	}
+	for name, key := range map[string]string{"ABACUS_AUTH_TOKEN": "api-token", "ABACUS_AUTH_BASIC": "api-basic"} {
+		if ref := envSecret(c, name); ref == nil || ref.Name != "abacus-auth" || ref.Key != key {
+			t.Errorf("%s from %+v, want key %s of Secret abacus-auth", name, ref, key)
+		}
+	}
+	if ep := onlyServiceMonitor(t, objs).Spec.Endpoints[0]; ep.Authorization == nil || ep.Authorization.Credentials.Key != "api-token" {
+		t.Errorf("ServiceMonitor authorization %s, want the token of key api-token", dump(ep.Authorization))
 	}
 	if _, ok := envValue(c, "GOMEMLIMIT"); !ok {
 		t.Error("extraEnv GOMEMLIMIT missing")
 	}
 	if !hasMount(c, "kafka-tls", "/etc/abacus/kafka-tls") || volume(pod, "kafka-tls") == nil {
 		t.Error("extra volume kafka-tls is not mounted")
+	}
+	if v := volume(pod, "tls"); !hasMount(c, "tls", "/etc/abacus/tls") || v == nil || v.Projected == nil || len(v.Projected.Sources) != 2 ||
+		v.Projected.Sources[1].Secret.Name != "abacus-ca" || v.Projected.Sources[1].Secret.Items[0].Key != "ca.pem" {
+		t.Errorf("want the TLS Secret and the CA Secret's ca.pem mounted at /etc/abacus/tls, got %+v", v)
 	}
 	if sts.Spec.Template.Labels["team"] != "streams" || sts.Spec.Template.Annotations["example.com/owner"] != "streams" {
 		t.Error("podLabels or podAnnotations missing")
@@ -479,6 +497,16 @@ func envValue(c *corev1.Container, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// envSecret is the Secret key a variable comes from, or nil.
+func envSecret(c *corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
 }
 
 func countEnv(c *corev1.Container, name string) int {

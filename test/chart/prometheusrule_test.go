@@ -60,7 +60,7 @@ var alertNames = []string{
 // package, which scripts/install-test-deps.sh installs).
 func promtoolBin(t *testing.T) string {
 	t.Helper()
-	return findToolOr(t, "promtool", "run scripts/install-test-deps.sh (Debian: apt-get install prometheus)", os.Getenv("PROMTOOL"))
+	return findToolOr(t, "promtool", "run make tools (Debian: apt-get install prometheus)", os.Getenv("PROMTOOL"))
 }
 
 // renderRule renders the chart with the PrometheusRule on and returns it,

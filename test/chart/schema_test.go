@@ -45,6 +45,18 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "too many standby replicas", set: "standbyReplicas=6", wants: "/standbyReplicas"},
 		{name: "negative standby replicas", set: "standbyReplicas=-1", wants: "/standbyReplicas"},
 		{name: "standby replicas not a number", set: "standbyReplicas=one", wants: "/standbyReplicas"},
+		{name: "negative replication factor", set: "config.replicationFactor=-1", wants: "/config/replicationFactor"},
+		{name: "create topics not a boolean", set: "config.createTopics=sometimes", wants: "/config/createTopics"},
+		{name: "tls not a boolean", set: "tls.enabled=yes", wants: "/tls/enabled"},
+		{name: "unknown tls key", set: "tls.secretName=abacus-tls", wants: "secretName"},
+		{name: "tls server name with a scheme", set: "tls.serverName=https://abacus", wants: "/tls/serverName"},
+		{name: "tls without a Secret", set: "tls.enabled=true", wants: "tls.enabled needs tls.existingSecret", templateOnly: true},
+		{name: "tls with http peers", file: "bad-tls-http-peers.yaml", wants: "with tls.enabled they serve HTTPS only", templateOnly: true},
+		{name: "auth metrics not a boolean", set: "auth.metrics=yes", wants: "/auth/metrics"},
+		{name: "unknown auth key", set: "auth.secret=abacus-auth", wants: "secret"},
+		{name: "metrics auth without a Secret", set: "auth.metrics=true", wants: "auth.metrics puts /metrics behind authentication, which needs auth.existingSecret", templateOnly: true},
+		{name: "auth Secret without keys", file: "bad-auth-no-keys.yaml", wants: `auth.existingSecret "abacus-auth" needs auth.tokenKey or auth.basicKey`, templateOnly: true},
+		{name: "metrics auth the ServiceMonitor cannot send", file: "bad-auth-monitor-basic.yaml", wants: "Prometheus needs credentials", templateOnly: true},
 		{name: "grace period within shutdown", set: "terminationGracePeriodSeconds=30", wants: "must be larger than config.shutdownTimeoutSeconds", templateOnly: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,13 +28,56 @@ type serviceMonitor struct {
 			MatchNames []string `json:"matchNames,omitempty"`
 		} `json:"namespaceSelector"`
 		Selector  metav1.LabelSelector `json:"selector"`
-		Endpoints []struct {
-			Port          string `json:"port"`
-			Path          string `json:"path"`
-			Interval      string `json:"interval,omitempty"`
-			ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
-		} `json:"endpoints"`
+		Endpoints []smEndpoint         `json:"endpoints"`
 	} `json:"spec"`
+}
+
+// smEndpoint is one endpoint of a ServiceMonitor.
+type smEndpoint struct {
+	Port          string           `json:"port"`
+	Path          string           `json:"path"`
+	Interval      string           `json:"interval,omitempty"`
+	ScrapeTimeout string           `json:"scrapeTimeout,omitempty"`
+	Scheme        string           `json:"scheme,omitempty"`
+	TLSConfig     *smTLSConfig     `json:"tlsConfig,omitempty"`
+	Authorization *smAuthorization `json:"authorization,omitempty"`
+	BasicAuth     *smBasicAuth     `json:"basicAuth,omitempty"`
+}
+
+// smAuthorization is the operator's SafeAuthorization: an Authorization
+// header of the type with credentials from a Secret's key.
+type smAuthorization struct {
+	Type        string                    `json:"type,omitempty"`
+	Credentials *corev1.SecretKeySelector `json:"credentials,omitempty"`
+}
+
+// smBasicAuth is the operator's BasicAuth: user and password from Secrets'
+// keys.
+type smBasicAuth struct {
+	Username corev1.SecretKeySelector `json:"username"`
+	Password corev1.SecretKeySelector `json:"password"`
+}
+
+// smTLSConfig is the operator's TLSConfig, as far as the chart fills it.
+type smTLSConfig struct {
+	ServerName         string               `json:"serverName,omitempty"`
+	InsecureSkipVerify *bool                `json:"insecureSkipVerify,omitempty"`
+	CA                 *smSecretOrConfigMap `json:"ca,omitempty"`
+}
+
+// smSecretOrConfigMap is the operator's reference to a key of a Secret (or
+// ConfigMap, which the chart does not use).
+type smSecretOrConfigMap struct {
+	Secret *corev1.SecretKeySelector `json:"secret,omitempty"`
+}
+
+// dump shows a value as JSON, for messages that compare nested structs.
+func dump(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // decodeServiceMonitor decodes a rendered ServiceMonitor by hand,
@@ -98,9 +141,54 @@ func checkServiceMonitor(t *testing.T, o object, objs []object) {
 	if !served(ep.Path) {
 		t.Errorf("ServiceMonitor scrapes %s, which abacus does not serve (api.ServedPaths: %v)", ep.Path, servedPaths())
 	}
+	// The scheme the pods serve, and a certificate Prometheus verifies.
+	c := container(t, sts)
+	if _, tls := envValue(c, "ABACUS_TLS_CERT_FILE"); tls {
+		if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.ServerName == "" ||
+			ep.TLSConfig.InsecureSkipVerify == nil || *ep.TLSConfig.InsecureSkipVerify {
+			t.Errorf("the pods serve HTTPS; want scheme https and a verifying tlsConfig with a serverName, got %q %+v", ep.Scheme, ep.TLSConfig)
+		}
+	} else if ep.Scheme != "" || ep.TLSConfig != nil {
+		t.Errorf("the pods serve HTTP; got scheme %q and tlsConfig %+v", ep.Scheme, ep.TLSConfig)
+	}
+	// Credentials when /metrics needs them: the pods' token, or basic ones.
+	if metricsAuth, _ := envValue(c, "ABACUS_AUTH_METRICS"); metricsAuth == "true" {
+		switch {
+		case ep.Authorization != nil:
+			token := envSecret(c, "ABACUS_AUTH_TOKEN")
+			if ep.Authorization.Type != "Bearer" || token == nil || ep.Authorization.Credentials == nil ||
+				ep.Authorization.Credentials.Name != token.Name || ep.Authorization.Credentials.Key != token.Key {
+				t.Errorf("ServiceMonitor authorization %s, want Bearer with the pods' token %s", dump(ep.Authorization), dump(token))
+			}
+		case ep.BasicAuth != nil:
+			if ep.BasicAuth.Username.Key == "" || ep.BasicAuth.Password.Key == "" || envSecret(c, "ABACUS_AUTH_BASIC") == nil {
+				t.Errorf("ServiceMonitor basicAuth %s, want a user and a password key beside the pods' basic credentials", dump(ep.BasicAuth))
+			}
+		default:
+			t.Error("/metrics needs credentials (ABACUS_AUTH_METRICS=true), and the ServiceMonitor sends none")
+		}
+	} else if ep.Authorization != nil || ep.BasicAuth != nil {
+		t.Errorf("/metrics needs no credentials, and the ServiceMonitor sends %s %s", dump(ep.Authorization), dump(ep.BasicAuth))
+	}
 	interval, err1 := time.ParseDuration(ep.Interval)
 	timeout, err2 := time.ParseDuration(ep.ScrapeTimeout)
 	if err1 != nil || err2 != nil || timeout > interval {
 		t.Errorf("interval %q and scrapeTimeout %q: want durations with timeout <= interval", ep.Interval, ep.ScrapeTimeout)
 	}
+}
+
+// onlyServiceMonitor decodes the one ServiceMonitor rendered, failing unless
+// there is exactly one.
+func onlyServiceMonitor(t *testing.T, objs []object) *serviceMonitor {
+	t.Helper()
+	var monitors []*serviceMonitor
+	for _, o := range objs {
+		if o.Kind == "ServiceMonitor" {
+			monitors = append(monitors, decodeServiceMonitor(t, o))
+		}
+	}
+	if len(monitors) != 1 {
+		t.Fatalf("want one ServiceMonitor, rendered %d", len(monitors))
+	}
+	return monitors[0]
 }

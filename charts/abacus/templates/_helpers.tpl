@@ -108,3 +108,75 @@ as integers instead.
 {{- . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Where the TLS Secret is mounted: tls.crt, tls.key and, with tls.caKey,
+ca.crt (ABACUS_TLS_CERT_FILE, _KEY_FILE, _CA_FILE).
+*/}}
+{{- define "abacus.tlsDir" -}}
+/etc/abacus/tls
+{{- end }}
+
+{{/*
+The Secret that holds the CA bundle under tls.caKey.
+*/}}
+{{- define "abacus.tlsCaSecret" -}}
+{{- default .Values.tls.existingSecret .Values.tls.caSecret }}
+{{- end }}
+
+{{/*
+The peer URL template the pods get, or nothing for the binary's default
+(http://...). With TLS and no template of the user's, the binary's default
+with https://. Helm renders none of it: the braces reach the process.
+*/}}
+{{- define "abacus.peerUrlTemplate" -}}
+{{- if .Values.config.peerUrlTemplate }}
+{{- .Values.config.peerUrlTemplate }}
+{{- else if .Values.tls.enabled }}
+{{- "https://{{.Member}}.{{.Service}}.{{.Namespace}}.svc.cluster.local:{{.Port}}" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The name Prometheus verifies the pods' certificate against: tls.serverName,
+or the first pod's peer DNS name, which a certificate valid for the calls
+between pods holds, listed or under *.<headless>.<namespace>.svc.cluster.local.
+*/}}
+{{- define "abacus.tlsServerName" -}}
+{{- if .Values.tls.serverName }}
+{{- .Values.tls.serverName }}
+{{- else }}
+{{- printf "%s-0.%s.%s.svc.cluster.local" (include "abacus.fullname" .) (include "abacus.headlessName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+TLS values that cannot work together fail the install with what to do.
+*/}}
+{{- define "abacus.checkTls" -}}
+{{- if .Values.tls.enabled }}
+{{- if not .Values.tls.existingSecret }}
+{{- fail "tls.enabled needs tls.existingSecret: the name of a kubernetes.io/tls Secret with tls.crt and tls.key (and ca.crt, the CA the pods verify each other with; see tls.caKey)" }}
+{{- end }}
+{{- if hasPrefix "http://" .Values.config.peerUrlTemplate }}
+{{- fail (printf "config.peerUrlTemplate %q calls the pods over http://, but with tls.enabled they serve HTTPS only: use https://, or leave it empty for the https:// default" .Values.config.peerUrlTemplate) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Authentication values that cannot work together fail the install with what
+to do.
+*/}}
+{{- define "abacus.checkAuth" -}}
+{{- $auth := .Values.auth }}
+{{- if and $auth.metrics (not $auth.existingSecret) }}
+{{- fail "auth.metrics puts /metrics behind authentication, which needs auth.existingSecret: a Secret with a bearer token (auth.tokenKey) and/or user:password (auth.basicKey)" }}
+{{- end }}
+{{- if and $auth.existingSecret (not $auth.tokenKey) (not $auth.basicKey) }}
+{{- fail (printf "auth.existingSecret %q needs auth.tokenKey or auth.basicKey: the keys of its bearer token and of its user:password credentials" $auth.existingSecret) }}
+{{- end }}
+{{- if and $auth.metrics .Values.metrics.serviceMonitor.enabled (not $auth.tokenKey) (not (and $auth.basicUsernameKey $auth.basicPasswordKey)) }}
+{{- fail "auth.metrics with metrics.serviceMonitor.enabled: Prometheus needs credentials: set auth.tokenKey (a bearer token), or auth.basicUsernameKey and auth.basicPasswordKey (Prometheus's basicAuth reads the user and the password from separate keys)" }}
+{{- end }}
+{{- end }}

@@ -20,7 +20,7 @@ import (
 // locked map until its report, a cost on every record.
 type Tracker struct {
 	events    <-chan kafka.Event
-	onError   func(kafka.Error)
+	onEvent   func(kafka.Event)
 	changelog string
 	output    string
 	done      chan struct{}
@@ -73,12 +73,14 @@ type Mark struct {
 }
 
 // New starts a tracker that reads events until the channel closes (the producer's
-// Close closes it); onError sees the client's error events. It keeps the
-// last offset delivered per partition of each of trackOffsets too.
-func New(changelog, output string, trackOffsets []string, events <-chan kafka.Event, onError func(kafka.Error)) *Tracker {
+// Close closes it); onEvent sees every other event than a successful
+// delivery report: the client's errors and statistics, and the records
+// whose delivery failed. It keeps the last offset delivered per partition
+// of each of trackOffsets too.
+func New(changelog, output string, trackOffsets []string, events <-chan kafka.Event, onEvent func(kafka.Event)) *Tracker {
 	d := &Tracker{
 		events:            events,
-		onError:           onError,
+		onEvent:           onEvent,
 		changelog:         changelog,
 		output:            output,
 		done:              make(chan struct{}),
@@ -103,12 +105,13 @@ func (d *Tracker) run() {
 	for ev := range d.events {
 		m, ok := ev.(*kafka.Message)
 		if !ok {
-			if e, ok := ev.(kafka.Error); ok {
-				d.onError(e)
-			}
+			d.onEvent(ev)
 			continue
 		}
 		tp := m.TopicPartition
+		if tp.Error != nil {
+			d.onEvent(ev)
+		}
 		d.mu.Lock()
 		switch *tp.Topic {
 		case d.changelog:

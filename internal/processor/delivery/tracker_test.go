@@ -53,7 +53,7 @@ func TestForeignChangelogRecordsAmongTransactions(t *testing.T) {
 // these offsets) and check (foreignChangelogRecords is an error or not).
 func deliveryScript(t *testing.T, inTxn bool) (d *Tracker, deliver func(p int32, offsets ...int64), check func(p int32, base int64, wantErr bool)) {
 	events := make(chan kafka.Event)
-	d = New("cl", "out", nil, events, func(kafka.Error) {})
+	d = New("cl", "out", nil, events, func(kafka.Event) {})
 	t.Cleanup(func() { close(events); d.Close() })
 	topic := "cl"
 	deliver = func(p int32, offsets ...int64) {
