@@ -222,8 +222,10 @@ func TestGrafanaDashboard(t *testing.T) {
 		"abacus_http_requests_total",                             // HTTP rate
 		"abacus_http_request_duration_seconds_bucket",            // HTTP latency
 		"abacus_sse_subscribers", "abacus_sse_events_sent_total", // subscriptions
-		"abacus_store_disk_bytes",            // store size
-		"abacus_records_dead_lettered_total", // DLQ
+		"abacus_store_disk_bytes",                                                      // store size
+		"abacus_records_dead_lettered_total",                                           // DLQ
+		"abacus_rebalance_duration_seconds_bucket", "abacus_kafka_broker_errors_total", // Kafka
+		"abacus_producer_queue_messages", "abacus_producer_retries_total", "abacus_producer_errors_total",
 	} {
 		if !referenced[name] {
 			t.Errorf("the dashboard shows nothing of %s", name)
