@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -155,6 +156,7 @@ func TestPrometheusRule(t *testing.T) {
 	}
 	checkRuleConventions(t, pr)
 	checkRules(t, pr)
+	checkRuleScopeMatchesServiceMonitor(t)
 
 	// promtool reads rule_files relative to the test file, so both go to a
 	// directory of their own.
@@ -238,6 +240,51 @@ func checkRuleConventions(t *testing.T, pr *prometheusRule) {
 		for _, sel := range selectors(t, r.Expr) {
 			if len(sel.Matchers) == 0 || !hasMatcher(sel, "namespace") {
 				t.Errorf("%s: %s is not scoped to the release: %s", name, sel.Name, r.Expr)
+			}
+		}
+	}
+}
+
+// checkRuleScopeMatchesServiceMonitor: by default every selector picks
+// the series of the chart's ServiceMonitor, the labels the Prometheus
+// operator gives its targets: namespace, the one it looks in, and service,
+// the Service it selects (the headless one, one per release).
+func checkRuleScopeMatchesServiceMonitor(t *testing.T) {
+	t.Helper()
+	objs := render(t, nil, "prometheusRule.enabled=true", "metrics.serviceMonitor.enabled=true")
+	var sm *serviceMonitor
+	var pr *prometheusRule
+	for _, o := range objs {
+		switch o.Kind {
+		case "ServiceMonitor":
+			sm = decodeServiceMonitor(t, o)
+		case "PrometheusRule":
+			pr = decodePrometheusRule(t, o)
+		}
+	}
+	if sm == nil || pr == nil {
+		t.Fatal("want a ServiceMonitor and a PrometheusRule")
+	}
+	var services []string
+	for _, svc := range all[*corev1.Service](objs) {
+		if subset(sm.Spec.Selector.MatchLabels, svc.Labels) {
+			services = append(services, svc.Name)
+		}
+	}
+	if len(services) != 1 || len(sm.Spec.NamespaceSelector.MatchNames) != 1 {
+		t.Fatalf("the ServiceMonitor selects Services %v in namespaces %v, want one of each", services, sm.Spec.NamespaceSelector.MatchNames)
+	}
+	want := map[string]string{"namespace": sm.Spec.NamespaceSelector.MatchNames[0], "service": services[0]}
+	for name, r := range pr.alerts() {
+		for _, sel := range selectors(t, r.Expr) {
+			for label, value := range want {
+				found := false
+				for _, m := range sel.Matchers {
+					found = found || (m.Label == label && m.Op == "=" && m.Value == value)
+				}
+				if !found {
+					t.Errorf("%s: %s does not select %s=%q, the ServiceMonitor's: %s", name, sel.Name, label, value, r.Expr)
+				}
 			}
 		}
 	}
