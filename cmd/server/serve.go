@@ -312,6 +312,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Gatherer:            reg,
 		Registerer:          reg,
 		Logger:              s.log.With("component", "http"),
+		AccessLog:           cfg.AccessLog,
 		AuthToken:           cfg.AuthToken,
 		AuthBasic:           cfg.AuthBasic,
 		AuthMetrics:         cfg.AuthMetrics,

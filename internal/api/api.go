@@ -140,6 +140,9 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// AccessLog logs one line per request to Logger at info
+	// (accesslog.go).
+	AccessLog bool
 
 	// MaxInflight bounds the /api/v1 requests served at once; one more is
 	// answered 503 overloaded with Retry-After (default 512). The probes
@@ -258,6 +261,10 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
 		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport}}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
+	if cfg.AccessLog {
+		// Outermost: it sees the status the error handler answered.
+		e.Use(s.accessLog)
+	}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
 	// instead of a dropped connection, and logs it with its stack.
 	recoverCfg := middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
