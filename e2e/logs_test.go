@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,65 @@ func jsonLines(t *testing.T, who, out string) []map[string]any {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// numbered makes n records of keys prefix0..prefix(n-1), one each.
+func numbered(prefix string, n int) ([]testkit.Record, map[string]int64) {
+	records := make([]testkit.Record, n)
+	truth := make(map[string]int64, n)
+	for i := range records {
+		k := prefix + itoa(i)
+		records[i] = testkit.Record{Key: []byte(k), Value: []byte("x")}
+		truth[k] = 1
+	}
+	return records, truth
+}
+
+// With ABACUS_LOG_FORMAT=json every line an instance writes, on stdout
+// and stderr, is a JSON object, librdkafka's included: through a 10 s
+// cut of every broker connection librdkafka complains at warn or error
+// level, as lines of the instance's log marked logger=librdkafka, and
+// once the broker is back records are counted again.
+func TestJSONLogsThroughBrokerCut(t *testing.T) {
+	_, proxy := testkit.StartBrokerBehindProxy(t, 4)
+	brokers := proxy.Addr()
+	in := testkit.StartInstance(t, testkit.InstanceConfig{Name: "abacus-0", Brokers: brokers,
+		Env: map[string]string{"ABACUS_LOG_FORMAT": "json"}})
+	in.WaitReady(time.Minute)
+	before, truth := numbered("before-", 200)
+	testkit.Produce(t, brokers, input, "murmur2_random", before)
+	waitCounts(t, 30*time.Second, []*testkit.Instance{in}, truth, false)
+
+	cutFrom := len(in.Log())
+	proxy.Cut()
+	time.Sleep(10 * time.Second) // the outage is what is tested
+	cutTo := len(in.Log())
+	proxy.Restore()
+
+	after, more := numbered("after-", 200)
+	testkit.Produce(t, brokers, input, "murmur2_random", after)
+	waitCounts(t, 45*time.Second, []*testkit.Instance{in}, more, false)
+	waitCounts(t, 5*time.Second, []*testkit.Instance{in}, truth, false)
+	in.Stop(30 * time.Second)
+
+	jsonLines(t, in.Name, in.Log())
+	var fromLibrdkafka []map[string]any
+	for _, line := range jsonLines(t, in.Name, in.Log()[cutFrom:cutTo]) {
+		if line["logger"] == "librdkafka" && (line["level"] == "WARN" || line["level"] == "ERROR") {
+			fromLibrdkafka = append(fromLibrdkafka, line)
+		}
+	}
+	if len(fromLibrdkafka) == 0 {
+		t.Fatalf("no librdkafka line at warn or error during the cut; the log then:\n%s", in.Log()[cutFrom:cutTo])
+	}
+	for _, line := range fromLibrdkafka {
+		for _, k := range []string{"time", "msg", "member", "component", "client", "rdkafka_name", "facility", "syslog_level"} {
+			if _, ok := line[k]; !ok {
+				t.Errorf("librdkafka line without %s: %v", k, line)
+			}
+		}
+	}
+	t.Logf("%d librdkafka lines at warn or error during the cut, the first: %v", len(fromLibrdkafka), fromLibrdkafka[0])
 }
 
 // With ABACUS_ACCESS_LOG=true every request is one line at info with
@@ -119,5 +179,21 @@ func TestAccessLog(t *testing.T) {
 		if strings.Contains(in.Log(), secret) {
 			t.Errorf("the log holds %q", secret)
 		}
+	}
+}
+
+// With ABACUS_LOG_FORMAT=json even the error the process exits with is a
+// JSON line, also when it is the configuration's own.
+func TestJSONExitLine(t *testing.T) {
+	cmd := exec.Command(testkit.Binary(t))
+	cmd.Env = []string{"ABACUS_LOG_FORMAT=json", "ABACUS_COMMIT_INTERVAL=often", "ABACUS_STATE_DIR=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("started with a bad commit interval")
+	}
+	lines := jsonLines(t, "abacus", string(out))
+	if len(lines) != 1 || lines[0]["level"] != "ERROR" || lines[0]["msg"] != "exiting on error" ||
+		lines[0]["error"] != `invalid ABACUS_COMMIT_INTERVAL="often": must be a duration such as 500ms, 30s or 10m` {
+		t.Errorf("exit lines %v; want one error line naming ABACUS_COMMIT_INTERVAL", lines)
 	}
 }
