@@ -29,7 +29,10 @@ func main() {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "abacus:", err)
+		// An error logged already was the last line, in the log's format.
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "abacus:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -46,6 +49,20 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 	}
 	return serve(ctx, args, environ, stderr)
+}
+
+// loggedError is an error the process logged as its last line: main exits
+// with it without writing it again.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
+// logExit logs err, why the process exits, with log, where every line
+// must be the logger's (json): the last line is then no plain
+// "abacus: ..." main would write.
+func logExit(log *slog.Logger, err error) error {
+	log.Error("exiting on error", "error", err.Error())
+	return loggedError{err}
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

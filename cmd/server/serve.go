@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,14 +32,56 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// serve runs the service until ctx ends.
-func serve(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	svc, err := build(args, environ, stderr)
+// serve runs the service until ctx ends. With ABACUS_LOG_FORMAT=json the
+// error it stops with is logged as its last line.
+func serve(ctx context.Context, args, environ []string, stderr io.Writer) (err error) {
+	cfg, err := config.Load(args, environ, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) && wantsJSON(cfg, args, environ) {
+			return logExit(newLogger(stderr, "error", "json"), err)
+		}
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
+	// What logs with Go's log package (net/http, a library) goes through
+	// slog too, in the log's format.
+	slog.SetDefault(log)
+	if cfg.LogFormat == "json" {
+		defer func() {
+			if err != nil {
+				err = logExit(log, err)
+			}
+		}()
+	}
+	svc, err := build(cfg, log, environ)
 	if err != nil {
 		return err
 	}
 	defer svc.close()
 	return svc.run(ctx)
+}
+
+// wantsJSON reports whether a configuration that did not load asked for
+// JSON logs: Load stops at the first bad setting, maybe before
+// log_format, so the environment and the flags are read for it too.
+func wantsJSON(cfg config.Config, args, environ []string) bool {
+	format := cfg.LogFormat
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, config.EnvName("log_format")+"="); ok {
+			format = v
+		}
+	}
+	for i, a := range args {
+		name, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "log-format" && name != "log_format" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			v = args[i+1]
+		}
+		format = v
+	}
+	return format == "json"
 }
 
 // service is one instance with every part built and wired, none running.
@@ -63,21 +107,16 @@ type service struct {
 	closers []func()
 }
 
-// build loads the configuration and makes every part of the service. Of
+// build makes every part of the service from its configuration. Of
 // them only the embedded broker runs yet, since it must listen before any
 // client dials it; on failure build releases what it acquired. Its errors
 // are the parts' own, unwrapped: they already say what failed, and they
 // are the one line the process exits with.
-func build(args, environ []string, stderr io.Writer) (_ *service, err error) {
-	cfg, err := config.Load(args, environ, stderr)
-	if err != nil {
-		return nil, err
-	}
+func build(cfg config.Config, log *slog.Logger, environ []string) (_ *service, err error) {
 	peerTLS, err := loadPeerTLS(cfg.TLSCAFile)
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("member", cfg.InstanceID)
 	log.Info("starting abacus", "version", version, "application_id", cfg.ApplicationID,
 		"input_topic", cfg.InputTopic, "processing_guarantee", cfg.ProcessingGuarantee)
 	setMemoryLimit(cfg, environ, log)
@@ -283,6 +322,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Gatherer:            reg,
 		Registerer:          reg,
 		Logger:              s.log.With("component", "http"),
+		AccessLog:           cfg.AccessLog,
 		AuthToken:           cfg.AuthToken,
 		AuthBasic:           cfg.AuthBasic,
 		AuthMetrics:         cfg.AuthMetrics,

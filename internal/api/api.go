@@ -141,6 +141,9 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// AccessLog logs one line per request to Logger at info
+	// (accesslog.go).
+	AccessLog bool
 
 	// MaxInflight bounds the /api/v1 requests served at once; one more is
 	// answered 503 overloaded with Retry-After (default 512). The probes
@@ -254,15 +257,28 @@ func New(cfg Config) *Server {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// Echo's own logger writes to stdout in a format of its own: its
+	// lines go to Logger (nothing of ours uses it; a third party might).
+	e.Logger.SetOutput(logWriter{cfg.Logger, slog.LevelError})
+	e.Logger.SetHeader("")
+	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)
 	e.HTTPErrorHandler = errorHandler
 	transport := forwardTransport(cfg.PeerTLS)
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
 		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport},
 		streamClient: newStreamClient(cfg.PeerTLS)}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
+	if cfg.AccessLog {
+		// Outermost: it sees the status the error handler answered.
+		e.Use(s.accessLog)
+	}
 	// Recover turns a handler's panic into a 500 JSON answer (and a metric)
-	// instead of a dropped connection.
-	e.Use(s.metrics.middleware, middleware.Recover(), middleware.BodyLimit(MaxRequestBody))
+	// instead of a dropped connection, and logs it with its stack.
+	recoverCfg := middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		cfg.Logger.Error("HTTP handler panicked", "method", c.Request().Method, "route", c.Path(), "error", err, "stack", string(stack))
+		return err
+	}}
+	e.Use(s.metrics.middleware, middleware.RecoverWithConfig(recoverCfg), middleware.BodyLimit(MaxRequestBody))
 	e.GET(PathHealthz, s.healthz)
 	e.GET(PathReadyz, s.readyz)
 	metrics := echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -301,6 +317,9 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 		Addr: addr, Handler: s.echo,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 1 << 20,
+		// net/http's own complaints (TLS handshakes that fail, ...)
+		// would go to stderr as plain text.
+		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() {

@@ -135,6 +135,7 @@ func (s *Server) copyHolders(p int32) []abacus.Member {
 func (s *Server) askCopy(c echo.Context, m abacus.Member) (done bool, lag int64, err error) {
 	req := c.Request()
 	target := m.URL + req.URL.EscapedPath() + "?" + req.URL.RawQuery
+	noteForward(req.Context(), m.Name)
 	resp, err := s.get(req.Context(), target, req.Header.Get("Authorization"))
 	if err != nil {
 		s.metrics.forwarded.WithLabelValues("error").Inc()

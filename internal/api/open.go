@@ -72,6 +72,7 @@ func (s *Server) openAt(ctx context.Context, c echo.Context, m abacus.Member, su
 	if sub.prefix {
 		set["partition"] = []string{strconv.Itoa(int(p))}
 	}
+	noteForward(ctx, m.Name)
 	resp, err := s.upstream(ctx, c, m, set, lastID)
 	if err != nil {
 		s.refresh()

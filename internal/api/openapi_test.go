@@ -434,7 +434,7 @@ func (fakeOps) Config() map[string]any {
 		"commit_interval": "1s", "cache_max_bytes": 10 << 20, "memory_limit": 0, "peer_url_template": "http://{{.Member}}.{{.Service}}:{{.Port}}",
 		"namespace": "default", "service": "abacus", "partitioner": "murmur2", "partitions": 4, "replication_factor": 0, "create_topics": true, "on_error": "dlq",
 		"shutdown_timeout": "30s", "startup_timeout": "2m0s", "state_cleanup_delay": "10m0s", "num_standby_replicas": 1, "log_level": "info",
-		"log_format": "text", "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
+		"log_format": "text", "access_log": false, "auth_token": "********", "auth_basic": "", "auth_metrics": false, "tls_cert_file": "",
 		"tls_key_file": "", "tls_ca_file": "", "cors_origins": "", "events_topic": "", "max_subscribers": 10000,
 		"http_max_inflight": 512, "kafka": map[string]string{"sasl.password": "********", "security.protocol": "SASL_SSL"},
 	}

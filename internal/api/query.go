@@ -148,6 +148,7 @@ func (s *Server) forwardWith(c echo.Context, p int32, client *http.Client, deadl
 		ctx, cancel = context.WithTimeout(ctx, deadline)
 		defer cancel()
 	}
+	noteForward(ctx, m.Name)
 	resp, err := s.getWith(ctx, client, target, req.Header.Get("Authorization"))
 	if err != nil {
 		s.metrics.forwarded.WithLabelValues("error").Inc()
@@ -515,6 +516,7 @@ func (s *Server) scanRemote(ctx context.Context, m abacus.Member, store string, 
 			v.Set(k, val)
 		}
 	}
+	noteForward(ctx, m.Name)
 	return getPage[scanPage](ctx, s, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/keys?"+v.Encode(), authorization)
 }
 

@@ -423,5 +423,6 @@ func (s *Server) scanWindowsRemote(ctx context.Context, m abacus.Member, store s
 	if q.After != nil {
 		v.Set("cursor", encodeWindowCursor(s.cfg.ScanSecret, *q.After))
 	}
+	noteForward(ctx, m.Name)
 	return getPage[windowPage](ctx, s, m.URL+"/api/v1/stores/"+url.PathEscape(store)+"/windows?"+v.Encode(), authorization)
 }

@@ -6,6 +6,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,7 +29,9 @@ type Config struct {
 	// Advertise, if set, is the address given to clients in metadata instead
 	// of the listening one (a proxy in front of the broker, in tests).
 	Advertise string
-	Logger    *slog.Logger
+	// Logger gets the broker's lines: kfake's own (logger=kfake) and
+	// those of the workarounds below; nil discards them.
+	Logger *slog.Logger
 }
 
 // Broker is a running embedded broker.
@@ -57,7 +60,13 @@ func Start(cfg Config) (*Broker, error) {
 		}
 		listener = advertised{ln, adv}
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "broker")
 	opts := []kfake.Opt{
+		kfake.WithLogger(kfakeLogger{log}),
 		kfake.NumBrokers(1),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(cfg.Partitions),
@@ -79,11 +88,6 @@ func Start(cfg Config) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("start embedded broker: %w", err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "broker")
 	// Workarounds of kfake's group coordinator where it differs from
 	// Kafka's (sessions.go, staticrejoin.go, joinhold.go; docs/reliability.md,
 	// "The embedded broker (kfake)"). The session expiry first: its
@@ -130,3 +134,28 @@ type advertised struct {
 }
 
 func (a advertised) Addr() net.Addr { return a.addr }
+
+// kfakeLogger writes kfake's own lines to the broker's logger, marked
+// logger=kfake, at the level kfake gives them.
+type kfakeLogger struct{ log *slog.Logger }
+
+func (k kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	var l slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		l = slog.LevelError
+	case kfake.LogLevelWarn:
+		l = slog.LevelWarn
+	case kfake.LogLevelInfo:
+		l = slog.LevelInfo
+	case kfake.LogLevelDebug:
+		l = slog.LevelDebug
+	default:
+		return
+	}
+	ctx := context.Background()
+	if !k.log.Enabled(ctx, l) {
+		return
+	}
+	k.log.Log(ctx, l, fmt.Sprintf(format, args...), "logger", "kfake")
+}

@@ -81,6 +81,8 @@ type Config struct {
 	NumStandbyReplicas int
 	LogLevel           string
 	LogFormat          string
+	// AccessLog logs one line per HTTP request at info.
+	AccessLog bool
 	// AuthToken, if set, is the bearer token /api/v1 requires.
 	AuthToken string
 	// AuthBasic, if set, is the "user:password" /api/v1 accepts.

@@ -109,6 +109,7 @@ var settings = []setting{
 	duration("state_cleanup_delay", "how long a revoked task's state is kept on disk", func(c *Config) *time.Duration { return &c.StateCleanupDelay }),
 	str("log_level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log_format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+	boolean("access_log", "log one line per HTTP request at info (a subscription's when its stream ends)", func(c *Config) *bool { return &c.AccessLog }),
 	str("auth_token", "bearer token required by /api/v1 (empty: no token auth)", func(c *Config) *string { return &c.AuthToken }),
 	str("auth_basic", "user:password accepted by /api/v1 with basic auth (empty: none)", func(c *Config) *string { return &c.AuthBasic }),
 	boolean("auth_metrics", "also require auth for /metrics", func(c *Config) *bool { return &c.AuthMetrics }),

@@ -84,7 +84,7 @@ type Discovery struct {
 	trigger chan struct{}
 	// describe reads the group; a seam so tests can drive a stale view.
 	describe func(ctx context.Context) (*View, error)
-	admin    *kafka.AdminClient
+	admin    *kafkaconf.AdminClient
 	mu       sync.Mutex
 	static   *View       // pinned view (tests), never refreshed
 	orphans  orphanWatch // the refresh goroutine's alone
@@ -118,7 +118,7 @@ func New(cfg Config) (*Discovery, error) {
 
 // Run refreshes the view until ctx ends.
 func (d *Discovery) Run(ctx context.Context) error {
-	admin, err := kafka.NewAdminClient(kafkaconf.Admin(d.cfg.Config))
+	admin, err := kafkaconf.NewAdmin(kafkaconf.Admin(d.cfg.Config), d.log, kafkaconf.RoleAdmin)
 	if err != nil {
 		return fmt.Errorf("create admin client for discovery: %w", err)
 	}

@@ -84,7 +84,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	conf := kafkaconf.Admin(p.cfg) // a plain client: no transactions, no group
 	(*conf)["enable.idempotence"] = true
 	(*conf)["client.id"] = p.cfg.ApplicationID + "-" + p.cfg.InstanceID + "-events"
-	producer, err := kafka.NewProducer(conf)
+	producer, err := kafkaconf.NewProducer(conf, p.log, kafkaconf.RoleEvents)
 	if err != nil {
 		return fmt.Errorf("create events producer: %w", err)
 	}

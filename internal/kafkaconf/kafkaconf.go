@@ -1,7 +1,10 @@
 // Package kafkaconf builds the librdkafka configuration of every client
 // abacus makes from its settings: our defaults, then the user's
 // pass-through properties, then the few settings the state protocol depends
-// on, which nothing overrides.
+// on, which nothing overrides. It also creates every client (clients.go),
+// so that none writes librdkafka's log lines to stderr: they go through the
+// client's log channel into slog, marked with the client's role
+// (TestNoClientBypassesTheLogChannel).
 package kafkaconf
 
 import (
@@ -18,7 +21,7 @@ func client(cfg config.Config, role string, defaults kafka.ConfigMap) *kafka.Con
 	m := kafka.ConfigMap{
 		"bootstrap.servers": cfg.Brokers(),
 		"client.id":         cfg.ApplicationID + "-" + cfg.InstanceID + "-" + role,
-		// librdkafka writes its own log lines to stderr; keep warnings only.
+		// librdkafka's lines go to slog (clients.go); keep warnings only.
 		"log_level":           4,
 		"enable.metrics.push": false,
 	}

@@ -86,7 +86,7 @@ type committerConfig struct {
 // chooses the commit function of the guarantee, and starts the committer
 // goroutine; stop and close end them.
 func (p *Processor) newCommitter(cc committerConfig) (*committer, error) {
-	producer, err := kafka.NewProducer(kafkaconf.Producer(p.cfg.Config))
+	producer, err := kafkaconf.NewProducer(kafkaconf.Producer(p.cfg.Config), p.log, kafkaconf.RoleProducer)
 	if err != nil {
 		return nil, fatalf("create producer: %w", err)
 	}

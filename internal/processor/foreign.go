@@ -52,7 +52,7 @@ func (c *committer) foreignMarkersOnly(ctx context.Context, err error) bool {
 func (p *Processor) changelogRecordsBetween(ctx context.Context, partition int32, from, to int64) (int64, error) {
 	conf := kafkaconf.Restore(p.cfg.Config)
 	(*conf)["isolation.level"] = "read_uncommitted"
-	c, err := kafka.NewConsumer(conf)
+	c, err := kafkaconf.NewConsumer(conf, p.log.With("task", partition), kafkaconf.RoleChangelogReader)
 	if err != nil {
 		return 0, fmt.Errorf("create changelog reader: %w", err)
 	}

@@ -28,7 +28,7 @@ func (p *Processor) inspectorClient() (*kafka.Consumer, error) {
 	conf := kafkaconf.Restore(p.cfg.Config)
 	(*conf)["group.id"] = p.cfg.ApplicationID // to read the group's committed offsets
 	(*conf)["client.id"] = p.cfg.ApplicationID + "-" + p.cfg.InstanceID + "-inspector"
-	c, err := kafka.NewConsumer(conf)
+	c, err := kafkaconf.NewConsumer(conf, p.log, kafkaconf.RoleInspector)
 	if err != nil {
 		return nil, fmt.Errorf("create inspector consumer: %w", err)
 	}

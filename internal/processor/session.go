@@ -117,7 +117,7 @@ func (p *Processor) startSession(ctx context.Context) (*session, error) {
 		}
 	}
 	p.setUnconfirmed(false)
-	if s.consumer, err = kafka.NewConsumer(consumerConf); err != nil {
+	if s.consumer, err = kafkaconf.NewConsumer(consumerConf, p.log, kafkaconf.RoleConsumer); err != nil {
 		return s, fatalf("create consumer: %w", err)
 	}
 	s.committer.group = s.consumer

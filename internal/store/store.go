@@ -162,12 +162,20 @@ func (d *DB) Partitions() ([]int32, error) {
 	return out, err
 }
 
+// badgerLogger writes Badger's lines to the store's logger, marked
+// logger=badger; its info lines are debug here, its debug lines dropped.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug("badger: " + trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Debugf(f string, a ...any)   {}
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger: "+trim(fmt.Sprintf(f, a...)), "logger", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: "+trim(fmt.Sprintf(f, a...)), "logger", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug("badger: "+trim(fmt.Sprintf(f, a...)), "logger", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {}
 
 func trim(s string) string { return string(bytes.TrimSpace([]byte(s))) }
 

@@ -406,7 +406,7 @@ func (rs *Restorer) restoreTarget(ctx context.Context, tgt target, first bool) (
 	if tgt.windowed != nil {
 		r.log = r.log.With("windowed_store", tgt.windowed.Name())
 	}
-	c, err := kafka.NewConsumer(kafkaconf.Restore(r.cfg.Config))
+	c, err := kafkaconf.NewConsumer(kafkaconf.Restore(r.cfg.Config), r.log, kafkaconf.RoleRestore)
 	if err != nil {
 		return -1, fmt.Errorf("create restore consumer: %w", err)
 	}

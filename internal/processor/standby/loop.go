@@ -169,7 +169,7 @@ func (l *loop) reconcile() {
 func (l *loop) add(p int32) error {
 	cfg := l.r.cfg
 	if l.consumer == nil {
-		c, err := kafka.NewConsumer(kafkaconf.Standby(cfg.Config))
+		c, err := kafkaconf.NewConsumer(kafkaconf.Standby(cfg.Config), l.r.log, kafkaconf.RoleStandby)
 		if err != nil {
 			return fmt.Errorf("create standby consumer: %w", err)
 		}

@@ -33,7 +33,7 @@ const WindowChangelogExtraRetention = 24 * time.Hour
 // the startup timeout; a changelog whose partition count differs from the
 // input's is an error no retry mends.
 func Ensure(ctx context.Context, cfg config.Config, log *slog.Logger) (int32, error) {
-	admin, err := kafka.NewAdminClient(kafkaconf.Admin(cfg))
+	admin, err := kafkaconf.NewAdmin(kafkaconf.Admin(cfg), log, kafkaconf.RoleAdmin)
 	if err != nil {
 		return 0, fmt.Errorf("create admin client: %w", err)
 	}
@@ -43,7 +43,7 @@ func Ensure(ctx context.Context, cfg config.Config, log *slog.Logger) (int32, er
 	defer cancel()
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		n, err := ensureOnce(ctx, admin, cfg, log, false)
+		n, err := ensureOnce(ctx, admin.AdminClient, cfg, log, false)
 		if err == nil {
 			return n, nil
 		}
