@@ -1,14 +1,11 @@
 package api_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,33 +13,13 @@ import (
 	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
-// jsonLines is a JSON log the server writes while the test reads it.
-type jsonLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *jsonLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *jsonLines) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, raw := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
-		if len(raw) == 0 {
-			continue
-		}
-		var line map[string]any
-		if err := json.Unmarshal(raw, &line); err != nil {
-			t.Fatalf("not JSON: %s", raw)
-		}
-		out = append(out, line)
+// jsonLines decodes the JSON log the server wrote.
+func jsonLines(t *testing.T, out *testkit.LogBuffer) []map[string]any {
+	all, err := out.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return all
 }
 
 // keysOf is a line's attributes, sorted.
@@ -59,7 +36,7 @@ func keysOf(line map[string]any) []string {
 // attributes: a forwarded lookup names the member that answered it and
 // the request id, and nothing logs the Authorization header or the query.
 func TestAccessLogLines(t *testing.T) {
-	out := &jsonLines{}
+	out := &testkit.LogBuffer{}
 	c := healthy()
 	c.config = func(cfg *api.Config) {
 		cfg.AccessLog = true
@@ -97,7 +74,7 @@ func TestAccessLogLines(t *testing.T) {
 	// A line is written once the answer is: wait for all five.
 	var lines []map[string]any
 	testkit.Eventually(t, 5*time.Second, func() error {
-		if lines = out.lines(t); len(lines) < 5 {
+		if lines = jsonLines(t, out); len(lines) < 5 {
 			return fmt.Errorf("%d access log lines, want 5", len(lines))
 		}
 		return nil
@@ -149,9 +126,7 @@ func TestAccessLogLines(t *testing.T) {
 			t.Errorf("line %d: remote_addr %q", i, addr)
 		}
 	}
-	out.mu.Lock()
-	all := out.buf.String()
-	out.mu.Unlock()
+	all := out.String()
 	for _, secret := range []string{"s3cret-token", "q-secret", "Bearer"} {
 		if strings.Contains(all, secret) {
 			t.Errorf("the access log holds %q:\n%s", secret, all)

@@ -1,8 +1,6 @@
 package kafkaconf
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,11 +10,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/testkit"
 )
 
 func TestLevel(t *testing.T) {
@@ -29,30 +27,13 @@ func TestLevel(t *testing.T) {
 	}
 }
 
-// lines is a JSON log that tests read while clients write it.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
 // find returns the first line whose attributes include all of want.
-func (l *lines) find(t *testing.T, want map[string]any) map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, raw := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
-		if len(raw) == 0 {
-			continue
-		}
-		var line map[string]any
-		if err := json.Unmarshal(raw, &line); err != nil {
-			t.Fatalf("not JSON: %s", raw)
-		}
+func find(t *testing.T, l *testkit.LogBuffer, want map[string]any) map[string]any {
+	all, err := l.JSONLines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range all {
 		match := true
 		for k, v := range want {
 			match = match && fmt.Sprint(line[k]) == fmt.Sprint(v)
@@ -83,7 +64,7 @@ func TestClientsLogThroughSlog(t *testing.T) {
 	cfg := config.Default()
 	cfg.InstanceID = "abacus-0"
 	cfg.BootstrapServers = closedPort(t)
-	out := &lines{}
+	out := &testkit.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(out, nil)).With("component", "test")
 
 	var closers []func()
@@ -115,12 +96,12 @@ func TestClientsLogThroughSlog(t *testing.T) {
 		var line map[string]any
 		deadline := time.Now().Add(15 * time.Second)
 		for line == nil && time.Now().Before(deadline) {
-			if line = out.find(t, want); line == nil {
+			if line = find(t, out, want); line == nil {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
 		if line == nil {
-			t.Fatalf("no line %v within 15s; the log:\n%s", want, out.buf.String())
+			t.Fatalf("no line %v within 15s; the log:\n%s", want, out.String())
 		}
 		if name := fmt.Sprint(line[KeyName]); !strings.HasPrefix(name, "counts-app-abacus-0-"+role+"#") {
 			t.Errorf("%s: rdkafka_name %q, want the client id and librdkafka's number", role, name)

@@ -396,3 +396,22 @@ func StartMembers(t testing.TB, brokers string, n int, env map[string]string) []
 	}
 	return out
 }
+
+// JSONLines decodes the output as JSON lines, one object per line; a line
+// that is not JSON is an error naming it.
+func (b *LogBuffer) JSONLines() ([]map[string]any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, raw := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+		if len(raw) == 0 {
+			continue
+		}
+		var line map[string]any
+		if err := json.Unmarshal(raw, &line); err != nil {
+			return nil, fmt.Errorf("not JSON: %s", raw)
+		}
+		out = append(out, line)
+	}
+	return out, nil
+}
