@@ -272,7 +272,11 @@ func (in *Instance) Get(path string) (int, []byte, error) {
 
 // GetWith fetches a path of the instance with request headers.
 func (in *Instance) GetWith(path string, header http.Header) (int, []byte, error) {
-	resp, body, err := FetchWith(in.client, in.URL+path, header)
+	c := in.client
+	if c == nil { // an Instance made by hand, as a URL to ask
+		c = client
+	}
+	resp, body, err := FetchWith(c, in.URL+path, header)
 	if resp == nil {
 		return 0, nil, err
 	}
