@@ -205,6 +205,25 @@ func TestStandbyPlacementFollowsMembers(t *testing.T) {
 	noSessionFailures(t, pods)
 }
 
+// appliedOnceCaughtUp waits up to a minute for the standbys of partitions
+// on in to apply want changelog records in all, and returns how many they
+// applied: want, or what they had when the minute ran out.
+func appliedOnceCaughtUp(t *testing.T, in *testkit.Instance, partitions []int32, want int) float64 {
+	t.Helper()
+	var applied float64
+	deadline := time.Now().Add(time.Minute)
+	for {
+		applied = 0
+		for _, p := range partitions {
+			applied += metric(t, in, "abacus_standby_records_applied_total", fmt.Sprintf("partition=\"%d\"", p))
+		}
+		if applied >= float64(want) || time.Now().After(deadline) {
+			return applied
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // A standby restarted on its own disk applies only what its changelogs
 // gained while it was down. Restarted on a damaged disk it starts over
 // from an empty store (the damaged one is moved aside, never read), and a
@@ -249,10 +268,9 @@ func TestStandbyRestartsOnItsDiskAndRebuildsADamagedOne(t *testing.T) {
 	keeper.Restart()
 	keeper.WaitReady(2 * time.Minute)
 	awaitStandbys(t, pods, 6, 1)
-	var applied float64
-	for _, p := range kept {
-		applied += metric(t, keeper, "abacus_standby_records_applied_total", fmt.Sprintf("partition=\"%d\"", p))
-	}
+	// The standbys catch up after the placement shows them: wait until
+	// they applied what the changelogs gained.
+	applied := appliedOnceCaughtUp(t, keeper, kept, gained)
 	t.Logf("standbys %v: applied %v records after the restart; their changelogs gained %d records while it was down", kept, applied, gained)
 	if applied != float64(gained) || gained == 0 {
 		t.Errorf("restarted on its disk, the standbys applied %v records; want the %d their changelogs gained while it was down", applied, gained)
@@ -269,11 +287,8 @@ func TestStandbyRestartsOnItsDiskAndRebuildsADamagedOne(t *testing.T) {
 		t.Fatalf("the damaged store was not noticed:\n%s", tail(keeper.Log(), 40))
 	}
 	pl = awaitStandbys(t, pods, 6, 1)
-	var rebuilt float64
-	for _, p := range kept {
-		rebuilt += metric(t, keeper, "abacus_standby_records_applied_total", fmt.Sprintf("partition=\"%d\"", p))
-	}
 	full := changelogRecords(t, b.Addr(), kept, nil)
+	rebuilt := appliedOnceCaughtUp(t, keeper, kept, full)
 	t.Logf("after the damage the standbys applied %v records, their changelogs hold %d", rebuilt, full)
 	if rebuilt != float64(full) {
 		t.Errorf("after the damage the standbys applied %v records; want all %d of their changelogs (rebuilt from the start)", rebuilt, full)
