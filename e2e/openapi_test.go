@@ -156,6 +156,21 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 
 	t.Run("scan pages", func(t *testing.T) { checkLiveScanPages(t, spec, in, truth) })
 	t.Run("subscribe", func(t *testing.T) { checkLiveSubscription(t, spec, in, "apple", truth["apple"]) })
+	t.Run("console", func(t *testing.T) { checkLiveConsole(t, in) })
+}
+
+// checkLiveConsole: the binary serves the web console, outside the spec,
+// at "/" with its policy; a path beside it is the spec's JSON 404.
+func checkLiveConsole(t *testing.T, in *testkit.Instance) {
+	resp, body := testkit.MustFetch(t, in.URL+"/", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") || !strings.Contains(string(body), "/console/") {
+		t.Errorf("GET /: %d %s CSP %q %.200s; want the console's page", resp.StatusCode, resp.Header.Get("Content-Type"),
+			resp.Header.Get("Content-Security-Policy"), body)
+	}
+	if code, body, err := in.Get("/console/nope.js"); err != nil || code != 404 || !strings.Contains(string(body), `"code":"not_found"`) {
+		t.Errorf("GET /console/nope.js: %d %s %v; want the JSON 404 not_found", code, body, err)
+	}
 }
 
 // checkLiveScanPages walks the store two keys a page, as a client does:

@@ -108,6 +108,14 @@ type Health interface {
 	Error() string
 }
 
+// Console serves the web console's files (package console); its
+// methods may be called concurrently.
+type Console interface {
+	http.Handler
+	// Paths are the paths it serves: "/", the page, and its assets.
+	Paths() []string
+}
+
 // Config wires a Server.
 type Config struct {
 	ApplicationID string
@@ -137,7 +145,12 @@ type Config struct {
 	WindowSubscriptions WindowSubscriptions
 	// Snapshots serves this member's copies of task stores to peers
 	// (optional: without, the member holds none).
-	Snapshots  Snapshots
+	Snapshots Snapshots
+	// Console serves the web console at "/" and its assets, without
+	// auth: they hold no data, and every call the page makes goes to
+	// /api/v1 with the user's credentials. Nil: no console, and "/" is a
+	// 404 as any path without a route.
+	Console    Console
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -279,6 +292,12 @@ func New(cfg Config) *Server {
 		return err
 	}}
 	e.Use(s.metrics.middleware, middleware.RecoverWithConfig(recoverCfg), middleware.BodyLimit(MaxRequestBody))
+	if cfg.Console != nil {
+		// One route per file, so that any other path is echo's JSON 404.
+		for _, p := range cfg.Console.Paths() {
+			e.GET(p, echo.WrapHandler(cfg.Console))
+		}
+	}
 	e.GET(PathHealthz, s.healthz)
 	e.GET(PathReadyz, s.readyz)
 	metrics := echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))

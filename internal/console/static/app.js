@@ -1,0 +1,2 @@
+// Placeholder: the console's script replaces this file.
+"use strict";
