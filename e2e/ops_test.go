@@ -16,7 +16,7 @@ import (
 
 var opsRoutes = []string{
 	"/healthz", "/readyz", "/metrics", "/api/v1/streams", "/api/v1/streams/status", "/api/v1/streams/config",
-	"/api/v1/streams/metrics", "/api/v1/streams/topology", "/api/v1/streams/offsets", "/api/v1/cluster", "/api/v1/stores",
+	"/api/v1/streams/metrics", "/api/v1/streams/topology", "/api/v1/streams/offsets", "/api/v1/cluster", "/api/v1/cluster/status", "/api/v1/stores",
 	"/api/v1/stores/counts-store/keys", "/api/v1/stores/counts-store/keys/foo", "/api/v1/stores/counts-store/keys/foo/metadata",
 }
 

@@ -315,6 +315,7 @@ func New(cfg Config) *Server {
 	v1.GET("/stores/:store/keys/:key/windows", s.getKeyWindows)
 	v1.GET("/stores/:store/windows", s.scanWindows)
 	v1.GET("/cluster", s.cluster)
+	v1.GET("/cluster/status", s.clusterStatus)
 	v1.GET("/streams", s.streams)
 	v1.GET("/streams/status", s.status)
 	v1.GET("/streams/config", s.streamsConfig)

@@ -475,6 +475,7 @@ type cluster struct {
 	// windowStores are both members' windowed stores.
 	windowStores []api.WindowStore
 	config       func(c *api.Config) // more settings of abacus-0
+	peerConfig   func(c *api.Config) // more settings of abacus-1
 }
 
 func healthy() *cluster {
@@ -514,12 +515,14 @@ func (c *cluster) start(t *testing.T) string {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	peer := newServer("abacus-1", &c.peer, nil, nil)
+	peer := newServer("abacus-1", &c.peer, nil, c.peerConfig)
 	if c.peerDown {
 		peer.Close()
 	}
 	self := newServer("abacus-0", &c.self, &c.snaps, c.config)
-	c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
+	if len(c.router.members) == 2 { // (a case may have no view yet)
+		c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
+	}
 	return self.URL
 }
 
@@ -619,6 +622,15 @@ var answerCases = []answerCase{
 	{name: "cluster", path: "/api/v1/cluster", status: 200},
 	{name: "cluster before the first view", path: "/api/v1/cluster", status: 200,
 		setup: func(c *cluster) { c.router.refreshed, c.router.partitions = time.Time{}, 0 }},
+	{name: "cluster status", path: "/api/v1/cluster/status", status: 200},
+	{name: "cluster status while a member is down", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "cluster status after a failure", path: "/api/v1/cluster/status", status: 200, setup: failed},
+	{name: "cluster status before the first view", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { c.router.members, c.router.refreshed, c.router.partitions = nil, time.Time{}, 0 },
+		body:  `{"self":"abacus-0","partitions":0,"refreshed_at":"","age_seconds":0,"members":[],"partition_map":[]}`},
+	{name: "local cluster status", path: "/api/v1/cluster/status?local=true", status: 200},
+	{name: "cluster status with local not a boolean", path: "/api/v1/cluster/status?local=maybe", status: 400, code: "bad_parameter"},
 	{name: "stores", path: "/api/v1/stores", status: 200, setup: func(c *cluster) { c.windowStores = nil },
 		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
 			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]}]}`},
@@ -862,6 +874,8 @@ var answerCases = []answerCase{
 		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer nope"}}},
 	{name: "right token", path: "/api/v1/stores/counts-store/keys/apple", status: 200,
 		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer tok"}}},
+	{name: "cluster status with credentials, passed on to the other member", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { withAuth("tok", "", false)(c); c.peerConfig = c.config }, header: http.Header{"Authorization": {"Bearer tok"}}},
 	{name: "no basic credentials", path: "/api/v1/cluster", status: 401, code: "unauthorized", setup: withAuth("tok", "ops:pw", false)},
 	{name: "right basic credentials", path: "/api/v1/cluster", status: 200,
 		setup: withAuth("tok", "ops:pw", false), header: http.Header{"Authorization": {"Basic b3BzOnB3"}}},
