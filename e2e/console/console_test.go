@@ -27,9 +27,48 @@ func records(key string, n int) []testkit.Record {
 	return out
 }
 
+// memberRow is a row of the overview's member table.
+type memberRow struct {
+	Member string `json:"member"`
+	Health string `json:"health"`
+	State  string `json:"state"`
+}
+
+const memberRows = `[...document.querySelectorAll('#members tbody tr')].map(tr => ({member: tr.dataset.member, health: tr.dataset.health, state: tr.dataset.state}))`
+
+// waitMembers waits until the overview lists exactly the members of want
+// (name -> health) and returns the rows.
+func waitMembers(b *browser, within time.Duration, want map[string]string) []memberRow {
+	b.t.Helper()
+	return waitJS(b, within, memberRows, func(rows []memberRow) error {
+		got := map[string]string{}
+		for _, r := range rows {
+			got[r.Member] = r.Health
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("the overview shows %+v; want the health of each member %v", rows, want)
+		}
+		return nil
+	})
+}
+
+// waitHealth waits until the overview's row of member has health.
+func waitHealth(b *browser, within time.Duration, member, health string) {
+	b.t.Helper()
+	waitJS(b, within, memberRows, func(rows []memberRow) error {
+		for _, r := range rows {
+			if r.Member == member && r.Health == health {
+				return nil
+			}
+		}
+		return fmt.Errorf("the overview shows %+v; want %s %s", rows, member, health)
+	})
+}
+
 // Three members with data, watched through the console of abacus-0:
-// every page shows what the API says, and the page talks to its member
-// only.
+// every page shows what the API says, the page talks to its member only,
+// and a member killed and restarted turns its row unhealthy and healthy
+// again.
 func TestConsole(t *testing.T) {
 	t.Parallel()
 	bk := testkit.StartBroker(t, 4)
@@ -52,6 +91,50 @@ func TestConsole(t *testing.T) {
 	origin := pods[0].URL
 	b := newBrowser(t)
 	b.open(origin + "/")
+
+	t.Run("Overview", func(t *testing.T) {
+		b.t = t
+		rows := waitMembers(b, 30*time.Second, map[string]string{"abacus-0": "ok", "abacus-1": "ok", "abacus-2": "ok"})
+		for _, r := range rows {
+			if r.State != "RUNNING" {
+				t.Errorf("%s is %s on the overview", r.Member, r.State)
+			}
+		}
+		// The partition map shows the owners GET /api/v1/cluster names.
+		type partitionRow struct {
+			Partition string `json:"partition"`
+			Owner     string `json:"owner"`
+		}
+		waitJS(b, 20*time.Second, `[...document.querySelectorAll('#partitions tbody tr')].map(tr => ({partition: tr.dataset.partition, owner: tr.dataset.owner}))`,
+			func(rows []partitionRow) error {
+				got := map[int32]string{}
+				for _, r := range rows {
+					p, _ := strconv.Atoi(r.Partition)
+					got[int32(p)] = r.Owner
+				}
+				if fmt.Sprint(got) != fmt.Sprint(placement.Active) {
+					return fmt.Errorf("the partition map shows %v; GET /api/v1/cluster: %v", got, placement.Active)
+				}
+				return nil
+			})
+		// Records counted while the overview polls, in three rounds a poll
+		// or more apart: the throughput chart draws them.
+		points := 0
+		for round := range 3 {
+			var batch []testkit.Record
+			for i := range 30 {
+				batch = append(batch, records(fmt.Sprintf("load-%02d", i), 50*(round+1))...)
+			}
+			testkit.Produce(t, bk.Addr(), input, "murmur2_random", batch)
+			c := waitChart(b, "chart-throughput", points+2)
+			points = c.Points
+		}
+		waitCount(t, pods[0], "load-29", 300)
+		if c := waitChart(b, "chart-throughput", points+1); c.Peak <= 0 {
+			t.Errorf("the throughput chart shows no records counted: %+v", c)
+		}
+		b.screenshot("overview")
+	})
 
 	t.Run("Stores", func(t *testing.T) {
 		b.t = t
@@ -173,6 +256,38 @@ func TestConsole(t *testing.T) {
 		b.checkProblems()
 	})
 
+	t.Run("MemberKilled", func(t *testing.T) {
+		b.t = t
+		b.route("#/overview")
+		waitHealth(b, 20*time.Second, "abacus-2", "ok")
+		pods[2].Kill()
+		killed := time.Now()
+		waitHealth(b, 10*time.Second, "abacus-2", "unhealthy")
+		t.Logf("abacus-2 unhealthy on the overview %s after its kill", time.Since(killed).Round(100*time.Millisecond))
+		pods[2].Restart()
+		restarted := time.Now()
+		waitHealth(b, time.Minute, "abacus-2", "ok")
+		t.Logf("abacus-2 healthy again %s after its restart", time.Since(restarted).Round(100*time.Millisecond))
+		b.checkProblems()
+	})
+}
+
+// chart is what an overview chart shows: its points and their peak.
+type chart struct {
+	Points int     `json:"points"`
+	Peak   float64 `json:"peak"`
+}
+
+// waitChart waits until the chart of id draws at least points points.
+func waitChart(b *browser, id string, points int) chart {
+	b.t.Helper()
+	return waitJS(b, 20*time.Second, fmt.Sprintf(`(() => { const s = document.getElementById(%s); return {points: Number(s.dataset.points), peak: Number(s.dataset.peak)} })()`, jsString(id)),
+		func(c chart) error {
+			if c.Points < points {
+				return fmt.Errorf("the chart %s draws %d points; want %d", id, c.Points, points)
+			}
+			return nil
+		})
 }
 
 // waitCount waits until the API answers key's count n.

@@ -7,9 +7,10 @@ const W = 380;
 const H = 140;
 const PAD = {left: 56, right: 12, top: 12, bottom: 24};
 
-// niceMax rounds up to 1, 2 or 5 times a power of ten (at least 1).
+// niceMax rounds up to 1, 2 or 5 times a power of ten (at least 2, so
+// that the middle line of the grid is a whole number).
 export function niceMax(v) {
-  if (!(v > 0)) return 1;
+  if (!(v > 2)) return 2;
   const p = 10 ** Math.floor(Math.log10(v));
   for (const m of [1, 2, 5, 10]) {
     if (v <= m * p) return m * p;
@@ -30,11 +31,11 @@ export function lineChart(svg, points, {span, now = Date.now(), label, unit}) {
     s('line', {class: 'grid', x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v)}),
     s('text', {class: 'tick', x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end'}, num(v)),
   ]);
-  const minutes = span / 60000;
+  const ago = (ms) => (ms >= 60000 ? `−${num(Math.round(ms / 6000) / 10)} min` : `−${Math.round(ms / 1000)} s`);
   const ticks = [0, 0.5, 1].map((f) => s('text', {
     class: 'tick', x: PAD.left + f * (W - PAD.left - PAD.right), y: H - 6,
     'text-anchor': f === 0 ? 'start' : f === 1 ? 'end' : 'middle',
-  }, f === 1 ? 'now' : `−${num(minutes * (1 - f))} min`));
+  }, f === 1 ? 'now' : ago(span * (1 - f))));
 
   const children = [grid, ticks];
   if (shown.length > 1) {
@@ -52,7 +53,7 @@ export function lineChart(svg, points, {span, now = Date.now(), label, unit}) {
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', last
-    ? `${label}: now ${num(last.v)} ${unit}, peak ${num(peak)} over the last ${num(minutes)} minutes`
+    ? `${label}: now ${num(last.v)} ${unit}, peak ${num(peak)} over the last ${ago(span).slice(1)}`
     : `${label}: no figures yet`);
   svg.dataset.points = String(shown.length);
   svg.dataset.last = last ? String(last.v) : '';

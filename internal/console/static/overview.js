@@ -13,6 +13,10 @@ const SPAN = 5 * 60 * 1000;
 // the minutes before; points older than SPAN are dropped.
 const history = {throughput: [], lag: []};
 const lastProcessed = new Map(); // member -> {t, n}
+// Members seen since the console was loaded, with their URL: one that
+// leaves the group's view (killed and dropped by the group, or scaled
+// away) stays on the overview as missing until the page is reloaded.
+const seen = new Map(); // member -> {url, since}
 
 const count = (v) => (Array.isArray(v) ? v.length : Number.isFinite(v) ? v : 0);
 
@@ -55,9 +59,24 @@ function record(t, members) {
   }
 }
 
+// withMissing adds a row for every member seen before that the view no
+// longer lists.
+function withMissing(members, t) {
+  const listed = new Set(members.map((m) => m.member));
+  for (const m of members) seen.set(m.member, {url: m.url, since: null});
+  const out = [...members];
+  for (const [name, info] of seen) {
+    if (listed.has(name)) continue;
+    info.since ??= t;
+    out.push({member: name, url: info.url, reachable: false, missing: true,
+      error: `not in the group's view since ${clock(new Date(info.since))}`});
+  }
+  return out;
+}
+
 function memberRow(m) {
   const ok = healthy(m);
-  const state = m.reachable === false ? 'UNREACHABLE' : (m.state ?? 'UNKNOWN');
+  const state = m.missing ? 'MISSING' : m.reachable === false ? 'UNREACHABLE' : (m.state ?? 'UNKNOWN');
   const gone = m.reachable === false;
   return h('tr', {data: {member: m.member, health: ok ? 'ok' : 'unhealthy', state}},
     h('th', {scope: 'row'}, m.member),
@@ -70,7 +89,8 @@ function memberRow(m) {
     h('td', {}, m.version ?? '—'),
     h('td', {class: 'detail'},
       m.url ? h('span', {class: 'mono'}, m.url) : null,
-      m.error ? h('span', {class: 'error-text', data: {field: 'error'}}, m.error) : null));
+      m.error ? h('span', {class: 'error-text', data: {field: 'error'}}, m.error) : null,
+      m.reason ? h('span', {class: 'error-text', data: {field: 'reason'}}, m.reason) : null));
 }
 
 function restoreRows(members) {
@@ -127,10 +147,14 @@ export function mount(root, _params, ctx) {
       h('figure', {class: 'card'}, h('figcaption', {}, 'Total lag (records)'), lag),
       table('partitions', 'Partition map', [['Partition', 'num'], ['Owner'], ['Standbys']], partitions)));
 
+  // The charts span the figures collected so far, from a minute up to
+  // SPAN.
   const draw = () => {
     const now = Date.now();
-    lineChart(throughput, history.throughput, {span: SPAN, now, label: 'Throughput', unit: 'records/s'});
-    lineChart(lag, history.lag, {span: SPAN, now, label: 'Total lag', unit: 'records'});
+    const first = Math.min(history.throughput[0]?.t ?? now, history.lag[0]?.t ?? now);
+    const span = Math.min(SPAN, Math.max(60000, now - first));
+    lineChart(throughput, history.throughput, {span, now, label: 'Throughput', unit: 'records/s'});
+    lineChart(lag, history.lag, {span, now, label: 'Total lag', unit: 'records'});
   };
   draw();
 
@@ -138,11 +162,12 @@ export function mount(root, _params, ctx) {
   const poll = async () => {
     try {
       const body = await api('cluster/status', {signal: ctx.signal});
-      const list = body?.members ?? [];
       const t = Date.now();
-      record(t, list);
+      record(t, body?.members ?? []);
+      const list = withMissing(body?.members ?? [], t);
+      const placed = body?.partition_map ?? [];
       members.replaceChildren(...list.map(memberRow));
-      partitions.replaceChildren(...(body?.partitions ?? []).map(partitionRow));
+      partitions.replaceChildren(...placed.map(partitionRow));
       const rows = restoreRows(list);
       restores.replaceChildren(...(rows.length ? rows : [h('li', {class: 'muted'}, 'No task is restoring.')]));
       const ok = list.filter(healthy).length;
@@ -150,11 +175,11 @@ export function mount(root, _params, ctx) {
       const rate = history.throughput.at(-1)?.t === t ? history.throughput.at(-1).v : null;
       summary.replaceChildren(
         stat('Members healthy', `${ok} / ${list.length}`, ok === list.length ? 'ok' : 'bad'),
-        stat('Partitions', num((body?.partitions ?? []).length)),
+        stat('Partitions', num(body?.partitions ?? placed.length), placed.some((p) => !p.owner) ? 'bad' : ''),
         stat('Records/s', num(rate)),
         stat('Total lag', num(totalLag)));
       problem.replaceChildren();
-      status.textContent = `Updated ${clock()} · every ${POLL / 1000} s`;
+      status.textContent = `Updated ${clock()} by ${body?.self ?? 'this member'} · every ${POLL / 1000} s`;
       root.dataset.loaded = 'true';
       draw();
     } catch (err) {
