@@ -53,12 +53,14 @@ export function num(v) {
   return Number.isInteger(v) ? integer.format(v) : decimal.format(v);
 }
 
-// time formats epoch milliseconds as a local date and time with seconds.
+// time formats epoch milliseconds as a local date and time with seconds
+// (and milliseconds when there are any).
 export function time(ms) {
   const d = new Date(ms);
   const p = (n, w = 2) => String(n).padStart(w, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
-    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` +
+    (d.getMilliseconds() ? `.${p(d.getMilliseconds(), 3)}` : '');
 }
 
 // clock formats a Date as hh:mm:ss.

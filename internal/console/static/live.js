@@ -132,7 +132,7 @@ function subscribe(st, q, {status, body, windowed, signal}) {
     }
     if (tr && Number(tr.dataset.value) === ev.value) return;
     const cells = windowed
-      ? [h('td', {class: 'mono'}, ev.key), h('td', {}, time(ev.start)), h('td', {}, time(ev.end)),
+      ? [h('td', {class: 'mono'}, ev.key), h('td', {class: 'when'}, time(ev.start)), h('td', {class: 'when'}, time(ev.end)),
         h('td', {class: 'num', data: {field: 'value'}}, num(ev.value)), h('td', {class: 'muted'}, now)]
       : [h('td', {class: 'mono'}, ev.key), h('td', {class: 'num', data: {field: 'value'}}, num(ev.value)),
         h('td', {class: 'num'}, ev.partition), h('td', {class: 'muted'}, now)];

@@ -98,10 +98,10 @@ function lookup(box, st, params, ctx, go) {
   }
   api(path + '/windows', {signal: ctx.signal, params: {from: params.get('wfrom'), to: params.get('wto')}}).then((r) => {
     const rows = r.windows.map((w) => h('tr', {data: {start: w.start, end: w.end, value: w.value}},
-      h('td', {}, time(w.start)), h('td', {}, time(w.end)), h('td', {class: 'num'}, num(w.value))));
+      h('td', {class: 'when'}, time(w.start)), h('td', {class: 'when'}, time(w.end)), h('td', {class: 'num'}, num(w.value))));
     result.replaceChildren(
       h('p', {data: {key: r.key, partition: r.partition, servedBy: r.served_by}},
-        `Key `, h('span', {class: 'mono'}, r.key), `, partition ${r.partition}, served by ${r.served_by}: ${r.windows.length} windows.`),
+        `Key `, h('span', {class: 'mono'}, r.key), `, partition ${r.partition}, served by ${r.served_by}: ${r.windows.length} ${r.windows.length === 1 ? 'window' : 'windows'}.`),
       rows.length ? h('table', {id: 'windows'},
         h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Start'), h('th', {scope: 'col'}, 'End'), h('th', {scope: 'col', class: 'num'}, 'Count'))),
         h('tbody', {}, rows)) : null);
@@ -181,7 +181,7 @@ function scan(box, st, params, ctx, go) {
       else cursors.length = n + 1;
       body.replaceChildren(...r.items.map((it) => windowed
         ? h('tr', {data: {key: it.key, start: it.start, value: it.value}},
-          h('td', {class: 'mono'}, it.key), h('td', {}, time(it.start)), h('td', {}, time(it.end)), h('td', {class: 'num'}, num(it.value)))
+          h('td', {class: 'mono'}, it.key), h('td', {class: 'when'}, time(it.start)), h('td', {class: 'when'}, time(it.end)), h('td', {class: 'num'}, num(it.value)))
         : h('tr', {data: {key: it.key, value: it.value, partition: it.partition}},
           h('td', {class: 'mono'}, it.key), h('td', {class: 'num'}, num(it.value)), h('td', {class: 'num'}, it.partition))));
       results.hidden = r.items.length === 0;

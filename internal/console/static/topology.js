@@ -89,7 +89,7 @@ function draw({nodes, edges, rows}) {
     x += w + GAP;
   }
   const width = x - GAP + 8;
-  const height = rows * ROW + 16;
+  const height = 8 + (rows - 1) * ROW + BOX_H + 8;
   const box = (n) => ({x: xs[n.col], y: 8 + n.row * ROW, w: widths[n.col], h: BOX_H});
   const svg = s('svg', {id: 'topology-diagram', class: 'topology', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img',
     'aria-label': `Topology: ${nodes.map((n) => `${n.sub} ${n.label}`).join(', ')}`},
