@@ -74,7 +74,7 @@ func (s *Signer) Verify(ticket, purpose string, now time.Time) error {
 	expires, err := strconv.ParseInt(fields[2], 10, 64)
 	switch {
 	case err != nil:
-		return ErrMalformed // (only a signer's own bug could sign that)
+		return ErrMalformed // (signed, so only a faulty signer could have made it)
 	case fields[1] != purpose:
 		return ErrWrongPurpose
 	case now.Unix() >= expires:
