@@ -157,7 +157,6 @@ func TestTicketOpensAStream(t *testing.T) {
 	if len(served) != 1 || served[0].query.Has("ticket") {
 		t.Errorf("streams served here: %+v; want one, its query without the ticket", served)
 	}
-	// The stream outlives its ticket: the check is at the open only.
 }
 
 // A ticket refused is the 401 of missing credentials, with why.
