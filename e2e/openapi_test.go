@@ -59,7 +59,7 @@ func (o *openAPI) check(resp *http.Response, body []byte, as string, opts openap
 	}
 	route, params, err := o.router.FindRoute(find)
 	if err != nil {
-		return fmt.Errorf("no operation in openapi.yaml for GET %s: %w", find.URL.EscapedPath(), err)
+		return fmt.Errorf("no operation in openapi.yaml for %s %s: %w", find.Method, find.URL.EscapedPath(), err)
 	}
 	opts.IncludeResponseStatus, opts.MultiError = true, true
 	return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
@@ -160,6 +160,23 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	t.Run("scan pages", func(t *testing.T) { checkLiveScanPages(t, spec, in, truth) })
 	t.Run("subscribe", func(t *testing.T) { checkLiveSubscription(t, spec, in, "apple", truth["apple"]) })
 	t.Run("console", func(t *testing.T) { checkLiveConsole(t, in) })
+	t.Run("ticket", func(t *testing.T) { checkLiveTicket(t, spec, in) })
+}
+
+// checkLiveTicket: POST /api/v1/tickets answers as the spec says.
+func checkLiveTicket(t *testing.T, spec *openAPI, in *testkit.Instance) {
+	resp, err := http.Post(in.URL+"/api/v1/tickets", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /api/v1/tickets: %d %s; want 201", resp.StatusCode, body)
+	}
+	if err := spec.check(resp, body, "", openapi3filter.Options{}); err != nil {
+		t.Errorf("POST /api/v1/tickets: the answer does not match openapi.yaml: %v\nbody: %s", err, body)
+	}
 }
 
 // checkLiveConsole: the binary serves the web console, outside the spec,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/abacus-streams/abacus/internal/ticket"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,6 +199,9 @@ type Server struct {
 	// the request's own.
 	waitClient *http.Client
 	metrics    *httpMetrics
+	// tickets signs and verifies the tickets that open subscriptions
+	// (tickets.go).
+	tickets *ticket.Signer
 }
 
 // Paths of the routes, shared with the chart's tests.
@@ -229,13 +233,26 @@ const HopHeader = "X-Abacus-Forwarded-By"
 // MaxRequestBody bounds a request body (the API takes none worth more).
 const MaxRequestBody = "64K"
 
-// ServedPaths lists every route the server serves, echo-style.
+// ServedPaths lists every GET route the server serves, echo-style.
 func ServedPaths() []string {
+	var out []string
+	for _, r := range ServedRoutes() {
+		if p, ok := strings.CutPrefix(r, http.MethodGet+" "); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ServedRoutes lists every route the server serves as "METHOD path",
+// echo-style: the GET routes of ServedPaths and the others (POST
+// /api/v1/tickets).
+func ServedRoutes() []string {
 	s := New(Config{})
 	var out []string
 	for _, r := range s.echo.Routes() {
-		if !strings.HasSuffix(r.Path, "/*") && r.Method == http.MethodGet {
-			out = append(out, r.Path)
+		if !strings.HasSuffix(r.Path, "/*") && (r.Method == http.MethodGet || r.Method == http.MethodPost) {
+			out = append(out, r.Method+" "+r.Path)
 		}
 	}
 	sort.Strings(out)
@@ -279,7 +296,7 @@ func New(cfg Config) *Server {
 	transport := forwardTransport(cfg.PeerTLS)
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
 		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport},
-		streamClient: newStreamClient(cfg.PeerTLS)}
+		streamClient: newStreamClient(cfg.PeerTLS), tickets: newTickets(cfg)}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	if cfg.AccessLog {
 		// Outermost: it sees the status the error handler answered.
@@ -323,6 +340,7 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/topology", s.streamsTopology)
 	v1.GET("/streams/offsets", s.streamsOffsets)
 	v1.GET("/stores/:store/subscribe", s.subscribe)
+	v1.POST("/tickets", s.issueTicket)
 	v1.GET("/internal/tasks/:partition/checkpoint", s.taskCheckpoint)
 	v1.GET("/internal/tasks/:partition/snapshot", s.taskSnapshot)
 	return s
