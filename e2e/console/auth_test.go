@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,9 +22,10 @@ const (
 // A member with auth on (a token and basic credentials): the console
 // shows no data before its user logs in, only the login form, while the
 // API answers 401; a wrong token is refused with an error and still no
-// data; the right token opens the pages, a windowed store's windows
-// included; logging out forgets the credentials; a user and password
-// work as the token does.
+// data; the right token opens every page, the live view included (its
+// EventSource opens with a ticket), and a windowed store's windows;
+// logging out forgets the credentials; a user and password work as the
+// token does.
 func TestConsoleAuth(t *testing.T) {
 	t.Parallel()
 	bk := testkit.StartBroker(t, 2)
@@ -84,7 +86,18 @@ func TestConsoleAuth(t *testing.T) {
 		waitLoaded(b, "overview")
 		waitHealth(b, 20*time.Second, "abacus-0", "ok")
 
-		testkit.Produce(t, bk.Addr(), input, "murmur2_random", records("auth-key", 30))
+		// The live view, whose EventSource cannot send the token: it opens
+		// with a ticket.
+		b.route("#/live?key=auth-key")
+		waitLive(b, "auth-key", 0)
+		testkit.Produce(t, bk.Addr(), input, "murmur2_random", records("auth-key", 12))
+		waitLive(b, "auth-key", 12)
+		testkit.Produce(t, bk.Addr(), input, "murmur2_random", records("auth-key", 18))
+		waitLive(b, "auth-key", 30)
+		if !slices.ContainsFunc(b.statuses(0), func(s string) bool { return s == "201 POST /api/v1/tickets" }) {
+			t.Errorf("the live view asked for no ticket: %v", b.statuses(0))
+		}
+
 		// A windowed store's windows of the key: 30 records in the last
 		// hour, in one window or two.
 		b.route("#/stores?store=clicks-1h&key=auth-key")
@@ -103,6 +116,36 @@ func TestConsoleAuth(t *testing.T) {
 				}
 				return nil
 			})
+	})
+
+	t.Run("Reconnect", func(t *testing.T) {
+		b.t = t
+		b.route("#/live?key=auth-key")
+		waitLive(b, "auth-key", 30)
+		first := b.requestCount()
+		// The member serving the page and its stream dies; records come
+		// while it is gone; it comes back.
+		pods[0].Kill()
+		testkit.Produce(t, bk.Addr(), input, "murmur2_random", records("auth-key", 20))
+		pods[0].Restart()
+		waitLive(b, "auth-key", 50)
+		// The page reopened the stream with a fresh ticket, passing the
+		// last value it had as last_event_id.
+		var reopened []string
+		for _, r := range b.requestsFrom(first) {
+			if strings.Contains(r, "/subscribe?") {
+				reopened = append(reopened, r)
+			}
+		}
+		if !slices.ContainsFunc(reopened, func(u string) bool {
+			return strings.Contains(u, "last_event_id=30") && strings.Contains(u, "ticket=")
+		}) {
+			t.Errorf("the page reopened its stream with %v; want a fresh ticket and last_event_id=30", reopened)
+		}
+		t.Logf("the page reopened its stream as %v", reopened)
+		if tickets := slices.DeleteFunc(b.statuses(first), func(s string) bool { return s != "201 POST /api/v1/tickets" }); len(tickets) == 0 {
+			t.Error("the page asked for no new ticket")
+		}
 	})
 
 	t.Run("Logout", func(t *testing.T) {

@@ -260,6 +260,18 @@ func (b *browser) foreignRequests(origin string) []string {
 	return out
 }
 
+// requestsFrom lists the URLs of the page's requests from the first-th
+// on.
+func (b *browser) requestsFrom(first int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, r := range b.requests[first:] {
+		out = append(out, r.url)
+	}
+	return out
+}
+
 // requestCount is the number of requests the page made so far.
 func (b *browser) requestCount() int {
 	b.mu.Lock()

@@ -1,6 +1,6 @@
-// The API client: every call goes to the member that served the console,
-// under api/v1 relative to the page (so a console behind a path prefix
-// still reaches its own member), with the credentials of the login form.
+// The API client: every call goes to the member that served the console
+// (its /api/v1, resolved against the page at /), with the credentials of
+// the login form.
 
 const CREDENTIALS = 'abacus.console.credentials';
 
