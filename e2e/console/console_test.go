@@ -72,7 +72,10 @@ func waitHealth(b *browser, within time.Duration, member, health string) {
 func TestConsole(t *testing.T) {
 	t.Parallel()
 	bk := testkit.StartBroker(t, 4)
-	pods := testkit.StartMembers(t, bk.Addr(), 3, map[string]string{"ABACUS_NUM_STANDBY_REPLICAS": "1"})
+	pods := testkit.StartMembers(t, bk.Addr(), 3, map[string]string{
+		"ABACUS_NUM_STANDBY_REPLICAS": "1",
+		"ABACUS_WINDOWS":              "clicks-1m=tumbling,size=1m",
+	})
 	var placement testkit.Placement
 	testkit.Eventually(t, time.Minute, func() (err error) {
 		placement, err = testkit.AgreedPlacement(pods)
@@ -224,7 +227,9 @@ func TestConsole(t *testing.T) {
 		nodes := waitJS(b, 10*time.Second, `[...document.querySelectorAll('#topology-diagram .node')].map(n => n.dataset.kind + ' ' + n.dataset.name)`,
 			func([]string) error { return nil })
 		for _, want := range []string{"topic input-topic", "processor count-by-key", "store counts-store",
-			"changelog counts-app-counts-store-changelog", "topic counts-topic", "sink dead-letter", "topic counts-app-dlq"} {
+			"changelog counts-app-counts-store-changelog", "sink output", "topic counts-topic",
+			"processor count-by-window-clicks-1m", "store clicks-1m", "changelog counts-app-clicks-1m-changelog",
+			"sink output-clicks-1m", "topic clicks-1m-topic", "sink dead-letter", "topic counts-app-dlq"} {
 			if !slices.Contains(nodes, want) {
 				t.Errorf("the topology diagram has no %q: %v", want, nodes)
 			}

@@ -116,5 +116,12 @@ window.addEventListener('hashchange', () => {
   if (!needLogin) render();
 });
 
+// The skip link moves the focus to the page without touching the route
+// (a fragment is a route here).
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  view.focus();
+});
+
 render();
 identify();

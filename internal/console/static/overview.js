@@ -160,6 +160,10 @@ export function mount(root, _params, ctx) {
 
   let timer = 0;
   const poll = async () => {
+    if (document.hidden) { // no polling while nobody looks
+      timer = setTimeout(poll, POLL);
+      return;
+    }
     try {
       const body = await api('cluster/status', {signal: ctx.signal});
       const t = Date.now();
