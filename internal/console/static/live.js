@@ -10,15 +10,20 @@
 //
 // Deep links: #/live?key=K, #/live?prefix=P, with &store=S.
 
-import {api, apiURL, ApiError, describe, seg, stores as listStores} from './api.js';
+import {api, apiURL, describe, seg, stores as listStores} from './api.js';
 import {clock, field, h, message, num, time} from './dom.js';
 
 const FLASH = 1500;
+// MAX_ROWS bounds the table: a prefix of many keys (the empty prefix of a
+// large store) shows its first MAX_ROWS keys to arrive, and counts the
+// others.
+const MAX_ROWS = 1000;
 
 export function mount(root, params, ctx) {
   const picker = h('select', {name: 'store', id: 'live-store'});
-  const byKey = h('input', {type: 'radio', name: 'mode', value: 'key', checked: !params.has('prefix')});
-  const byPrefix = h('input', {type: 'radio', name: 'mode', value: 'prefix', checked: params.has('prefix')});
+  const prefixed = params.has('prefix') || params.has('all');
+  const byKey = h('input', {type: 'radio', name: 'mode', value: 'key', checked: !prefixed});
+  const byPrefix = h('input', {type: 'radio', name: 'mode', value: 'prefix', checked: prefixed});
   const text = h('input', {name: 'q', id: 'live-q', spellcheck: 'false', value: params.get('prefix') ?? params.get('key') ?? ''});
   const stop = h('button', {type: 'button', class: 'secondary', id: 'live-stop', disabled: true}, 'Stop');
   const form = h('form', {id: 'live-form', class: 'inline'},
@@ -27,7 +32,7 @@ export function mount(root, params, ctx) {
       h('label', {}, byKey, ' a key'), h('label', {}, byPrefix, ' a prefix')),
     field('Key or prefix', text),
     h('button', {type: 'submit'}, 'Subscribe'), stop);
-  const status = h('p', {id: 'live-status', class: 'muted', 'aria-live': 'polite', data: {state: 'idle'}}, 'Not subscribed.');
+  const status = h('div', {id: 'live-status', class: 'muted', 'aria-live': 'polite', data: {state: 'idle'}}, 'Not subscribed.');
   const body = h('tbody');
   const tableHead = h('thead');
   const results = h('table', {id: 'live-table'}, h('caption', {}, 'Counts'), tableHead, body);
@@ -72,7 +77,7 @@ export function mount(root, params, ctx) {
     tableHead.replaceChildren(h('tr', {}, (windowed ? ['Key', 'Window start', 'Window end', 'Count', 'Updated'] : ['Key', 'Count', 'Partition', 'Updated'])
       .map((t) => h('th', {scope: 'col', class: t === 'Count' || t === 'Partition' ? 'num' : ''}, t))));
     root.dataset.loaded = 'true';
-    const q = params.has('key') ? {key: params.get('key')} : params.has('prefix') || params.has('all') ? {prefix: params.get('prefix') ?? ''} : null;
+    const q = params.has('key') ? {key: params.get('key')} : prefixed ? {prefix: params.get('prefix') ?? ''} : null;
     if (!st || !q) return;
     follow = subscribe(st, q, {status, body, windowed, signal: ctx.signal});
     stop.disabled = false;
@@ -93,6 +98,8 @@ function setStatus(el, state, text) {
 // and returns {close}.
 function subscribe(st, q, {status, body, windowed, signal}) {
   const rows = new Map(); // row id -> <tr>
+  const order = []; // the row ids, sorted
+  const left = new Set(); // ids of the keys left out beyond MAX_ROWS
   let es = null;
   let lastId = '';
   let events = 0;
@@ -101,13 +108,27 @@ function subscribe(st, q, {status, body, windowed, signal}) {
   let closed = false;
   const what = q.key !== undefined ? `key "${q.key}"` : q.prefix ? `prefix "${q.prefix}"` : 'every key';
 
-  const show = (state, text) => setStatus(status, state, `${text} · ${num(events)} events`);
+  const show = (state, text) => setStatus(status, state, `${text} · ${num(events)} events` +
+    (left.size ? ` · ${num(left.size)} more keys not shown (at most ${num(MAX_ROWS)} rows)` : ''));
 
+  // place inserts a row in key order (then window start).
   const place = (id, tr) => {
-    // Rows stay in key order (then window start).
-    const after = [...rows.keys()].sort().find((k) => k > id);
-    body.insertBefore(tr, after ? rows.get(after) : null);
+    let lo = 0;
+    let hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (order[mid] < id) lo = mid + 1;
+      else hi = mid;
+    }
+    body.insertBefore(tr, lo < order.length ? rows.get(order[lo]) : null);
+    order.splice(lo, 0, id);
     rows.set(id, tr);
+  };
+  const remove = (id) => {
+    rows.get(id)?.remove();
+    rows.delete(id);
+    const i = order.indexOf(id);
+    if (i >= 0) order.splice(i, 1);
   };
 
   const flash = (tr) => {
@@ -126,8 +147,12 @@ function subscribe(st, q, {status, body, windowed, signal}) {
     const now = clock();
     let tr = rows.get(id);
     if (windowed && ev.value === null) { // a retraction: the window is gone
-      tr?.remove();
-      rows.delete(id);
+      remove(id);
+      left.delete(id);
+      return;
+    }
+    if (!tr && rows.size >= MAX_ROWS) {
+      left.add(id);
       return;
     }
     if (tr && Number(tr.dataset.value) === ev.value) return;
@@ -170,11 +195,8 @@ function subscribe(st, q, {status, body, windowed, signal}) {
         close();
         return; // the login page takes over
       }
-      if (!(err instanceof ApiError && (err.status === 404 || err.status === 405))) {
-        retry(`No ticket: ${describe(err)}`);
-        return;
-      }
-      ticket = undefined; // a member without tickets: auth is off
+      retry(`No ticket: ${describe(err)}`);
+      return;
     }
     if (closed) return;
     const url = apiURL(`stores/${seg(st.name)}/subscribe`, {...q, ticket, last_event_id: lastId});
