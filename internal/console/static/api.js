@@ -87,7 +87,9 @@ export async function api(path, {params, method = 'GET', signal, quiet401 = fals
   const code = body?.error?.code ?? `http_${resp.status}`;
   const msg = body?.error?.message ?? (text.trim() || resp.statusText);
   const err = new ApiError(resp.status, code, msg, resp.headers.get('Retry-After'));
-  if (resp.status === 401 && !quiet401) {
+  // A 401 to credentials since replaced (a call still in flight when the
+  // user logged in) says nothing of the current ones.
+  if (resp.status === 401 && !quiet401 && authorization(credentials()) === auth) {
     for (const fn of unauthorizedListeners) fn(err);
   }
   throw err;

@@ -98,7 +98,10 @@ function loggedIn() {
   identify();
 }
 
+// A 401 drops the credentials, which the member no longer takes (none,
+// wrong, or changed on the member), and asks for others.
 onUnauthorized(() => {
+  setCredentials(null);
   if (needLogin) return;
   needLogin = true;
   whoami.replaceChildren();
