@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/abacus
 
-.PHONY: build test tools unit chart-test chart-docs fuzz-brief bench image clean
+.PHONY: build test tools unit chart-test chart-docs fuzz-brief bench image screenshots clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
@@ -117,6 +117,12 @@ chaos:
 # limitations"); it fails.
 chaos-open-bugs:
 	ABACUS_CHAOS_OPEN_BUGS=1 ABACUS_CHAOS=long $(GO) test -race -count=1 -timeout 30m -v -run 'TestChaosDamageUnderRunningInstance' ./e2e/
+
+# screenshots refreshes the images of docs/console.md (docs/console/*.png,
+# 1280x800): the console's pages in headless Chromium against three members
+# and a kfake broker, as e2e/console's TestConsole drives them.
+screenshots: tools
+	ABACUS_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole$$' ./e2e/console/
 
 clean:
 	rm -rf bin

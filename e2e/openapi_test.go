@@ -59,7 +59,7 @@ func (o *openAPI) check(resp *http.Response, body []byte, as string, opts openap
 	}
 	route, params, err := o.router.FindRoute(find)
 	if err != nil {
-		return fmt.Errorf("no operation in openapi.yaml for GET %s: %w", find.URL.EscapedPath(), err)
+		return fmt.Errorf("no operation in openapi.yaml for %s %s: %w", find.Method, find.URL.EscapedPath(), err)
 	}
 	opts.IncludeResponseStatus, opts.MultiError = true, true
 	return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
@@ -109,6 +109,9 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 		{path: "/api/v1/streams/topology", status: 200},
 		{path: "/api/v1/streams/offsets", status: 200},
 		{path: "/api/v1/cluster", status: 200},
+		{path: "/api/v1/cluster/status", status: 200},
+		{path: "/api/v1/cluster/status?local=true", status: 200},
+		{path: "/api/v1/cluster/status?local=maybe", status: 400, code: "bad_parameter"},
 		{path: "/api/v1/stores", status: 200},
 		{path: "/api/v1/stores/counts-store/keys/apple", status: 200},
 		{path: "/api/v1/stores/counts-store/keys/a%2Fb%20c%25d", status: 200},
@@ -156,6 +159,38 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 
 	t.Run("scan pages", func(t *testing.T) { checkLiveScanPages(t, spec, in, truth) })
 	t.Run("subscribe", func(t *testing.T) { checkLiveSubscription(t, spec, in, "apple", truth["apple"]) })
+	t.Run("console", func(t *testing.T) { checkLiveConsole(t, in) })
+	t.Run("ticket", func(t *testing.T) { checkLiveTicket(t, spec, in) })
+}
+
+// checkLiveTicket: POST /api/v1/tickets answers as the spec says.
+func checkLiveTicket(t *testing.T, spec *openAPI, in *testkit.Instance) {
+	resp, err := http.Post(in.URL+"/api/v1/tickets", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /api/v1/tickets: %d %s; want 201", resp.StatusCode, body)
+	}
+	if err := spec.check(resp, body, "", openapi3filter.Options{}); err != nil {
+		t.Errorf("POST /api/v1/tickets: the answer does not match openapi.yaml: %v\nbody: %s", err, body)
+	}
+}
+
+// checkLiveConsole: the binary serves the web console, outside the spec,
+// at "/" with its policy; a path beside it is the spec's JSON 404.
+func checkLiveConsole(t *testing.T, in *testkit.Instance) {
+	resp, body := testkit.MustFetch(t, in.URL+"/", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") || !strings.Contains(string(body), "/console/") {
+		t.Errorf("GET /: %d %s CSP %q %.200s; want the console's page", resp.StatusCode, resp.Header.Get("Content-Type"),
+			resp.Header.Get("Content-Security-Policy"), body)
+	}
+	if code, body, err := in.Get("/console/nope.js"); err != nil || code != 404 || !strings.Contains(string(body), `"code":"not_found"`) {
+		t.Errorf("GET /console/nope.js: %d %s %v; want the JSON 404 not_found", code, body, err)
+	}
 }
 
 // checkLiveScanPages walks the store two keys a page, as a client does:

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,7 +19,7 @@ import (
 
 var opsRoutes = []string{
 	"/healthz", "/readyz", "/metrics", "/api/v1/streams", "/api/v1/streams/status", "/api/v1/streams/config",
-	"/api/v1/streams/metrics", "/api/v1/streams/topology", "/api/v1/streams/offsets", "/api/v1/cluster", "/api/v1/stores",
+	"/api/v1/streams/metrics", "/api/v1/streams/topology", "/api/v1/streams/offsets", "/api/v1/cluster", "/api/v1/cluster/status", "/api/v1/stores",
 	"/api/v1/stores/counts-store/keys", "/api/v1/stores/counts-store/keys/foo", "/api/v1/stores/counts-store/keys/foo/metadata",
 }
 
@@ -266,6 +269,38 @@ func TestAuth(t *testing.T) {
 		if code, _, _ := in.GetWith(route, http.Header{"Authorization": {"Bearer wrong"}}); code != 401 {
 			t.Errorf("%s with a wrong token: %d", route, code)
 		}
+	}
+	checkTicket(t, in, http.Header{"Authorization": {"Basic b3BzOnBhNTU="}})
+}
+
+// checkTicket: a ticket asked for with the credentials given opens a
+// subscription without them, and nothing else.
+func checkTicket(t *testing.T, in *testkit.Instance, creds http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, in.URL+"/api/v1/tickets", nil)
+	req.Header = creds
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Ticket string }
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || err != nil || got.Ticket == "" {
+		t.Fatalf("POST /api/v1/tickets: %d %v; want 201 with a ticket", resp.StatusCode, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := testkit.OpenStream(ctx, http.DefaultClient, in.SubscribeURL("counts-store", "foo", false)+"&ticket="+url.QueryEscape(got.Ticket), nil)
+	if err != nil {
+		t.Fatalf("subscribe with a ticket: %v", err)
+	}
+	defer stream.Body.Close()
+	if event, data, err := firstEvent(bufio.NewReader(stream.Body)); err != nil || event != "count" {
+		t.Errorf("subscribe with a ticket: first event %q %s %v; want a count", event, data, err)
+	}
+	if code, body, _ := in.Get("/api/v1/stores/counts-store/keys/foo?ticket=" + url.QueryEscape(got.Ticket)); code != 401 {
+		t.Errorf("a lookup with a ticket: %d %s; want 401", code, body)
 	}
 }
 

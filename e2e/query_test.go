@@ -172,6 +172,7 @@ func TestKillOwnerDuringLookups(t *testing.T) {
 		keys = append(keys, k)
 	}
 	pods[2].Kill()
+	checkStatusShowsKilled(t, pods[0], pods[2].Name)
 	survivors := pods[:2]
 	unavailable, exact := 0, 0
 	r := rand.New(rand.NewPCG(1, 2))
@@ -200,6 +201,44 @@ func TestKillOwnerDuringLookups(t *testing.T) {
 	})
 	t.Logf("during failover: %d answers 503, %d exact", unavailable, exact)
 	waitCounts(t, 30*time.Second, survivors, w.truth, false)
+}
+
+// checkStatusShowsKilled: right after a member's process is killed, while
+// the group (and so the view) still lists it, /api/v1/cluster/status
+// shows it unreachable, and the other members reachable.
+func checkStatusShowsKilled(t *testing.T, asked *testkit.Instance, killed string) {
+	t.Helper()
+	began := time.Now()
+	code, body, err := asked.Get("/api/v1/cluster/status")
+	took := time.Since(began)
+	var status struct {
+		Members []struct {
+			Member    string `json:"member"`
+			Reachable bool   `json:"reachable"`
+			Error     string `json:"error"`
+		} `json:"members"`
+	}
+	if err != nil || code != 200 || json.Unmarshal(body, &status) != nil {
+		t.Fatalf("cluster status: %d %s %v", code, body, err)
+	}
+	seen := false
+	for _, m := range status.Members {
+		switch {
+		case m.Member == killed:
+			seen = true
+			if m.Reachable || m.Error == "" {
+				t.Errorf("the killed member %s: reachable %v, error %q; want unreachable, with why", killed, m.Reachable, m.Error)
+			}
+		case !m.Reachable:
+			t.Errorf("member %s: unreachable (%s); want reachable", m.Member, m.Error)
+		}
+	}
+	if !seen {
+		t.Errorf("cluster status %s does not list %s, which the group still lists right after the kill", body, killed)
+	}
+	if took >= time.Second {
+		t.Errorf("cluster status took %s; want it at once (a refused connection is final)", took)
+	}
 }
 
 // Acceptance 5: bad input is a 4xx with a JSON error; the member goes on.

@@ -20,6 +20,7 @@ import (
 	"github.com/abacus-streams/abacus/internal/api"
 	"github.com/abacus-streams/abacus/internal/broker"
 	"github.com/abacus-streams/abacus/internal/config"
+	"github.com/abacus-streams/abacus/internal/console"
 	"github.com/abacus-streams/abacus/internal/discovery"
 	"github.com/abacus-streams/abacus/internal/events"
 	"github.com/abacus-streams/abacus/internal/peer"
@@ -172,7 +173,9 @@ func build(cfg config.Config, log *slog.Logger, environ []string) (_ *service, e
 	if s.proc, err = s.newProcessor(reg, db, openStore); err != nil {
 		return nil, err
 	}
-	s.http = s.newAPI(reg, hubCfg.WriteTimeout)
+	if s.http, err = s.newAPI(reg, hubCfg.WriteTimeout); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -299,10 +302,15 @@ func (s *service) newSeed(reg prometheus.Registerer) func(context.Context, int32
 	}
 }
 
-// newAPI builds the HTTP surface over the other parts.
-func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Duration) *api.Server {
+// newAPI builds the HTTP surface over the other parts, the web console
+// included.
+func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Duration) (*api.Server, error) {
 	cfg := s.cfg
 	c := counts{s.proc, cfg.InstanceID}
+	ui, err := console.New(console.Config{})
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{
 		ApplicationID:       cfg.ApplicationID,
 		Instance:            cfg.InstanceID,
@@ -319,6 +327,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 		Subscriptions:       subscriptions{hub: s.hub, copyHub: s.copyHub, counts: c, store: cfg.Store},
 		WindowSubscriptions: windowSubscriptions{hubs: s.windowHubs, p: s.proc},
 		Snapshots:           s.copies,
+		Console:             ui,
 		Gatherer:            reg,
 		Registerer:          reg,
 		Logger:              s.log.With("component", "http"),
@@ -334,7 +343,7 @@ func (s *service) newAPI(reg *prometheus.Registry, streamWriteTimeout time.Durat
 
 		// Streams passed through let a stalled client go as the hub does.
 		StreamWriteTimeout: streamWriteTimeout,
-	})
+	}), nil
 }
 
 // run runs every part until ctx ends or the processor or HTTP fails, and

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/abacus-streams/abacus/internal/abacus"
+	"github.com/abacus-streams/abacus/internal/ticket"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,14 @@ type Health interface {
 	Error() string
 }
 
+// Console serves the web console's files (package console); its
+// methods may be called concurrently.
+type Console interface {
+	http.Handler
+	// Paths are the paths it serves: "/", the page, and its assets.
+	Paths() []string
+}
+
 // Config wires a Server.
 type Config struct {
 	ApplicationID string
@@ -137,7 +146,12 @@ type Config struct {
 	WindowSubscriptions WindowSubscriptions
 	// Snapshots serves this member's copies of task stores to peers
 	// (optional: without, the member holds none).
-	Snapshots  Snapshots
+	Snapshots Snapshots
+	// Console serves the web console at "/" and its assets, without
+	// auth: they hold no data, and every call the page makes goes to
+	// /api/v1 with the user's credentials. Nil: no console, and "/" is a
+	// 404 as any path without a route.
+	Console    Console
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -185,6 +199,9 @@ type Server struct {
 	// the request's own.
 	waitClient *http.Client
 	metrics    *httpMetrics
+	// tickets signs and verifies the tickets that open subscriptions
+	// (tickets.go).
+	tickets *ticket.Signer
 }
 
 // Paths of the routes, shared with the chart's tests.
@@ -216,13 +233,26 @@ const HopHeader = "X-Abacus-Forwarded-By"
 // MaxRequestBody bounds a request body (the API takes none worth more).
 const MaxRequestBody = "64K"
 
-// ServedPaths lists every route the server serves, echo-style.
+// ServedPaths lists every GET route the server serves, echo-style.
 func ServedPaths() []string {
+	var out []string
+	for _, r := range ServedRoutes() {
+		if p, ok := strings.CutPrefix(r, http.MethodGet+" "); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ServedRoutes lists every route the server serves as "METHOD path",
+// echo-style: the GET routes of ServedPaths and the others (POST
+// /api/v1/tickets).
+func ServedRoutes() []string {
 	s := New(Config{})
 	var out []string
 	for _, r := range s.echo.Routes() {
-		if !strings.HasSuffix(r.Path, "/*") && r.Method == http.MethodGet {
-			out = append(out, r.Path)
+		if !strings.HasSuffix(r.Path, "/*") && (r.Method == http.MethodGet || r.Method == http.MethodPost) {
+			out = append(out, r.Method+" "+r.Path)
 		}
 	}
 	sort.Strings(out)
@@ -266,7 +296,7 @@ func New(cfg Config) *Server {
 	transport := forwardTransport(cfg.PeerTLS)
 	s := &Server{cfg: cfg, echo: e, stopping: make(chan struct{}), metrics: newHTTPMetrics(cfg.Registerer),
 		client: &http.Client{Timeout: cfg.ForwardTimeout, Transport: transport}, waitClient: &http.Client{Transport: transport},
-		streamClient: newStreamClient(cfg.PeerTLS)}
+		streamClient: newStreamClient(cfg.PeerTLS), tickets: newTickets(cfg)}
 	limit := &inflight{max: int64(cfg.MaxInflight), metrics: s.metrics}
 	if cfg.AccessLog {
 		// Outermost: it sees the status the error handler answered.
@@ -279,6 +309,12 @@ func New(cfg Config) *Server {
 		return err
 	}}
 	e.Use(s.metrics.middleware, middleware.RecoverWithConfig(recoverCfg), middleware.BodyLimit(MaxRequestBody))
+	if cfg.Console != nil {
+		// One route per file, so that any other path is echo's JSON 404.
+		for _, p := range cfg.Console.Paths() {
+			e.GET(p, echo.WrapHandler(cfg.Console))
+		}
+	}
 	e.GET(PathHealthz, s.healthz)
 	e.GET(PathReadyz, s.readyz)
 	metrics := echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -296,6 +332,7 @@ func New(cfg Config) *Server {
 	v1.GET("/stores/:store/keys/:key/windows", s.getKeyWindows)
 	v1.GET("/stores/:store/windows", s.scanWindows)
 	v1.GET("/cluster", s.cluster)
+	v1.GET("/cluster/status", s.clusterStatus)
 	v1.GET("/streams", s.streams)
 	v1.GET("/streams/status", s.status)
 	v1.GET("/streams/config", s.streamsConfig)
@@ -303,6 +340,7 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/topology", s.streamsTopology)
 	v1.GET("/streams/offsets", s.streamsOffsets)
 	v1.GET("/stores/:store/subscribe", s.subscribe)
+	v1.POST("/tickets", s.issueTicket)
 	v1.GET("/internal/tasks/:partition/checkpoint", s.taskCheckpoint)
 	v1.GET("/internal/tasks/:partition/snapshot", s.taskSnapshot)
 	return s

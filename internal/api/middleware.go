@@ -69,28 +69,42 @@ func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // authenticate guards a group of routes with the configured bearer token
-// and/or basic credentials; with neither configured it lets all through.
+// and/or basic credentials, or, for a subscription, a ticket (tickets.go);
+// with neither configured it lets all through.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.cfg.AuthToken == "" && s.cfg.AuthBasic == "" {
 		return next
 	}
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get("Authorization")
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok && s.cfg.AuthToken != "" &&
-			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1 {
+		if s.hasCredentials(c.Request()) {
 			return next(c)
 		}
-		if user, pass, ok := c.Request().BasicAuth(); ok && s.cfg.AuthBasic != "" &&
-			subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte(s.cfg.AuthBasic)) == 1 {
+		ok, refusal := s.admitTicket(c)
+		switch {
+		case ok:
 			return next(c)
+		case refusal == nil:
+			refusal = fail(http.StatusUnauthorized, "unauthorized", "credentials missing or wrong: send Authorization: Bearer <token> or basic auth")
 		}
 		if s.cfg.AuthBasic != "" {
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="abacus"`)
 		} else {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="abacus"`)
 		}
-		return fail(http.StatusUnauthorized, "unauthorized", "credentials missing or wrong: send Authorization: Bearer <token> or basic auth")
+		return refusal
 	}
+}
+
+// hasCredentials reports whether req carries the configured bearer token
+// or basic credentials, compared in constant time.
+func (s *Server) hasCredentials(req *http.Request) bool {
+	h := req.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && s.cfg.AuthToken != "" &&
+		subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1 {
+		return true
+	}
+	user, pass, ok := req.BasicAuth()
+	return ok && s.cfg.AuthBasic != "" && subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte(s.cfg.AuthBasic)) == 1
 }
 
 // cors allows browsers from the configured origins; without any, CORS
@@ -106,7 +120,7 @@ func (s *Server) cors() echo.MiddlewareFunc {
 		}
 	}
 	return middleware.CORSWithConfig(middleware.CORSConfig{
-		AllowOrigins: origins, AllowMethods: []string{http.MethodGet, http.MethodOptions},
+		AllowOrigins: origins, AllowMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
 		AllowHeaders: []string{"Authorization", "Last-Event-ID", "Content-Type"},
 	})
 }

@@ -94,29 +94,27 @@ func echoPath(openapiPath string) string {
 
 func TestOpenAPIDescribesExactlyTheServedRoutes(t *testing.T) {
 	s := loadSpec(t)
-	inSpec := map[string]bool{}
+	inSpec := map[string]bool{} // "METHOD path", echo-style
 	for path, item := range s.doc.Paths.Map() {
-		inSpec[echoPath(path)] = true
 		for method := range item.Operations() {
-			if method != http.MethodGet {
-				t.Errorf("spec: %s %s, but the server serves GET only", method, path)
-			}
+			inSpec[method+" "+echoPath(path)] = true
 		}
 	}
 	served := map[string]bool{}
-	for _, p := range api.ServedPaths() {
-		served[p] = true
-		if !inSpec[p] && routesOutsideSpec[p] == "" {
-			t.Errorf("GET %s is served but missing from openapi.yaml", p)
+	for _, r := range api.ServedRoutes() {
+		served[r] = true
+		path := strings.TrimPrefix(r, http.MethodGet+" ")
+		if !inSpec[r] && routesOutsideSpec[path] == "" {
+			t.Errorf("%s is served but missing from openapi.yaml", r)
 		}
 	}
-	for p := range inSpec {
-		if !served[p] {
-			t.Errorf("openapi.yaml describes %s, which the server does not serve", p)
+	for r := range inSpec {
+		if !served[r] {
+			t.Errorf("openapi.yaml describes %s, which the server does not serve", r)
 		}
 	}
 	for p := range routesOutsideSpec {
-		if !served[p] {
+		if !served[http.MethodGet+" "+p] {
 			t.Errorf("routesOutsideSpec names %s, which is not served any more: drop it", p)
 		}
 	}
@@ -135,7 +133,7 @@ func (s *spec) validate(req *http.Request, as string, status int, header http.He
 	}
 	route, params, err := s.router.FindRoute(find)
 	if err != nil {
-		return "", fmt.Errorf("no operation in the spec for GET %s: %w", find.URL.EscapedPath(), err)
+		return "", fmt.Errorf("no operation in the spec for %s %s: %w", find.Method, find.URL.EscapedPath(), err)
 	}
 	err = openapi3filter.ValidateResponse(req.Context(), &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
@@ -145,7 +143,7 @@ func (s *spec) validate(req *http.Request, as string, status int, header http.He
 		// An undocumented status is an error too.
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
 	})
-	return route.Path, err
+	return route.Method + " " + route.Path, err
 }
 
 // ---- fakes of the server's seams ----
@@ -475,6 +473,7 @@ type cluster struct {
 	// windowStores are both members' windowed stores.
 	windowStores []api.WindowStore
 	config       func(c *api.Config) // more settings of abacus-0
+	peerConfig   func(c *api.Config) // more settings of abacus-1
 }
 
 func healthy() *cluster {
@@ -514,12 +513,14 @@ func (c *cluster) start(t *testing.T) string {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	peer := newServer("abacus-1", &c.peer, nil, nil)
+	peer := newServer("abacus-1", &c.peer, nil, c.peerConfig)
 	if c.peerDown {
 		peer.Close()
 	}
 	self := newServer("abacus-0", &c.self, &c.snaps, c.config)
-	c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
+	if len(c.router.members) == 2 { // (a case may have no view yet)
+		c.router.members[0].URL, c.router.members[1].URL = self.URL, peer.URL
+	}
 	return self.URL
 }
 
@@ -550,6 +551,7 @@ func (brokenGatherer) Gather() ([]*dto.MetricFamily, error) {
 type answerCase struct {
 	name   string
 	setup  func(c *cluster) // changes to the healthy cluster
+	method string           // GET when empty
 	path   string
 	header http.Header
 	as     string // validate as this path's operation (see spec.validate)
@@ -619,6 +621,15 @@ var answerCases = []answerCase{
 	{name: "cluster", path: "/api/v1/cluster", status: 200},
 	{name: "cluster before the first view", path: "/api/v1/cluster", status: 200,
 		setup: func(c *cluster) { c.router.refreshed, c.router.partitions = time.Time{}, 0 }},
+	{name: "cluster status", path: "/api/v1/cluster/status", status: 200},
+	{name: "cluster status while a member is down", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { c.peerDown = true }},
+	{name: "cluster status after a failure", path: "/api/v1/cluster/status", status: 200, setup: failed},
+	{name: "cluster status before the first view", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { c.router.members, c.router.refreshed, c.router.partitions = nil, time.Time{}, 0 },
+		body:  `{"self":"abacus-0","partitions":0,"refreshed_at":"","age_seconds":0,"members":[],"partition_map":[]}`},
+	{name: "local cluster status", path: "/api/v1/cluster/status?local=true", status: 200},
+	{name: "cluster status with local not a boolean", path: "/api/v1/cluster/status?local=maybe", status: 400, code: "bad_parameter"},
 	{name: "stores", path: "/api/v1/stores", status: 200, setup: func(c *cluster) { c.windowStores = nil },
 		body: `{"stores":[{"name":"counts-store","changelog":"counts-app-counts-store-changelog",` +
 			`"partitions":[{"partition":0,"state":"active","checkpoint":41,"restore_done":42,"restore_total":42}]}]}`},
@@ -862,6 +873,11 @@ var answerCases = []answerCase{
 		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer nope"}}},
 	{name: "right token", path: "/api/v1/stores/counts-store/keys/apple", status: 200,
 		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer tok"}}},
+	{name: "cluster status with credentials, passed on to the other member", path: "/api/v1/cluster/status", status: 200,
+		setup: func(c *cluster) { withAuth("tok", "", false)(c); c.peerConfig = c.config }, header: http.Header{"Authorization": {"Bearer tok"}}},
+	{name: "ticket", method: http.MethodPost, path: "/api/v1/tickets", status: 201},
+	{name: "ticket with credentials", method: http.MethodPost, path: "/api/v1/tickets", status: 201,
+		setup: withAuth("tok", "", false), header: http.Header{"Authorization": {"Bearer tok"}}},
 	{name: "no basic credentials", path: "/api/v1/cluster", status: 401, code: "unauthorized", setup: withAuth("tok", "ops:pw", false)},
 	{name: "right basic credentials", path: "/api/v1/cluster", status: 200,
 		setup: withAuth("tok", "ops:pw", false), header: http.Header{"Authorization": {"Basic b3BzOnB3"}}},
@@ -880,15 +896,22 @@ func restoring(c *cluster) {
 	c.health.tasks = append(c.health.tasks, abacus.TaskStatus{Partition: 2, State: "restoring", Checkpoint: -1, RestoreDone: 10, RestoreTotal: 500})
 }
 
-// apiPaths are the spec's routes under /api/v1 served in process (not
+// apiRoute is an operation of the spec: its method, and its path with
+// its parameters filled.
+type apiRoute struct{ method, path string }
+
+// apiRoutes are the spec's routes under /api/v1 served in process (not
 // the subscription), with a store and a key in their parameters.
-func apiPaths(s *spec) []string {
-	var out []string
+func apiRoutes(s *spec) []apiRoute {
+	var out []apiRoute
 	for _, path := range s.doc.Paths.InMatchingOrder() {
 		if !strings.HasPrefix(path, "/api/v1/") || strings.HasSuffix(path, "/subscribe") {
 			continue // (the subscription is not served in process)
 		}
-		out = append(out, strings.NewReplacer("{store}", "counts-store", "{key}", "apple", "{partition}", "0").Replace(path))
+		filled := strings.NewReplacer("{store}", "counts-store", "{key}", "apple", "{partition}", "0").Replace(path)
+		for method := range s.doc.Paths.Value(path).Operations() {
+			out = append(out, apiRoute{method, filled})
+		}
 	}
 	return out
 }
@@ -897,9 +920,9 @@ func apiPaths(s *spec) []string {
 // while auth is on.
 func unauthorizedCases(s *spec) []answerCase {
 	var out []answerCase
-	for _, path := range apiPaths(s) {
-		out = append(out, answerCase{name: "no credentials for " + path, path: path, status: 401, code: "unauthorized",
-			setup: withAuth("tok", "ops:pw", false)})
+	for _, r := range apiRoutes(s) {
+		out = append(out, answerCase{name: "no credentials for " + r.method + " " + r.path, method: r.method, path: r.path,
+			status: 401, code: "unauthorized", setup: withAuth("tok", "ops:pw", false)})
 	}
 	return out
 }
@@ -908,8 +931,9 @@ func unauthorizedCases(s *spec) []answerCase {
 // its limit of requests (one, a lookup held in flight).
 func overloadedCases(s *spec) []answerCase {
 	var out []answerCase
-	for _, path := range apiPaths(s) {
-		out = append(out, answerCase{name: "overloaded " + path, path: path, status: 503, code: "overloaded", setup: busy})
+	for _, r := range apiRoutes(s) {
+		out = append(out, answerCase{name: "overloaded " + r.method + " " + r.path, method: r.method, path: r.path,
+			status: 503, code: "overloaded", setup: busy})
 	}
 	return out
 }
@@ -998,13 +1022,13 @@ func TestOpenAPIAnswersMatchTheSpec(t *testing.T) {
 			if c.self.hold != nil {
 				holdSlots(t, c, base, 1)
 			}
-			resp, body := testkit.MustFetch(t, base+tc.path, tc.header)
+			resp, body := fetchCase(t, base, tc)
 			if resp.StatusCode != tc.status {
-				t.Fatalf("GET %.80s: %d %s; want %d", tc.path, resp.StatusCode, body, tc.status)
+				t.Fatalf("%s %.80s: %d %s; want %d", resp.Request.Method, tc.path, resp.StatusCode, body, tc.status)
 			}
 			op, err := s.validate(resp.Request, tc.as, resp.StatusCode, resp.Header, body)
 			if err != nil {
-				t.Errorf("GET %.80s: the answer does not match openapi.yaml: %v\nbody: %.500s", tc.path, err, body)
+				t.Errorf("%s %.80s: the answer does not match openapi.yaml: %v\nbody: %.500s", resp.Request.Method, tc.path, err, body)
 			}
 			seen.add(op, resp.StatusCode)
 			checkAnswer(t, tc, resp, body)
@@ -1016,12 +1040,40 @@ func TestOpenAPIAnswersMatchTheSpec(t *testing.T) {
 		if strings.HasSuffix(path, "/subscribe") {
 			continue
 		}
-		for status := range item.Get.Responses.Map() {
-			if !seen.seen[path+" "+status] {
-				t.Errorf("no case produces the documented answer %s of GET %s", status, path)
+		for method, op := range item.Operations() {
+			for status := range op.Responses.Map() {
+				if !seen.seen[method+" "+path+" "+status] {
+					t.Errorf("no case produces the documented answer %s of %s %s", status, method, path)
+				}
 			}
 		}
 	}
+}
+
+// fetchCase sends a case's request (a GET unless it says otherwise) and
+// reads the answer.
+func fetchCase(t *testing.T, base string, tc answerCase) (*http.Response, []byte) {
+	t.Helper()
+	if tc.method == "" || tc.method == http.MethodGet {
+		return testkit.MustFetch(t, base+tc.path, tc.header)
+	}
+	req, err := http.NewRequest(tc.method, base+tc.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range tc.header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
 
 // checkAnswer checks what a user of the route looks at.

@@ -276,10 +276,7 @@ func (s *Server) cluster(c echo.Context) error {
 			v.Owners = append(v.Owners, owner{Partition: p, Member: m.Name, URL: m.URL})
 		}
 	}
-	if !refreshed.IsZero() {
-		v.RefreshedAt = refreshed.UTC().Format(time.RFC3339Nano)
-		v.AgeSeconds = time.Since(refreshed).Seconds()
-	}
+	v.RefreshedAt, v.AgeSeconds = viewAge(refreshed)
 	return c.JSON(http.StatusOK, v)
 }
 

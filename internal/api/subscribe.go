@@ -106,6 +106,9 @@ func parseSubscription(c echo.Context) (subscription, error) {
 // subscribe streams a key's counts from its owner, or a prefix's counts
 // from every member, as Server-Sent Events.
 func (s *Server) subscribe(c echo.Context) error {
+	if err := takeStreamParams(c); err != nil {
+		return err
+	}
 	if store := c.Param("store"); store != s.storeName() {
 		if _, err := s.windowStore(store); err == nil {
 			return s.subscribeWindows(c, store)
@@ -311,7 +314,7 @@ func (s *Server) upstream(ctx context.Context, c echo.Context, m abacus.Member, 
 		return nil, err
 	}
 	up.Header.Set(HopHeader, s.cfg.Instance)
-	if v := req.Header.Get("Authorization"); v != "" {
+	if v := s.authorizationFor(req); v != "" {
 		up.Header.Set("Authorization", v)
 	}
 	if lastEventID != "" {
