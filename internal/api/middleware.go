@@ -83,9 +83,15 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		switch {
 		case ok:
 			return next(c)
-		case refusal == nil:
-			refusal = fail(http.StatusUnauthorized, "unauthorized", "credentials missing or wrong: send Authorization: Bearer <token> or basic auth")
+		case refusal != nil:
+			// A refused ticket comes from a page's EventSource: a Basic
+			// challenge would make the browser ask for a password in a
+			// box of its own, so the challenge is the ticket's
+			// (TestTicketRefusedWithoutABasicChallenge).
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="abacus", error="invalid_token"`)
+			return refusal
 		}
+		refusal = fail(http.StatusUnauthorized, "unauthorized", "credentials missing or wrong: send Authorization: Bearer <token> or basic auth")
 		if s.cfg.AuthBasic != "" {
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="abacus"`)
 		} else {

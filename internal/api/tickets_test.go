@@ -204,6 +204,26 @@ func TestTicketRefused(t *testing.T) {
 	}
 }
 
+// With basic credentials configured, a refused ticket is challenged as a
+// bad token, never with Basic, which would make a browser open its own
+// password box over the page; a request without any credentials still
+// gets the Basic challenge.
+func TestTicketRefusedWithoutABasicChallenge(t *testing.T) {
+	tc := &ticketCluster{cluster: healthy()}
+	tc.config = func(cfg *api.Config) { cfg.AuthBasic, cfg.Subscriptions = "u:p", &tc.selfSubs }
+	tc.peerConfig = func(cfg *api.Config) { cfg.AuthBasic, cfg.Subscriptions = "u:p", &tc.peerSubs }
+	base := tc.start(t)
+	for ticket, want := range map[string]string{
+		"v1.subscribe.1.xx": `Bearer realm="abacus", error="invalid_token"`,
+		"":                  `Basic realm="abacus"`,
+	} {
+		resp, body := testkit.MustFetch(t, base+"/api/v1/stores/counts-store/subscribe?key=apple&ticket="+url.QueryEscape(ticket), nil)
+		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || got != want {
+			t.Errorf("ticket %q: %d %s, WWW-Authenticate %q; want 401 with %q", ticket, resp.StatusCode, body, got, want)
+		}
+	}
+}
+
 // A ticket opens subscriptions, nothing else: a lookup, a status or
 // another ticket asked for with one is refused as without credentials.
 func TestTicketOnALookup(t *testing.T) {
