@@ -11,11 +11,12 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
 
 # test installs what its tests need when it is missing (tools), runs
-# every test with the race detector, then fuzzes the HTTP parsing briefly,
+# every test with the race detector (scripts/test.sh: the end-to-end
+# package in two halves at once), then fuzzes the HTTP parsing briefly,
 # then the chart and image checks.
 test: tools
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	GO=$(GO) scripts/test.sh
 	$(MAKE) fuzz-brief
 	$(MAKE) chart-test
 
