@@ -93,9 +93,13 @@ func (s *session) checkRestores() {
 			s.err = fmt.Errorf("start task %d: %w", t.partition, err)
 			return
 		}
-		t.active.Store(true)
+		// The read position first: an active task answers reads of its
+		// committed state with it, and the query of the committed offset
+		// may take seconds (TestBoundedLookupsThroughATakeover saw an
+		// answer without a position in that window).
 		t.committed = s.committedOffset(t.partition)
 		t.readUpTo.Store(max(t.committed, start))
+		t.active.Store(true)
 		// Where the task's counting starts against where its state ends:
 		// the line to read first when a count comes out wrong.
 		s.log.Info("task active", "task", t.partition, "input_offset", start, "committed", t.committed,
