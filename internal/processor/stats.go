@@ -66,7 +66,7 @@ type producerMetrics struct {
 func newProducerMetrics(reg prometheus.Registerer) producerMetrics {
 	m := producerMetrics{
 		queue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "abacus_producer_queue_messages", Help: "Records in the producer's queue, not yet delivered (librdkafka; statistics every second)."}),
+			Name: "abacus_producer_queue_messages", Help: "Records in the producer's queue, not yet delivered (librdkafka; statistics every 10 s)."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "abacus_producer_retries_total", Help: "Produce requests the producer sent again to a broker (librdkafka)."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
