@@ -64,11 +64,9 @@ type memberStatus struct {
 type memberFigures struct {
 	State string `json:"state"`
 	// Reason is the ERROR state's, as /readyz gives it.
-	Reason         string              `json:"reason,omitempty"`
-	Version        string              `json:"version"`
-	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
-	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
-	StandbyTasks   []abacus.TaskStatus `json:"standby_tasks"`
+	Reason  string `json:"reason,omitempty"`
+	Version string `json:"version"`
+	memberTasks
 	// Lag is the input records not yet committed of the member's
 	// partitions, and RecordsProcessed the records it counted since it
 	// started (the console makes rates of successive answers).
@@ -117,17 +115,9 @@ func (s *Server) memberOf(view []abacus.Member) abacus.Member {
 
 // ownStatus is this member's row, m its entry in the view.
 func (s *Server) ownStatus(m abacus.Member) memberStatus {
-	f := &memberFigures{Version: s.cfg.Version, ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}, StandbyTasks: []abacus.TaskStatus{}}
+	f := &memberFigures{Version: s.cfg.Version, memberTasks: s.tasks()}
 	if h := s.cfg.Health; h != nil {
 		f.State, f.Reason = h.State(), h.Error()
-		for _, t := range h.Tasks() {
-			if t.State == "active" {
-				f.ActiveTasks = append(f.ActiveTasks, t)
-			} else {
-				f.RestoringTasks = append(f.RestoringTasks, t)
-			}
-		}
-		f.StandbyTasks = append(f.StandbyTasks, h.StandbyTasks()...)
 	}
 	// A gatherer that fails part way still returns what it read; the
 	// figures are sums of what is there.

@@ -113,10 +113,8 @@ func pathKey(c echo.Context) (string, error) {
 type streamsStatus struct {
 	State string `json:"state"`
 	// Error is the reason of the ERROR state.
-	Error          string              `json:"error,omitempty"`
-	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
-	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
-	StandbyTasks   []abacus.TaskStatus `json:"standby_tasks"`
+	Error string `json:"error,omitempty"`
+	memberTasks
 	// Stores are the member's stores: the count store, then the windowed
 	// stores.
 	Stores []statusStore `json:"stores"`
@@ -129,8 +127,33 @@ type statusStore struct {
 	Type string `json:"type"`
 }
 
+// memberTasks are this member's tasks by state, as the status and the
+// cluster status give them.
+type memberTasks struct {
+	ActiveTasks    []abacus.TaskStatus `json:"active_tasks"`
+	RestoringTasks []abacus.TaskStatus `json:"restoring_tasks"`
+	StandbyTasks   []abacus.TaskStatus `json:"standby_tasks"`
+}
+
+// tasks sorts this member's tasks by state; empty lists, never null.
+func (s *Server) tasks() memberTasks {
+	out := memberTasks{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}, StandbyTasks: []abacus.TaskStatus{}}
+	if s.cfg.Health == nil {
+		return out
+	}
+	for _, t := range s.cfg.Health.Tasks() {
+		if t.State == "active" {
+			out.ActiveTasks = append(out.ActiveTasks, t)
+		} else {
+			out.RestoringTasks = append(out.RestoringTasks, t)
+		}
+	}
+	out.StandbyTasks = append(out.StandbyTasks, s.cfg.Health.StandbyTasks()...)
+	return out
+}
+
 func (s *Server) status(c echo.Context) error {
-	out := streamsStatus{ActiveTasks: []abacus.TaskStatus{}, RestoringTasks: []abacus.TaskStatus{}, StandbyTasks: []abacus.TaskStatus{}}
+	out := streamsStatus{memberTasks: s.tasks()}
 	out.Stores = []statusStore{{Name: s.cfg.Store, Type: "count"}}
 	for _, ws := range s.cfg.WindowStores {
 		out.Stores = append(out.Stores, statusStore{Name: ws.Spec.Store, Type: string(ws.Spec.Kind)})
@@ -138,14 +161,6 @@ func (s *Server) status(c echo.Context) error {
 	if s.cfg.Health != nil {
 		out.State = s.cfg.Health.State()
 		out.Error = s.cfg.Health.Error()
-		for _, t := range s.cfg.Health.Tasks() {
-			if t.State == "active" {
-				out.ActiveTasks = append(out.ActiveTasks, t)
-			} else {
-				out.RestoringTasks = append(out.RestoringTasks, t)
-			}
-		}
-		out.StandbyTasks = append(out.StandbyTasks, s.cfg.Health.StandbyTasks()...)
 	}
 	return c.JSON(http.StatusOK, out)
 }
