@@ -3,6 +3,7 @@ package kafkaconf
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -95,7 +96,7 @@ type AdminClient struct {
 // NewAdmin creates an admin client from conf whose librdkafka log lines
 // go to log, marked with role.
 func NewAdmin(conf *kafka.ConfigMap, log *slog.Logger, role string) (*AdminClient, error) {
-	m := clone(conf)
+	m := maps.Clone(*conf)
 	// The producer sends nothing: its channels stay small, and the client
 	// errors on its events channel (also in its log lines) are dropped
 	// until Close closes it, as an admin client of its own drops them.
@@ -128,18 +129,10 @@ func (a *AdminClient) Close() {
 // instead of stderr. The channel is the client's own: its Close closes
 // it, after the last line, which ends drainLogs.
 func withLogs(conf *kafka.ConfigMap) *kafka.ConfigMap {
-	m := clone(conf)
+	m := maps.Clone(*conf)
 	m["go.logs.channel.enable"] = true
 	delete(m, "go.logs.channel")
 	return &m
-}
-
-func clone(conf *kafka.ConfigMap) kafka.ConfigMap {
-	m := make(kafka.ConfigMap, len(*conf)+1)
-	for k, v := range *conf {
-		m[k] = v
-	}
-	return m
 }
 
 // drainLogs writes each line of a client's log channel to log until the
